@@ -1,0 +1,31 @@
+import { Command } from "commander";
+import { isKilnError, messageOf } from "../errors.js";
+import { VERSION } from "../version.js";
+
+function program(): Command {
+  const root = new Command("kiln")
+    .description("Build multi-platform container images from Dockerfiles")
+    .version(VERSION, "-v, --version", "print kiln's version")
+    .showHelpAfterError()
+    .enablePositionalOptions();
+  return root;
+}
+
+/** Runs the CLI; every error leaves as one readable message, never a stack trace. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (isKilnError(e)) {
+      process.stderr.write(`error: ${e.message}\n`);
+      if (e.hint !== undefined) process.stderr.write(`hint: ${e.hint}\n`);
+      return 1;
+    }
+    process.stderr.write(`error: ${messageOf(e)}\n`);
+    if (process.env.KILN_DEBUG) process.stderr.write(`${String((e as Error).stack)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);
