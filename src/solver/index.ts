@@ -1,0 +1,170 @@
+/**
+ * The solver: runs a merged graph of vertices once per digest, with bounded parallelism and
+ * a content-addressed cache. A vertex's cache key covers its definition digest, its inputs'
+ * cache keys and, for content sources, a checksum of the content; it is computed without
+ * running anything, so a fully cached build starts no process.
+ */
+import { availableParallelism } from "node:os";
+import { KilnError, isKilnError, messageOf } from "../errors.js";
+import { canonicalJSON, sha256, topoSort, type Vertex } from "../graph/index.js";
+
+export interface VertexProgress {
+  announce(v: Vertex): void;
+  started(v: Vertex, opts: { emulated?: boolean }): void;
+  cached(v: Vertex): void;
+  completed(v: Vertex): void;
+  failed(v: Vertex, message: string): void;
+}
+
+export interface RunContext {
+  signal: AbortSignal;
+  /** the vertex's cache key, stable across builds */
+  cacheKey: string;
+  progress: VertexProgress;
+}
+
+/** What the solver needs from the machine that executes ops. */
+export interface Worker<R> {
+  /** extra identity for content-addressed sources (e.g. a checksum of context files) */
+  contentKey(v: Vertex, signal: AbortSignal): Promise<string | undefined>;
+  run(v: Vertex, inputs: R[], ctx: RunContext): Promise<R>;
+  /** whether running v needs an emulator (shown in progress and the summary) */
+  emulated(v: Vertex): boolean;
+}
+
+export interface ResultCache<R> {
+  /** a stored result that is still usable, or undefined */
+  load(key: string): Promise<R | undefined>;
+  save(key: string, result: R): Promise<void>;
+}
+
+export interface SolveOptions {
+  maxParallelism?: number;
+  /** vertices that must run even when cached (`--no-cache`, `--no-cache-filter`) */
+  noCache?: (v: Vertex) => boolean;
+  signal?: AbortSignal;
+}
+
+export function defaultParallelism(): number {
+  return Math.max(2, availableParallelism());
+}
+
+/** A counting semaphore; `locked` ops take all permits. */
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) {
+      this.free--;
+    } else {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+export class Solver<R> {
+  private readonly keys = new Map<string, Promise<string>>();
+  private readonly results = new Map<string, Promise<R>>();
+  private readonly semaphore: Semaphore;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly worker: Worker<R>,
+    private readonly cache: ResultCache<R>,
+    private readonly progress: VertexProgress,
+    private readonly opts: SolveOptions = {},
+  ) {
+    this.semaphore = new Semaphore(opts.maxParallelism ?? defaultParallelism());
+    opts.signal?.addEventListener("abort", () => {
+      this.abort.abort(opts.signal?.reason);
+    });
+  }
+
+  /** Solves every root; the first failure cancels the rest and is rethrown. */
+  async solve(roots: readonly Vertex[]): Promise<R[]> {
+    for (const v of topoSort(roots)) this.progress.announce(v);
+    try {
+      return await Promise.all(roots.map((r) => this.result(r)));
+    } catch (e) {
+      this.abort.abort(e);
+      // let running vertices observe the abort and clean up before we report
+      await Promise.allSettled([...this.results.values()]);
+      throw e;
+    }
+  }
+
+  cacheKey(v: Vertex): Promise<string> {
+    let p = this.keys.get(v.digest);
+    if (!p) {
+      p = (async () => {
+        const inputs = await Promise.all(v.inputs.map((i) => this.cacheKey(i)));
+        const content = await this.worker.contentKey(v, this.abort.signal);
+        return sha256(canonicalJSON({ digest: v.digest, inputs, content: content ?? null }));
+      })();
+      this.keys.set(v.digest, p);
+    }
+    return p;
+  }
+
+  private result(v: Vertex): Promise<R> {
+    let p = this.results.get(v.digest);
+    if (!p) {
+      p = this.compute(v);
+      this.results.set(v.digest, p);
+    }
+    return p;
+  }
+
+  private async compute(v: Vertex): Promise<R> {
+    const key = await this.cacheKey(v);
+    const skipCache = this.opts.noCache?.(v) ?? false;
+    if (!skipCache) {
+      const hit = await this.cache.load(key);
+      if (hit !== undefined) {
+        this.progress.cached(v);
+        return hit;
+      }
+    }
+    const inputs = await Promise.all(v.inputs.map((i) => this.result(i)));
+    this.throwIfAborted();
+    const release = await this.semaphore.acquire();
+    try {
+      this.throwIfAborted();
+      this.progress.started(v, { emulated: this.worker.emulated(v) });
+      const r = await this.worker.run(v, inputs, {
+        signal: this.abort.signal,
+        cacheKey: key,
+        progress: this.progress,
+      });
+      await this.cache.save(key, r);
+      this.progress.completed(v);
+      return r;
+    } catch (e) {
+      const err = isKilnError(e)
+        ? e
+        : new KilnError("E_STEP_FAILED", `${v.name}: ${messageOf(e)}`, { cause: e });
+      if (!this.abort.signal.aborted || err !== this.abort.signal.reason) {
+        this.progress.failed(v, err.message);
+      }
+      throw err;
+    } finally {
+      release();
+    }
+  }
+
+  private throwIfAborted(): void {
+    if (this.abort.signal.aborted) {
+      const reason: unknown = this.abort.signal.reason;
+      throw isKilnError(reason) ? reason : new KilnError("E_CANCELED", "build canceled");
+    }
+  }
+}
