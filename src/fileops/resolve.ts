@@ -1,0 +1,69 @@
+/**
+ * Path resolution scoped to a root directory, the way a chroot would see it: `..` stops at
+ * the root and symlinks (absolute or relative) are resolved inside the root. Nothing a
+ * build context, a layer or a Dockerfile says can make us touch a path outside it.
+ */
+import { lstat, readlink } from "node:fs/promises";
+import { posix, join } from "node:path";
+import { KilnError } from "../errors.js";
+
+const MAX_LINKS = 255;
+
+/** Clean a path as seen from inside the root: absolute, no `.`/`..`/empty components. */
+export function cleanInRoot(p: string): string {
+  return posix.normalize(posix.join("/", p));
+}
+
+function isNotFound(e: unknown): boolean {
+  return (
+    (e as NodeJS.ErrnoException).code === "ENOENT" ||
+    (e as NodeJS.ErrnoException).code === "ENOTDIR"
+  );
+}
+
+/**
+ * The host path of `p` inside `root`. Intermediate symlinks are always followed (scoped);
+ * the final component is followed only with `followFinal`. Missing components are fine:
+ * the result is where they would be created.
+ */
+export async function resolveInRoot(
+  root: string,
+  p: string,
+  opts: { followFinal: boolean },
+): Promise<string> {
+  let pending = cleanInRoot(p).split("/").filter(Boolean);
+  const resolved: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const name = pending.shift()!;
+    if (name === "..") {
+      resolved.pop();
+      continue;
+    }
+    if (name === ".") continue;
+    const last = pending.length === 0;
+    const host = join(root, ...resolved, name);
+    if (last && !opts.followFinal) {
+      resolved.push(name);
+      break;
+    }
+    let isLink = false;
+    try {
+      isLink = (await lstat(host)).isSymbolicLink();
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    if (!isLink) {
+      resolved.push(name);
+      continue;
+    }
+    if (++links > MAX_LINKS) {
+      throw new KilnError("E_SYMLINK_LOOP", `too many levels of symbolic links resolving ${p}`);
+    }
+    const target = await readlink(host);
+    const rest = target.split("/").filter(Boolean);
+    if (target.startsWith("/")) resolved.length = 0;
+    pending = [...rest, ...pending];
+  }
+  return join(root, ...resolved);
+}
