@@ -198,7 +198,9 @@ function checkMatches(name: string, mc: MatchComparer, yes: string[], no: string
 }
 
 for (const [target, yes, no] of onlyTable) {
-  test(`only(${target})`, () => checkMatches(`only(${target})`, only(p(target)), yes, no));
+  test(`only(${target})`, () => {
+    checkMatches(`only(${target})`, only(p(target)), yes, no);
+  });
 }
 
 // containerd's TestOnlyStrict vectors.
@@ -252,8 +254,9 @@ const onlyStrictTable: [string, string[], string[]][] = [
 ];
 
 for (const [target, yes, no] of onlyStrictTable) {
-  test(`onlyStrict(${target})`, () =>
-    checkMatches(`onlyStrict(${target})`, onlyStrict(p(target)), yes, no));
+  test(`onlyStrict(${target})`, () => {
+    checkMatches(`onlyStrict(${target})`, onlyStrict(p(target)), yes, no);
+  });
 }
 
 const onlyOSTable: [string, string[], string[]][] = [
@@ -275,7 +278,9 @@ const onlyOSTable: [string, string[], string[]][] = [
 ];
 
 for (const [target, yes, no] of onlyOSTable) {
-  test(`onlyOS(${target})`, () => checkMatches(`onlyOS(${target})`, onlyOS(p(target)), yes, no));
+  test(`onlyOS(${target})`, () => {
+    checkMatches(`onlyOS(${target})`, onlyOS(p(target)), yes, no);
+  });
 }
 
 function sorted(mc: MatchComparer, specs: string[]): string[] {
