@@ -1,0 +1,7 @@
+export {
+  ContentStore,
+  checkExpected,
+  refNameAnnotation,
+  type BlobInfo,
+  type Expected,
+} from "./store.js";

@@ -1,0 +1,282 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { KilnError, messageOf } from "../errors.js";
+import { MediaType } from "../oci/mediatypes.js";
+import { encodeJSON, sha256Hex } from "../oci/encode.js";
+import { parseIndex } from "../oci/parse.js";
+import type { Descriptor, Digest, ImageIndex } from "../oci/types.js";
+
+export const refNameAnnotation = "org.opencontainers.image.ref.name";
+
+export interface Expected {
+  digest?: Digest;
+  size?: number;
+}
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+/** Temp files live inside the store so the final rename never crosses a file system. */
+const ingestDir = ".ingest";
+
+/**
+ * Blobs by digest on disk, laid out as an OCI image layout (`oci-layout`, `index.json`,
+ * `blobs/sha256/<hex>`), so the store itself can be handed to skopeo/umoci. Every write goes
+ * to a private temp file, is hashed on the fly, fsynced, verified and renamed into place: a
+ * blob path only ever holds complete, verified content, and concurrent writers of the same blob
+ * each rename identical bytes. Reads verify the digest as they stream.
+ */
+export class ContentStore {
+  /** Serialises index.json updates within this process (the rename keeps readers safe). */
+  private indexQueue: Promise<unknown> = Promise.resolve();
+
+  private constructor(readonly root: string) {}
+
+  /** Open (creating if needed) the layout at `root`. */
+  static async open(root: string): Promise<ContentStore> {
+    await mkdir(join(root, "blobs", "sha256"), { recursive: true });
+    await mkdir(join(root, ingestDir), { recursive: true });
+    await writeIfAbsent(join(root, "oci-layout"), encodeJSON({ imageLayoutVersion: "1.0.0" }));
+    await writeIfAbsent(
+      join(root, "index.json"),
+      encodeJSON({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] }, 2),
+    );
+    return new ContentStore(root);
+  }
+
+  path(digest: Digest): string {
+    return join(this.root, "blobs", "sha256", hexOf(digest));
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    try {
+      return (await stat(this.path(digest))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Size on disk of a stored blob. */
+  async size(digest: Digest): Promise<number> {
+    try {
+      return (await stat(this.path(digest))).size;
+    } catch (e) {
+      throw notFound(digest, this.root, e);
+    }
+  }
+
+  /**
+   * Stream content into the store. With `expected.digest` the content must hash to it (else
+   * E_DIGEST_MISMATCH and nothing is stored); with `expected.size` it must have that length.
+   */
+  async ingest(
+    source: Readable | AsyncIterable<Uint8Array>,
+    expected: Expected = {},
+  ): Promise<BlobInfo> {
+    if (expected.digest !== undefined) hexOf(expected.digest);
+    const tmp = join(this.root, ingestDir, `${Date.now()}-${randomBytes(8).toString("hex")}`);
+    try {
+      const hasher = new HashingTransform(expected.size);
+      // flush: fsync before close, so a renamed blob is durable.
+      await pipeline(source, hasher, createWriteStream(tmp, { flags: "wx", flush: true }));
+      const info = { digest: hasher.digest(), size: hasher.bytes };
+      checkExpected(info, expected, "content being stored");
+      const dest = this.path(info.digest);
+      await rename(tmp, dest);
+      await syncDir(join(this.root, "blobs", "sha256"));
+      return info;
+    } catch (e) {
+      await rm(tmp, { force: true });
+      if (e instanceof KilnError) throw e;
+      throw new KilnError("E_CONTENT_WRITE", `cannot store blob in ${this.root}: ${messageOf(e)}`, {
+        hint: "check free space and permissions of the content store",
+        cause: e,
+      });
+    }
+  }
+
+  putBytes(bytes: Uint8Array, expected: Expected = {}): Promise<BlobInfo> {
+    return this.ingest(Readable.from([bytes]), expected);
+  }
+
+  /** A stream of the blob that fails at its end with E_DIGEST_MISMATCH if the file is corrupt. */
+  openRead(digest: Digest): Readable {
+    const verifier = new HashingTransform(undefined, digest, this.root);
+    const file = createReadStream(this.path(digest));
+    file.on("error", (e) => verifier.destroy(notFound(digest, this.root, e)));
+    return file.pipe(verifier);
+  }
+
+  /** Read a small blob (a manifest, index or config) whole, verified. */
+  async readBytes(digest: Digest): Promise<Buffer> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(this.path(digest));
+    } catch (e) {
+      throw notFound(digest, this.root, e);
+    }
+    const actual = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+    if (actual !== digest) throw corrupt(digest, actual, this.root);
+    return bytes;
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    await rm(this.path(digest), { force: true });
+  }
+
+  async readIndex(): Promise<ImageIndex> {
+    const file = join(this.root, "index.json");
+    return parseIndex(await readFile(file), undefined, file);
+  }
+
+  /**
+   * Add a descriptor to index.json. With `refName`, it is recorded as the
+   * `org.opencontainers.image.ref.name` annotation and replaces any entry of that name.
+   */
+  addToIndex(desc: Descriptor, refName?: string): Promise<void> {
+    const next = this.indexQueue.then(async () => {
+      const index = await this.readIndex();
+      const entry: Descriptor =
+        refName === undefined
+          ? desc
+          : { ...desc, annotations: { ...desc.annotations, [refNameAnnotation]: refName } };
+      const kept = index.manifests.filter((m) =>
+        refName === undefined
+          ? !(m.digest === desc.digest && m.annotations?.[refNameAnnotation] === undefined)
+          : m.annotations?.[refNameAnnotation] !== refName,
+      );
+      const updated: ImageIndex = { ...index, manifests: [...kept, entry] };
+      const tmp = join(this.root, ingestDir, `index-${randomBytes(8).toString("hex")}.json`);
+      await writeFile(tmp, encodeJSON(updated, 2));
+      await rename(tmp, join(this.root, "index.json"));
+    });
+    // A failed update must not poison later ones.
+    this.indexQueue = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/** Hashes and counts what passes through; optionally enforces a size limit or verifies a digest. */
+class HashingTransform extends Transform {
+  private readonly hash = createHash("sha256");
+  bytes = 0;
+
+  constructor(
+    private readonly maxSize?: number,
+    private readonly verify?: Digest,
+    private readonly root?: string,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.byteLength;
+    if (this.maxSize !== undefined && this.bytes > this.maxSize) {
+      cb(sizeMismatch(this.maxSize, this.bytes, "content being stored", true));
+      return;
+    }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.verify !== undefined) {
+      const actual = this.digest();
+      if (actual !== this.verify) {
+        cb(corrupt(this.verify, actual, this.root ?? ""));
+        return;
+      }
+    }
+    cb();
+  }
+
+  private digestValue: string | undefined;
+  digest(): Digest {
+    this.digestValue ??= `sha256:${this.hash.digest("hex")}`;
+    return this.digestValue;
+  }
+}
+
+/** Throws E_DIGEST_MISMATCH when content does not match what its descriptor promised. */
+export function checkExpected(actual: BlobInfo, expected: Expected, what: string): void {
+  if (expected.size !== undefined && actual.size !== expected.size) {
+    throw sizeMismatch(expected.size, actual.size, what, false);
+  }
+  if (expected.digest !== undefined && actual.digest !== expected.digest) {
+    throw new KilnError(
+      "E_DIGEST_MISMATCH",
+      `${what}: expected ${expected.digest}, got ${actual.digest}`,
+      {
+        hint: "the content changed in transit or at its source; retry, and check the source if it persists",
+      },
+    );
+  }
+}
+
+function sizeMismatch(expected: number, actual: number, what: string, atLeast: boolean): KilnError {
+  return new KilnError(
+    "E_DIGEST_MISMATCH",
+    `${what}: expected ${expected} bytes, got ${atLeast ? "more than that" : actual}`,
+    {
+      hint: "the content changed in transit or at its source; retry, and check the source if it persists",
+    },
+  );
+}
+
+function corrupt(digest: Digest, actual: Digest, root: string): KilnError {
+  return new KilnError(
+    "E_DIGEST_MISMATCH",
+    `blob ${digest} in ${root} is corrupt (its content hashes to ${actual})`,
+    {
+      hint: "delete the blob (or the content store) so it is fetched or built again",
+    },
+  );
+}
+
+function notFound(digest: Digest, root: string, cause: unknown): KilnError {
+  const missing = (cause as NodeJS.ErrnoException).code === "ENOENT";
+  return new KilnError(
+    missing ? "E_BLOB_NOT_FOUND" : "E_CONTENT_READ",
+    missing
+      ? `blob ${digest} is not in ${root}`
+      : `cannot read blob ${digest} in ${root}: ${messageOf(cause)}`,
+    {
+      hint: missing ? "pull or build the image again" : "check permissions of the content store",
+      cause,
+    },
+  );
+}
+
+function hexOf(digest: Digest): string {
+  try {
+    return sha256Hex(digest);
+  } catch {
+    throw new KilnError("E_DIGEST_INVALID", `not a sha256 digest: ${JSON.stringify(digest)}`, {
+      hint: "digests look like sha256:<64 hex characters>",
+    });
+  }
+}
+
+async function writeIfAbsent(file: string, bytes: Buffer): Promise<void> {
+  try {
+    await writeFile(file, bytes, { flag: "wx" });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+}
+
+/** Make a rename durable: fsync the directory that holds the new name. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
