@@ -1,0 +1,10 @@
+export {
+  parseReference,
+  formatReference,
+  familiarName,
+  repositoryName,
+  withTag,
+  withDigest,
+  registryHost,
+  type Reference,
+} from "./reference.js";
