@@ -1,0 +1,15 @@
+/** archive: tar codec, layer diff/apply with OCI whiteouts, compression with hashing. */
+export type { TarEntry, TarEntryType } from "./tar-format.js";
+export { readTar, type TarReadEntry } from "./tar-reader.js";
+export { encodeTar, packTar, type TarInput } from "./tar-writer.js";
+export { diffUpperDir, dirToTar, type WalkOptions } from "./walk.js";
+export { applyLayer, type ApplyOptions } from "./apply.js";
+export {
+  LAYER_MEDIA_TYPES,
+  applyLayerBlob,
+  compressLayer,
+  compressionOf,
+  decompressStream,
+  type CompressedLayer,
+  type Compression,
+} from "./compress.js";
