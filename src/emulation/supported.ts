@@ -1,0 +1,176 @@
+/**
+ * Which platforms this host can execute, the way BuildKit's archutil decides: the native
+ * platform, plus every architecture whose probe executable runs as `/check` inside a chroot
+ * of an otherwise empty directory. The chroot matters: a binfmt_misc handler registered
+ * without the F flag has its interpreter looked up in the guest's root, where it is missing,
+ * and such a handler would not work inside a container either.
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { defaultPlatform, normalize, only, type Platform } from "../platform/index.js";
+import { amd64LevelFromCpuinfo } from "./cpu.js";
+import {
+  DEFAULT_BINFMT_MOUNT,
+  magicMatches,
+  readBinfmtHandlers,
+  type BinfmtHandler,
+} from "./handlers.js";
+import { AMD64_LEVEL_EXIT_BASE, PROBE_ARCHITECTURES, probeBinary } from "./probes.js";
+import { run } from "./run.js";
+
+export interface ProbeFailure {
+  architecture: string;
+  /** Why the probe did not run, in words a user can act on. */
+  reason: string;
+}
+
+export interface SupportedPlatforms {
+  /** The normalized host platform. */
+  native: Platform;
+  /** Platforms runnable natively or through a kernel binfmt_misc handler, native first. */
+  supported: Platform[];
+  /** The kernel's binfmt_misc entries. */
+  binfmt: BinfmtHandler[];
+  /** Architectures whose probe was run and failed (empty with `ignoreBinfmt`). */
+  failures: ProbeFailure[];
+}
+
+export interface ProbeOptions {
+  /** Report only the native platform and what it runs natively; runs no probes. */
+  ignoreBinfmt?: boolean;
+  /** Reuse a result at most this old (default 20 s, as BuildKit); 0 re-probes. */
+  cacheMaxAgeMs?: number;
+  /** Where binfmt_misc is mounted (default /proc/sys/fs/binfmt_misc). */
+  mountPoint?: string;
+}
+
+const DEFAULT_CACHE_MAX_AGE_MS = 20_000;
+
+const cache = new Map<string, { at: number; result: Promise<SupportedPlatforms> }>();
+
+export function probeSupported(opts: ProbeOptions = {}): Promise<SupportedPlatforms> {
+  const key = JSON.stringify([opts.ignoreBinfmt ?? false, opts.mountPoint ?? DEFAULT_BINFMT_MOUNT]);
+  const maxAge = opts.cacheMaxAgeMs ?? DEFAULT_CACHE_MAX_AGE_MS;
+  const hit = cache.get(key);
+  if (hit !== undefined && Date.now() - hit.at <= maxAge) return hit.result;
+  const result = detect(opts);
+  cache.set(key, { at: Date.now(), result });
+  // A failed probe run must not be served from the cache.
+  result.catch(() => cache.delete(key));
+  return result;
+}
+
+/** The platforms a probe's success stands for (arm probes as v7 and also covers v6). */
+function platformsFor(architecture: string): Platform[] {
+  if (architecture === "arm") {
+    return [
+      { os: "linux", architecture: "arm", variant: "v7" },
+      { os: "linux", architecture: "arm", variant: "v6" },
+    ];
+  }
+  return [{ os: "linux", architecture }];
+}
+
+/** `linux/amd64` plus `linux/amd64/v2`…`vN`, as BuildKit lists the x86-64 levels. */
+function amd64Platforms(level: number): Platform[] {
+  const out: Platform[] = [{ os: "linux", architecture: "amd64" }];
+  for (let v = 2; v <= level; v++)
+    out.push({ os: "linux", architecture: "amd64", variant: `v${v}` });
+  return out;
+}
+
+async function nativePlatforms(native: Platform): Promise<Platform[]> {
+  if (native.architecture === "amd64") {
+    const cpuinfo = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
+    return amd64Platforms(amd64LevelFromCpuinfo(cpuinfo));
+  }
+  if (native.architecture === "arm" && (native.variant === "v7" || native.variant === "v8")) {
+    return [native, { os: "linux", architecture: "arm", variant: "v6" }];
+  }
+  return [native];
+}
+
+async function detect(opts: ProbeOptions): Promise<SupportedPlatforms> {
+  const native = defaultPlatform();
+  const binfmt = await readBinfmtHandlers(opts.mountPoint);
+  const supported = await nativePlatforms(native);
+  const failures: ProbeFailure[] = [];
+  if (native.os !== "linux") return { native, supported: [native], binfmt, failures };
+
+  const candidates = PROBE_ARCHITECTURES.filter((a) => a !== native.architecture);
+  if (opts.ignoreBinfmt) {
+    const runsNatively = only(native);
+    for (const arch of candidates) {
+      supported.push(...platformsFor(arch).filter((p) => runsNatively.match(p)));
+    }
+    return { native, supported: dedupe(supported), binfmt, failures };
+  }
+
+  const outcomes = await Promise.all(candidates.map((arch) => probe(arch, binfmt)));
+  outcomes.forEach((outcome, i) => {
+    const arch = candidates[i]!;
+    if ("reason" in outcome) failures.push({ architecture: arch, reason: outcome.reason });
+    else supported.push(...outcome.platforms);
+  });
+  return { native, supported: dedupe(supported), binfmt, failures };
+}
+
+function dedupe(platforms: Platform[]): Platform[] {
+  const seen = new Set<string>();
+  return platforms
+    .map((p) => normalize(p))
+    .filter((p) => {
+      const k = `${p.os}/${p.architecture}/${p.variant ?? ""}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+}
+
+type ProbeOutcome = { platforms: Platform[] } | { reason: string };
+
+/** Runs one architecture's probe in a chroot (directly when not root) and interprets it. */
+async function probe(arch: string, binfmt: BinfmtHandler[]): Promise<ProbeOutcome> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `kiln-probe-${arch}-`));
+  try {
+    await writeFile(path.join(dir, "check"), probeBinary(arch)!, { mode: 0o755 });
+    // chroot(2) needs CAP_SYS_CHROOT; without it the probe still tells whether the kernel
+    // can run the binary, only not whether a handler lacks the F flag.
+    const viaChroot = process.getuid?.() === 0;
+    const r = viaChroot
+      ? await run("chroot", [dir, "/check"])
+      : await run(path.join(dir, "check"), []);
+    if (viaChroot && r.spawnError !== undefined) {
+      return { reason: `cannot run chroot(8): ${r.spawnError.message}` };
+    }
+    if (r.signal !== undefined) return { reason: `the probe was killed by ${r.signal}` };
+    if (arch === "amd64") {
+      const level = (r.exitCode ?? 0) - AMD64_LEVEL_EXIT_BASE;
+      if (level === 1 || level === 2) return { platforms: amd64Platforms(level) };
+    } else if (r.exitCode === 0 && r.spawnError === undefined) {
+      return { platforms: platformsFor(arch) };
+    }
+    // chroot(8) cannot tell ENOEXEC from ENOENT (execvp retries ENOEXEC with /bin/sh, absent
+    // in the chroot), so the registered handlers say why the kernel refused.
+    if (r.spawnError !== undefined || r.exitCode === 126 || r.exitCode === 127) {
+      return { reason: refusalReason(probeBinary(arch)!, binfmt) };
+    }
+    return { reason: `the probe exited with status ${r.exitCode}: ${r.stderr.trim()}`.trim() };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function refusalReason(probeBytes: Uint8Array, binfmt: BinfmtHandler[]): string {
+  const handler = binfmt.find(
+    (h) => h.magic !== undefined && magicMatches(probeBytes, h.offset ?? 0, h.magic, h.mask),
+  );
+  if (handler === undefined)
+    return "exec format error: no binfmt_misc handler is registered for it";
+  if (!handler.enabled) return `its binfmt_misc handler ${handler.name} is disabled`;
+  if (!handler.flags.includes("F")) {
+    return `its binfmt_misc handler ${handler.name} was registered without the F flag, so ${handler.interpreter ?? "the interpreter"} cannot be found inside a chroot or container`;
+  }
+  return `its binfmt_misc handler ${handler.name} (${handler.interpreter ?? "?"}) failed to run it`;
+}
