@@ -1,0 +1,243 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Readable } from "node:stream";
+import { isKilnError } from "../../../src/errors.js";
+import {
+  compressionOf,
+  encodeTar,
+  readTar,
+  type TarEntry,
+  type TarInput,
+} from "../../../src/archive/index.js";
+
+const CAP = Buffer.from("0100000280808080000000000000000000000000", "hex");
+
+function entry(over: Partial<TarEntry> & { name: string }): TarEntry {
+  return {
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 1700000000,
+    xattrs: {},
+    ...over,
+  };
+}
+
+async function pack(inputs: TarInput[]): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of encodeTar(inputs)) out.push(c);
+  return Buffer.concat(out);
+}
+
+async function unpack(tar: Buffer | Buffer[]): Promise<{ entry: TarEntry; data: Buffer }[]> {
+  const out: { entry: TarEntry; data: Buffer }[] = [];
+  const chunks = Array.isArray(tar) ? tar : [tar];
+  for await (const { entry, body } of readTar(Readable.from(chunks))) {
+    const parts: Buffer[] = [];
+    for await (const c of body) parts.push(c as Buffer);
+    out.push({ entry, data: Buffer.concat(parts) });
+  }
+  return out;
+}
+
+/** Recompute the checksum of the header block at `at` after patching it. */
+function fixChecksum(tar: Buffer, at: number): void {
+  tar.fill(0x20, at + 148, at + 156);
+  let sum = 0;
+  for (let i = at; i < at + 512; i++) sum += tar[i]!;
+  tar.write(sum.toString(8).padStart(6, "0") + "\0 ", at + 148, 8, "ascii");
+}
+
+function rawHeader(name: string, typeflag: string, size: number): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(name, 0, 100);
+  b.write("0000644\0", 100);
+  b.write("0000000\0", 108);
+  b.write("0000000\0", 116);
+  b.write(size.toString(8).padStart(11, "0") + "\0", 124);
+  b.write("00000000000\0", 136);
+  b.write(typeflag, 156);
+  b.write("ustar\x0000", 257, "latin1");
+  fixChecksum(b, 0);
+  return b;
+}
+
+function padded(data: Buffer): Buffer {
+  return Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+}
+
+async function rejects(tar: Buffer, pattern: RegExp): Promise<void> {
+  await assert.rejects(unpack(tar), (e: unknown) => {
+    assert.ok(isKilnError(e), `expected KilnError, got ${String(e)}`);
+    assert.equal(e.code, "E_LAYER_INVALID");
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+test("round trip of every entry type with PAX extensions and binary xattrs", async () => {
+  const longName = `${"dir-".repeat(40)}/${"ü".repeat(80)}.txt`;
+  const body = Buffer.alloc(1300, 7);
+  const inputs: TarInput[] = [
+    { entry: entry({ name: "d/", type: "dir", mode: 0o1777, uid: 3000000, gid: 4000000 }) },
+    {
+      entry: entry({
+        name: "d/cap",
+        mode: 0o4755,
+        size: body.length,
+        mtime: 1700000000.25,
+        uname: "a-rather-long-user-name-beyond-32-bytes",
+        gname: "grp",
+        xattrs: { "security.capability": CAP, "user.nl": Buffer.from("a\nb=c\0d") },
+      }),
+      body,
+    },
+    { entry: entry({ name: longName, size: 1 }), body: Readable.from([Buffer.from("x")]) },
+    { entry: entry({ name: "d/empty" }) },
+    { entry: entry({ name: "d/hl", type: "hardlink", linkname: longName }) },
+    {
+      entry: entry({ name: "d/sl", type: "symlink", mode: 0o777, linkname: "/" + "t".repeat(300) }),
+    },
+    { entry: entry({ name: "dev/null", type: "char", mode: 0o666, devmajor: 1, devminor: 3 }) },
+    { entry: entry({ name: "dev/big", type: "block", devmajor: 259, devminor: 3000000 }) },
+    { entry: entry({ name: "fifo", type: "fifo", mtime: -5 }) },
+  ];
+  const tar = await pack(inputs);
+  assert.equal(tar.length % 512, 0);
+  assert.deepEqual(
+    await pack(
+      inputs.map((i) => ({
+        ...i,
+        body: Buffer.isBuffer(i.body)
+          ? i.body
+          : i.body === undefined
+            ? undefined
+            : Buffer.from("x"),
+      })),
+    ),
+    tar,
+    "deterministic",
+  );
+  const got = await unpack(tar);
+  assert.deepEqual(
+    got.map((g) => g.entry),
+    inputs.map((i) => i.entry),
+  );
+  assert.deepEqual(got[1]!.data, body);
+  assert.equal(got[2]!.data.toString(), "x");
+});
+
+test("bodies are skipped when the consumer does not read them, with any chunking", async () => {
+  const a = Buffer.alloc(70000, 1);
+  const tar = await pack([
+    { entry: entry({ name: "a", size: a.length }), body: a },
+    { entry: entry({ name: "b", size: 3 }), body: Buffer.from("bbb") },
+  ]);
+  const names: string[] = [];
+  for await (const { entry: e } of readTar(Readable.from([tar]))) names.push(e.name);
+  assert.deepEqual(names, ["a", "b"]);
+  // One byte per chunk exercises every boundary of the reader.
+  const tiny = [...tar.subarray(0, 1200)].map((b) => Buffer.from([b]));
+  const rest = tar.subarray(1200);
+  const got = await unpack([...tiny, rest]);
+  assert.deepEqual(got[0]!.data, a);
+  assert.equal(got[1]!.data.toString(), "bbb");
+});
+
+test("reads GNU long names/links, global PAX headers, base-256 numbers and ustar prefix", async () => {
+  const long = "x/".repeat(80) + "file";
+  const link = "y".repeat(150);
+  const gpax = Buffer.from("25 SCHILY.xattr.user.g=G\n");
+  const base256 = rawHeader("b256", "0", 0);
+  base256[108] = 0x80; // uid 70000 in base-256
+  base256.fill(0, 109, 116);
+  base256.writeUInt32BE(70000, 112);
+  base256[124] = 0x80; // size 5 in base-256
+  base256.fill(0, 125, 136);
+  base256[135] = 5;
+  fixChecksum(base256, 0);
+  const prefixed = rawHeader("name", "0", 0);
+  prefixed.write("some/prefix", 345);
+  fixChecksum(prefixed, 0);
+  const tar = Buffer.concat([
+    rawHeader("pax_global_header", "g", gpax.length),
+    padded(gpax),
+    rawHeader("././@LongLink", "L", long.length + 1),
+    padded(Buffer.from(long + "\0")),
+    rawHeader("././@LongLink", "K", link.length),
+    padded(Buffer.from(link)),
+    rawHeader("short", "2", 0),
+    base256,
+    padded(Buffer.from("hello")),
+    prefixed,
+    Buffer.alloc(1024),
+  ]);
+  const got = await unpack(tar);
+  assert.equal(got[0]!.entry.name, long);
+  assert.equal(got[0]!.entry.type, "symlink");
+  assert.equal(got[0]!.entry.linkname, link);
+  assert.deepEqual(got[0]!.entry.xattrs, { "user.g": Buffer.from("G") });
+  assert.equal(got[1]!.entry.uid, 70000);
+  assert.equal(got[1]!.data.toString(), "hello");
+  assert.equal(got[2]!.entry.name, "some/prefix/name");
+});
+
+test("malformed archives are rejected with E_LAYER_INVALID", async () => {
+  const good = await pack([{ entry: entry({ name: "a", size: 600 }), body: Buffer.alloc(600, 1) }]);
+
+  const badSum = Buffer.from(good);
+  badSum[0] = 0x62;
+  await rejects(badSum, /checksum/);
+  await rejects(good.subarray(0, 700), /truncated/);
+  await rejects(good.subarray(0, 300), /truncated/);
+  await rejects(good.subarray(0, 1536), /truncated/); // no end-of-archive marker
+
+  const negative = Buffer.from(good);
+  negative.fill(0xff, 124, 136);
+  fixChecksum(negative, 0);
+  await rejects(negative, /negative size/);
+
+  const overflow = Buffer.from(good);
+  overflow[124] = 0x80;
+  overflow.fill(0x7f, 125, 136);
+  fixChecksum(overflow, 0);
+  await rejects(overflow, /out of range/);
+
+  const notOctal = Buffer.from(good);
+  notOctal.write("00000009999\0", 124);
+  fixChecksum(notOctal, 0);
+  await rejects(notOctal, /not a number/);
+
+  const giant = Buffer.concat([rawHeader("p", "x", 2 * 1024 * 1024), Buffer.alloc(1024)]);
+  await rejects(giant, /exceeds the 1 MiB limit/);
+
+  const badPax = Buffer.from("99 path=a\n");
+  await rejects(
+    Buffer.concat([rawHeader("p", "x", badPax.length), padded(badPax), good]),
+    /malformed PAX/,
+  );
+  await rejects(Buffer.concat([rawHeader("s", "S", 0), Buffer.alloc(1024)]), /unsupported/);
+});
+
+test("writer refuses a body that does not match the declared size", async () => {
+  await assert.rejects(pack([{ entry: entry({ name: "a", size: 5 }), body: Buffer.from("abc") }]), {
+    code: "E_LAYER_SOURCE",
+  });
+  await assert.rejects(pack([{ entry: entry({ name: "a", size: 1 }), body: Buffer.from("abc") }]), {
+    code: "E_LAYER_SOURCE",
+  });
+});
+
+test("layer media types map to compressions", () => {
+  assert.equal(compressionOf("application/vnd.oci.image.layer.v1.tar+gzip"), "gzip");
+  assert.equal(compressionOf("application/vnd.oci.image.layer.v1.tar+zstd"), "zstd");
+  assert.equal(compressionOf("application/vnd.oci.image.layer.v1.tar"), "uncompressed");
+  assert.equal(compressionOf("application/vnd.docker.image.rootfs.diff.tar.gzip"), "gzip");
+  assert.equal(
+    compressionOf("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+    "gzip",
+  );
+  assert.throws(() => compressionOf("application/json"), { code: "E_LAYER_MEDIATYPE" });
+});
