@@ -48,14 +48,15 @@ const HINT =
   "image references look like [registry[:port]/]repository[:tag][@sha256:<64 hex>], " +
   "e.g. alpine:3.20, ghcr.io/org/app:1.2 or localhost:5000/app@sha256:…";
 
+/** Long inputs are cut so the message stays readable. */
+function shown(input: string): string {
+  return JSON.stringify(input.length > 200 ? input.slice(0, 200) + "…" : input);
+}
+
 function invalid(input: string, reason: string): KilnError {
-  return new KilnError(
-    "E_REFERENCE",
-    `invalid image reference ${JSON.stringify(input)}: ${reason}`,
-    {
-      hint: HINT,
-    },
-  );
+  return new KilnError("E_REFERENCE", `invalid image reference ${shown(input)}: ${reason}`, {
+    hint: HINT,
+  });
 }
 
 /** Why `digest` is unacceptable, or undefined when it is fine (go-digest's Validate). */
@@ -125,7 +126,7 @@ function diagnose(input: string, full: string): string {
  */
 export function parseReference(input: string): Reference {
   if (input === "") throw invalid(input, "it is empty");
-  if (input.length > INPUT_MAX) throw invalid(input.slice(0, 64) + "…", "it is too long");
+  if (input.length > INPUT_MAX) throw invalid(input, "it is too long");
   if (IMAGE_ID_RE.test(input)) {
     throw invalid(input, "a 64-character hex string is an image ID, not a repository name");
   }
