@@ -67,6 +67,7 @@ async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGe
       const abs = join(root, rel);
       const st = await lstat(abs, { bigint: true });
       if (st.isSocket()) continue; // sockets cannot be archived, as with tar and Docker
+      // Before the hardlink check: the kernel shares one inode among whiteouts (nlink > 1).
       if (overlay && st.isCharacterDevice() && st.rdev === 0n) {
         yield {
           entry: whiteoutEntry(dirRel === "" ? WHITEOUT + name : `${dirRel}/${WHITEOUT}${name}`),

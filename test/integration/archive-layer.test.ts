@@ -1,0 +1,255 @@
+// Layer diff and apply against the real thing: a real overlayfs mount produces the upperdir
+// (whiteouts, opaque dirs), its merged view is the expected result, and an independent tool
+// (umoci) applies our layers on top of a base. Our own apply is checked against the same view.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile, readFile, rename } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { setAttributeSync } from "@napi-rs/xattr";
+import {
+  applyLayer,
+  applyLayerBlob,
+  compressLayer,
+  diffUpperDir,
+  dirToTar,
+  readTar,
+  type CompressedLayer,
+  type Compression,
+} from "../../src/archive/index.js";
+import { BINARY_CAP, describeTree, sh, type NodeInfo } from "../unit/archive/fixtures.js";
+
+let work: string;
+let base: string;
+let upper: string;
+let merged: string;
+let expected: Record<string, NodeInfo>;
+const mounts: string[] = [];
+const LONG = `${"long-directory-name-".repeat(6)}/${"long-file-name-".repeat(10)}`;
+
+function mountOverlay(lower: string, target: string, upperDir?: string, workDir?: string): void {
+  const opts = upperDir
+    ? `lowerdir=${lower},upperdir=${upperDir},workdir=${workDir}`
+    : `lowerdir=${lower}`;
+  sh("mount", ["-t", "overlay", "overlay", "-o", opts, target]);
+  mounts.push(target);
+}
+
+function umount(target: string): void {
+  sh("umount", [target]);
+  mounts.splice(mounts.indexOf(target), 1);
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "kiln-archive-layer-"));
+  base = join(work, "base");
+  upper = join(work, "upper");
+  merged = join(work, "merged");
+  for (const d of [base, upper, merged, join(work, "ovl-work")]) await mkdir(d);
+  // The base image.
+  await mkdir(join(base, "deldir/y"), { recursive: true });
+  await mkdir(join(base, "opq/sub"), { recursive: true });
+  await mkdir(join(base, "bin"));
+  for (const f of [
+    "keep.txt",
+    "modify.txt",
+    "delete-me.txt",
+    "deldir/x",
+    "deldir/y/z",
+    "opq/old1",
+    "opq/sub/olda",
+  ]) {
+    await writeFile(join(base, f), `base ${f}\n`);
+  }
+  await writeFile(join(base, "bin/tool"), "#!/bin/sh\n", { mode: 0o755 });
+
+  // A build step, performed through a real overlay mount.
+  mountOverlay(base, merged, upper, join(work, "ovl-work"));
+  const m = (p: string): string => join(merged, p);
+  await writeFile(m("modify.txt"), "modified\n");
+  sh("chown", ["1000:1000", m("modify.txt")]);
+  sh("chmod", ["640", m("modify.txt")]);
+  await rm(m("delete-me.txt"));
+  await rm(m("deldir"), { recursive: true });
+  await rm(m("opq"), { recursive: true });
+  await mkdir(m("opq"));
+  await writeFile(m("opq/new1"), "new in opaque dir\n");
+  await mkdir(m("new/setgid"), { recursive: true });
+  await mkdir(m("new/sticky"));
+  sh("chmod", ["2775", m("new/setgid")]);
+  sh("chmod", ["1777", m("new/sticky")]);
+  await writeFile(m("new/a"), "hardlinked\n");
+  sh("ln", [m("new/a"), m("new/b")]);
+  setAttributeSync(m("new/a"), "user.comment", Buffer.from([0xc3, 0x28, 0x00, 0x80]));
+  sh("ln", ["-s", "../keep.txt", m("new/sym")]);
+  sh("ln", ["-s", "/etc/passwd", m("new/abs")]);
+  await writeFile(m("new/suid"), "setuid\n");
+  sh("chmod", ["4755", m("new/suid")]);
+  await writeFile(m("new/cap"), "capable\n");
+  sh("setcap", [BINARY_CAP, m("new/cap")]);
+  sh("mkfifo", [m("new/fifo")]);
+  sh("mknod", [m("new/null"), "c", "1", "3"]);
+  await mkdir(m(join("new", LONG, "..")), { recursive: true });
+  await writeFile(m(join("new", LONG)), Buffer.alloc(100_000, 0x5a));
+  await writeFile(m("bin/newtool"), "#!/bin/sh\necho new\n", { mode: 0o755 });
+  expected = describeTree(merged, { mtimes: true });
+  umount(merged);
+});
+
+after(async () => {
+  for (const t of [...mounts].reverse()) umount(t);
+  await rm(work, { recursive: true, force: true });
+});
+
+async function tarEntries(tar: Readable): Promise<{ name: string; type: string }[]> {
+  const out: { name: string; type: string }[] = [];
+  for await (const { entry } of readTar(tar)) out.push({ name: entry.name, type: entry.type });
+  return out;
+}
+
+async function blobFile(
+  dir: string,
+  tar: Readable,
+  compression: Compression,
+): Promise<CompressedLayer> {
+  const tmp = join(dir, "blobs/sha256/tmp");
+  const layer = await compressLayer(tar, tmp, { compression });
+  await rename(tmp, join(dir, "blobs/sha256", layer.digest.slice(7)));
+  return layer;
+}
+
+async function writeBlob(dir: string, json: unknown): Promise<{ digest: string; size: number }> {
+  const data = Buffer.from(JSON.stringify(json));
+  const hex = createHash("sha256").update(data).digest("hex");
+  await writeFile(join(dir, "blobs/sha256", hex), data);
+  return { digest: `sha256:${hex}`, size: data.length };
+}
+
+test("the upperdir really has overlay whiteouts and an opaque dir", () => {
+  const up = describeTree(upper);
+  assert.equal(up["delete-me.txt"]!.type, "char");
+  assert.equal(up["delete-me.txt"]!.rdev, "0");
+  assert.equal(up["deldir"]!.type, "char");
+  assert.equal(up["opq"]!.xattrs?.["trusted.overlay.opaque"], Buffer.from("y").toString("hex"));
+});
+
+test("diffUpperDir emits OCI whiteouts, opaque markers and hardlinks in sorted order", async () => {
+  const entries = await tarEntries(diffUpperDir(upper));
+  const names = entries.map((e) => e.name);
+  assert.ok(names.includes(".wh.delete-me.txt"));
+  assert.ok(names.includes(".wh.deldir"));
+  assert.equal(names[names.indexOf("opq/") + 1], "opq/.wh..wh..opq");
+  assert.ok(!names.includes("keep.txt"), "unchanged files are not in the diff");
+  assert.deepEqual(
+    entries.find((e) => e.name === "new/b"),
+    { name: "new/b", type: "hardlink" },
+  );
+  for await (const { entry } of readTar(diffUpperDir(upper))) {
+    for (const k of Object.keys(entry.xattrs)) assert.ok(!k.startsWith("trusted.overlay."), k);
+  }
+  const clamped = [];
+  for await (const { entry } of readTar(diffUpperDir(upper, { mtime: 1000 })))
+    clamped.push(entry.mtime);
+  assert.ok(clamped.every((t) => t <= 1000));
+});
+
+test("umoci unpacks base + our diff into exactly the merged overlay view", async () => {
+  const layout = join(work, "layout");
+  await mkdir(join(layout, "blobs/sha256"), { recursive: true });
+  await writeFile(join(layout, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+  const l1 = await blobFile(layout, dirToTar(base), "gzip");
+  const l2 = await blobFile(layout, diffUpperDir(upper), "uncompressed"); // umoci 0.4.7 has no zstd
+  const config = await writeBlob(layout, {
+    architecture: "amd64",
+    os: "linux",
+    config: {},
+    rootfs: { type: "layers", diff_ids: [l1.diffID, l2.diffID] },
+  });
+  const manifest = await writeBlob(layout, {
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+    layers: [l1, l2].map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+  });
+  await writeFile(
+    join(layout, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          ...manifest,
+          annotations: { "org.opencontainers.image.ref.name": "latest" },
+        },
+      ],
+    }),
+  );
+  const bundle = join(work, "bundle");
+  sh("umoci", ["unpack", "--image", `${layout}:latest`, bundle]);
+  assert.deepEqual(describeTree(join(bundle, "rootfs"), { mtimes: true }), expected);
+});
+
+test("applyLayer (delete mode) over the base gives the merged view", async () => {
+  const flat = join(work, "flat");
+  await mkdir(flat);
+  await applyLayer(dirToTar(base), flat, { whiteouts: "delete" });
+  await applyLayer(diffUpperDir(upper), flat, { whiteouts: "delete" });
+  assert.deepEqual(describeTree(flat, { mtimes: true }), expected);
+});
+
+test("applyLayer (overlay mode) makes a lowerdir that overlayfs merges into the same view", async () => {
+  const s1 = join(work, "snap1");
+  const s2 = join(work, "snap2");
+  const view = join(work, "view");
+  for (const d of [s1, s2, view]) await mkdir(d);
+  await applyLayer(dirToTar(base), s1, { whiteouts: "overlay" });
+  await applyLayer(diffUpperDir(upper), s2, { whiteouts: "overlay" });
+  // Diffing the applied snapshot reproduces the original layer byte for byte.
+  const again = createHash("sha256");
+  for await (const c of diffUpperDir(s2)) again.update(c as Buffer);
+  const orig = createHash("sha256");
+  for await (const c of diffUpperDir(upper)) orig.update(c as Buffer);
+  assert.equal(again.digest("hex"), orig.digest("hex"));
+  mountOverlay(`${s2}:${s1}`, view);
+  try {
+    assert.deepEqual(describeTree(view, { mtimes: true }), expected);
+  } finally {
+    umount(view);
+  }
+});
+
+test("compressLayer hashes both sides in one pass, deterministically, for every compression", async () => {
+  const dir = join(work, "compress");
+  await mkdir(dir);
+  for (const compression of ["gzip", "zstd", "uncompressed"] as const) {
+    const file = join(dir, compression);
+    const a = await compressLayer(diffUpperDir(upper), file, { compression });
+    const b = await compressLayer(diffUpperDir(upper), `${file}.2`, { compression });
+    assert.deepEqual(a, b, "same input, same blob");
+    const bytes = await readFile(file);
+    assert.equal(a.digest, `sha256:${createHash("sha256").update(bytes).digest("hex")}`);
+    assert.equal(a.size, bytes.length);
+    const plain =
+      compression === "gzip"
+        ? sh("sh", ["-c", `gzip -dc ${file} | sha256sum`])
+        : compression === "zstd"
+          ? sh("sh", ["-c", `zstd -dcq ${file} | sha256sum`])
+          : sh("sha256sum", [file]);
+    assert.equal(a.diffID, `sha256:${plain.slice(0, 64)}`);
+    assert.equal(
+      a.mediaType.endsWith(compression === "uncompressed" ? ".tar" : `+${compression}`),
+      true,
+    );
+    for (const mediaType of [a.mediaType, undefined]) {
+      const target = await mkdtemp(join(dir, "apply-"));
+      const r = await applyLayerBlob(createReadStream(file), mediaType, target, {
+        expectedDiffID: a.diffID,
+        whiteouts: "overlay",
+      });
+      assert.equal(r.uncompressedSize, a.uncompressedSize);
+    }
+  }
+});
