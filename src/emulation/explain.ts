@@ -21,9 +21,10 @@ export function isExecFormatError(stderr: string): boolean {
 export function failedProgramFrom(stderr: string): string | undefined {
   const runc = /\bexec:? "?([^\s"]+?)"?: exec format error/i.exec(stderr);
   if (runc !== undefined && runc !== null) return runc[1];
-  const shell = /(?:^|[\s:])([^\s:]+): (?:cannot execute binary file: )?exec format error/im.exec(
-    stderr,
-  );
+  const shell =
+    /(?:^|[\s:])(?!caused:)([^\s:]+): (?:cannot execute binary file: )?exec format error/im.exec(
+      stderr,
+    );
   return shell?.[1];
 }
 
