@@ -1,0 +1,73 @@
+import { run, runChecked } from "../process/index.js";
+import { KilnError } from "../errors.js";
+
+/**
+ * mount(2) copies at most one page of options; keep a margin below 4096 for the terminating
+ * NUL and anything mount(8) adds.
+ */
+export const MAX_OPTIONS_LENGTH = 4000;
+/** The kernel's overlayfs stacking limit (OVL_MAX_STACK). */
+export const MAX_LOWER_LAYERS = 500;
+
+/**
+ * Options that make the upperdir a faithful diff: no inode index, renamed directories are
+ * copied up in full instead of leaving redirect xattrs, and no metadata-only copy-ups that
+ * would leave files whose data lives in a lower layer.
+ */
+export const DIFF_SAFE_OPTIONS = ["index=off", "redirect_dir=off", "metacopy=off"] as const;
+
+export interface OverlayDirs {
+  /** Lower directories, TOP FIRST (overlayfs order). Relative paths resolve against the mount's cwd. */
+  lowers: readonly string[];
+  /** Omit both upper and work for a read-only overlay (needs at least two lowers). */
+  upper?: string;
+  work?: string;
+}
+
+/** The -o string for an overlay mount; throws if it cannot be a valid mount. */
+export function overlayOptions(dirs: OverlayDirs): string {
+  for (const d of [...dirs.lowers, dirs.upper ?? "", dirs.work ?? ""]) {
+    if (/[:,\\]/.test(d)) {
+      throw new KilnError(
+        "E_SNAPSHOT_PATH",
+        `overlay path ${JSON.stringify(d)} contains : , or \\`,
+        {
+          hint: "Use a snapshot root whose path has no ':', ',' or '\\' characters.",
+        },
+      );
+    }
+  }
+  const parts = [`lowerdir=${dirs.lowers.join(":")}`];
+  if (dirs.upper !== undefined) parts.push(`upperdir=${dirs.upper}`, `workdir=${dirs.work ?? ""}`);
+  parts.push(...DIFF_SAFE_OPTIONS);
+  return parts.join(",");
+}
+
+/** Whether this overlay can be mounted in one mount(2) call. */
+export function overlayFits(dirs: OverlayDirs, limit = MAX_OPTIONS_LENGTH): boolean {
+  return dirs.lowers.length <= MAX_LOWER_LAYERS && overlayOptions(dirs).length <= limit;
+}
+
+const MOUNT_TIMEOUT_MS = 60_000;
+
+/** Mount an overlay at target; relative dirs are resolved against cwd (keeps options short). */
+export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: string): Promise<void> {
+  await runChecked("mount", ["-t", "overlay", "overlay", "-o", overlayOptions(dirs), target], {
+    cwd,
+    timeoutMs: MOUNT_TIMEOUT_MS,
+    errorCode: "E_SNAPSHOT_MOUNT",
+    hint: "overlayfs mounts need root and a kernel with overlay support; kiln falls back to the copy driver when the startup probe fails.",
+  });
+}
+
+/** Unmount target; if it is busy, detach it lazily so it disappears once the last user exits. */
+export async function unmount(target: string): Promise<void> {
+  const res = await run("umount", [target], { timeoutMs: MOUNT_TIMEOUT_MS });
+  if (res.exitCode === 0) return;
+  if (/not mounted|no mount point/i.test(res.stderr)) return;
+  await runChecked("umount", ["-l", target], {
+    timeoutMs: MOUNT_TIMEOUT_MS,
+    errorCode: "E_SNAPSHOT_UNMOUNT",
+    hint: `Unmount ${target} by hand (umount -l) and retry.`,
+  });
+}

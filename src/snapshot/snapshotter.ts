@@ -1,0 +1,542 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { KilnError, messageOf } from "../errors.js";
+import { onCleanup, runChecked } from "../process/index.js";
+import { mountsUnder, readMountInfo } from "./mountinfo.js";
+import {
+  MAX_OPTIONS_LENGTH,
+  mountOverlay,
+  overlayFits,
+  unmount,
+  type OverlayDirs,
+} from "./overlay.js";
+
+/**
+ * On-disk layout under root (everything on one filesystem so publishing is a rename):
+ *
+ *   driver                         the driver this root was created with
+ *   snapshots/<key>/fs             a committed snapshot's files (immutable)
+ *   snapshots/<key>/meta.json      { id, parents, driver, created }
+ *   snapshots/.empty               the lower dir of a mount without parents
+ *   active/<pid>-<start>-<rand>/   one workspace per prepare/newEmpty/flatten, owned by a process
+ *
+ * <key> is a short hash of the id so ~250 lowerdirs fit in the one page mount(2) accepts when
+ * they are given relative to snapshots/; meta.json's id guards against collisions. A snapshot
+ * becomes visible only by renaming a completed workspace dir into snapshots/.
+ *
+ * Drivers: "overlay" — a committed snapshot is a diff (the overlay upperdir, with overlay-style
+ * whiteouts: 0/0 character devices and trusted.overlay.opaque=y dirs), mounted over its parent
+ * chain. "copy" — for hosts without overlayfs: a committed snapshot is the FULL tree; prepare
+ * copies the top parent (cp -a --reflink=auto) and changes are found by comparing the result
+ * with `ActiveMount.base`.
+ */
+
+export type SnapshotDriver = "overlay" | "copy";
+
+export interface SnapshotterOptions {
+  /** Force a driver; by default overlay is used if a probe mount works, else copy. */
+  driver?: SnapshotDriver;
+  /**
+   * Longest overlay option string to pass to mount(2); longer parent chains are flattened.
+   * Default: MAX_OPTIONS_LENGTH (one 4 KiB page minus a margin).
+   */
+  optionsLimit?: number;
+}
+
+export interface SnapshotInfo {
+  id: string;
+  /** The chain this snapshot was made on top of, bottom first. */
+  parents: string[];
+  driver: SnapshotDriver;
+  created: string;
+}
+
+interface Active {
+  /** The id given to prepare/newEmpty. */
+  id: string;
+  driver: SnapshotDriver;
+  /**
+   * overlay: the changes only (what commit turns into the snapshot).
+   * copy: the full tree (same dir as rootfs / dir).
+   */
+  upperdir: string;
+  /** Unmount and discard (no-op after commit). */
+  release(): Promise<void>;
+}
+
+/** A writable root filesystem over a parent chain. */
+export interface ActiveMount extends Active {
+  /** The mounted (overlay) or copied (copy) root filesystem. */
+  rootfs: string;
+  /** copy driver only: the parent's full tree that rootfs started as, for computing changes. */
+  base: string | undefined;
+}
+
+/** A directory to unpack a layer into. */
+export interface ActiveLayer extends Active {
+  dir: string;
+  /**
+   * "overlay": dir starts empty; write deletions as overlay whiteouts (0/0 char device, opaque
+   * xattr). "apply": dir starts as a copy of the parent tree; apply deletions by deleting.
+   */
+  whiteouts: "overlay" | "apply";
+}
+
+interface Workspace {
+  dir: string;
+  /** Mount point to unmount on release, if mounted. */
+  mounted: string | undefined;
+  done: boolean;
+  unregister: () => void;
+}
+
+interface Claim {
+  parents: readonly string[];
+  uses: readonly string[];
+  ws: Workspace | undefined;
+}
+
+const EMPTY = ".empty";
+
+function keyOf(id: string): string {
+  return createHash("sha256").update(id).digest("hex").slice(0, 12);
+}
+
+function isErrno(e: unknown, ...codes: string[]): boolean {
+  return (
+    typeof e === "object" && e !== null && codes.includes((e as NodeJS.ErrnoException).code ?? "")
+  );
+}
+
+/** Field 22 of /proc/<pid>/stat: the process start time, to tell a live owner from a reused pid. */
+async function startTimeOf(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export class Snapshotter {
+  readonly root: string;
+  readonly #requested: SnapshotDriver | undefined;
+  readonly #optionsLimit: number;
+  /** Ids whose metadata was read and matched, so long chains are not re-read on every mount. */
+  readonly #known = new Set<string>();
+  #ready: Promise<SnapshotDriver> | undefined;
+  #ownerTag = "";
+  /** Active id → its parents, the committed ids its mount reads from, and its workspace. */
+  readonly #inUse = new Map<string, Claim>();
+
+  constructor(root: string, opts: SnapshotterOptions = {}) {
+    this.root = resolve(root);
+    this.#requested = opts.driver;
+    this.#optionsLimit = opts.optionsLimit ?? MAX_OPTIONS_LENGTH;
+  }
+
+  get #snapshots(): string {
+    return join(this.root, "snapshots");
+  }
+
+  get #activeRoot(): string {
+    return join(this.root, "active");
+  }
+
+  /** The driver in use (creating the root and probing overlayfs on first call). */
+  driver(): Promise<SnapshotDriver> {
+    this.#ready ??= this.#init();
+    return this.#ready;
+  }
+
+  async #init(): Promise<SnapshotDriver> {
+    await mkdir(join(this.#snapshots, EMPTY), { recursive: true });
+    await mkdir(this.#activeRoot, { recursive: true });
+    this.#ownerTag = `${process.pid}-${(await startTimeOf(process.pid)) ?? "0"}`;
+    const driverFile = join(this.root, "driver");
+    let stored: SnapshotDriver | undefined;
+    try {
+      const text = (await readFile(driverFile, "utf8")).trim();
+      if (text === "overlay" || text === "copy") stored = text;
+    } catch (e) {
+      if (!isErrno(e, "ENOENT")) throw e;
+    }
+    if (stored && this.#requested && stored !== this.#requested) {
+      throw new KilnError(
+        "E_SNAPSHOT_DRIVER",
+        `snapshot root ${this.root} was created with the ${stored} driver, not ${this.#requested}`,
+        {
+          hint: "Use another state directory for a different snapshot driver, or drop the option.",
+        },
+      );
+    }
+    if (stored) return stored;
+    let driver: SnapshotDriver = this.#requested ?? "overlay";
+    if (driver === "overlay") {
+      const probeError = await this.#probeOverlay();
+      if (probeError) {
+        if (this.#requested === "overlay") {
+          throw new KilnError("E_SNAPSHOT_DRIVER", `overlayfs is not usable under ${this.root}`, {
+            hint: "Run as root on a kernel with overlayfs and a state dir that is not itself on overlayfs, or use the copy driver.",
+            cause: probeError,
+          });
+        }
+        driver = "copy";
+      }
+    }
+    await writeFile(driverFile, `${driver}\n`);
+    return driver;
+  }
+
+  /** Mount a tiny overlay and check that a write lands in the upperdir; returns why not. */
+  async #probeOverlay(): Promise<unknown> {
+    const ws = await this.#workspace("probe");
+    try {
+      for (const d of ["lower", "upper", "work", "merged"]) await mkdir(join(ws.dir, d));
+      await mountOverlay(
+        { lowers: ["lower"], upper: "upper", work: "work" },
+        join(ws.dir, "merged"),
+        ws.dir,
+      );
+      ws.mounted = join(ws.dir, "merged");
+      await writeFile(join(ws.dir, "merged", "probe"), "");
+      await stat(join(ws.dir, "upper", "probe"));
+      return undefined;
+    } catch (e) {
+      return e;
+    } finally {
+      await this.#discard(ws);
+    }
+  }
+
+  async #workspace(name: string): Promise<Workspace> {
+    const dir = join(this.#activeRoot, `${this.#ownerTag}-${randomBytes(4).toString("hex")}`);
+    await mkdir(dir);
+    const ws: Workspace = { dir, mounted: undefined, done: false, unregister: () => undefined };
+    ws.unregister = onCleanup(`snapshot workspace ${name}`, async () => {
+      if (ws.mounted) await unmount(ws.mounted);
+    });
+    return ws;
+  }
+
+  async #discard(ws: Workspace): Promise<void> {
+    if (ws.done) return;
+    ws.done = true;
+    try {
+      if (ws.mounted) await unmount(ws.mounted);
+      ws.mounted = undefined;
+      await rm(ws.dir, { recursive: true, force: true });
+    } finally {
+      ws.unregister();
+    }
+  }
+
+  #dir(id: string): string {
+    return join(this.#snapshots, keyOf(id));
+  }
+
+  /** The committed files of a snapshot (read-only by convention). */
+  path(id: string): string {
+    return join(this.#dir(id), "fs");
+  }
+
+  async info(id: string): Promise<SnapshotInfo | undefined> {
+    await this.driver();
+    let meta: SnapshotInfo;
+    try {
+      meta = JSON.parse(await readFile(join(this.#dir(id), "meta.json"), "utf8")) as SnapshotInfo;
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return undefined;
+      throw new KilnError(
+        "E_SNAPSHOT_CORRUPT",
+        `snapshot ${id}: unreadable metadata: ${messageOf(e)}`,
+        {
+          hint: "Remove the snapshot (or the whole state dir) and build again.",
+          cause: e,
+        },
+      );
+    }
+    if (meta.id !== id) {
+      throw new KilnError(
+        "E_SNAPSHOT_COLLISION",
+        `snapshot ${id} collides with ${meta.id} on disk`,
+        {
+          hint: `Remove ${meta.id} and build again.`,
+        },
+      );
+    }
+    this.#known.add(id);
+    return meta;
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return (await this.info(id)) !== undefined;
+  }
+
+  async #requireAll(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      if (!this.#known.has(id) && !(await this.exists(id))) {
+        throw new KilnError("E_SNAPSHOT_NOT_FOUND", `snapshot ${id} does not exist`, {
+          hint: "The build cache may have been pruned meanwhile; run the build again.",
+        });
+      }
+    }
+  }
+
+  #claim(id: string, parents: readonly string[]): Claim {
+    if (this.#inUse.has(id)) {
+      throw new KilnError("E_SNAPSHOT_ACTIVE", `snapshot ${id} is already being prepared`);
+    }
+    const claim: Claim = { parents, uses: parents, ws: undefined };
+    this.#inUse.set(id, claim);
+    return claim;
+  }
+
+  /** A writable root filesystem on top of parents (committed ids, bottom first). */
+  async prepare(id: string, parents: readonly string[]): Promise<ActiveMount> {
+    const driver = await this.driver();
+    await this.#requireAll(parents);
+    const claim = this.#claim(id, parents);
+    try {
+      const w = await this.#workspace(id);
+      claim.ws = w;
+      const free = async () => {
+        this.#inUse.delete(id);
+        await this.#discard(w);
+      };
+      if (driver === "copy") {
+        const rootfs = join(w.dir, "upper");
+        const top = parents.at(-1);
+        await this.#copyTree(top === undefined ? undefined : this.path(top), rootfs);
+        return {
+          id,
+          driver,
+          rootfs,
+          upperdir: rootfs,
+          base: top === undefined ? undefined : this.path(top),
+          release: free,
+        };
+      }
+      for (const d of ["upper", "work", "merged"]) await mkdir(join(w.dir, d));
+      const rel = `../active/${w.dir.slice(w.dir.lastIndexOf("/") + 1)}`;
+      const upper = { upper: `${rel}/upper`, work: `${rel}/work` };
+      const chain = await this.#fitChain([...parents], upper);
+      claim.uses = [...parents, ...chain];
+      await mountOverlay(
+        { ...upper, lowers: chain.length ? this.#lowers(chain) : [EMPTY] },
+        join(w.dir, "merged"),
+        this.#snapshots,
+      );
+      w.mounted = join(w.dir, "merged");
+      return {
+        id,
+        driver,
+        rootfs: w.mounted,
+        upperdir: join(w.dir, "upper"),
+        base: undefined,
+        release: free,
+      };
+    } catch (e) {
+      this.#inUse.delete(id);
+      if (claim.ws) await this.#discard(claim.ws);
+      throw e;
+    }
+  }
+
+  /** An empty layer directory to unpack into (see ActiveLayer.whiteouts), then commit. */
+  async newEmpty(id: string, parents: readonly string[] = []): Promise<ActiveLayer> {
+    const driver = await this.driver();
+    await this.#requireAll(parents);
+    const claim = this.#claim(id, parents);
+    const ws = await this.#workspace(id).catch((e: unknown) => {
+      this.#inUse.delete(id);
+      throw e;
+    });
+    claim.ws = ws;
+    const dir = join(ws.dir, "upper");
+    const free = async () => {
+      this.#inUse.delete(id);
+      await this.#discard(ws);
+    };
+    try {
+      const top = parents.at(-1);
+      if (driver === "copy")
+        await this.#copyTree(top === undefined ? undefined : this.path(top), dir);
+      else await mkdir(dir);
+    } catch (e) {
+      await free();
+      throw e;
+    }
+    return {
+      id,
+      driver,
+      dir,
+      upperdir: dir,
+      whiteouts: driver === "overlay" ? "overlay" : "apply",
+      release: free,
+    };
+  }
+
+  /**
+   * Turn an active mount or layer's upperdir into the committed, immutable snapshot newId.
+   * The active one is released. Fails with E_SNAPSHOT_EXISTS if newId is already committed.
+   */
+  async commit(id: string, active: ActiveMount | ActiveLayer, newId: string): Promise<void> {
+    if (active.id !== id) {
+      throw new KilnError(
+        "E_SNAPSHOT_ACTIVE",
+        `commit of ${id} was given the active snapshot ${active.id}`,
+      );
+    }
+    const driver = await this.driver();
+    const claim = this.#inUse.get(id);
+    if (claim?.ws === undefined) {
+      throw new KilnError(
+        "E_SNAPSHOT_ACTIVE",
+        `snapshot ${id} is not active (already committed or released?)`,
+      );
+    }
+    const ws = claim.ws;
+    try {
+      // The upperdir must be quiescent before it becomes immutable.
+      if (ws.mounted) await unmount(ws.mounted);
+      ws.mounted = undefined;
+      const staging = join(ws.dir, "commit");
+      await mkdir(staging);
+      await rename(active.upperdir, join(staging, "fs"));
+      const meta = {
+        id: newId,
+        parents: [...claim.parents],
+        driver,
+        created: new Date().toISOString(),
+      };
+      await this.#publish(staging, meta);
+    } finally {
+      await active.release();
+    }
+  }
+
+  /** Write meta.json, flush, and make the snapshot visible with one rename. */
+  async #publish(staging: string, meta: SnapshotInfo, allowExisting = false): Promise<void> {
+    await writeFile(join(staging, "meta.json"), `${JSON.stringify(meta)}\n`);
+    // syncfs: the layer's files must be on disk before the rename makes them reachable.
+    await runChecked("sync", ["-f", join(staging, "meta.json")], { errorCode: "E_SNAPSHOT_SYNC" });
+    try {
+      await rename(staging, this.#dir(meta.id));
+    } catch (e) {
+      if (!isErrno(e, "EEXIST", "ENOTEMPTY")) throw e;
+      if (allowExisting) return;
+      throw new KilnError("E_SNAPSHOT_EXISTS", `snapshot ${meta.id} already exists`, {
+        hint: "Check exists() before building a snapshot, or remove the old one first.",
+      });
+    }
+  }
+
+  /** Delete a committed snapshot. Refused while an active mount reads from it. */
+  async remove(id: string): Promise<void> {
+    if (!(await this.exists(id))) return;
+    for (const [activeId, { uses }] of this.#inUse) {
+      if (uses.includes(id)) {
+        throw new KilnError("E_SNAPSHOT_IN_USE", `snapshot ${id} is in use by ${activeId}`, {
+          hint: "Release the active mount first.",
+        });
+      }
+    }
+    this.#known.delete(id);
+    const ws = await this.#workspace(`remove ${id}`);
+    // Renaming first means a crash mid-delete never leaves a half-deleted visible snapshot.
+    await rename(this.#dir(id), join(ws.dir, "gone"));
+    await this.#discard(ws);
+  }
+
+  #lowers(chain: readonly string[]): string[] {
+    return chain.map((id) => `${keyOf(id)}/fs`).reverse();
+  }
+
+  /**
+   * A chain equivalent to the given one whose overlay options fit one page: when too long,
+   * the bottom layers are merged into one cached "flat:" snapshot (a plain tree).
+   */
+  async #fitChain(chain: string[], upper: Pick<OverlayDirs, "upper" | "work">): Promise<string[]> {
+    const fits = (ids: readonly string[]) =>
+      overlayFits({ ...upper, lowers: this.#lowers(ids) }, this.#optionsLimit);
+    if (chain.length === 0 || fits(chain)) return chain;
+    const placeholder = "flat:";
+    let keep = chain.length - 1;
+    while (keep > 0 && !fits([placeholder, ...chain.slice(chain.length - keep)])) keep--;
+    const prefix = chain.slice(0, chain.length - keep);
+    const flatId = `flat:${createHash("sha256").update(prefix.join("\n")).digest("hex")}`;
+    if (!(await this.exists(flatId))) await this.#flatten(prefix, flatId);
+    return [flatId, ...chain.slice(chain.length - keep)];
+  }
+
+  async #flatten(chain: string[], flatId: string): Promise<void> {
+    const fitted = await this.#fitChain(chain, {});
+    const ws = await this.#workspace(`flatten ${flatId}`);
+    try {
+      let source = this.path(fitted[0]!);
+      if (fitted.length > 1) {
+        const merged = join(ws.dir, "merged");
+        await mkdir(merged);
+        await mountOverlay({ lowers: this.#lowers(fitted) }, merged, this.#snapshots);
+        ws.mounted = merged;
+        source = merged;
+      }
+      const staging = join(ws.dir, "commit");
+      await mkdir(staging);
+      await this.#copyTree(source, join(staging, "fs"));
+      if (ws.mounted) await unmount(ws.mounted);
+      ws.mounted = undefined;
+      const meta = {
+        id: flatId,
+        parents: [],
+        driver: "overlay" as const,
+        created: new Date().toISOString(),
+      };
+      await this.#publish(staging, meta, true);
+    } finally {
+      await this.#discard(ws);
+    }
+  }
+
+  /** cp -a --reflink=auto of src's contents into a new dir dest (empty dest when src is undefined). */
+  async #copyTree(src: string | undefined, dest: string): Promise<void> {
+    await mkdir(dest);
+    if (src === undefined) return;
+    await runChecked("cp", ["-a", "--reflink=auto", "--", `${src}/.`, dest], {
+      errorCode: "E_SNAPSHOT_COPY",
+      hint: "Check free disk space under the state directory.",
+    });
+  }
+
+  /**
+   * Crash recovery, run at startup: unmount every mount under root whose owning process is
+   * gone (lazily if busy) and delete its workspace. Workspaces of live processes are kept.
+   */
+  async cleanupStale(): Promise<{ unmounted: string[]; removed: string[] }> {
+    await this.driver();
+    const stale = async (name: string): Promise<boolean> => {
+      const m = /^(\d+)-(\d+)-[0-9a-f]+$/.exec(name);
+      if (!m) return true;
+      if (`${m[1]}-${m[2]}` === this.#ownerTag) return false;
+      return (await startTimeOf(Number(m[1]))) !== m[2];
+    };
+    const unmounted: string[] = [];
+    for (const point of mountsUnder(await readMountInfo(), this.#activeRoot)) {
+      const name = point.slice(this.#activeRoot.length + 1).split("/")[0] ?? "";
+      if (await stale(name)) {
+        await unmount(point);
+        unmounted.push(point);
+      }
+    }
+    const removed: string[] = [];
+    for (const name of await readdir(this.#activeRoot)) {
+      if (await stale(name)) {
+        await rm(join(this.#activeRoot, name), { recursive: true, force: true });
+        removed.push(name);
+      }
+    }
+    return { unmounted, removed };
+  }
+}

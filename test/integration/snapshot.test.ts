@@ -1,0 +1,216 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import {
+  mkdtemp,
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  writeFile,
+  lstat,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { getAttribute } from "@napi-rs/xattr";
+import { Snapshotter, readMountInfo, mountsUnder } from "../../src/snapshot/index.js";
+import { isKilnError } from "../../src/errors.js";
+
+const asRoot = process.getuid?.() === 0;
+let base = "";
+
+before(async () => {
+  base = await mkdtemp(join(tmpdir(), "kiln-snap-"));
+});
+after(async () => {
+  const left = mountsUnder(await readMountInfo(), base);
+  for (const m of left) execFileSync("umount", ["-l", m]);
+  await rm(base, { recursive: true, force: true });
+  assert.deepEqual(left, [], "a test left mounts behind");
+});
+
+async function freshRoot(name: string): Promise<string> {
+  const root = join(base, name);
+  await mkdir(root);
+  return root;
+}
+
+/** Commit a layer that adds the given files (and optional overlay whiteouts). */
+async function layer(
+  s: Snapshotter,
+  id: string,
+  parents: string[],
+  files: Record<string, string>,
+  whiteouts: string[] = [],
+): Promise<void> {
+  const l = await s.newEmpty(`new-${id}`, parents);
+  for (const [p, content] of Object.entries(files)) {
+    await mkdir(join(l.dir, p, ".."), { recursive: true });
+    await writeFile(join(l.dir, p), content);
+  }
+  for (const w of whiteouts) execFileSync("mknod", [join(l.dir, w), "c", "0", "0"]);
+  await s.commit(`new-${id}`, l, id);
+}
+
+const opts = { skip: asRoot ? false : "needs root for overlayfs mounts" };
+
+test("overlay: prepare/commit chain, whiteouts, opaque dirs, renamed dirs", opts, async () => {
+  const s = new Snapshotter(await freshRoot("chain"));
+  assert.equal(await s.driver(), "overlay");
+  await layer(s, "a", [], { "etc/keep": "k", "etc/gone": "g", "d/old": "o", "r/x": "x" });
+  assert.ok(await s.exists("a"));
+  assert.deepEqual((await s.info("a"))?.parents, []);
+
+  const m = await s.prepare("run1", ["a"]);
+  assert.equal(await readFile(join(m.rootfs, "etc/keep"), "utf8"), "k");
+  await rm(join(m.rootfs, "etc/gone"));
+  await rm(join(m.rootfs, "d"), { recursive: true });
+  await mkdir(join(m.rootfs, "d"));
+  await writeFile(join(m.rootfs, "d/new"), "n");
+  // overlayfs refuses rename(2) of a lower dir without redirect_dir (EXDEV); mv copies instead
+  await assert.rejects(rename(join(m.rootfs, "r"), join(m.rootfs, "r2")), { code: "EXDEV" });
+  execFileSync("mv", [join(m.rootfs, "r"), join(m.rootfs, "r2")]);
+
+  const wh = await lstat(join(m.upperdir, "etc/gone"));
+  assert.ok(wh.isCharacterDevice() && wh.rdev === 0, "deleted file is a 0/0 whiteout");
+  assert.equal(
+    (await getAttribute(join(m.upperdir, "d"), "trusted.overlay.opaque"))?.toString(),
+    "y",
+  );
+  assert.deepEqual(await readdir(join(m.upperdir, "d")), ["new"]);
+  // redirect_dir=off: the renamed dir is copied up whole, not recorded as a redirect
+  assert.equal(await readFile(join(m.upperdir, "r2/x"), "utf8"), "x");
+  assert.equal(await getAttribute(join(m.upperdir, "r2"), "trusted.overlay.redirect"), null);
+  assert.deepEqual((await readdir(m.upperdir)).sort(), ["d", "etc", "r", "r2"]);
+
+  await s.commit("run1", m, "b");
+  await m.release(); // idempotent after commit
+  assert.deepEqual((await s.info("b"))?.parents, ["a"]);
+  assert.deepEqual(mountsUnder(await readMountInfo(), s.root), []);
+
+  const m2 = await s.prepare("run2", ["a", "b"]);
+  assert.deepEqual((await readdir(m2.rootfs)).sort(), ["d", "etc", "r2"]);
+  assert.deepEqual(await readdir(join(m2.rootfs, "etc")), ["keep"]);
+  assert.deepEqual(await readdir(join(m2.rootfs, "d")), ["new"]);
+  await assert.rejects(s.remove("a"), (e) => isKilnError(e) && e.code === "E_SNAPSHOT_IN_USE");
+  await m2.release();
+  assert.deepEqual(mountsUnder(await readMountInfo(), s.root), []);
+
+  await assert.rejects(
+    layer(s, "a", [], {}),
+    (e) => isKilnError(e) && e.code === "E_SNAPSHOT_EXISTS",
+  );
+  await s.remove("b");
+  assert.equal(await s.exists("b"), false);
+  await assert.rejects(
+    s.prepare("run3", ["b"]),
+    (e) => isKilnError(e) && e.code === "E_SNAPSHOT_NOT_FOUND",
+  );
+  assert.deepEqual(await readdir(join(s.root, "active")), [], "no workspaces left");
+});
+
+async function chainOf(s: Snapshotter, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = `sha256:${String(i).padStart(64, "0")}`;
+    // layer 5 is deleted again by layer 20: the whiteout must survive flattening
+    await layer(s, id, [...ids], { [`f/${i}`]: String(i) }, i === 20 ? ["f/5"] : []);
+    ids.push(id);
+  }
+  return ids;
+}
+
+test("overlay: a 150-layer chain mounts with relative lowerdirs", opts, async () => {
+  const s = new Snapshotter(await freshRoot("long"));
+  const ids = await chainOf(s, 150);
+  const m = await s.prepare("r150", ids);
+  const names = await readdir(join(m.rootfs, "f"));
+  assert.equal(names.length, 149);
+  assert.ok(!names.includes("5"));
+  await m.release();
+  assert.equal((await readdir(join(s.root, "snapshots"))).length, 151, "nothing was flattened");
+  assert.deepEqual(mountsUnder(await readMountInfo(), s.root), []);
+});
+
+test("overlay: chains too long for one mount are flattened", opts, async () => {
+  // 600 bytes of options hold ~30 lowerdirs, so 60 layers need two levels of flattening.
+  const s = new Snapshotter(await freshRoot("flat"), { optionsLimit: 600 });
+  const ids = await chainOf(s, 60);
+  const m = await s.prepare("r60", ids);
+  const names = await readdir(join(m.rootfs, "f"));
+  assert.equal(names.length, 59);
+  assert.ok(!names.includes("5"));
+  assert.equal(await readFile(join(m.rootfs, "f/59"), "utf8"), "59");
+  await writeFile(join(m.rootfs, "top"), "t");
+  assert.deepEqual(await readdir(m.upperdir), ["top"]);
+  await m.release();
+  assert.ok((await readdir(join(s.root, "snapshots"))).length > 61, "a flat snapshot was made");
+  assert.deepEqual(mountsUnder(await readMountInfo(), s.root), []);
+  // the flattened base is reused
+  const again = await s.prepare("r60b", ids);
+  assert.equal((await readdir(join(again.rootfs, "f"))).length, 59);
+  await again.release();
+});
+
+test("copy driver: full trees, base for diffing", async () => {
+  const s = new Snapshotter(await freshRoot("copy"), { driver: "copy" });
+  assert.equal(await s.driver(), "copy");
+  await layer(s, "a", [], { "x/1": "1", "x/2": "2" });
+  const m = await s.prepare("run", ["a"]);
+  assert.equal(m.base, s.path("a"));
+  assert.equal(m.rootfs, m.upperdir);
+  await rm(join(m.rootfs, "x/1"));
+  await s.commit("run", m, "b");
+  assert.deepEqual(await readdir(join(s.path("b"), "x")), ["2"]);
+  assert.deepEqual(await readdir(join(s.path("a"), "x")), ["1", "2"], "parent untouched");
+  const l = await s.newEmpty("unpack", ["b"]);
+  assert.equal(l.whiteouts, "apply");
+  assert.deepEqual(await readdir(join(l.dir, "x")), ["2"]);
+  await l.release();
+  await assert.rejects(
+    new Snapshotter(s.root, { driver: "overlay" }).driver(),
+    (e) => isKilnError(e) && e.code === "E_SNAPSHOT_DRIVER",
+  );
+});
+
+test("cleanupStale unmounts and removes what a SIGKILLed process left", opts, async () => {
+  const root = await freshRoot("stale");
+  const s = new Snapshotter(root);
+  await layer(s, "a", [], { f: "1" });
+  const entry = fileURLToPath(new URL("../../src/snapshot/index.ts", import.meta.url));
+  const script = `
+    import { Snapshotter } from ${JSON.stringify(entry)};
+    const s = new Snapshotter(${JSON.stringify(root)});
+    const m = await s.prepare("crash", ["a"]);
+    process.stdout.write(m.rootfs + "\\n");
+    setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const rootfs = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("\n")) resolve(out.trim());
+    });
+    child.once("exit", () => {
+      reject(new Error("child exited early"));
+    });
+  });
+  // A live owner's mount is not touched.
+  assert.deepEqual((await s.cleanupStale()).unmounted, []);
+  assert.ok((await stat(join(rootfs, "f"))).isFile());
+  child.kill("SIGKILL");
+  await new Promise((r) => child.once("close", r));
+  assert.deepEqual(mountsUnder(await readMountInfo(), root), [rootfs]);
+
+  const res = await new Snapshotter(root).cleanupStale();
+  assert.deepEqual(res.unmounted, [rootfs]);
+  assert.equal(res.removed.length, 1);
+  assert.deepEqual(mountsUnder(await readMountInfo(), root), []);
+  assert.deepEqual(await readdir(join(root, "active")), []);
+  assert.ok(await s.exists("a"));
+});
