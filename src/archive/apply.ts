@@ -73,10 +73,10 @@ async function lstatOrNull(p: string): Promise<Stats | null> {
 }
 
 /** Path segments of an archive name inside the root; refuses anything that could escape. */
-function normalize(name: string): string {
-  if (name.includes("\0")) throw unsafeLayer(name, "name contains a NUL byte");
+function normalize(name: string, entry = name): string {
+  if (name.includes("\0")) throw unsafeLayer(entry, `${JSON.stringify(name)} contains a NUL byte`);
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) throw unsafeLayer(name, "path contains '..'");
+  if (parts.includes("..")) throw unsafeLayer(entry, `${JSON.stringify(name)} contains '..'`);
   return parts.join("/");
 }
 
@@ -241,7 +241,7 @@ class Extractor {
   }
 
   private async hardlink(rel: string, entry: TarEntry): Promise<void> {
-    const target = normalize(entry.linkname ?? "");
+    const target = normalize(entry.linkname ?? "", entry.name);
     if (target === "" || target === rel)
       throw unsafeLayer(entry.name, "hardlink has no usable target");
     if (!(await this.parents(target, entry.name, false))) {

@@ -83,3 +83,29 @@ export function sh(cmd: string, args: string[], input?: Buffer | string): string
 
 /** A security.capability value with bytes >= 0x80 (cap_setuid,cap_ipc_owner,... +eip). */
 export const BINARY_CAP = "cap_setuid,cap_ipc_owner,cap_sys_nice,cap_setfcap+eip";
+
+/** Recompute the checksum of the header block at `at` after patching it. */
+export function fixChecksum(tar: Buffer, at: number): void {
+  tar.fill(0x20, at + 148, at + 156);
+  let sum = 0;
+  for (let i = at; i < at + 512; i++) sum += tar[i]!;
+  tar.write(sum.toString(8).padStart(6, "0") + "\0 ", at + 148, 8, "ascii");
+}
+
+export function rawHeader(name: string, typeflag: string, size: number): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(name, 0, 100);
+  b.write("0000644\0", 100);
+  b.write("0000000\0", 108);
+  b.write("0000000\0", 116);
+  b.write(size.toString(8).padStart(11, "0") + "\0", 124);
+  b.write("00000000000\0", 136);
+  b.write(typeflag, 156);
+  b.write("ustar\x0000", 257, "latin1");
+  fixChecksum(b, 0);
+  return b;
+}
+
+export function padded(data: Buffer): Buffer {
+  return Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+}
