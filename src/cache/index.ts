@@ -1,0 +1,120 @@
+/**
+ * Persistent build cache: solver results keyed by cache key, and the compressed blob made
+ * from each built layer (so exporting again never recompresses). Records are small JSON
+ * files written atomically (temp file + rename), so a crash leaves either the old record or
+ * the new one, and several kiln processes can share the directory.
+ */
+import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { ResultCache } from "../solver/index.js";
+
+/** A compressed layer blob as it sits in the content store. */
+export interface BlobRecord {
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffID: string;
+}
+
+/** One layer of a root filesystem: a committed snapshot, and its blob when known. */
+export interface LayerRecord {
+  snapshot: string;
+  blob?: BlobRecord;
+  /** digest of the vertex whose step created this layer (built layers only) */
+  producer?: string;
+}
+
+/** The result of every op: a root filesystem as a stack of layers, bottom first. */
+export interface FsResult {
+  layers: LayerRecord[];
+}
+
+async function writeAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+async function readJSON<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, "utf8")) as T;
+  } catch {
+    // missing, or torn by a crash before rename made it visible: treat as a miss
+    return undefined;
+  }
+}
+
+function fileName(key: string): string {
+  return key.replace(/^sha256:/, "") + ".json";
+}
+
+export class BuildCache implements ResultCache<FsResult> {
+  private readonly resultsDir: string;
+  private readonly blobsDir: string;
+
+  private constructor(
+    root: string,
+    private readonly snapshotExists: (id: string) => Promise<boolean>,
+  ) {
+    this.resultsDir = join(root, "results");
+    this.blobsDir = join(root, "layer-blobs");
+  }
+
+  static async open(
+    root: string,
+    snapshotExists: (id: string) => Promise<boolean>,
+  ): Promise<BuildCache> {
+    const c = new BuildCache(root, snapshotExists);
+    await mkdir(c.resultsDir, { recursive: true });
+    await mkdir(c.blobsDir, { recursive: true });
+    return c;
+  }
+
+  async load(key: string): Promise<FsResult | undefined> {
+    const r = await readJSON<FsResult>(join(this.resultsDir, fileName(key)));
+    if (!r || !Array.isArray(r.layers)) return undefined;
+    for (const l of r.layers) {
+      // a pruned or half-written snapshot makes the record useless, never wrong
+      if (!(await this.snapshotExists(l.snapshot))) return undefined;
+    }
+    return { layers: await Promise.all(r.layers.map((l) => this.withBlob(l))) };
+  }
+
+  async save(key: string, result: FsResult): Promise<void> {
+    await writeAtomic(join(this.resultsDir, fileName(key)), JSON.stringify(result));
+  }
+
+  /** The blob made from a built snapshot with the given compression, if any. */
+  async blobFor(snapshot: string, compression: string): Promise<BlobRecord | undefined> {
+    return readJSON<BlobRecord>(join(this.blobsDir, `${snapshot}.${compression}.json`));
+  }
+
+  async recordBlob(snapshot: string, compression: string, blob: BlobRecord): Promise<void> {
+    await writeAtomic(join(this.blobsDir, `${snapshot}.${compression}.json`), JSON.stringify(blob));
+  }
+
+  private async withBlob(l: LayerRecord): Promise<LayerRecord> {
+    if (l.blob) return l;
+    const blob = await this.blobFor(l.snapshot, "gzip");
+    return blob ? { ...l, blob } : l;
+  }
+
+  /** Every snapshot some cache record refers to (for prune). */
+  async referencedSnapshots(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const f of await readdir(this.resultsDir)) {
+      if (!f.endsWith(".json")) continue;
+      const r = await readJSON<FsResult>(join(this.resultsDir, f));
+      for (const l of r?.layers ?? []) out.add(l.snapshot);
+    }
+    return out;
+  }
+
+  async clear(): Promise<void> {
+    await rm(this.resultsDir, { recursive: true, force: true });
+    await rm(this.blobsDir, { recursive: true, force: true });
+    await mkdir(this.resultsDir, { recursive: true });
+    await mkdir(this.blobsDir, { recursive: true });
+  }
+}

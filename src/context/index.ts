@@ -1,0 +1,164 @@
+/**
+ * The build context: a directory filtered by `.dockerignore` (or `<Dockerfile>.dockerignore`,
+ * which wins), and content checksums of the parts a step reads, so a COPY is invalidated
+ * only by a change to the files it copies.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { lstat, readFile, readdir, readlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import dockerignore from "@balena/dockerignore";
+import { KilnError } from "../errors.js";
+import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
+
+export interface ContextFilter {
+  /** the ignore file that was used, for messages */
+  file: string | undefined;
+  patterns: string[];
+  /** relative path (no leading slash) excluded? */
+  excluded(rel: string): boolean;
+  /** the rule that excluded a path, e.g. `.dockerignore: *.log` */
+  reason(rel: string): string | undefined;
+}
+
+/** Parses ignore-file text as Docker does: comments, blank lines, trimmed patterns. */
+export function parseIgnoreFile(text: string): string[] {
+  const out: string[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    if (raw.startsWith("#")) continue;
+    const line = raw.trim();
+    if (line === "") continue;
+    out.push(line);
+  }
+  return out;
+}
+
+export function makeFilter(patterns: string[], file: string | undefined): ContextFilter {
+  const ig = dockerignore({ ignorecase: false }).add(patterns);
+  return {
+    file,
+    patterns,
+    excluded: (rel) => rel !== "" && ig.ignores(rel),
+    reason: (rel) => {
+      if (rel === "" || !ig.ignores(rel)) return undefined;
+      // the last pattern that matches decides; report that one
+      for (let i = patterns.length - 1; i >= 0; i--) {
+        const p = patterns[i]!;
+        if (p.startsWith("!")) continue;
+        if (dockerignore({ ignorecase: false }).add(p).ignores(rel))
+          return `${file ?? ".dockerignore"}: ${p}`;
+      }
+      return file ?? ".dockerignore";
+    },
+  };
+}
+
+/** Loads the ignore rules for a build: `<dockerfile>.dockerignore` next to it, else `<ctx>/.dockerignore`. */
+export async function loadContextFilter(
+  contextDir: string,
+  dockerfilePath?: string,
+): Promise<ContextFilter> {
+  const candidates: string[] = [];
+  if (dockerfilePath)
+    candidates.push(join(dirname(dockerfilePath), `${basename(dockerfilePath)}.dockerignore`));
+  candidates.push(join(contextDir, ".dockerignore"));
+  for (const f of candidates) {
+    let text: string;
+    try {
+      text = await readFile(f, "utf8");
+    } catch {
+      continue;
+    }
+    return makeFilter(parseIgnoreFile(text), basename(f));
+  }
+  return makeFilter([], undefined);
+}
+
+/** Content hashes of files by identity, so an unchanged context is not re-read. */
+const fileHashes = new Map<string, string>();
+
+async function hashFile(path: string, key: string): Promise<string> {
+  const known = fileHashes.get(key);
+  if (known) return known;
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  const d = h.digest("hex");
+  fileHashes.set(key, d);
+  return d;
+}
+
+/**
+ * A checksum of what `paths` (relative, possibly with wildcards) select in the context: names,
+ * types, modes, link targets and file contents — not mtimes or owners, like BuildKit's keys.
+ */
+export async function contextChecksum(
+  contextDir: string,
+  filter: ContextFilter,
+  paths: readonly string[],
+): Promise<string> {
+  const h = createHash("sha256");
+  const visit = async (rel: string): Promise<void> => {
+    const host = join(contextDir, rel);
+    let st;
+    try {
+      st = await lstat(host, { bigint: true });
+    } catch {
+      h.update(`missing ${rel}\n`);
+      return;
+    }
+    const mode = Number(st.mode & 0o7777n);
+    if (st.isSymbolicLink()) {
+      h.update(`l ${rel} ${await readlink(host)}\n`);
+    } else if (st.isDirectory()) {
+      h.update(`d ${rel} ${mode}\n`);
+      for (const name of (await readdir(host)).sort()) {
+        const child = rel === "" ? name : `${rel}/${name}`;
+        if (filter.excluded(child)) {
+          if (!filter.patterns.some((p) => p.startsWith("!"))) continue;
+          // an exception may re-include something below an excluded directory
+          const cst = await lstat(join(host, name));
+          if (!cst.isDirectory()) continue;
+        }
+        await visit(child);
+      }
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      h.update(`f ${rel} ${mode} ${await hashFile(host, key)}\n`);
+    } else {
+      h.update(`o ${rel} ${mode}\n`);
+    }
+  };
+  for (const p of paths) {
+    const clean = cleanInRoot(p).slice(1);
+    if (!hasWildcard(clean)) {
+      if (clean !== "" && filter.excluded(clean)) h.update(`excluded ${clean}\n`);
+      else await visit(clean);
+      continue;
+    }
+    const match = compileGlob(clean);
+    const walk = async (rel: string): Promise<void> => {
+      let names: string[];
+      try {
+        names = (await readdir(join(contextDir, rel))).sort();
+      } catch {
+        return;
+      }
+      for (const name of names) {
+        const child = rel === "" ? name : `${rel}/${name}`;
+        if (filter.excluded(child)) continue;
+        if (match(child)) await visit(child);
+        else if ((await lstat(join(contextDir, child))).isDirectory()) await walk(child);
+      }
+    };
+    await walk("");
+  }
+  return "sha256:" + h.digest("hex");
+}
+
+export function checkContextDir(dir: string, isDir: boolean): void {
+  if (!isDir) {
+    throw new KilnError("E_CONTEXT", `build context ${dir} is not a directory`, {
+      hint: "pass a directory (or - for a tar on stdin) as the build context",
+    });
+  }
+}
