@@ -1,0 +1,848 @@
+/**
+ * A distribution-spec (OCI) registry client: manifests, blobs, uploads, mounts, with auth,
+ * retries and verification of every byte received against its digest.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { IncomingMessage } from "node:http";
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KilnError, messageOf } from "../errors.js";
+import { digestOf, isDigest } from "../oci/encode.js";
+import { manifestAcceptTypes } from "../oci/mediatypes.js";
+import { parseManifestOrIndex, type ParsedDocument } from "../oci/parse.js";
+import type { Descriptor, Digest } from "../oci/types.js";
+import { Authorizer, repositoryScope } from "./auth.js";
+import { dockerCredentials, type CredentialsProvider } from "./credentials.js";
+import { HttpTransport, drain, isTransientNetworkError, readBody } from "./http.js";
+
+/** A repository on a registry: `registry` as written in references ("docker.io", "host:5000"). */
+export interface RepositoryRef {
+  registry: string;
+  repository: string;
+}
+
+export interface RetryPolicy {
+  /** Total tries of one request (or one upload), including the first. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** No new attempt starts after this much time since the first. */
+  maxElapsedMs: number;
+}
+
+export interface TransferProgress {
+  direction: "pull" | "push";
+  digest: Digest;
+  done: number;
+  total: number;
+  /** "exists"/"mounted": nothing had to move; "done": the transfer finished. */
+  status: "running" | "exists" | "mounted" | "done";
+}
+
+export interface RegistryClientOptions {
+  /** Registries (host or host:port) reached over plain HTTP. Loopback always is. */
+  insecureHosts?: string[];
+  /** Credentials; default: Docker's config.json and credential helpers. */
+  auth?: CredentialsProvider;
+  /** Parallel blob transfers in pull/push (default 4). */
+  maxConcurrency?: number;
+  onProgress?: (p: TransferProgress) => void;
+  /** A PEM file of extra CAs trusted for HTTPS registries. */
+  caFile?: string;
+  retry?: Partial<RetryPolicy>;
+  /** Blobs larger than this are uploaded in chunks (default 32 MiB). */
+  chunkThreshold?: number;
+  /** Size of each uploaded chunk (default 16 MiB); a registry's OCI-Chunk-Min-Length wins if larger. */
+  chunkSize?: number;
+}
+
+export interface FetchedManifest {
+  descriptor: Descriptor;
+  bytes: Buffer;
+  document: ParsedDocument;
+}
+
+export type PushResult = "exists" | "mounted" | "uploaded";
+
+const maxManifestBytes = 4 << 20;
+const defaultRetry: RetryPolicy = {
+  attempts: 5,
+  baseDelayMs: 200,
+  maxDelayMs: 5_000,
+  maxElapsedMs: 60_000,
+};
+const retryableStatus = new Set([408, 429, 500, 502, 503, 504]);
+const loopback = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)(?::\d+)?$/;
+
+interface SendOptions {
+  method: string;
+  /** A path on the registry, or an absolute URL (upload locations). */
+  url: string | URL;
+  scopes: readonly string[];
+  headers?: Record<string, string>;
+  /** Buffers are replayed on retry; a stream factory is called once per attempt. */
+  body?: Buffer | (() => Readable);
+  /** Safe to send again after a network error or a 5xx (not a PATCH of a chunk). */
+  idempotent: boolean;
+  /** Follow 3xx (GET/HEAD of blobs may be redirected to storage). */
+  redirects?: boolean;
+  /** What the request is about, for messages: `registry/repo:tag`. */
+  subject: string;
+}
+
+export class RegistryClient {
+  readonly maxConcurrency: number;
+  private readonly transport: HttpTransport;
+  private readonly auth: Authorizer;
+  private readonly insecure: ReadonlySet<string>;
+  private readonly retry: RetryPolicy;
+  private readonly chunkThreshold: number;
+  private readonly chunkSize: number;
+  private readonly onProgress: ((p: TransferProgress) => void) | undefined;
+
+  constructor(opts: RegistryClientOptions = {}) {
+    this.maxConcurrency = Math.max(1, opts.maxConcurrency ?? 4);
+    let ca: Buffer | undefined;
+    if (opts.caFile !== undefined) {
+      try {
+        ca = readFileSync(opts.caFile);
+      } catch (e) {
+        throw new KilnError(
+          "E_REGISTRY_CA",
+          `cannot read CA file ${opts.caFile}: ${messageOf(e)}`,
+          {
+            hint: "pass a readable PEM file",
+          },
+        );
+      }
+    }
+    this.transport = new HttpTransport({ ca, maxSockets: this.maxConcurrency * 2 + 2 });
+    this.auth = new Authorizer(this.transport, opts.auth ?? dockerCredentials());
+    this.insecure = new Set(opts.insecureHosts ?? []);
+    this.retry = { ...defaultRetry, ...opts.retry };
+    this.chunkThreshold = opts.chunkThreshold ?? 32 << 20;
+    this.chunkSize = opts.chunkSize ?? 16 << 20;
+    this.onProgress = opts.onProgress;
+  }
+
+  /** Token requests made so far (diagnostics; tests assert token caching with it). */
+  get tokenRequests(): number {
+    return this.auth.tokenRequests;
+  }
+
+  /** Release pooled connections. */
+  close(): void {
+    this.transport.close();
+  }
+
+  /** Resolve a tag or digest to the descriptor of its manifest or index (HEAD, else GET). */
+  async resolve(repo: RepositoryRef, reference: string): Promise<Descriptor> {
+    const subject = formatRef(repo, reference);
+    const res = await this.send(repo, {
+      method: "HEAD",
+      url: manifestPath(repo, reference),
+      scopes: [repositoryScope(repo.repository, "pull")],
+      headers: { Accept: manifestAcceptTypes.join(", ") },
+      idempotent: true,
+      subject,
+    });
+    await drain(res);
+    const digest = header(res, "docker-content-digest");
+    const mediaType = header(res, "content-type")?.split(";")[0]?.trim();
+    const size = Number(header(res, "content-length"));
+    if (
+      res.statusCode === 200 &&
+      digest !== undefined &&
+      isDigest(digest) &&
+      mediaType &&
+      Number.isSafeInteger(size)
+    ) {
+      if (isDigest(reference) && digest !== reference)
+        throw digestMismatch(subject, reference, digest);
+      return { mediaType, digest, size };
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 405)
+      throw await statusError(res, subject, "manifest");
+    // Some registries omit the digest on HEAD: fetch the document and hash it ourselves.
+    return (await this.getManifest(repo, reference)).descriptor;
+  }
+
+  /** Fetch, verify and validate a manifest or index. */
+  async getManifest(repo: RepositoryRef, reference: string): Promise<FetchedManifest> {
+    const subject = formatRef(repo, reference);
+    const res = await this.send(repo, {
+      method: "GET",
+      url: manifestPath(repo, reference),
+      scopes: [repositoryScope(repo.repository, "pull")],
+      headers: { Accept: manifestAcceptTypes.join(", ") },
+      idempotent: true,
+      subject,
+    });
+    if (res.statusCode !== 200) throw await statusError(res, subject, "manifest");
+    let bytes: Buffer;
+    try {
+      bytes = await readBody(res, maxManifestBytes);
+    } catch (e) {
+      if (e instanceof RangeError) {
+        throw new KilnError(
+          "E_MANIFEST_INVALID",
+          `manifest ${subject} is larger than ${maxManifestBytes} bytes`,
+          {
+            hint: "this is not an image manifest kiln can use",
+          },
+        );
+      }
+      throw unreachable(repo, subject, e);
+    }
+    const digest = digestOf(bytes);
+    if (isDigest(reference) && reference !== digest)
+      throw digestMismatch(subject, reference, digest);
+    const claimed = header(res, "docker-content-digest");
+    if (claimed !== undefined && claimed.startsWith("sha256:") && claimed !== digest) {
+      throw digestMismatch(subject, claimed, digest);
+    }
+    const contentType = header(res, "content-type")?.split(";")[0]?.trim();
+    const document = parseManifestOrIndex(bytes, contentType, subject);
+    return {
+      descriptor: { mediaType: document.mediaType, digest, size: bytes.byteLength },
+      bytes,
+      document,
+    };
+  }
+
+  /** Upload a manifest or index under a tag or its digest; returns its descriptor. */
+  async putManifest(
+    repo: RepositoryRef,
+    reference: string,
+    bytes: Buffer,
+    mediaType: string,
+  ): Promise<Descriptor> {
+    const subject = formatRef(repo, reference);
+    const digest = digestOf(bytes);
+    if (isDigest(reference) && reference !== digest)
+      throw digestMismatch(subject, reference, digest);
+    const res = await this.send(repo, {
+      method: "PUT",
+      url: manifestPath(repo, reference),
+      scopes: [repositoryScope(repo.repository, "pull,push")],
+      headers: { "Content-Type": mediaType },
+      body: bytes,
+      idempotent: true,
+      subject,
+    });
+    if (res.statusCode !== 201 && res.statusCode !== 200)
+      throw await statusError(res, subject, "manifest");
+    await drain(res);
+    const stored = header(res, "docker-content-digest");
+    if (stored !== undefined && stored.startsWith("sha256:") && stored !== digest) {
+      throw digestMismatch(subject, digest, stored);
+    }
+    return { mediaType, digest, size: bytes.byteLength };
+  }
+
+  /** The size of a blob if the repository has it, else undefined. */
+  async blobExists(
+    repo: RepositoryRef,
+    digest: Digest,
+    scopes?: readonly string[],
+  ): Promise<number | undefined> {
+    const subject = formatRef(repo, digest);
+    const res = await this.send(repo, {
+      method: "HEAD",
+      url: blobPath(repo, digest),
+      scopes: scopes ?? [repositoryScope(repo.repository, "pull")],
+      idempotent: true,
+      redirects: true,
+      subject,
+    });
+    await drain(res);
+    if (res.statusCode === 404) return undefined;
+    if (res.statusCode !== 200) throw await statusError(res, subject, "blob");
+    const size = Number(header(res, "content-length"));
+    return Number.isSafeInteger(size) ? size : 0;
+  }
+
+  /**
+   * Stream a blob, verified: the stream fails with E_DIGEST_MISMATCH at its end if the bytes do
+   * not match `desc`. A dropped connection resumes with a Range request where it stopped.
+   */
+  fetchBlob(repo: RepositoryRef, desc: Descriptor): Readable {
+    return Readable.from(this.blobChunks(repo, desc), { objectMode: false });
+  }
+
+  private async *blobChunks(repo: RepositoryRef, desc: Descriptor): AsyncGenerator<Buffer> {
+    const subject = formatRef(repo, desc.digest);
+    const hash = createHash("sha256");
+    let received = 0;
+    let resumes = 0;
+    const started = Date.now();
+    for (;;) {
+      const res = await this.send(repo, {
+        method: "GET",
+        url: blobPath(repo, desc.digest),
+        scopes: [repositoryScope(repo.repository, "pull")],
+        headers: received > 0 ? { Range: `bytes=${received}-` } : {},
+        idempotent: true,
+        redirects: true,
+        subject,
+      });
+      let skip = 0;
+      if (res.statusCode === 206 && received > 0) {
+        const start = /^bytes (\d+)-/.exec(header(res, "content-range") ?? "")?.[1];
+        if (Number(start) !== received) {
+          res.destroy();
+          throw new KilnError(
+            "E_REGISTRY",
+            `registry answered a resumed download of ${subject} with the wrong range`,
+            {
+              hint: "retry the command",
+            },
+          );
+        }
+      } else if (res.statusCode === 200) {
+        skip = received; // the server ignored Range: drop what we already have
+      } else {
+        throw await statusError(res, subject, "blob");
+      }
+      try {
+        for await (const chunk of res) {
+          let b = chunk as Buffer;
+          if (skip > 0) {
+            const n = Math.min(skip, b.byteLength);
+            skip -= n;
+            b = b.subarray(n);
+            if (b.byteLength === 0) continue;
+          }
+          received += b.byteLength;
+          if (received > desc.size) {
+            res.destroy();
+            throw digestMismatch(subject, desc.digest, `more than ${desc.size} bytes`);
+          }
+          hash.update(b);
+          this.progress({
+            direction: "pull",
+            digest: desc.digest,
+            done: received,
+            total: desc.size,
+            status: "running",
+          });
+          yield b;
+        }
+        if (received < desc.size && res.complete) {
+          throw digestMismatch(subject, desc.digest, `only ${received} of ${desc.size} bytes`);
+        }
+        if (received < desc.size)
+          throw Object.assign(new Error("connection closed early"), { code: "ECONNRESET" });
+        break;
+      } catch (e) {
+        if (!isTransientNetworkError(e) || !this.mayRetry(resumes + 1, started)) {
+          throw e instanceof KilnError ? e : unreachable(repo, subject, e);
+        }
+        await sleep(this.backoff(resumes++));
+      }
+    }
+    const actual = `sha256:${hash.digest("hex")}`;
+    if (actual !== desc.digest) throw digestMismatch(subject, desc.digest, actual);
+    this.progress({
+      direction: "pull",
+      digest: desc.digest,
+      done: received,
+      total: desc.size,
+      status: "done",
+    });
+  }
+
+  /**
+   * Make a blob exist in `repo`: already there, mounted from one of `mountFrom` (repositories on
+   * the same registry), or uploaded from `open()` (called again if an upload must restart).
+   */
+  async pushBlob(
+    repo: RepositoryRef,
+    desc: Descriptor,
+    open: () => Readable,
+    opts: { mountFrom?: readonly string[] } = {},
+  ): Promise<PushResult> {
+    const subject = formatRef(repo, desc.digest);
+    const push = repositoryScope(repo.repository, "pull,push");
+    if ((await this.blobExists(repo, desc.digest, [push])) !== undefined) {
+      this.progress({
+        direction: "push",
+        digest: desc.digest,
+        done: desc.size,
+        total: desc.size,
+        status: "exists",
+      });
+      return "exists";
+    }
+    let session: URL | undefined;
+    let minChunk = 0;
+    for (const from of opts.mountFrom ?? []) {
+      if (from === repo.repository) continue;
+      const res = await this.send(repo, {
+        method: "POST",
+        url: `/v2/${repo.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from)}`,
+        scopes: [push, repositoryScope(from, "pull")],
+        idempotent: true,
+        subject,
+      });
+      await drain(res);
+      if (res.statusCode === 201) {
+        this.progress({
+          direction: "push",
+          digest: desc.digest,
+          done: desc.size,
+          total: desc.size,
+          status: "mounted",
+        });
+        return "mounted";
+      }
+      if (res.statusCode === 202) {
+        // Not mountable (e.g. no pull access to `from`): the registry opened an upload instead.
+        session = this.location(repo, res, subject);
+        minChunk = Number(header(res, "oci-chunk-min-length") ?? 0);
+        break;
+      }
+      if (res.statusCode !== 404) throw await statusError(res, subject, "blob");
+    }
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (session === undefined) ({ session, minChunk } = await this.startUpload(repo, subject));
+        const chunk = Math.max(this.chunkSize, minChunk);
+        if (desc.size > this.chunkThreshold || (minChunk > 0 && desc.size > minChunk)) {
+          await this.uploadChunked(repo, session, desc, open, chunk, subject);
+        } else {
+          await this.uploadMonolithic(repo, session, desc, open, subject);
+        }
+        this.progress({
+          direction: "push",
+          digest: desc.digest,
+          done: desc.size,
+          total: desc.size,
+          status: "done",
+        });
+        return "uploaded";
+      } catch (e) {
+        session = undefined;
+        if (!(e instanceof RetryableUpload) || !this.mayRetry(attempt, started)) {
+          throw e instanceof RetryableUpload ? e.final : e;
+        }
+        await sleep(this.backoff(attempt - 1));
+      }
+    }
+  }
+
+  private async startUpload(
+    repo: RepositoryRef,
+    subject: string,
+  ): Promise<{ session: URL; minChunk: number }> {
+    const res = await this.send(repo, {
+      method: "POST",
+      url: `/v2/${repo.repository}/blobs/uploads/`,
+      scopes: [repositoryScope(repo.repository, "pull,push")],
+      idempotent: true,
+      subject,
+    });
+    await drain(res);
+    if (res.statusCode !== 202) throw await statusError(res, subject, "upload");
+    return {
+      session: this.location(repo, res, subject),
+      minChunk: Number(header(res, "oci-chunk-min-length") ?? 0),
+    };
+  }
+
+  private async uploadMonolithic(
+    repo: RepositoryRef,
+    session: URL,
+    desc: Descriptor,
+    open: () => Readable,
+    subject: string,
+  ): Promise<void> {
+    const url = new URL(session);
+    url.searchParams.set("digest", desc.digest);
+    const res = await this.sendUpload(repo, {
+      method: "PUT",
+      url,
+      scopes: [repositoryScope(repo.repository, "pull,push")],
+      headers: { "Content-Type": "application/octet-stream", "Content-Length": String(desc.size) },
+      body: () => this.counted(open(), desc),
+      idempotent: false,
+      subject,
+    });
+    await this.finishUpload(res, desc, subject);
+  }
+
+  private async uploadChunked(
+    repo: RepositoryRef,
+    session: URL,
+    desc: Descriptor,
+    open: () => Readable,
+    chunkSize: number,
+    subject: string,
+  ): Promise<void> {
+    let url = session;
+    let offset = 0;
+    for await (const chunk of rechunk(open(), chunkSize)) {
+      const end = offset + chunk.byteLength - 1;
+      const res = await this.sendUpload(repo, {
+        method: "PATCH",
+        url,
+        scopes: [repositoryScope(repo.repository, "pull,push")],
+        headers: {
+          "Content-Type": "application/octet-stream",
+          "Content-Range": `${offset}-${end}`,
+          "Content-Length": String(chunk.byteLength),
+        },
+        body: chunk,
+        idempotent: false,
+        subject,
+      });
+      await drain(res);
+      if (res.statusCode !== 202) throw await uploadError(res, subject);
+      url = this.location(repo, res, subject);
+      offset = end + 1;
+      this.progress({
+        direction: "push",
+        digest: desc.digest,
+        done: offset,
+        total: desc.size,
+        status: "running",
+      });
+    }
+    const final = new URL(url);
+    final.searchParams.set("digest", desc.digest);
+    const res = await this.sendUpload(repo, {
+      method: "PUT",
+      url: final,
+      scopes: [repositoryScope(repo.repository, "pull,push")],
+      headers: { "Content-Length": "0" },
+      idempotent: false,
+      subject,
+    });
+    await this.finishUpload(res, desc, subject);
+  }
+
+  private async finishUpload(
+    res: IncomingMessage,
+    desc: Descriptor,
+    subject: string,
+  ): Promise<void> {
+    if (res.statusCode !== 201) throw await uploadError(res, subject);
+    await drain(res);
+    const stored = header(res, "docker-content-digest");
+    if (stored !== undefined && stored !== desc.digest)
+      throw digestMismatch(subject, desc.digest, stored);
+  }
+
+  /** One request of an upload session; transient failures restart the whole upload. */
+  private async sendUpload(repo: RepositoryRef, o: SendOptions): Promise<IncomingMessage> {
+    try {
+      const res = await this.send(repo, o);
+      if (retryableStatus.has(res.statusCode ?? 0))
+        throw new RetryableUpload(await statusError(res, o.subject, "upload"));
+      return res;
+    } catch (e) {
+      if (
+        e instanceof KilnError &&
+        e.code === "E_REGISTRY_UNREACHABLE" &&
+        isTransientNetworkError(e.cause)
+      ) {
+        throw new RetryableUpload(e);
+      }
+      throw e;
+    }
+  }
+
+  /** `source` with push progress reported as it is read; source errors carry through. */
+  private counted(source: Readable, desc: Descriptor): Readable {
+    let done = 0;
+    const report = (p: TransferProgress): void => {
+      this.progress(p);
+    };
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb: TransformCallback) {
+        done += chunk.byteLength;
+        report({
+          direction: "push",
+          digest: desc.digest,
+          done,
+          total: desc.size,
+          status: "running",
+        });
+        cb(null, chunk);
+      },
+    });
+    source.on("error", (e) => counter.destroy(e));
+    return source.pipe(counter);
+  }
+
+  private location(repo: RepositoryRef, res: IncomingMessage, subject: string): URL {
+    const loc = header(res, "location");
+    if (loc === undefined) {
+      throw new KilnError("E_REGISTRY", `registry gave no upload location for ${subject}`, {
+        hint: "the registry does not follow the distribution spec; retry or report it",
+      });
+    }
+    return new URL(loc, this.baseURL(repo.registry));
+  }
+
+  private progress(p: TransferProgress): void {
+    this.onProgress?.(p);
+  }
+
+  private baseURL(registry: string): URL {
+    const host =
+      registry === "docker.io" || registry === "index.docker.io"
+        ? "registry-1.docker.io"
+        : registry;
+    const plain =
+      loopback.test(host) ||
+      this.insecure.has(host) ||
+      this.insecure.has(host.replace(/:\d+$/, ""));
+    return new URL(`${plain ? "http" : "https"}://${host}/`);
+  }
+
+  private mayRetry(attempt: number, started: number): boolean {
+    return attempt < this.retry.attempts && Date.now() - started < this.retry.maxElapsedMs;
+  }
+
+  private backoff(attempt: number, retryAfterSeconds?: number): number {
+    if (retryAfterSeconds !== undefined && retryAfterSeconds >= 0) {
+      return Math.min(retryAfterSeconds * 1000, this.retry.maxDelayMs);
+    }
+    const exp = Math.min(this.retry.baseDelayMs * 2 ** attempt, this.retry.maxDelayMs);
+    return exp / 2 + Math.random() * (exp / 2);
+  }
+
+  /**
+   * One logical request: authorization (anonymous first, then what the 401 asks for), retries
+   * with backoff on transient failures, redirects without leaking Authorization to other hosts.
+   */
+  private async send(repo: RepositoryRef, o: SendOptions): Promise<IncomingMessage> {
+    const base = this.baseURL(repo.registry);
+    const url = typeof o.url === "string" ? new URL(o.url, base) : o.url;
+    const ownHost = url.host === base.host;
+    const replayable =
+      o.body === undefined || Buffer.isBuffer(o.body) || typeof o.body === "function";
+    const started = Date.now();
+    let authRetries = 0;
+    for (let attempt = 1; ; attempt++) {
+      const authorization = ownHost
+        ? await this.auth.authorization(repo.registry, o.scopes)
+        : undefined;
+      const headers = { ...o.headers };
+      if (authorization !== undefined) headers.Authorization = authorization;
+      const body = typeof o.body === "function" ? o.body() : o.body;
+      let res: IncomingMessage;
+      try {
+        res = await this.follow({ method: o.method, url, headers, body }, o.redirects === true);
+      } catch (e) {
+        if (body instanceof Readable) body.destroy();
+        // A failing body source (e.g. corrupt local content) is its own error, not the network's.
+        if (e instanceof KilnError) throw e;
+        if (isTransientNetworkError(e) && o.idempotent && this.mayRetry(attempt, started)) {
+          await sleep(this.backoff(attempt - 1));
+          continue;
+        }
+        throw unreachable(repo, o.subject, e);
+      }
+      const status = res.statusCode ?? 0;
+      if (status === 401 && ownHost && authRetries < 2) {
+        const retry = await this.auth.unauthorized(
+          repo.registry,
+          res.headers,
+          o.scopes,
+          authorization,
+        );
+        if (retry && replayable) {
+          await drain(res);
+          authRetries++;
+          attempt--;
+          continue;
+        }
+      }
+      if (retryableStatus.has(status) && o.idempotent && this.mayRetry(attempt, started)) {
+        await drain(res);
+        const after = Number(header(res, "retry-after"));
+        await sleep(this.backoff(attempt - 1, Number.isFinite(after) ? after : undefined));
+        continue;
+      }
+      return res;
+    }
+  }
+
+  private async follow(
+    req: {
+      method: string;
+      url: URL;
+      headers: Record<string, string>;
+      body: Buffer | Readable | undefined;
+    },
+    redirects: boolean,
+  ): Promise<IncomingMessage> {
+    let current = req;
+    for (let hop = 0; ; hop++) {
+      const res = await this.transport.request(current);
+      const status = res.statusCode ?? 0;
+      const loc = header(res, "location");
+      if (
+        !redirects ||
+        hop >= 5 ||
+        loc === undefined ||
+        ![301, 302, 303, 307, 308].includes(status)
+      )
+        return res;
+      await drain(res);
+      const next = new URL(loc, current.url);
+      const headers = { ...current.headers };
+      // Storage backends get presigned URLs; our registry credentials are not for them.
+      if (next.host !== current.url.host || next.protocol !== current.url.protocol)
+        delete headers.Authorization;
+      current = { method: current.method, url: next, headers, body: undefined };
+    }
+  }
+}
+
+/** An upload step that failed in a way a fresh upload session may not. */
+class RetryableUpload extends Error {
+  constructor(readonly final: KilnError) {
+    super(final.message);
+  }
+}
+
+/** Re-cut a stream into Buffers of exactly `size` bytes (the last may be shorter). */
+async function* rechunk(source: Readable, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let have = 0;
+  for await (const c of source) {
+    let b = c as Buffer;
+    while (b.byteLength > 0) {
+      const take = Math.min(size - have, b.byteLength);
+      parts.push(b.subarray(0, take));
+      have += take;
+      b = b.subarray(take);
+      if (have === size) {
+        yield Buffer.concat(parts);
+        parts = [];
+        have = 0;
+      }
+    }
+  }
+  if (have > 0) yield Buffer.concat(parts);
+}
+
+function header(res: IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function manifestPath(repo: RepositoryRef, reference: string): string {
+  return `/v2/${repo.repository}/manifests/${encodeURIComponent(reference).replace(/%3A/gi, ":")}`;
+}
+
+function blobPath(repo: RepositoryRef, digest: Digest): string {
+  return `/v2/${repo.repository}/blobs/${digest}`;
+}
+
+/** `registry/repo:tag` or `registry/repo@sha256:…`, for messages. */
+export function formatRef(repo: RepositoryRef, reference?: string): string {
+  const name = `${repo.registry}/${repo.repository}`;
+  if (reference === undefined) return name;
+  return isDigest(reference) ? `${name}@${reference}` : `${name}:${reference}`;
+}
+
+function digestMismatch(subject: string, expected: string, actual: string): KilnError {
+  return new KilnError(
+    "E_DIGEST_MISMATCH",
+    `${subject}: content does not match its digest (expected ${expected}, got ${actual})`,
+    {
+      hint: "the registry served corrupt or changed content; retry, and report it to the registry operator if it persists",
+    },
+  );
+}
+
+function unreachable(repo: RepositoryRef, subject: string, cause: unknown): KilnError {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  return new KilnError(
+    "E_REGISTRY_UNREACHABLE",
+    `cannot reach registry ${repo.registry} for ${subject}: ${code ?? messageOf(cause)}`,
+    {
+      hint:
+        code === "ENOTFOUND"
+          ? "check the registry name in the reference"
+          : "check that the registry is running and reachable; a plain-HTTP registry must be marked insecure",
+      cause,
+    },
+  );
+}
+
+/** Turn a failed response into a one-line error naming the reference, with the registry's own code. */
+async function statusError(
+  res: IncomingMessage,
+  subject: string,
+  what: "manifest" | "blob" | "upload",
+): Promise<KilnError> {
+  const status = res.statusCode ?? 0;
+  const detail = await registryErrorDetail(res);
+  const suffix = detail === "" ? "" : ` (${detail})`;
+  if (status === 401 || status === 403) {
+    return new KilnError(
+      "E_REGISTRY_AUTH",
+      `${status === 401 ? "not authorized" : "access denied"} for ${subject}${suffix}`,
+      {
+        hint: `check the repository name and your credentials for it (docker login ${subject.split("/")[0]})`,
+      },
+    );
+  }
+  if (status === 404) {
+    if (what === "manifest") {
+      return new KilnError("E_MANIFEST_UNKNOWN", `${subject} not found${suffix}`, {
+        hint: "check the repository name and the tag or digest",
+      });
+    }
+    return new KilnError("E_BLOB_UNKNOWN", `${subject}: blob not found${suffix}`, {
+      hint: "the image refers to content the registry does not have; push it again",
+    });
+  }
+  return new KilnError("E_REGISTRY", `registry answered ${status} for ${subject}${suffix}`, {
+    hint:
+      status >= 500 || status === 429
+        ? "the registry is failing or busy; retry later"
+        : "see the registry's message",
+  });
+}
+
+async function uploadError(res: IncomingMessage, subject: string): Promise<KilnError> {
+  const e = await statusError(res, subject, "upload");
+  if (/DIGEST_INVALID/.test(e.message)) {
+    return new KilnError(
+      "E_DIGEST_MISMATCH",
+      `${subject}: the registry rejected the upload: content does not match its digest`,
+      {
+        hint: "the local content is corrupt; rebuild it or delete it from the content store",
+      },
+    );
+  }
+  return e;
+}
+
+/** `CODE: message` of a distribution error body, if any (bounded; never echoes request data). */
+async function registryErrorDetail(res: IncomingMessage): Promise<string> {
+  let body: Buffer;
+  try {
+    body = await readBody(res, 64 << 10);
+  } catch {
+    return "";
+  }
+  try {
+    const parsed = JSON.parse(body.toString("utf8")) as {
+      errors?: { code?: unknown; message?: unknown }[];
+    };
+    const first = parsed.errors?.[0];
+    if (first === undefined) return "";
+    return [first.code, first.message].filter((x) => typeof x === "string" && x !== "").join(": ");
+  } catch {
+    return "";
+  }
+}

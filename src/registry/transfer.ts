@@ -1,0 +1,129 @@
+/**
+ * Whole-image transfers between a registry and the content store: pull (optionally one
+ * platform of an index) and push (blobs deduplicated and in parallel, children before parents).
+ */
+import type { ContentStore } from "../content/store.js";
+import { isIndexType } from "../oci/mediatypes.js";
+import { parseManifestOrIndex } from "../oci/parse.js";
+import type { Descriptor, Digest } from "../oci/types.js";
+import type { Platform } from "../platform/types.js";
+import { formatRef, type RegistryClient, type RepositoryRef } from "./client.js";
+import { selectPlatform } from "./select.js";
+
+export interface PullResult {
+  /** What the reference resolved to (an index or a manifest). */
+  root: Descriptor;
+  /** The image manifests now complete in the store (one when a platform was selected). */
+  manifests: Descriptor[];
+}
+
+/**
+ * Copy an image into the store. With `platform`, an index contributes only its best match
+ * (BuildKit's fallbacks apply); without, every manifest it lists. Blobs already present are
+ * not fetched again.
+ */
+export async function pullImage(
+  client: RegistryClient,
+  store: ContentStore,
+  repo: RepositoryRef,
+  reference: string,
+  opts: { platform?: Platform } = {},
+): Promise<PullResult> {
+  const top = await client.getManifest(repo, reference);
+  await store.putBytes(top.bytes, { digest: top.descriptor.digest });
+  let children: Descriptor[];
+  if (top.document.kind === "index") {
+    children =
+      opts.platform === undefined
+        ? top.document.index.manifests.filter((d) => !isIndexType(d.mediaType))
+        : [selectPlatform(top.document.index, opts.platform, formatRef(repo, reference))];
+  } else {
+    children = [];
+  }
+  const manifests: Descriptor[] = [];
+  const blobs = new Map<Digest, Descriptor>();
+  const collect = (doc: ReturnType<typeof parseManifestOrIndex>): void => {
+    if (doc.kind !== "manifest") return;
+    for (const d of [doc.manifest.config, ...doc.manifest.layers]) blobs.set(d.digest, d);
+  };
+  if (top.document.kind === "manifest") {
+    manifests.push(top.descriptor);
+    collect(top.document);
+  }
+  await mapLimit(children, client.maxConcurrency, async (desc) => {
+    const child = await client.getManifest(repo, desc.digest);
+    await store.putBytes(child.bytes, { digest: desc.digest, size: desc.size });
+    manifests.push({ ...desc, mediaType: child.descriptor.mediaType });
+    collect(child.document);
+  });
+  await mapLimit([...blobs.values()], client.maxConcurrency, async (desc) => {
+    if (await store.has(desc.digest)) return;
+    await store.ingest(client.fetchBlob(repo, desc), { digest: desc.digest, size: desc.size });
+  });
+  return { root: top.descriptor, manifests };
+}
+
+/**
+ * Push an image (manifest or index) from the store. Every distinct blob is sent once even when
+ * several platforms share it; blobs another repository of the same registry has can be mounted
+ * from `mountFrom`. Child manifests go up by digest before the index that lists them, and the
+ * root last under each tag (by digest when no tag is given). Returns the root descriptor.
+ */
+export async function pushImage(
+  client: RegistryClient,
+  store: ContentStore,
+  root: Descriptor,
+  repo: RepositoryRef,
+  tags: readonly string[],
+  opts: { mountFrom?: readonly string[] } = {},
+): Promise<Descriptor> {
+  const blobs = new Map<Digest, Descriptor>();
+  // Post-order: a manifest appears after everything it references.
+  const manifests: { desc: Descriptor; bytes: Buffer }[] = [];
+  const seen = new Set<Digest>();
+  const walk = async (desc: Descriptor): Promise<void> => {
+    if (seen.has(desc.digest)) return;
+    seen.add(desc.digest);
+    const bytes = await store.readBytes(desc.digest);
+    const doc = parseManifestOrIndex(bytes, desc.mediaType, `${store.root}@${desc.digest}`);
+    if (doc.kind === "index") {
+      for (const child of doc.index.manifests) await walk(child);
+    } else {
+      for (const d of [doc.manifest.config, ...doc.manifest.layers]) blobs.set(d.digest, d);
+    }
+    manifests.push({ desc, bytes });
+  };
+  await walk(root);
+  await mapLimit([...blobs.values()], client.maxConcurrency, async (desc) => {
+    await client.pushBlob(repo, desc, () => store.openRead(desc.digest), opts);
+  });
+  for (const m of manifests.slice(0, -1))
+    await client.putManifest(repo, m.desc.digest, m.bytes, m.desc.mediaType);
+  const top = manifests[manifests.length - 1]!;
+  if (tags.length === 0) return client.putManifest(repo, root.digest, top.bytes, root.mediaType);
+  let pushed = root;
+  for (const tag of tags) pushed = await client.putManifest(repo, tag, top.bytes, root.mediaType);
+  return pushed;
+}
+
+/** Run `fn` over `items` with at most `limit` in flight; the first failure rejects. */
+export async function mapLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
