@@ -53,7 +53,7 @@ export function probeSupported(opts: ProbeOptions = {}): Promise<SupportedPlatfo
   const key = JSON.stringify([opts.ignoreBinfmt ?? false, opts.mountPoint ?? DEFAULT_BINFMT_MOUNT]);
   const maxAge = opts.cacheMaxAgeMs ?? DEFAULT_CACHE_MAX_AGE_MS;
   const hit = cache.get(key);
-  if (hit !== undefined && Date.now() - hit.at <= maxAge) return hit.result;
+  if (hit !== undefined && Date.now() - hit.at < maxAge) return hit.result;
   const result = detect(opts);
   cache.set(key, { at: Date.now(), result });
   // A failed probe run must not be served from the cache.
