@@ -46,7 +46,10 @@ export function parseChallenges(header: string): Challenge[] {
         }
         i++;
       } else {
-        value = token();
+        // Lenient: unquoted values may hold URL characters some registries send unquoted.
+        const start = i;
+        while (i < n && header[i] !== "," && header[i] !== " " && header[i] !== "\t") i++;
+        value = header.slice(start, i);
       }
       current.params[word.toLowerCase()] = value;
     } else {
