@@ -1,0 +1,80 @@
+/**
+ * How each platform's RUN steps execute on this host: natively, through the kernel's binfmt
+ * handlers, or wrapped in a QEMU user-mode emulator — decided once per build from a probe —
+ * and how a failed step is explained (exec format errors especially).
+ */
+import { KilnError } from "../errors.js";
+import type { Vertex } from "../graph/index.js";
+import { formatAll, only } from "../platform/index.js";
+import type { Platform } from "../platform/types.js";
+import {
+  explainExecFailure,
+  isExecFormatError,
+  planExecution,
+  probeSupported,
+  type ExecutionPlan,
+  type SupportedPlatforms,
+} from "../emulation/index.js";
+
+export interface StepFailure {
+  vertex: Vertex;
+  platform: Platform;
+  args: string[];
+  exitCode: number;
+  /** the last lines the step printed */
+  output: string[];
+  rootfs: string;
+  plan: ExecutionPlan;
+  pathEnv?: string;
+}
+
+export class ExecutionPlanner {
+  private readonly plans = new Map<string, Promise<ExecutionPlan>>();
+
+  private constructor(readonly supported: SupportedPlatforms) {}
+
+  static async create(opts: { ignoreBinfmt: boolean }): Promise<ExecutionPlanner> {
+    return new ExecutionPlanner(await probeSupported({ ignoreBinfmt: opts.ignoreBinfmt }));
+  }
+
+  get native(): Platform {
+    return this.supported.native;
+  }
+
+  /** True when the CPU itself cannot run the platform (binfmt or a wrapper emulates it). */
+  needsEmulation(p: Platform): boolean {
+    return !only(this.supported.native).match(p);
+  }
+
+  plan(p: Platform): Promise<ExecutionPlan> {
+    const key = formatAll(p);
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = planExecution(p, this.supported);
+      this.plans.set(key, plan);
+    }
+    return plan;
+  }
+
+  async explainFailure(f: StepFailure): Promise<KilnError> {
+    const text = f.output.join("\n");
+    if (isExecFormatError(text)) {
+      const e = await explainExecFailure({
+        platform: f.platform,
+        argv0: f.args[0] ?? "",
+        mode: f.plan.mode,
+        emulator: f.plan.emulator,
+        supported: this.supported,
+        exitCode: f.exitCode,
+        stderr: text,
+        rootfs: f.rootfs,
+        pathEnv: f.pathEnv,
+      });
+      return new KilnError("E_EXEC_FORMAT", `${f.vertex.name}: ${e.message}`, { hint: e.hint });
+    }
+    return new KilnError(
+      "E_RUN_FAILED",
+      `${f.vertex.name}: process ${JSON.stringify(f.args.join(" "))} did not complete successfully: exit code: ${f.exitCode}`,
+    );
+  }
+}
