@@ -1,35 +1,37 @@
 /**
- * COPY/ADD into a root filesystem with BuildKit's semantics: wildcards, a directory source
- * copies its contents, trailing-slash and existing-directory destination rules, parent
- * directories created, ownership and mode overrides. Sources and destinations are both
- * resolved inside their roots, so neither a context symlink nor an image symlink can lead a
- * copy outside.
+ * COPY/ADD into a root filesystem with BuildKit's file-op semantics (fsutil's copy package):
+ * wildcards resolved with filepath.Match, the destination decided per source (trailing slash,
+ * existing directory), a directory source copying its contents, missing parents created,
+ * hardlinks inside one source kept, symlinks copied as links, xattrs, ownership, modes and
+ * times carried over, --exclude and --parents patterns. Every path on both sides is resolved
+ * inside its root, so neither a context symlink nor an image symlink leads a copy outside.
  */
-import { constants } from "node:fs";
+import { constants, type Stats } from "node:fs";
 import {
   chmod,
   copyFile,
   lchown,
+  link,
   lstat,
+  lutimes,
   mkdir,
   readdir,
   readlink,
   rm,
+  stat,
   symlink,
   utimes,
-  lutimes,
-  stat,
+  writeFile,
 } from "node:fs/promises";
-import { posix, join } from "node:path";
-import type { Stats } from "node:fs";
+import { dirname, join, posix, relative } from "node:path";
+import { getAttribute, listAttributes, setAttribute } from "@napi-rs/xattr";
 import { KilnError } from "../errors.js";
-import { compileGlob, hasWildcard, literalPrefix } from "./glob.js";
+import { runChecked } from "../process/index.js";
+import { compileGlob, hasWildcard, splitWildcards } from "./glob.js";
+import type { Owner } from "./owner.js";
+import { compilePatterns, type MatchInfo, type PatternMatcher } from "./patterns.js";
 import { cleanInRoot, resolveInRoot } from "./resolve.js";
-
-export interface Owner {
-  uid: number;
-  gid: number;
-}
+import { extractArchive, isArchive } from "./unpack.js";
 
 export interface CopySource {
   root: string;
@@ -46,14 +48,134 @@ export interface CopySource {
 export interface CopyRequest {
   src: string;
   dest: string;
+  /** --chown, already resolved (see resolveOwner) */
   owner?: Owner;
-  /** applies to every copied file and directory */
-  mode?: (current: number, isDir: boolean) => number;
+  /** --chmod (see parseChmod); an octal one also sets the mode of created parent directories */
+  mode?: ((current: number, isDir: boolean) => number) & { octal?: number };
   dirContents: boolean;
   allowWildcard: boolean;
   allowEmptyWildcard: boolean;
   excludes: string[];
   parents: boolean;
+  /** ADD: extract a source that is a tar archive (plain, gzip, bzip2, xz, zstd); default false */
+  unpack?: boolean;
+  /** follow a symlink named as the source (inside the source root); default true */
+  followSymlinks?: boolean;
+}
+
+const DEFAULT_DIR_MODE = 0o755;
+
+function isMissing(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
+  }
+}
+
+/** How a host path under root reads inside it, for messages. */
+function inRoot(root: string, host: string): string {
+  return "/" + relative(root, host);
+}
+
+function notFound(source: CopySource, rel: string): KilnError {
+  const clean = cleanInRoot(rel);
+  const why = source.exclusionReason?.(clean.slice(1));
+  return new KilnError(
+    "E_COPY_NOT_FOUND",
+    `${JSON.stringify(clean)}: not found in ${source.label}${why ? ` (excluded by ${why})` : ""}`,
+    {
+      hint: why
+        ? "remove or narrow that .dockerignore rule, or add an exception (!pattern)"
+        : "check the path; COPY sources are relative to the build context root (or the --from stage)",
+    },
+  );
+}
+
+/**
+ * Creates `host` and its missing parents (like MkdirAll) with `mode`, owned by `owner` when
+ * given. `host` must come from resolveInRoot, so its existing part has no symlinks.
+ */
+export async function mkdirAllHost(
+  root: string,
+  host: string,
+  mode: number,
+  owner?: Owner,
+): Promise<void> {
+  const st = await stat(host).catch((e: unknown) => {
+    if (isMissing(e)) return undefined;
+    throw e;
+  });
+  if (st?.isDirectory()) return;
+  if (st) {
+    throw new KilnError(
+      "E_COPY_DEST",
+      `cannot create directory ${inRoot(root, host)}: not a directory`,
+      {
+        hint: "a file exists where the destination needs a directory",
+      },
+    );
+  }
+  if (host !== root) await mkdirAllHost(root, dirname(host), mode, owner);
+  try {
+    await mkdir(host, { mode });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return;
+    throw e;
+  }
+  await chmod(host, mode);
+  if (owner) await lchown(host, owner.uid, owner.gid);
+}
+
+/** Whether a path of the source is visible, i.e. not hidden by .dockerignore. */
+async function visible(source: CopySource, host: string, st: Stats): Promise<boolean> {
+  if (!source.excluded) return true;
+  const rel = relative(source.root, host);
+  if (rel === "" || !source.excluded(rel)) return true;
+  // an excluded directory still shows when an exception (!pattern) re-includes something in it
+  if (!st.isDirectory()) return false;
+  for (const name of await readdir(host)) {
+    const child = join(host, name);
+    if (await visible(source, child, await lstat(child))) return true;
+  }
+  return false;
+}
+
+/**
+ * Source paths a (possibly wildcard) source names, relative to the source root, in walk
+ * order. A matching directory is not searched further, like filepath.Walk with SkipDir.
+ */
+export async function resolveWildcards(
+  source: CopySource,
+  src: string,
+  follow: boolean,
+): Promise<string[]> {
+  const clean = cleanInRoot(src).slice(1);
+  const { dir, pattern } = splitWildcards(clean);
+  if (pattern === "") return [clean];
+  const base = await resolveInRoot(source.root, dir, { followFinal: follow });
+  const st = await lstatOrUndefined(base);
+  if (!st || !(await visible(source, base, st))) throw notFound(source, dir);
+  const match = compileGlob(pattern);
+  const out: string[] = [];
+  const walk = async (host: string, rel: string): Promise<void> => {
+    for (const name of (await readdir(host)).sort()) {
+      const childHost = join(host, name);
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      const cst = await lstat(childHost);
+      if (!(await visible(source, childHost, cst))) continue;
+      if (match(childRel)) out.push(relative(source.root, childHost));
+      else if (cst.isDirectory()) await walk(childHost, childRel);
+    }
+  };
+  if (st.isDirectory()) await walk(base, "");
+  return out;
 }
 
 /** Copies `req.src` from `source` into the root filesystem at `destRoot`. */
@@ -62,220 +184,337 @@ export async function copyInto(
   source: CopySource,
   req: CopyRequest,
 ): Promise<void> {
-  const matches = await expandSource(source, req);
-  const excludes = req.excludes.map(compileGlob);
-  const destClean = cleanInRoot(req.dest);
-  const destWantsDir = req.dest.endsWith("/") || req.dest.endsWith("/.") || matches.length > 1;
-  for (const rel of matches) {
-    const srcHost = await resolveInRoot(source.root, rel, { followFinal: true });
-    const st = await lstatOrUndefined(srcHost);
-    if (!st) throw notFound(source, rel);
-    let target: string;
-    if (req.parents) {
-      target = posix.join(destClean, parentsRelative(req.src, rel));
-    } else if (st.isDirectory() && req.dirContents) {
-      target = destClean;
+  let src = req.src;
+  let include: PatternMatcher | undefined;
+  let required: string | undefined;
+  if (req.parents) {
+    // `--parents`: copy from the pivot (`/./`, else the root), keeping the rest of the path
+    const cut = src.indexOf("/./");
+    let pattern: string;
+    if (cut < 0) {
+      pattern = src;
+      src = "/";
     } else {
-      const destHost = await resolveInRoot(destRoot, destClean, { followFinal: true });
-      const destSt = await statOrUndefined(destHost);
-      const intoDir = destWantsDir || (destSt?.isDirectory() ?? false);
-      target = intoDir ? posix.join(destClean, posix.basename(rel)) : destClean;
+      pattern = src.slice(cut + 3);
+      src = src.slice(0, cut);
     }
-    await ensureParents(destRoot, target, req.owner);
-    const copier = new TreeCopier(destRoot, source, req, excludes);
-    await copier.copy(srcHost, rel, target, st);
+    pattern = cleanInRoot(pattern).slice(1);
+    include = compilePatterns([pattern]);
+    if (!hasWildcard(src) && !hasWildcard(pattern))
+      required = posix.join(cleanInRoot(src), pattern);
   }
-}
-
-function parentsRelative(pattern: string, rel: string): string {
-  // `--parents` keeps the path below the `./` pivot, or the whole path without one
-  const pivot = pattern.indexOf("/./");
-  if (pivot >= 0) {
-    const base = cleanInRoot(pattern.slice(0, pivot)).slice(1);
-    return base === "" ? rel : posix.relative(base, rel);
-  }
-  return rel;
-}
-
-async function expandSource(source: CopySource, req: CopyRequest): Promise<string[]> {
-  const clean = cleanInRoot(req.src).slice(1);
-  if (!req.allowWildcard || !hasWildcard(clean)) {
-    if (clean !== "" && source.excluded?.(clean)) throw notFound(source, clean);
-    return [clean];
-  }
-  const match = compileGlob(clean);
-  const prefix = literalPrefix(clean);
-  const found: string[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    const host = await resolveInRoot(source.root, rel, { followFinal: false });
-    let entries: string[];
-    try {
-      entries = (await readdir(host)).sort();
-    } catch {
-      return;
-    }
-    for (const name of entries) {
-      const childRel = rel === "" ? name : `${rel}/${name}`;
-      if (source.excluded?.(childRel)) continue;
-      if (match(childRel)) found.push(childRel);
-      const st = await lstat(join(host, name));
-      if (st.isDirectory()) await walk(childRel);
-    }
-  };
-  await walk(prefix.includes("/") ? posix.dirname(prefix) : "");
-  const uniq = [...new Set(found)].filter(
-    (p) => !found.some((q) => q !== p && p.startsWith(q + "/") && !req.parents),
-  );
-  if (uniq.length === 0 && !req.allowEmptyWildcard) {
-    throw new KilnError(
-      "E_COPY_NOT_FOUND",
-      `no source files were specified: ${req.src} matches nothing in ${source.label}`,
-      {
-        hint: "check the pattern and the .dockerignore file",
-      },
-    );
-  }
-  return uniq;
-}
-
-function notFound(source: CopySource, rel: string): KilnError {
-  const why = source.exclusionReason?.(rel);
-  return new KilnError(
-    "E_COPY_NOT_FOUND",
-    `"/${rel}": not found in ${source.label}${why ? ` (excluded by ${why})` : ""}`,
-    {
-      hint: why
-        ? "remove or narrow that .dockerignore rule, or add an exception (!pattern)"
-        : "check the path; COPY sources are relative to the build context root",
-    },
-  );
-}
-
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(p);
-  } catch {
-    return undefined;
-  }
-}
-
-async function statOrUndefined(p: string): Promise<Stats | undefined> {
-  try {
-    return await stat(p);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Creates the missing parents of `target` (a path inside destRoot) with mode 0755. */
-export async function ensureParents(
-  destRoot: string,
-  target: string,
-  owner?: Owner,
-): Promise<void> {
-  const parts = cleanInRoot(target).split("/").filter(Boolean);
-  parts.pop();
-  let cur = "/";
-  for (const part of parts) {
-    cur = posix.join(cur, part);
-    const host = await resolveInRoot(destRoot, cur, { followFinal: true });
-    const st = await lstatOrUndefined(host);
-    if (st?.isDirectory()) continue;
-    if (st) {
+  const exclude = compilePatterns(req.excludes);
+  const follow = req.followSymlinks ?? true;
+  let matches: string[];
+  if (req.allowWildcard) {
+    matches = await resolveWildcards(source, src, follow);
+    if (matches.length === 0) {
+      if (req.allowEmptyWildcard) return;
       throw new KilnError(
-        "E_COPY_DEST",
-        `cannot copy to ${target}: ${cur} exists and is not a directory`,
+        "E_COPY_NOT_FOUND",
+        `no source files were specified: ${src} matches nothing in ${source.label}`,
+        { hint: "check the pattern and the .dockerignore file" },
       );
     }
-    await mkdir(host, { mode: 0o755 });
-    await chmod(host, 0o755);
-    if (owner) await lchown(host, owner.uid, owner.gid);
+  } else {
+    matches = [cleanInRoot(src).slice(1)];
+  }
+  if (required !== undefined) {
+    const host = await resolveInRoot(source.root, required, { followFinal: false });
+    const st = await lstatOrUndefined(host);
+    if (!st || !(await visible(source, host, st))) throw notFound(source, required);
+  }
+  for (const m of matches) {
+    if (req.unpack && (await unpackOne(destRoot, source, m, req))) continue;
+    await copyOne(destRoot, source, m, req, include, exclude);
   }
 }
 
+async function sourceHost(
+  source: CopySource,
+  rel: string,
+  follow: boolean,
+): Promise<{ host: string; st: Stats }> {
+  const host = await resolveInRoot(source.root, rel, { followFinal: follow });
+  const st = await lstatOrUndefined(host);
+  if (!st || !(await visible(source, host, st))) throw notFound(source, rel);
+  return { host, st };
+}
+
+/** ADD's local archive case: true when `rel` was an archive and has been extracted. */
+async function unpackOne(
+  destRoot: string,
+  source: CopySource,
+  rel: string,
+  req: CopyRequest,
+): Promise<boolean> {
+  const { host, st } = await sourceHost(source, rel, true);
+  if (!st.isFile() || !(await isArchive(host))) return false;
+  const dest = await resolveInRoot(destRoot, req.dest, { followFinal: true });
+  await mkdirAllHost(destRoot, dest, DEFAULT_DIR_MODE, req.owner);
+  await extractArchive(host, dest, { owner: req.owner, name: cleanInRoot(rel) });
+  return true;
+}
+
+async function copyOne(
+  destRoot: string,
+  source: CopySource,
+  rel: string,
+  req: CopyRequest,
+  include: PatternMatcher | undefined,
+  exclude: PatternMatcher | undefined,
+): Promise<void> {
+  const destClean = cleanInRoot(req.dest);
+  const wantsDir = destClean === "/" || req.dest.endsWith("/") || req.dest.endsWith("/.");
+  const parentMode = req.mode?.octal !== undefined ? req.mode.octal & 0o777 : DEFAULT_DIR_MODE;
+  const ensure = wantsDir ? destClean : posix.dirname(destClean);
+  await mkdirAllHost(
+    destRoot,
+    await resolveInRoot(destRoot, ensure, { followFinal: true }),
+    parentMode,
+    req.owner,
+  );
+
+  const { host: srcHost, st: srcSt } = await sourceHost(source, rel, req.followSymlinks ?? true);
+  const destHost = await resolveInRoot(destRoot, destClean, { followFinal: true });
+  const destSt = await stat(destHost).catch((e: unknown) => {
+    if (isMissing(e)) return undefined;
+    throw e;
+  });
+  let target = destHost;
+  if (
+    (!req.dirContents && srcSt.isDirectory() && destSt) ||
+    (!srcSt.isDirectory() && destSt?.isDirectory())
+  ) {
+    target = join(destHost, posix.basename(cleanInRoot(rel)));
+  }
+  const parent = req.dirContents && srcSt.isDirectory() && !destSt ? target : dirname(target);
+  await mkdirAllHost(destRoot, parent, parentMode, req.owner);
+  const copier = new TreeCopier(destRoot, source, req, include, exclude);
+  await copier.copy(srcHost, "", target, false, undefined, undefined);
+}
+
+interface PendingDir {
+  src: string;
+  dst: string;
+  copied: boolean;
+}
+
+/** One source tree's copy: owns the hardlink map and the delayed parent directories. */
 class TreeCopier {
+  private readonly inodes = new Map<string, string>();
+  private readonly pending: PendingDir[] = [];
+
   constructor(
     private readonly destRoot: string,
     private readonly source: CopySource,
     private readonly req: CopyRequest,
-    private readonly excludes: ((rel: string) => boolean)[],
+    private readonly include: PatternMatcher | undefined,
+    private readonly exclude: PatternMatcher | undefined,
   ) {}
 
-  private skip(rel: string): boolean {
-    return (this.source.excluded?.(rel) ?? false) || this.excludes.some((m) => m(rel));
-  }
-
-  private owner(st: Stats): Owner {
-    return this.req.owner ?? this.source.ownerOverride ?? { uid: st.uid, gid: st.gid };
-  }
-
-  async copy(srcHost: string, rel: string, target: string, st: Stats): Promise<void> {
-    const destHost = await resolveInRoot(this.destRoot, target, { followFinal: false });
-    const existing = await lstatOrUndefined(destHost);
-    const owner = this.owner(st);
-    if (st.isDirectory()) {
-      if (existing && !existing.isDirectory()) {
-        if (existing.isSymbolicLink()) {
-          // a symlink to a directory in the image is written through, scoped to the root
-          const through = await resolveInRoot(this.destRoot, target, { followFinal: true });
-          if ((await statOrUndefined(through))?.isDirectory()) {
-            await this.copyChildren(srcHost, rel, target);
-            return;
-          }
-        }
-        await rm(destHost, { force: true, recursive: true });
+  async copy(
+    src: string,
+    comps: string,
+    target: string,
+    overwriteMeta: boolean,
+    parentInc: MatchInfo,
+    parentExc: MatchInfo,
+  ): Promise<void> {
+    let included = true;
+    let excluded = false;
+    let incInfo: MatchInfo;
+    let excInfo: MatchInfo;
+    if (comps !== "") {
+      if (this.include) {
+        const r = this.include.match(comps, parentInc);
+        included = r.matched;
+        incInfo = r.info;
       }
-      if (!existing || !existing.isDirectory()) await mkdir(destHost);
-      await this.copyChildren(srcHost, rel, target);
-      await this.finish(destHost, st, owner, true);
-      return;
+      if (this.exclude) {
+        const r = this.exclude.match(comps, parentExc);
+        excInfo = r.info;
+        if (r.matched) {
+          included = false;
+          excluded = true;
+        }
+      }
+      if (!included && !this.include && !this.exclude?.hasExclusions) return;
     }
-    if (existing) await rm(destHost, { force: true, recursive: true });
-    if (st.isSymbolicLink()) {
-      await symlink(await readlink(srcHost), destHost);
-      await lchown(destHost, owner.uid, owner.gid);
-      await lutimes(destHost, st.atime, st.mtime);
-      return;
+    const fi = await lstat(src);
+    if (!included && !fi.isDirectory()) return;
+    const targetFi = await lstatOrUndefined(target);
+    if (included) await this.createPendingParents(overwriteMeta);
+    if (!fi.isDirectory()) await this.ensureEmptyFileTarget(target);
+
+    let copyInfo = included;
+    let restoreTimes = false;
+    if (fi.isDirectory()) {
+      const created = await this.copyDirectory(
+        src,
+        comps,
+        target,
+        fi,
+        overwriteMeta,
+        included,
+        excluded,
+        incInfo,
+        excInfo,
+      );
+      if (!overwriteMeta) {
+        copyInfo = created;
+        restoreTimes = !created;
+      }
+    } else if (fi.isFile()) {
+      const key = `${fi.dev}:${fi.ino}`;
+      const first = fi.nlink > 1 ? this.inodes.get(key) : undefined;
+      if (first !== undefined) await link(first, target);
+      else {
+        if (fi.nlink > 1) this.inodes.set(key, target);
+        await copyFile(src, target, constants.COPYFILE_FICLONE);
+      }
+    } else if (fi.isSymbolicLink()) {
+      await symlink(await readlink(src), target);
+    } else if (fi.isSocket()) {
+      // sockets cannot be copied; like BuildKit, leave an empty file in their place
+      await writeFile(target, "", { flag: "wx" });
+    } else {
+      await makeNode(target, fi);
     }
-    if (!st.isFile()) {
+
+    if (copyInfo) {
+      await this.copyFileInfo(fi, src, target);
+    } else if (restoreTimes && targetFi) {
+      await utimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
+    }
+  }
+
+  /** Returns whether the directory was created (rather than merged into). */
+  private async copyDirectory(
+    src: string,
+    comps: string,
+    dst: string,
+    fi: Stats,
+    overwriteMeta: boolean,
+    included: boolean,
+    excluded: boolean,
+    incInfo: MatchInfo,
+    excInfo: MatchInfo,
+  ): Promise<boolean> {
+    let created = false;
+    const pending: PendingDir = { src, dst, copied: false };
+    if (included) {
+      created = await this.copyDirectoryOnly(dst, fi, overwriteMeta);
+      pending.copied = true;
+    }
+    this.pending.push(pending);
+    try {
+      if (excluded && !this.exclude?.hasExclusions) return false;
+      for (const name of (await readdir(src)).sort()) {
+        const child = join(src, name);
+        if (!(await visible(this.source, child, await lstat(child)))) continue;
+        const childComps = comps === "" ? name : `${comps}/${name}`;
+        await this.copy(child, childComps, join(dst, name), true, incInfo, excInfo);
+      }
+    } finally {
+      this.pending.pop();
+    }
+    return created;
+  }
+
+  private async copyDirectoryOnly(
+    dst: string,
+    fi: Stats,
+    overwriteMeta: boolean,
+  ): Promise<boolean> {
+    const st = await lstatOrUndefined(dst);
+    if (!st) {
+      await mkdir(dst, { mode: fi.mode & 0o7777 });
+      return true;
+    }
+    if (!st.isDirectory()) {
       throw new KilnError(
-        "E_COPY_UNSUPPORTED",
-        `cannot copy ${rel}: not a regular file, directory or symlink`,
+        "E_COPY_DEST",
+        `cannot copy to non-directory: ${inRoot(this.destRoot, dst)}`,
+        { hint: "the destination has a file or symlink where the source has a directory" },
       );
     }
-    await copyFile(srcHost, destHost, constants.COPYFILE_FICLONE);
-    await this.finish(destHost, st, owner, false);
-  }
-
-  private async copyChildren(srcHost: string, rel: string, target: string): Promise<void> {
-    const names = (await readdir(srcHost)).sort();
-    for (const name of names) {
-      const childRel = rel === "" ? name : `${rel}/${name}`;
-      if (this.skip(childRel)) {
-        if (!(await this.hasIncludedDescendant(join(srcHost, name), childRel))) continue;
-      }
-      const childHost = join(srcHost, name);
-      const st = await lstat(childHost);
-      await this.copy(childHost, childRel, posix.join(target, name), st);
-    }
-  }
-
-  /** An excluded directory is still entered when an exception pattern re-includes something. */
-  private async hasIncludedDescendant(host: string, rel: string): Promise<boolean> {
-    const st = await lstat(host);
-    if (!st.isDirectory()) return false;
-    for (const name of await readdir(host)) {
-      const childRel = `${rel}/${name}`;
-      if (!this.skip(childRel)) return true;
-      if (await this.hasIncludedDescendant(join(host, name), childRel)) return true;
-    }
+    if (overwriteMeta) await chmod(dst, fi.mode & 0o7777);
     return false;
   }
 
-  private async finish(destHost: string, st: Stats, owner: Owner, isDir: boolean): Promise<void> {
-    await lchown(destHost, owner.uid, owner.gid);
-    const perm = st.mode & 0o7777;
-    await chmod(destHost, this.req.mode ? this.req.mode(perm, isDir) : perm);
-    await utimes(destHost, st.atime, st.mtime);
+  /** Directories skipped by --parents patterns are created once something inside is copied. */
+  private async createPendingParents(overwriteMeta: boolean): Promise<void> {
+    for (const p of this.pending) {
+      if (p.copied) continue;
+      const fi = await stat(p.src);
+      if (await this.copyDirectoryOnly(p.dst, fi, overwriteMeta)) {
+        await this.copyFileInfo(fi, p.src, p.dst);
+      }
+      p.copied = true;
+    }
   }
+
+  private async ensureEmptyFileTarget(target: string): Promise<void> {
+    const st = await lstatOrUndefined(target);
+    if (!st) return;
+    if (st.isDirectory()) {
+      throw new KilnError(
+        "E_COPY_DEST",
+        `cannot replace directory ${inRoot(this.destRoot, target)} with a file`,
+        { hint: "remove the directory first (RUN rm -r) or copy to another path" },
+      );
+    }
+    await rm(target);
+  }
+
+  /** Owner, mode, times, then xattrs: the order that keeps setuid bits and capabilities. */
+  private async copyFileInfo(fi: Stats, src: string, target: string): Promise<void> {
+    const owner = this.req.owner ?? this.source.ownerOverride ?? { uid: fi.uid, gid: fi.gid };
+    await lchown(target, owner.uid, owner.gid);
+    if (fi.isSymbolicLink()) {
+      await lutimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
+      return; // the xattr binding follows symlinks: a link's own xattrs are not copied
+    }
+    const perm = fi.mode & 0o7777;
+    await chmod(target, this.req.mode ? this.req.mode(perm, fi.isDirectory()) : perm);
+    await utimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
+    await copyXattrs(src, target);
+  }
+}
+
+/** Best effort, as BuildKit: a filesystem that refuses an attribute does not fail the copy. */
+async function copyXattrs(src: string, target: string): Promise<void> {
+  let keys: string[];
+  try {
+    keys = await listAttributes(src);
+  } catch {
+    return;
+  }
+  for (const key of keys) {
+    try {
+      const value = await getAttribute(src, key);
+      if (value !== null) await setAttribute(target, key, value);
+    } catch {
+      // e.g. security.* without privilege, or trusted.* on an overlay mount
+    }
+  }
+}
+
+/** Device nodes and FIFOs: Node has no mknod(2). */
+async function makeNode(target: string, fi: Stats): Promise<void> {
+  const mode = (fi.mode & 0o7777).toString(8);
+  if (fi.isFIFO()) {
+    await runChecked("mknod", ["-m", mode, target, "p"], { errorCode: "E_COPY_DEVICE" });
+    return;
+  }
+  // glibc's major()/minor() split of a Linux dev_t
+  const d = BigInt(fi.rdev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  await runChecked(
+    "mknod",
+    ["-m", mode, target, fi.isCharacterDevice() ? "c" : "b", String(major), String(minor)],
+    { errorCode: "E_COPY_DEVICE", hint: "device nodes can only be created as root" },
+  );
 }

@@ -1,62 +1,99 @@
 /**
- * Path patterns as COPY/ADD sources use them: Go `filepath.Match` per segment (`*`, `?`,
- * `[a-z]`, `[^a]`, `\` escapes) plus `**` spanning any number of segments.
+ * Source-path wildcards as BuildKit resolves COPY/ADD sources: Go's `filepath.Match` applied
+ * to the whole relative path. `*` and `?` never cross a `/`, so `**` means the same as `*`
+ * here (it only spans directories in --exclude / --parents patterns, see patterns.ts).
  */
 
+/** Whether a path contains `*`, `?` or `[` that is not escaped with `\`. */
 export function hasWildcard(p: string): boolean {
-  return /[*?[]/.test(p);
-}
-
-function segmentRegExp(seg: string): RegExp {
-  let re = "";
-  for (let i = 0; i < seg.length; i++) {
-    const c = seg[i]!;
-    if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
-    else if (c === "\\" && i + 1 < seg.length) re += escapeRe(seg[++i]!);
-    else if (c === "[") {
-      const end = seg.indexOf("]", i + 2);
-      if (end < 0) {
-        re += "\\[";
-        continue;
-      }
-      let body = seg.slice(i + 1, end);
-      if (body.startsWith("^")) body = "^" + body.slice(1).replace(/\\/g, "\\\\");
-      else body = body.replace(/\\/g, "\\\\");
-      re += `[${body}]`;
-      i = end;
-    } else re += escapeRe(c);
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i];
+    if (c === "\\") i++;
+    else if (c === "*" || c === "?" || c === "[") return true;
   }
-  return new RegExp(`^${re}$`);
+  return false;
 }
 
 function escapeRe(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  return c.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }
 
-/** A matcher for slash-separated relative paths (no leading slash). */
-export function compileGlob(pattern: string): (rel: string) => boolean {
-  const segs = pattern.split("/").filter((s) => s !== "" && s !== ".");
-  const parts = segs.map((s) => (s === "**" ? null : segmentRegExp(s)));
-  const match = (pi: number, names: string[], ni: number): boolean => {
-    if (pi === parts.length) return ni === names.length;
-    const part = parts[pi];
-    if (part === null) {
-      for (let k = ni; k <= names.length; k++) if (match(pi + 1, names, k)) return true;
-      return false;
-    }
-    if (ni === names.length || part === undefined) return false;
-    return part.test(names[ni]!) && match(pi + 1, names, ni + 1);
-  };
-  return (rel) => match(0, rel.split("/").filter(Boolean), 0);
-}
-
-/** The leading segments of a pattern that contain no wildcard: where a walk can start. */
-export function literalPrefix(pattern: string): string {
-  const out: string[] = [];
-  for (const s of pattern.split("/").filter(Boolean)) {
-    if (hasWildcard(s)) break;
-    out.push(s);
+/** One `[...]` class starting at pattern[i] === "["; returns [regexp, next index] or null. */
+function charClass(pattern: string, i: number): [string, number] | null {
+  let j = i + 1;
+  let re = "[";
+  if (pattern[j] === "^") {
+    re += "^";
+    j++;
   }
-  return out.join("/");
+  let ranges = 0;
+  const esc = (): string | null => {
+    const c = pattern[j];
+    if (c === undefined || c === "-" || c === "]") return null;
+    if (c === "\\") {
+      j++;
+      if (pattern[j] === undefined) return null;
+    }
+    return pattern[j++]!;
+  };
+  for (;;) {
+    if (pattern[j] === "]" && ranges > 0) return [re + "]", j + 1];
+    const lo = esc();
+    if (lo === null) return null;
+    let hi = lo;
+    if (pattern[j] === "-") {
+      j++;
+      const h = esc();
+      if (h === null) return null;
+      hi = h;
+    }
+    if (hi < lo) return null;
+    re += lo === hi ? escapeRe(lo) : `${escapeRe(lo)}-${escapeRe(hi)}`;
+    ranges++;
+  }
+}
+
+/** The RegExp for a `filepath.Match` pattern, or null for a malformed one (matches nothing). */
+export function globRegExp(pattern: string): RegExp | null {
+  let re = "";
+  for (let i = 0; i < pattern.length;) {
+    const c = pattern[i]!;
+    if (c === "*") {
+      re += "[^/]*";
+      i++;
+    } else if (c === "?") {
+      re += "[^/]";
+      i++;
+    } else if (c === "\\") {
+      if (i + 1 >= pattern.length) return null;
+      re += escapeRe(pattern[i + 1]!);
+      i += 2;
+    } else if (c === "[") {
+      const cls = charClass(pattern, i);
+      if (cls === null) return null;
+      re += cls[0];
+      i = cls[1];
+    } else {
+      re += escapeRe(c);
+      i++;
+    }
+  }
+  return new RegExp(`^${re}$`, "s");
+}
+
+/** A matcher for slash-separated relative paths with Go `filepath.Match` semantics. */
+export function compileGlob(pattern: string): (rel: string) => boolean {
+  const re = globRegExp(pattern);
+  return (rel) => re !== null && re.test(rel);
+}
+
+/**
+ * Splits a source path at its first wildcard component: the literal directory to walk from
+ * and the pattern to match below it ("" when there is no wildcard).
+ */
+export function splitWildcards(p: string): { dir: string; pattern: string } {
+  const parts = p.split("/").filter((s) => s !== "" && s !== ".");
+  const k = parts.findIndex(hasWildcard);
+  if (k < 0) return { dir: parts.join("/"), pattern: "" };
+  return { dir: parts.slice(0, k).join("/"), pattern: parts.slice(k).join("/") };
 }

@@ -1,57 +1,106 @@
 /** File operations on a root filesystem directory: COPY/ADD, WORKDIR's mkdir, heredoc files. */
-import { chmod, lchown, lstat, mkdir, rm, writeFile } from "node:fs/promises";
+import { lchown, lstat, mkdir, rm, writeFile } from "node:fs/promises";
+import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
-import { ensureParents, type Owner } from "./copy.js";
+import { mkdirAllHost, resolveWildcards } from "./copy.js";
+import type { Owner } from "./owner.js";
 import { cleanInRoot, resolveInRoot } from "./resolve.js";
 
-export { copyInto, ensureParents, type CopyRequest, type CopySource, type Owner } from "./copy.js";
-export { parseChmod } from "./chmod.js";
+export { copyInto, resolveWildcards, type CopyRequest, type CopySource } from "./copy.js";
+export { parseChmod, type ChmodFn } from "./chmod.js";
+export { resolveOwner, type Owner } from "./owner.js";
 export { cleanInRoot, resolveInRoot } from "./resolve.js";
-export { compileGlob, hasWildcard } from "./glob.js";
+export { compileGlob, hasWildcard, splitWildcards } from "./glob.js";
+export { compilePatterns, type MatchInfo, type PatternMatcher } from "./patterns.js";
+export { extractArchive, isArchive } from "./unpack.js";
 
+function errnoCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException).code;
+}
+
+/**
+ * BuildKit's mkdir: the path is resolved inside the root (following symlinks). With
+ * makeParents every created directory, parents included, gets `mode` and `owner`, and an
+ * existing directory is fine; without it only the last component is created (an existing
+ * entry of any kind is left alone) and the process umask applies, as in BuildKit.
+ */
 export async function mkdirIn(
   root: string,
   path: string,
   opts: { mode: number; makeParents: boolean; owner?: Owner },
 ): Promise<void> {
-  const clean = cleanInRoot(path);
-  if (opts.makeParents) await ensureParents(root, clean, opts.owner);
-  const host = await resolveInRoot(root, clean, { followFinal: true });
+  const host = await resolveInRoot(root, path, { followFinal: true });
+  const mode = opts.mode & 0o777;
   try {
-    const st = await lstat(host);
-    if (st.isDirectory()) return;
-    throw new KilnError("E_MKDIR", `cannot create directory ${clean}: a file exists there`);
+    if (opts.makeParents) {
+      await mkdirAllHost(root, host, mode, opts.owner);
+      return;
+    }
+    await mkdir(host, { mode });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    if (errnoCode(e) === "EEXIST") return;
+    throw new KilnError(
+      "E_MKDIR",
+      `cannot create directory ${cleanInRoot(path)}: ${(e as Error).message}`,
+      {
+        hint: "check that the parent exists and is a directory",
+        cause: e,
+      },
+    );
   }
-  await mkdir(host);
-  await chmod(host, opts.mode);
   if (opts.owner) await lchown(host, opts.owner.uid, opts.owner.gid);
 }
 
+/**
+ * BuildKit's mkfile: writes `data` at the path resolved inside the root (a final symlink is
+ * followed, inside the root). An existing file is truncated and keeps its mode; a new one
+ * gets `mode` (less the umask). The parent directory must exist.
+ */
 export async function mkfileIn(
   root: string,
   path: string,
   data: string | Uint8Array,
   opts: { mode: number; owner?: Owner },
 ): Promise<void> {
-  const clean = cleanInRoot(path);
-  await ensureParents(root, clean, opts.owner);
-  const host = await resolveInRoot(root, clean, { followFinal: false });
-  await rm(host, { force: true, recursive: true });
-  await writeFile(host, data, { mode: opts.mode, flag: "wx" });
-  await chmod(host, opts.mode);
+  const host = await resolveInRoot(root, path, { followFinal: true });
+  try {
+    await writeFile(host, data, { mode: opts.mode & 0o777 });
+  } catch (e) {
+    throw new KilnError("E_MKFILE", `cannot write ${cleanInRoot(path)}: ${(e as Error).message}`, {
+      hint: "check that the parent directory exists and the path is not a directory",
+      cause: e,
+    });
+  }
   if (opts.owner) await lchown(host, opts.owner.uid, opts.owner.gid);
 }
 
-export async function rmIn(root: string, path: string, allowNotFound: boolean): Promise<void> {
-  const host = await resolveInRoot(root, path, { followFinal: false });
-  if (host === root) throw new KilnError("E_RM", "refusing to remove the root directory");
-  try {
-    await lstat(host);
-  } catch (e) {
-    if (allowNotFound) return;
-    throw new KilnError("E_RM", `cannot remove ${path}: not found`, { cause: e });
+async function rmPath(root: string, path: string, allowNotFound: boolean): Promise<void> {
+  const clean = cleanInRoot(path);
+  if (clean === "/") throw new KilnError("E_RM", "refusing to remove the root directory");
+  const host = join(
+    await resolveInRoot(root, posix.dirname(clean), { followFinal: true }),
+    posix.basename(clean),
+  );
+  if (!allowNotFound) {
+    // existence is judged through a final symlink, inside the root
+    const seen = await resolveInRoot(root, clean, { followFinal: true });
+    try {
+      await lstat(seen);
+    } catch (e) {
+      throw new KilnError("E_RM", `cannot remove ${clean}: not found`, { cause: e });
+    }
   }
   await rm(host, { recursive: true, force: true });
+}
+
+/** BuildKit's rm: the last component is never followed; wildcards match like COPY sources. */
+export async function rmIn(
+  root: string,
+  path: string,
+  allowNotFound: boolean,
+  allowWildcard = false,
+): Promise<void> {
+  if (!allowWildcard) return rmPath(root, path, allowNotFound);
+  const matches = await resolveWildcards({ root, label: "the filesystem" }, path, false);
+  for (const m of matches) await rmPath(root, m, allowNotFound);
 }
