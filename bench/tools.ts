@@ -1,0 +1,377 @@
+// The builders under test. Each tool keeps all its state under its own dir in the bench's work
+// dir, so "cold" means that dir emptied, and nothing of the machine's own configuration is used.
+import { spawn } from "node:child_process";
+import { existsSync, openSync, closeSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { alive, probe, removeTree, stopGroup, type Cmd } from "./proc.js";
+
+export const TOOL_NAMES = ["kiln", "buildah", "podman", "docker", "buildctl"] as const;
+export type ToolName = (typeof TOOL_NAMES)[number];
+
+export interface BuildJob {
+  context: string;
+  platforms: readonly string[];
+  /** registry/repo:tag to push the multi-platform index to. */
+  ref: string;
+}
+
+export interface Tool {
+  readonly name: ToolName;
+  /** One line naming the version that ran. */
+  readonly version: string;
+  /** Empties every cache the tool has (untimed). */
+  reset(): Promise<void>;
+  /** Untimed housekeeping right before a build (e.g. dropping a local manifest list). */
+  beforeBuild(job: BuildJob): Promise<void>;
+  /** The commands of one build-and-push, timed together. */
+  build(job: BuildJob): Cmd[];
+  /** Stops whatever the tool started. */
+  stop(): Promise<void>;
+}
+
+export interface ToolEnv {
+  repoRoot: string;
+  /** This tool's private state dir (created and removed by the caller). */
+  dir: string;
+  registry: string;
+}
+
+/** Why a tool cannot run here; the run reports it as skipped. */
+export class Skip extends Error {}
+
+export async function startTool(name: ToolName, env: ToolEnv): Promise<Tool> {
+  await mkdir(env.dir, { recursive: true });
+  switch (name) {
+    case "kiln":
+      return startKiln(env);
+    case "buildah":
+    case "podman":
+      return startContainersTool(name, env);
+    case "docker":
+      return startDocker(env);
+    case "buildctl":
+      return startBuildctl(env);
+  }
+}
+
+function firstLine(s: string): string {
+  return s.trim().split("\n")[0] ?? "";
+}
+
+function lastLines(s: string, n = 5): string {
+  return s.trimEnd().split("\n").slice(-n).join("\n");
+}
+
+/** Argument for the "is it there" checks; ENOENT from spawn means not installed. */
+async function requireTool(argv: string[], what: string): Promise<string> {
+  const r = await probe(argv);
+  if (r.code === "ENOENT")
+    throw new Skip(`${what} is not installed (bash bench/setup installs it)`);
+  if (r.code !== 0) throw new Skip(`${argv.join(" ")} failed (${r.code}): ${lastLines(r.out)}`);
+  return firstLine(r.out);
+}
+
+/** Why kiln cannot build yet, or undefined when `kiln build --help` describes a build command. */
+export async function kilnBuildWorks(repoRoot: string): Promise<string | undefined> {
+  const r = await probe([join(repoRoot, "bin", "kiln"), "build", "--help"]);
+  if (r.code !== 0) return `./bin/kiln build --help failed (${r.code}): ${lastLines(r.out, 3)}`;
+  // An older CLI without the command answers with its top-level help and exit 0.
+  if (!r.out.includes("--platform")) return "./bin/kiln has no build command yet";
+  return undefined;
+}
+
+async function startKiln(env: ToolEnv): Promise<Tool> {
+  const bin = join(env.repoRoot, "bin", "kiln");
+  const broken = await kilnBuildWorks(env.repoRoot);
+  if (broken !== undefined) throw new Skip(broken);
+  const version = firstLine((await probe([bin, "--version"])).out);
+  const root = join(env.dir, "root");
+  return {
+    name: "kiln",
+    version: `kiln ${version}`,
+    reset: async () => {
+      await removeTree(root);
+      await mkdir(root, { recursive: true });
+    },
+    beforeBuild: async () => {},
+    build: (job) => [
+      {
+        argv: [
+          bin,
+          "build",
+          "--platform",
+          job.platforms.join(","),
+          "-t",
+          job.ref,
+          "--push",
+          "--progress",
+          "plain",
+          job.context,
+        ],
+        env: { KILN_ROOT: root },
+      },
+    ],
+    stop: async () => {},
+  };
+}
+
+/** buildah and podman share containers/storage and the same build flags. */
+async function startContainersTool(name: "buildah" | "podman", env: ToolEnv): Promise<Tool> {
+  const version = await requireTool([name, "--version"], name);
+  const root = join(env.dir, "storage");
+  const runroot = join(env.dir, "run");
+  const global = ["--root", root, "--runroot", runroot, "--storage-driver", "overlay"];
+  // crun 1.8 fails on this kernel's hybrid cgroups; podman also needs no systemd.
+  const podmanGlobal = [
+    "--runtime",
+    "runc",
+    "--cgroup-manager",
+    "cgroupfs",
+    "--events-backend",
+    "file",
+  ];
+  const pre = name === "podman" ? [name, ...global, ...podmanGlobal] : [name, ...global];
+  const runtime = name === "buildah" ? ["--runtime", "runc"] : [];
+  const list = "kiln-bench-list";
+  return {
+    name,
+    version,
+    reset: async () => {
+      await removeTree(root);
+      await removeTree(runroot);
+    },
+    // A list that already exists would collect this build's images next to the last build's.
+    beforeBuild: async () => {
+      await probe([...pre, "manifest", "rm", list]);
+    },
+    build: (job) => [
+      {
+        argv: [
+          ...pre,
+          "build",
+          ...runtime,
+          "--layers",
+          "--network",
+          "none",
+          "--tls-verify=false",
+          "--platform",
+          job.platforms.join(","),
+          "--manifest",
+          list,
+          "-f",
+          join(job.context, "Dockerfile"),
+          job.context,
+        ],
+      },
+      {
+        argv: [
+          ...pre,
+          "manifest",
+          "push",
+          "--all",
+          "--tls-verify=false",
+          "--format",
+          "oci",
+          list,
+          `docker://${job.ref}`,
+        ],
+      },
+    ],
+    stop: async () => {
+      await probe([...pre, "manifest", "rm", list]);
+    },
+  };
+}
+
+/** Starts a daemon in its own process group, logging to a file; returns its pid. */
+function launch(argv: string[], logFile: string): number {
+  const fd = openSync(logFile, "a");
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", fd, fd], detached: true });
+    child.on("error", () => {});
+    child.unref();
+    if (child.pid === undefined) throw new Skip(`cannot start ${argv[0]!}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function waitReady(
+  what: string,
+  pid: number,
+  logFile: string,
+  ready: () => Promise<boolean>,
+): Promise<void> {
+  for (let i = 0; i < 60; i++) {
+    if (await ready()) return;
+    if (!alive(pid)) break;
+    await sleep(500);
+  }
+  await stopGroup(pid, 5000);
+  const log = await readFile(logFile, "utf8").catch(() => "");
+  throw new Skip(`${what} did not start:\n${lastLines(log)}`);
+}
+
+/**
+ * Docker 20.10 from Debian: its own dockerd (data-root, exec-root, socket), no bridge so
+ * iptables stay untouched. One BuildKit build per platform (20.10 cannot do several at once and
+ * has no buildx), then `docker manifest` assembles and pushes the index.
+ */
+async function startDocker(env: ToolEnv): Promise<Tool> {
+  // /usr/local/bin/docker on this kind of machine is a newer client that insists on buildx.
+  const docker = "/usr/bin/docker";
+  const dockerd = existsSync("/usr/sbin/dockerd") ? "/usr/sbin/dockerd" : "/usr/bin/dockerd";
+  if (!existsSync(docker) || !existsSync(dockerd))
+    throw new Skip("docker.io (Docker 20.10) is not installed (bash bench/setup installs it)");
+  const version = await requireTool([dockerd, "--version"], "dockerd");
+  const sock = join(env.dir, "docker.sock");
+  const config = join(env.dir, "daemon.json");
+  await writeFile(
+    config,
+    JSON.stringify({
+      bridge: "none",
+      iptables: false,
+      "ip-forward": false,
+      "ip-masq": false,
+      "insecure-registries": [env.registry],
+      features: { buildkit: true },
+    }),
+  );
+  const logFile = join(env.dir, "dockerd.log");
+  const pid = launch(
+    [
+      dockerd,
+      "--config-file",
+      config,
+      "--data-root",
+      join(env.dir, "data"),
+      "--exec-root",
+      join(env.dir, "exec"),
+      "--pidfile",
+      join(env.dir, "docker.pid"),
+      "-H",
+      `unix://${sock}`,
+    ],
+    logFile,
+  );
+  const cenv = {
+    DOCKER_HOST: `unix://${sock}`,
+    DOCKER_CONFIG: join(env.dir, "client"),
+    DOCKER_BUILDKIT: "1",
+  };
+  await waitReady(
+    "dockerd",
+    pid,
+    logFile,
+    async () => (await probe([docker, "version"], cenv, 10_000)).code === 0,
+  );
+  const tagOf = (ref: string, platform: string) => `${ref}-${platform.replace(/\//g, "-")}`;
+  return {
+    name: "docker",
+    version,
+    reset: async () => {
+      await probe([docker, "system", "prune", "-af"], cenv);
+      await probe([docker, "builder", "prune", "-af"], cenv);
+    },
+    beforeBuild: async () => {},
+    build: (job) => {
+      const perPlatform = job.platforms.map((p) => tagOf(job.ref, p));
+      return [
+        ...job.platforms.flatMap((p, i) => [
+          {
+            argv: [
+              docker,
+              "build",
+              "--platform",
+              p,
+              "--network",
+              "none",
+              "--progress",
+              "plain",
+              "-t",
+              perPlatform[i]!,
+              job.context,
+            ],
+            env: cenv,
+          },
+          { argv: [docker, "push", "-q", perPlatform[i]!], env: cenv },
+        ]),
+        {
+          argv: [docker, "manifest", "create", "--insecure", "--amend", job.ref, ...perPlatform],
+          env: cenv,
+        },
+        { argv: [docker, "manifest", "push", "--insecure", "--purge", job.ref], env: cenv },
+      ];
+    },
+    // dockerd stops the containerd it started on SIGTERM.
+    stop: () => stopGroup(pid, 20_000),
+  };
+}
+
+/** A standalone BuildKit, when buildctl and buildkitd are on PATH (Debian 12 ships neither). */
+async function startBuildctl(env: ToolEnv): Promise<Tool> {
+  const version = await requireTool(["buildctl", "--version"], "buildctl");
+  await requireTool(["buildkitd", "--version"], "buildkitd");
+  const sock = join(env.dir, "buildkitd.sock");
+  const config = join(env.dir, "buildkitd.toml");
+  await writeFile(config, `[registry."${env.registry}"]\n  http = true\n  insecure = true\n`);
+  const logFile = join(env.dir, "buildkitd.log");
+  const pid = launch(
+    [
+      "buildkitd",
+      "--config",
+      config,
+      "--root",
+      join(env.dir, "root"),
+      "--addr",
+      `unix://${sock}`,
+      "--oci-worker-binary",
+      "runc",
+      "--oci-worker-net",
+      "host",
+      "--containerd-worker",
+      "false",
+    ],
+    logFile,
+  );
+  const addr = ["--addr", `unix://${sock}`];
+  await waitReady(
+    "buildkitd",
+    pid,
+    logFile,
+    async () => (await probe(["buildctl", ...addr, "debug", "workers"], {}, 10_000)).code === 0,
+  );
+  return {
+    name: "buildctl",
+    version,
+    reset: async () => {
+      await probe(["buildctl", ...addr, "prune", "--all"]);
+    },
+    beforeBuild: async () => {},
+    build: (job) => [
+      {
+        argv: [
+          "buildctl",
+          ...addr,
+          "build",
+          "--progress",
+          "plain",
+          "--frontend",
+          "dockerfile.v0",
+          "--local",
+          `context=${job.context}`,
+          "--local",
+          `dockerfile=${job.context}`,
+          "--opt",
+          `platform=${job.platforms.join(",")}`,
+          "--output",
+          `type=image,name=${job.ref},push=true,registry.insecure=true`,
+        ],
+      },
+    ],
+    stop: () => stopGroup(pid, 20_000),
+  };
+}
