@@ -1,0 +1,91 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, mkdir, symlink, writeFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { resolveInRoot, resolveOwner } from "../../../src/fileops/index.js";
+import { isKilnError } from "../../../src/errors.js";
+
+async function withRoot(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "kiln-fileops-"));
+  try {
+    await fn(root);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+test("resolution stays inside the root through absolute and relative symlinks", () =>
+  withRoot(async (root) => {
+    await mkdir(join(root, "real"));
+    await symlink("/real", join(root, "abs"));
+    await symlink("../../../../real", join(root, "rel"));
+    await symlink("/etc", join(root, "etc-link"));
+    assert.equal(await resolveInRoot(root, "/abs/x", { followFinal: true }), join(root, "real/x"));
+    assert.equal(await resolveInRoot(root, "/rel/x", { followFinal: true }), join(root, "real/x"));
+    assert.equal(
+      await resolveInRoot(root, "../../etc-link/passwd", { followFinal: true }),
+      join(root, "etc/passwd"),
+    );
+    assert.equal(await resolveInRoot(root, "/abs", { followFinal: false }), join(root, "abs"));
+    await symlink("loop", join(root, "loop"));
+    await assert.rejects(
+      resolveInRoot(root, "/loop", { followFinal: true }),
+      (e: unknown) => isKilnError(e) && e.code === "E_SYMLINK_LOOP",
+    );
+  }));
+
+const PASSWD =
+  "root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001::/home/app:/bin/sh\nweird:x:abc:7::/:/bin/sh\n";
+const GROUP = "root:x:0:\nstaff:x:50:app\napp:x:1001:\n";
+
+test("--chown resolves names in the destination's passwd and group files", () =>
+  withRoot(async (root) => {
+    await mkdir(join(root, "etc"));
+    await writeFile(join(root, "etc/passwd"), PASSWD);
+    await writeFile(join(root, "etc/group"), GROUP);
+    const cases: [string, { uid: number; gid: number }][] = [
+      ["app", { uid: 1000, gid: 1001 }],
+      ["app:staff", { uid: 1000, gid: 50 }],
+      ["app:7", { uid: 1000, gid: 7 }],
+      ["1234", { uid: 1234, gid: 1234 }],
+      ["1234:staff", { uid: 1234, gid: 50 }],
+      ["5:6", { uid: 5, gid: 6 }],
+      ["root", { uid: 0, gid: 0 }],
+      ["root:root", { uid: 0, gid: 0 }],
+      ["weird", { uid: 0, gid: 7 }],
+    ];
+    for (const [spec, want] of cases) assert.deepEqual(await resolveOwner(root, spec), want, spec);
+  }));
+
+test("--chown reads /etc/passwd through symlinks inside the root, never the host's", () =>
+  withRoot(async (root) => {
+    await mkdir(join(root, "data"));
+    await mkdir(join(root, "etc"));
+    await writeFile(join(root, "data/passwd"), "svc:x:77:78::/:/bin/sh\n");
+    await symlink("/data/passwd", join(root, "etc/passwd"));
+    assert.deepEqual(await resolveOwner(root, "svc"), { uid: 77, gid: 78 });
+    await rm(join(root, "etc/passwd"));
+    // the host surely has a root user; inside this root "/etc/shadow" → missing
+    await symlink("../../../../../../etc/hostname-does-not-exist", join(root, "etc/passwd"));
+    await assert.rejects(
+      resolveOwner(root, "svc"),
+      (e: unknown) => isKilnError(e) && e.code === "E_CHOWN",
+    );
+  }));
+
+test("an unknown user or group is an error naming it and the file", () =>
+  withRoot(async (root) => {
+    await mkdir(join(root, "etc"));
+    await writeFile(join(root, "etc/passwd"), PASSWD);
+    await assert.rejects(resolveOwner(root, "nobody2"), (e: unknown) => {
+      assert.ok(isKilnError(e) && e.code === "E_CHOWN");
+      assert.match(e.message, /user "nobody2" not found in \/etc\/passwd/);
+      return true;
+    });
+    await assert.rejects(resolveOwner(root, "app:nogroup"), (e: unknown) => {
+      assert.ok(isKilnError(e));
+      assert.match(e.message, /group "nogroup" not found in \/etc\/group .*does not exist/);
+      return true;
+    });
+  }));
