@@ -122,9 +122,19 @@ export function chompHeredocContent(content: string): string {
 
 /**
  * Parses one heredoc word such as `<<EOF`, `<<-"EOF"` or `3<<EOF`; undefined when the word is
- * not a heredoc. Used for RUN/COPY/ADD arguments that stand for heredoc bodies.
+ * not a heredoc (including malformed quoting such as `<<'EOF`, which BuildKit then treats as
+ * an ordinary word). Used for RUN/COPY/ADD arguments that stand for heredoc bodies.
  */
 export function parseHeredocWord(word: string): Omit<Heredoc, "content"> | undefined {
+  try {
+    return heredocWord(word);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Like parseHeredocWord, but a delimiter with unbalanced quotes throws (E_DOCKERFILE_EXPANSION). */
+function heredocWord(word: string): Omit<Heredoc, "content"> | undefined {
   const m = HEREDOC_RE.exec(word);
   if (m === null) return undefined;
   const rest = m[3]!;
@@ -158,7 +168,7 @@ function heredocsInLine(line: string): Omit<Heredoc, "content">[] {
   for (const w of words) {
     let h: Omit<Heredoc, "content"> | undefined;
     try {
-      h = parseHeredocWord(w);
+      h = heredocWord(w);
     } catch (e) {
       throw new UnplacedError(
         DockerfileErrorCode.parse,

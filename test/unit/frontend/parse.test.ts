@@ -594,6 +594,18 @@ const cases: Case[] = [
       ]);
     },
   ],
+  [
+    "a heredoc word with unbalanced quotes is an ordinary path",
+    () => {
+      assert.deepEqual(first(F + "COPY <<'EOF /dst", "copy").sources, ["<<'EOF"]);
+    },
+  ],
+  [
+    "<<- followed by a space is not a heredoc (as in BuildKit)",
+    () => {
+      assert.equal(cmds(F + "RUN cat <<- EOF\nRUN x").length, 2);
+    },
+  ],
   // ---- ENV / LABEL / ARG
   [
     "ENV pairs keep quotes for later expansion",
