@@ -46,7 +46,11 @@ export async function runTimed(
       log.write(`$ ${cmd.argv.join(" ")}\n`);
       const statsFile = `${logFile}.time`;
       const argv = haveGnuTime ? [GNU_TIME, "-v", "-o", statsFile, ...cmd.argv] : cmd.argv;
+      const t0 = process.hrtime.bigint();
       const code = await spawnLogged(argv, cmd, log, timeoutMs);
+      log.write(
+        `# exit ${code} after ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(2)}s\n`,
+      );
       if (haveGnuTime) {
         const stats = parseGnuTime(await readFile(statsFile, "utf8").catch(() => ""));
         await rm(statsFile, { force: true });

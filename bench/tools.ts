@@ -64,11 +64,14 @@ function lastLines(s: string, n = 5): string {
   return s.trimEnd().split("\n").slice(-n).join("\n");
 }
 
-/** Argument for the "is it there" checks; ENOENT from spawn means not installed. */
-async function requireTool(argv: string[], what: string): Promise<string> {
+/** Its first output line (the version); ENOENT from spawn means not installed. */
+async function requireTool(
+  argv: string[],
+  what: string,
+  hint = "bash bench/setup installs it",
+): Promise<string> {
   const r = await probe(argv);
-  if (r.code === "ENOENT")
-    throw new Skip(`${what} is not installed (bash bench/setup installs it)`);
+  if (r.code === "ENOENT") throw new Skip(`${what} is not installed (${hint})`);
   if (r.code !== 0) throw new Skip(`${argv.join(" ")} failed (${r.code}): ${lastLines(r.out)}`);
   return firstLine(r.out);
 }
@@ -311,10 +314,12 @@ async function startDocker(env: ToolEnv): Promise<Tool> {
   };
 }
 
+const BUILDKIT_HINT = "Debian 12 packages no BuildKit; put buildctl and buildkitd on PATH";
+
 /** A standalone BuildKit, when buildctl and buildkitd are on PATH (Debian 12 ships neither). */
 async function startBuildctl(env: ToolEnv): Promise<Tool> {
-  const version = await requireTool(["buildctl", "--version"], "buildctl");
-  await requireTool(["buildkitd", "--version"], "buildkitd");
+  const version = await requireTool(["buildctl", "--version"], "buildctl", BUILDKIT_HINT);
+  await requireTool(["buildkitd", "--version"], "buildkitd", BUILDKIT_HINT);
   const sock = join(env.dir, "buildkitd.sock");
   const config = join(env.dir, "buildkitd.toml");
   await writeFile(config, `[registry."${env.registry}"]\n  http = true\n  insecure = true\n`);
