@@ -201,7 +201,10 @@ class Extractor {
           0o600,
         );
         try {
-          for await (const chunk of body) await fh.write(chunk as Buffer);
+          for await (const chunk of body) {
+            const c = chunk as Buffer;
+            for (let off = 0; off < c.length;) off += (await fh.write(c, off)).bytesWritten;
+          }
           if (this.sameOwner) await fh.chown(entry.uid, entry.gid);
           await fh.chmod(entry.mode);
           await this.setXattrs(rel, entry);

@@ -119,8 +119,17 @@ async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGe
         yield* visit(rel);
       } else if (st.isFile()) {
         entry.size = Number(st.size);
-        const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
-        yield { entry, body: fh.createReadStream() };
+        const fh = await open(
+          abs,
+          constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+        );
+        if ((await fh.stat({ bigint: true })).ino !== st.ino) {
+          await fh.close();
+          throw new KilnError("E_LAYER_SOURCE", `${abs} was replaced while it was being archived`, {
+            hint: "nothing may write to a directory while it is turned into a layer",
+          });
+        }
+        yield { entry, body: fh.createReadStream({ highWaterMark: 1024 * 1024 }) };
       } else if (st.isSymbolicLink()) {
         yield { entry: { ...entry, type: "symlink", linkname: await readlink(abs) } };
       } else if (st.isFIFO()) {
