@@ -41,6 +41,11 @@ export interface CopySource {
   excluded?: (rel: string) => boolean;
   /** why a path is excluded, for the error message */
   exclusionReason?: (rel: string) => string | undefined;
+  /**
+   * Whether an excluded directory can hold re-included paths (the ignore rules have `!`
+   * exceptions); default true. With false, excluded directories are never searched.
+   */
+  reincludes?: boolean;
   /** files from a build context belong to root unless --chown says otherwise */
   ownerOverride?: Owner;
 }
@@ -139,7 +144,7 @@ async function visible(source: CopySource, host: string, st: Stats): Promise<boo
   const rel = relative(source.root, host);
   if (rel === "" || !source.excluded(rel)) return true;
   // an excluded directory still shows when an exception (!pattern) re-includes something in it
-  if (!st.isDirectory()) return false;
+  if (!st.isDirectory() || source.reincludes === false) return false;
   for (const name of await readdir(host)) {
     const child = join(host, name);
     if (await visible(source, child, await lstat(child))) return true;

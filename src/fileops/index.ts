@@ -1,7 +1,7 @@
 /** File operations on a root filesystem directory: COPY/ADD, WORKDIR's mkdir, heredoc files. */
 import { lchown, lstat, mkdir, rm, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
-import { KilnError } from "../errors.js";
+import { KilnError, isKilnError } from "../errors.js";
 import { mkdirAllHost, resolveWildcards } from "./copy.js";
 import type { Owner } from "./owner.js";
 import { cleanInRoot, resolveInRoot } from "./resolve.js";
@@ -39,6 +39,7 @@ export async function mkdirIn(
     await mkdir(host, { mode });
   } catch (e) {
     if (errnoCode(e) === "EEXIST") return;
+    if (isKilnError(e)) throw new KilnError("E_MKDIR", e.message, { hint: e.hint, cause: e });
     throw new KilnError(
       "E_MKDIR",
       `cannot create directory ${cleanInRoot(path)}: ${(e as Error).message}`,

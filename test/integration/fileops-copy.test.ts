@@ -278,7 +278,9 @@ const cases: Case[] = [
   },
   {
     name: "file onto an existing directory entry inside a tree is an error",
-    setup: (d) => mkdir(join(d, "out/x.txt"), { recursive: true }),
+    setup: async (d) => {
+      await mkdir(join(d, "out/x.txt"), { recursive: true });
+    },
     req: { src: "dir", dest: "/out" },
     error: { code: "E_COPY_DEST", message: /cannot replace directory \/out\/x.txt/ },
   },
