@@ -255,6 +255,8 @@ export interface Stage {
 
 export interface Dockerfile {
   file: string;
+  /** The text by line, for positioning later errors with placeError(e, source, start, end). */
+  source: SourceText;
   directives: Directive[];
   escapeToken: EscapeToken;
   /** ARGs before the first FROM (the global scope for FROM lines). */
@@ -282,13 +284,29 @@ function argsError(message: string, hint?: string): UnplacedError {
   );
 }
 
+/** What a correct line looks like, for hints. */
+const EXAMPLES: Readonly<Record<string, string>> = {
+  ARG: "ARG NAME=default",
+  ENV: "ENV NAME=value",
+  EXPOSE: "EXPOSE 8080/tcp",
+  HEALTHCHECK: "HEALTHCHECK CMD curl -f http://localhost/",
+  LABEL: 'LABEL org.opencontainers.image.title="app"',
+  MAINTAINER: "MAINTAINER Jane Doe <jane@example.com>",
+  ONBUILD: "ONBUILD RUN make",
+  SHELL: 'SHELL ["/bin/bash", "-c"]',
+  STOPSIGNAL: "STOPSIGNAL SIGTERM",
+  USER: "USER app:app",
+  VOLUME: "VOLUME /data",
+  WORKDIR: "WORKDIR /app",
+};
+
 const atLeastOne = (what: string): UnplacedError =>
-  argsError(`${what} requires at least one argument`);
-const exactlyOne = (what: string): UnplacedError =>
   argsError(
-    `${what} requires exactly one argument`,
-    `quote a value that contains spaces: ${what} "a b"`,
+    `${what} requires at least one argument`,
+    EXAMPLES[what] === undefined ? undefined : `e.g. ${EXAMPLES[what]}`,
   );
+const exactlyOne = (what: string): UnplacedError =>
+  argsError(`${what} requires exactly one argument`, `e.g. ${EXAMPLES[what] ?? what + " <value>"}`);
 
 type Typed = { stage: Stage } | { command: Command };
 
@@ -323,7 +341,9 @@ class Typer {
         const pairs: KeyValuePair[] = [];
         for (let i = 0; i + 2 < args.length; i += 3) {
           const key = args[i]!;
-          if (key === "") throw argsError(`${what} names can not be blank`);
+          if (key === "") {
+            throw argsError(`${what} names can not be blank`, `write ${what} name=value`);
+          }
           pairs.push({ key, value: args[i + 1]!, legacy: args[i + 2] === "" });
         }
         return kw === "env"
@@ -381,7 +401,8 @@ class Typer {
         if (args.length === 0) throw atLeastOne("VOLUME");
         this.flags(node, {});
         const volumes = args.map(trimGoSpace);
-        if (volumes.includes("")) throw argsError("VOLUME specified can not be an empty string");
+        if (volumes.includes(""))
+          throw argsError("VOLUME specified can not be an empty string", "e.g. VOLUME /data");
         return { command: { ...this.base(node, "volume"), kind: "volume", volumes } };
       }
       case "stopsignal": {
@@ -594,7 +615,9 @@ class Typer {
     };
     if (typ === "NONE") {
       // BuildKit does not look at flags on HEALTHCHECK NONE.
-      if (rest.length !== 0) throw argsError("HEALTHCHECK NONE takes no arguments");
+      if (rest.length !== 0) {
+        throw argsError("HEALTHCHECK NONE takes no arguments", "write HEALTHCHECK NONE alone");
+      }
       health.test = ["NONE"];
       return { ...this.base(node, "healthcheck"), kind: "healthcheck", health };
     }
@@ -613,7 +636,8 @@ class Typer {
       );
     }
     const cmdLine = rest.length === 0 ? [] : node.json ? rest : [rest.join(" ")];
-    if (cmdLine.length === 0) throw argsError("Missing command after HEALTHCHECK CMD");
+    if (cmdLine.length === 0)
+      throw argsError("Missing command after HEALTHCHECK CMD", `e.g. ${EXAMPLES.HEALTHCHECK}`);
     health.test = [node.json ? "CMD" : "CMD-SHELL", ...cmdLine];
     const interval = (name: string): number => {
       const v = f.string(name);
@@ -667,7 +691,7 @@ class Typer {
     const args = node.args.map((a): ArgDefinition => {
       const eq = a.indexOf("=");
       if (eq < 0) return { key: a };
-      if (eq === 0) throw argsError("ARG names can not be blank");
+      if (eq === 0) throw argsError("ARG names can not be blank", `e.g. ${EXAMPLES.ARG}`);
       return { key: a.slice(0, eq), value: a.slice(eq + 1) };
     });
     return { ...this.base(node, "arg"), kind: "arg", args };
@@ -678,10 +702,16 @@ class Typer {
     this.flags(node, {});
     const trigger = trimGoSpace(node.args[0]!).toUpperCase();
     if (trigger === "ONBUILD") {
-      throw argsError("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+      throw argsError(
+        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+        "give the trigger instruction once: ONBUILD <instruction>",
+      );
     }
     if (trigger === "MAINTAINER" || trigger === "FROM") {
-      throw argsError(`${trigger} isn't allowed as an ONBUILD trigger`);
+      throw argsError(
+        `${trigger} isn't allowed as an ONBUILD trigger`,
+        "ONBUILD triggers are build steps such as RUN, COPY or ENV",
+      );
     }
     let expression = node.original.replace(/^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*/i, "");
     for (const h of node.heredocs) expression += "\n" + h.content + h.name;
@@ -761,6 +791,7 @@ export function parseDockerfile(source: string, opts: ParseOptions = {}): Docker
   }
   return {
     file: parsed.source.file,
+    source: parsed.source,
     directives: parsed.directives,
     escapeToken: parsed.escapeToken,
     metaArgs,

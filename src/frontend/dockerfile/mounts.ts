@@ -54,12 +54,15 @@ function fail(message: string, needle: string, hint?: string): never {
   );
 }
 
+const CSV_HINT =
+  'fields are comma-separated key=value pairs; quote a whole field that holds a comma ("target=/a,b") and double quotes inside it';
+
 /** One CSV record (RFC 4180 quoting, no lazy quotes), as tonistiigi/go-csvvalue reads it. */
 export function parseCsvFields(input: string, what: string): string[] {
   let line = input;
   if (line.endsWith("\r\n")) line = line.slice(0, -2);
   else if (line.endsWith("\n")) line = line.slice(0, -1);
-  if (line === "") fail(`failed to parse csv ${what}: EOF`, input);
+  if (line === "") fail(`failed to parse csv ${what}: EOF`, input, "give key=value fields");
   const out: string[] = [];
   let pos = 0;
   for (;;) {
@@ -71,7 +74,7 @@ export function parseCsvFields(input: string, what: string): string[] {
         fail(
           `failed to parse csv ${what}: parse error on line 1, column ${pos + q + 1}: bare " in non-quoted-field`,
           input,
-          'quote the whole field: "key=a,b" and double inner quotes ("")',
+          CSV_HINT,
         );
       }
       out.push(field);
@@ -88,6 +91,7 @@ export function parseCsvFields(input: string, what: string): string[] {
         fail(
           `failed to parse csv ${what}: parse error on line 1, column ${pos + 1}: extraneous or missing " in quoted-field`,
           input,
+          CSV_HINT,
         );
       }
       field += line.slice(pos, q);
@@ -110,6 +114,7 @@ export function parseCsvFields(input: string, what: string): string[] {
       fail(
         `failed to parse csv ${what}: parse error on line 1, column ${pos}: extraneous or missing " in quoted-field`,
         input,
+        CSV_HINT,
       );
     }
   }

@@ -274,16 +274,19 @@ class LineParser {
       this.fail(
         this.line,
         `dockerfile line greater than max allowed size of ${MAX_LINE_BYTES - 1}`,
+        "split the line with the escape character at line ends, or move data into a file",
       );
     }
     return raw;
   }
 
-  private fail(line: number, message: string, code: string = DockerfileErrorCode.parse): never {
-    throw new DockerfileError(code, message, {
-      source: this.source,
-      ...locate(this.source, line, line),
-    });
+  private fail(line: number, message: string, hint: string): never {
+    throw new DockerfileError(
+      DockerfileErrorCode.parse,
+      message,
+      { source: this.source, ...locate(this.source, line, line) },
+      { hint },
+    );
   }
 
   /** Runs fn, turning an UnplacedError into a positioned DockerfileError. */
@@ -315,7 +318,11 @@ class LineParser {
       return false;
     }
     if (this.directives.some((d) => d.name === name)) {
-      this.fail(this.line, `only one ${name} parser directive can be used`);
+      this.fail(
+        this.line,
+        `only one ${name} parser directive can be used`,
+        `remove the repeated # ${name}= line`,
+      );
     }
     const value = m[2]!;
     if (name === "escape") {
