@@ -1,6 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ShellLex } from "../../../src/frontend/dockerfile/index.js";
+import {
+  DockerfileError,
+  ShellLex,
+  parseDockerfile,
+  placeError,
+} from "../../../src/frontend/dockerfile/index.js";
 import { isKilnError } from "../../../src/errors.js";
 
 const ENV: Record<string, string> = {
@@ -209,4 +214,20 @@ test("expansion errors name the word and the problem", () => {
     () => new ShellLex().processWord("${NEEDED:?set NEEDED first}", ENV),
     /failed to process "\$\{NEEDED:\?set NEEDED first\}": NEEDED: set NEEDED first/,
   );
+});
+
+test("expansion errors can be placed on the instruction's line", () => {
+  const df = parseDockerfile("FROM a\nWORKDIR ${DIR:?set DIR}\n");
+  const wd = df.stages[0]!.commands[0]!;
+  assert.ok(wd.kind === "workdir");
+  let placed: unknown;
+  try {
+    new ShellLex({ escapeToken: df.escapeToken }).processWord(wd.path, {});
+  } catch (e) {
+    placed = placeError(e, df.source, wd.location.startLine, wd.location.endLine);
+  }
+  assert.ok(placed instanceof DockerfileError);
+  assert.equal(placed.line, 2);
+  assert.equal(placed.code, "E_DOCKERFILE_EXPANSION");
+  assert.match(placed.message, /^Dockerfile:2:1: failed to process .*DIR: set DIR\n 2 \| WORKDIR/);
 });
