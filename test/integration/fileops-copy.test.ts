@@ -352,6 +352,12 @@ const cases: Case[] = [
     files: { "/single": "C" },
   },
   {
+    name: "several matches to a path without a slash overwrite one file (BuildKit does not refuse)",
+    req: { src: "*.txt", dest: "/w" },
+    tree: ["/w"],
+    files: { "/w": "XA" },
+  },
+  {
     name: "? matches one character",
     req: { src: "f?.log", dest: "/w/" },
     tree: ["/w/", "/w/f1.log", "/w/f2.log", "/w/fa.log"],
