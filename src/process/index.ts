@@ -3,3 +3,4 @@
 export { run, runChecked, formatCommand } from "./run.js";
 export type { RunOptions, RunResult, CheckedRunOptions } from "./run.js";
 export { onCleanup, runCleanups, pendingCleanups } from "./cleanup.js";
+export { ownerTag, isOwnerAlive } from "./owner.js";

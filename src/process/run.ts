@@ -96,7 +96,7 @@ export function run(
       }, opts.timeoutMs);
     }
 
-    child.stdout.on("data", (chunk: Buffer) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
       if (opts.onStdout) {
         opts.onStdout(chunk);
         return;
@@ -110,7 +110,7 @@ export function run(
       }
       stdoutChunks.push(chunk);
     });
-    child.stderr.on("data", (chunk: Buffer) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
       opts.onStderr?.(chunk);
       stderrTail = Buffer.concat([stderrTail, chunk]);
       if (stderrTail.length > STDERR_TAIL_BYTES) {

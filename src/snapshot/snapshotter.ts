@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
-import { onCleanup, runChecked } from "../process/index.js";
+import { isOwnerAlive, onCleanup, ownerTag, runChecked } from "../process/index.js";
 import { mountsUnder, readMountInfo } from "./mountinfo.js";
 import {
   MAX_OPTIONS_LENGTH,
@@ -109,16 +109,6 @@ function isErrno(e: unknown, ...codes: string[]): boolean {
   );
 }
 
-/** Field 22 of /proc/<pid>/stat: the process start time, to tell a live owner from a reused pid. */
-async function startTimeOf(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
 export class Snapshotter {
   readonly root: string;
   readonly #requested: SnapshotDriver | undefined;
@@ -153,7 +143,7 @@ export class Snapshotter {
   async #init(): Promise<SnapshotDriver> {
     await mkdir(join(this.#snapshots, EMPTY), { recursive: true });
     await mkdir(this.#activeRoot, { recursive: true });
-    this.#ownerTag = `${process.pid}-${(await startTimeOf(process.pid)) ?? "0"}`;
+    this.#ownerTag = await ownerTag();
     const driverFile = join(this.root, "driver");
     let stored: SnapshotDriver | undefined;
     try {
@@ -517,10 +507,8 @@ export class Snapshotter {
   async cleanupStale(): Promise<{ unmounted: string[]; removed: string[] }> {
     await this.driver();
     const stale = async (name: string): Promise<boolean> => {
-      const m = /^(\d+)-(\d+)-[0-9a-f]+$/.exec(name);
-      if (!m) return true;
-      if (`${m[1]}-${m[2]}` === this.#ownerTag) return false;
-      return (await startTimeOf(Number(m[1]))) !== m[2];
+      const tag = /^(\d+-\d+)-[0-9a-f]+$/.exec(name)?.[1] ?? "";
+      return tag !== this.#ownerTag && !(await isOwnerAlive(tag));
     };
     const unmounted: string[] = [];
     for (const point of mountsUnder(await readMountInfo(), this.#activeRoot)) {

@@ -1,0 +1,261 @@
+import { randomBytes } from "node:crypto";
+import {
+  chown,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KilnError, messageOf } from "../errors.js";
+import { isOwnerAlive, onCleanup, ownerTag, run, runChecked } from "../process/index.js";
+import { emulatedArgs } from "./emulator.js";
+import { containerResolvConf, DEFAULT_HOSTNAME, hostResolvConf, hostsFile } from "./etcfiles.js";
+import { resolveInRoot } from "./rootpath.js";
+import { buildRuntimeSpec, withDefaultPath } from "./spec.js";
+import type { ExecIO, ExecResult, ExecSpec, ExecutorOptions } from "./types.js";
+import { lookupUser, type ResolvedUser } from "./user.js";
+
+export const DEFAULT_STATE_DIR = "/var/lib/kiln";
+const OWNER_ANNOTATION = "dev.kiln.owner";
+const RUNC_TIMEOUT_MS = 60_000;
+
+function dirsOf(opts: ExecutorOptions) {
+  const stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
+  return { runcRoot: join(stateDir, "runc"), bundles: join(stateDir, "bundles") };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Create the working directory if missing; every created level is owned by the user (like BuildKit). */
+async function ensureCwd(rootfs: string, cwd: string, user: ResolvedUser): Promise<void> {
+  const host = await resolveInRoot(rootfs, cwd);
+  const missing: string[] = [];
+  for (let p = host; p.startsWith(`${rootfs}/`) && !(await exists(p)); p = dirname(p)) {
+    missing.unshift(p);
+  }
+  for (const p of missing) {
+    await mkdir(p, { mode: 0o755 });
+    await chown(p, user.uid, user.gid);
+  }
+}
+
+/**
+ * runc creates missing mount targets (files or dirs) in the rootfs; they are not part of what
+ * the command changed, so the empty ones are removed afterwards, keeping the parent's times.
+ */
+async function mountStubs(
+  rootfs: string,
+  targets: readonly string[],
+): Promise<() => Promise<void>> {
+  const stubs: { target: string; host: string }[] = [];
+  for (const target of targets) {
+    const host = await resolveInRoot(rootfs, target);
+    if (host !== rootfs && !(await exists(host))) stubs.push({ target, host });
+  }
+  return async () => {
+    for (const { target, host } of stubs) {
+      // Re-resolve so a symlink planted by the command cannot redirect the removal.
+      if ((await resolveInRoot(rootfs, target)) !== host) continue;
+      const st = await lstat(host).catch(() => undefined);
+      if (!st) continue;
+      const empty = st.isDirectory() ? (await readdir(host)).length === 0 : st.size === 0;
+      if (!empty) continue;
+      const parent = await stat(dirname(host));
+      await rm(host, { recursive: true });
+      await utimes(dirname(host), parent.atime, parent.mtime);
+    }
+  };
+}
+
+async function deleteContainer(runcRoot: string, id: string): Promise<void> {
+  await runChecked("runc", ["--root", runcRoot, "delete", "--force", id], {
+    timeoutMs: RUNC_TIMEOUT_MS,
+    errorCode: "E_EXEC_CLEANUP",
+    hint: `Remove the container by hand: runc --root ${runcRoot} delete --force ${id}`,
+  });
+}
+
+/** runc's own failure (as opposed to the process's exit status), from its JSON log. */
+async function runcError(logPath: string): Promise<string | undefined> {
+  const text = await readFile(logPath, "utf8").catch(() => "");
+  const errors: string[] = [];
+  for (const line of text.split("\n")) {
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.level === "error" && entry.msg) errors.push(entry.msg);
+    } catch {
+      // not a JSON line
+    }
+  }
+  return errors.length ? errors.join("; ") : undefined;
+}
+
+/**
+ * Run one process in a fresh runc container on an already-mounted rootfs and wait for it.
+ * Resolves with its exit status (whatever it is); rejects when the container cannot be set up
+ * or started, or on abort. The container, its runc state and bundle are always removed.
+ */
+export async function runContainer(
+  spec: ExecSpec,
+  io: ExecIO = {},
+  opts: ExecutorOptions = {},
+): Promise<ExecResult> {
+  const { runcRoot, bundles } = dirsOf(opts);
+  const id = spec.id ?? `kiln-${randomBytes(8).toString("hex")}`;
+  if (!/^[\w+.-]+$/.test(id)) {
+    throw new KilnError("E_EXEC_ID", `invalid container id ${JSON.stringify(id)}`);
+  }
+  if (io.signal?.aborted) throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
+  await mkdir(runcRoot, { recursive: true, mode: 0o700 });
+  await mkdir(bundles, { recursive: true, mode: 0o700 });
+  const bundle = join(bundles, id);
+  try {
+    await mkdir(bundle);
+  } catch (e) {
+    throw new KilnError("E_EXEC_ID", `container ${id} already has a bundle: ${messageOf(e)}`, {
+      hint: "Use a unique container id, or run cleanupStaleContainers.",
+      cause: e,
+    });
+  }
+  const unregister = onCleanup(`container ${id}`, () => deleteContainer(runcRoot, id));
+  const cleanup = async () => {
+    try {
+      await deleteContainer(runcRoot, id);
+      await rm(bundle, { recursive: true, force: true });
+    } finally {
+      unregister();
+    }
+  };
+  let result: ExecResult;
+  try {
+    const owner = await ownerTag();
+    await writeFile(join(bundle, "owner"), owner);
+    result = await runInBundle(spec, io, { id, runcRoot, bundle, owner });
+  } catch (e) {
+    await cleanup().catch(() => undefined);
+    throw e;
+  }
+  await cleanup();
+  return result;
+}
+
+async function runInBundle(
+  spec: ExecSpec,
+  io: ExecIO,
+  ctx: { id: string; runcRoot: string; bundle: string; owner: string },
+): Promise<ExecResult> {
+  const { id, runcRoot, bundle } = ctx;
+  const rootfs = resolve(spec.rootfs);
+  const user = await lookupUser(rootfs, spec.user ?? "");
+  const env = withDefaultPath(spec.env);
+  await ensureCwd(rootfs, spec.cwd, user);
+  const args = spec.emulator ? await emulatedArgs(rootfs, spec.args, env, spec.cwd) : spec.args;
+
+  const hostsPath = join(bundle, "hosts");
+  const resolvConfPath = join(bundle, "resolv.conf");
+  await writeFile(hostsPath, hostsFile(spec.hostname ?? DEFAULT_HOSTNAME, spec.extraHosts ?? []));
+  await writeFile(resolvConfPath, containerResolvConf(await hostResolvConf(), spec.network));
+  const config = {
+    ...buildRuntimeSpec({ id, spec: { ...spec, rootfs }, args, user, hostsPath, resolvConfPath }),
+    annotations: { [OWNER_ANNOTATION]: ctx.owner },
+  };
+  await writeFile(join(bundle, "config.json"), JSON.stringify(config));
+
+  const removeStubs = await mountStubs(rootfs, [
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    ...spec.mounts.map((m) => m.target),
+  ]);
+  const logPath = join(bundle, "runc.log");
+  let closed = false;
+  let aborted = false;
+  const killLoop = async () => {
+    // The container may not exist yet when the abort comes: retry until runc run returns.
+    while (!closed) {
+      await run("runc", ["--root", runcRoot, "kill", id, "KILL"], {
+        timeoutMs: RUNC_TIMEOUT_MS,
+      }).catch(() => undefined);
+      await sleep(100);
+    }
+  };
+  const onAbort = () => {
+    aborted = true;
+    void killLoop();
+  };
+  if (io.signal?.aborted) {
+    await removeStubs();
+    throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
+  }
+  io.signal?.addEventListener("abort", onAbort, { once: true });
+  let exitCode: number;
+  try {
+    const res = await run(
+      "runc",
+      ["--root", runcRoot, "--log", logPath, "--log-format", "json", "run", "--bundle", bundle, id],
+      {
+        cwd: bundle,
+        killWithParent: true,
+        onStdout: io.onStdout ?? (() => undefined),
+        onStderr: io.onStderr,
+      },
+    );
+    exitCode = res.exitCode;
+  } finally {
+    closed = true;
+    io.signal?.removeEventListener("abort", onAbort);
+    await removeStubs();
+  }
+  if (aborted) throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
+  if (exitCode !== 0) {
+    const failure = await runcError(logPath);
+    if (failure) {
+      throw new KilnError("E_EXEC_START", `cannot start ${JSON.stringify(spec.args)}: ${failure}`, {
+        hint: "Check that the command exists in the image and the working directory and user are valid.",
+      });
+    }
+  }
+  return { exitCode };
+}
+
+/**
+ * Crash recovery, run at startup: kill and delete containers (and bundles) whose kiln process
+ * is gone, e.g. after a SIGKILL. Returns the ids removed.
+ */
+export async function cleanupStaleContainers(opts: ExecutorOptions = {}): Promise<string[]> {
+  const { runcRoot, bundles } = dirsOf(opts);
+  const removed: string[] = [];
+  if (await exists(runcRoot)) {
+    const out = await runChecked("runc", ["--root", runcRoot, "list", "--format", "json"], {
+      timeoutMs: RUNC_TIMEOUT_MS,
+      errorCode: "E_EXEC_CLEANUP",
+    });
+    const list = (JSON.parse(out.stdout.toString("utf8") || "null") ?? []) as {
+      id: string;
+      annotations?: Record<string, string>;
+    }[];
+    for (const c of list) {
+      if (await isOwnerAlive(c.annotations?.[OWNER_ANNOTATION] ?? "")) continue;
+      await deleteContainer(runcRoot, c.id);
+      removed.push(c.id);
+    }
+  }
+  for (const name of await readdir(bundles).catch(() => [])) {
+    const owner = await readFile(join(bundles, name, "owner"), "utf8").catch(() => "");
+    if (await isOwnerAlive(owner)) continue;
+    await deleteContainer(runcRoot, name);
+    await rm(join(bundles, name), { recursive: true, force: true });
+    if (!removed.includes(name)) removed.push(name);
+  }
+  return removed;
+}

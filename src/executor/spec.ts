@@ -1,0 +1,187 @@
+import { DEFAULT_HOSTNAME } from "./etcfiles.js";
+import type { ExecSpec, Mount } from "./types.js";
+import type { ResolvedUser } from "./user.js";
+
+/** Where the emulator binary appears inside the container (in the /dev tmpfs, never in the rootfs). */
+export const EMULATOR_PATH = "/dev/.kiln-qemu";
+
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** containerd's default capability set, which BuildKit uses for sandboxed RUN. */
+export const DEFAULT_CAPABILITIES = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_FSETID",
+  "CAP_FOWNER",
+  "CAP_MKNOD",
+  "CAP_NET_RAW",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETFCAP",
+  "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT",
+  "CAP_KILL",
+  "CAP_AUDIT_WRITE",
+] as const;
+
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/** The subset of the OCI runtime spec (1.0.2) kiln writes. */
+export interface OciSpec {
+  ociVersion: string;
+  root: { path: string; readonly: boolean };
+  hostname: string;
+  process: {
+    terminal: boolean;
+    user: { uid: number; gid: number; additionalGids: number[] };
+    args: string[];
+    env: string[];
+    cwd: string;
+    capabilities: Record<"bounding" | "effective" | "permitted", string[]>;
+    rlimits: { type: string; hard: number; soft: number }[];
+    noNewPrivileges: boolean;
+  };
+  mounts: OciMount[];
+  linux: {
+    namespaces: { type: string }[];
+    maskedPaths: string[];
+    readonlyPaths: string[];
+    cgroupsPath: string;
+    resources: { devices: { allow: boolean; access: string }[] };
+  };
+}
+
+export interface RuntimeSpecInput {
+  id: string;
+  spec: ExecSpec;
+  /** Final argv (after emulator wrapping). */
+  args: string[];
+  user: ResolvedUser;
+  /** Host paths of the generated files bind-mounted read-only over /etc/hosts and /etc/resolv.conf. */
+  hostsPath: string;
+  resolvConfPath: string;
+}
+
+/** env with PATH defaulted, as BuildKit does for a RUN without one. */
+export function withDefaultPath(env: readonly string[]): string[] {
+  return env.some((e) => e.startsWith("PATH=")) ? [...env] : [`PATH=${DEFAULT_PATH}`, ...env];
+}
+
+function userMount(m: Mount): OciMount {
+  if (m.type === "bind") {
+    return {
+      destination: m.target,
+      type: "bind",
+      source: m.source,
+      options: ["rbind", m.readonly ? "ro" : "rw"],
+    };
+  }
+  const options = ["nosuid", "nodev"];
+  if (m.size !== undefined) options.push(`size=${m.size}`);
+  if (m.mode !== undefined) options.push(`mode=${m.mode.toString(8).padStart(4, "0")}`);
+  return { destination: m.target, type: "tmpfs", source: "tmpfs", options };
+}
+
+/** The OCI runtime config for one RUN: containerd's defaults as BuildKit adjusts them. */
+export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
+  const { spec } = input;
+  const caps = [...DEFAULT_CAPABILITIES];
+  const roBind = (source: string, destination: string): OciMount => ({
+    destination,
+    type: "bind",
+    source,
+    options: ["rbind", "ro", "nosuid", "nodev", "noexec"],
+  });
+  const mounts: OciMount[] = [
+    { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
+    {
+      destination: "/dev",
+      type: "tmpfs",
+      source: "tmpfs",
+      options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
+    {
+      destination: "/dev/pts",
+      type: "devpts",
+      source: "devpts",
+      options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+    },
+    {
+      destination: "/dev/shm",
+      type: "tmpfs",
+      source: "shm",
+      options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    },
+    {
+      destination: "/dev/mqueue",
+      type: "mqueue",
+      source: "mqueue",
+      options: ["nosuid", "noexec", "nodev"],
+    },
+    {
+      destination: "/sys",
+      type: "sysfs",
+      source: "sysfs",
+      options: ["nosuid", "noexec", "nodev", "ro"],
+    },
+    {
+      destination: "/sys/fs/cgroup",
+      type: "cgroup",
+      source: "cgroup",
+      options: ["ro", "nosuid", "noexec", "nodev"],
+    },
+    roBind(input.resolvConfPath, "/etc/resolv.conf"),
+    roBind(input.hostsPath, "/etc/hosts"),
+    ...spec.mounts.map(userMount),
+  ];
+  if (spec.emulator) {
+    mounts.push({
+      destination: EMULATOR_PATH,
+      type: "bind",
+      source: spec.emulator.hostPath,
+      options: ["rbind", "ro"],
+    });
+  }
+  const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
+  if (spec.network === "none") namespaces.push({ type: "network" });
+  return {
+    ociVersion: "1.0.2",
+    root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
+    hostname: spec.hostname ?? DEFAULT_HOSTNAME,
+    process: {
+      terminal: false,
+      user: input.user,
+      args: input.args,
+      env: withDefaultPath(spec.env),
+      cwd: spec.cwd,
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }],
+      noNewPrivileges: false,
+    },
+    mounts,
+    linux: {
+      namespaces,
+      maskedPaths: [
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/sys/firmware",
+        "/proc/scsi",
+      ],
+      readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      cgroupsPath: `/kiln/${input.id}`,
+      resources: { devices: [{ allow: false, access: "rwm" }] },
+    },
+  };
+}
