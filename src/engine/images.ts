@@ -1,0 +1,231 @@
+/**
+ * Base images: resolving `FROM name` to a platform-specific manifest and its config (for the
+ * frontend), and pulling its layers into snapshots (for the worker). Each layer is unpacked
+ * once per chain (keyed by its chain ID) and shared by every image and platform that has it;
+ * the compressed blob stays in the content store so exports reuse it untouched.
+ */
+import { createHash } from "node:crypto";
+import { KilnError } from "../errors.js";
+import type { Vertex } from "../graph/index.js";
+import {
+  parseConfig,
+  parseManifest,
+  toPlatform,
+  type ImageConfig,
+  type ImageManifest,
+} from "../oci/index.js";
+import { formatAll, normalize } from "../platform/index.js";
+import type { Platform } from "../platform/types.js";
+import { formatReference, parseReference, registryHost, withDigest } from "../reference/index.js";
+import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
+import { applyLayerBlob } from "../archive/index.js";
+import type { LayerRecord } from "../cache/index.js";
+import type { KilnState } from "./state.js";
+import type { ProgressSink } from "../progress/index.js";
+
+export interface ResolvedImage {
+  /** `registry/repo@sha256:…` of the platform manifest */
+  ref: string;
+  manifestDigest: string;
+  config: ImageConfig;
+}
+
+export interface ImagePuller {
+  pull(v: Vertex, signal: AbortSignal): Promise<LayerRecord[]>;
+}
+
+function repoOf(name: string): { repo: RepositoryRef; reference: string; display: string } {
+  const r = parseReference(name);
+  return {
+    repo: { registry: registryHost(r), repository: r.repository },
+    reference: r.digest ?? r.tag ?? "latest",
+    display: formatReference(r),
+  };
+}
+
+/** The chain ID of each layer (image-spec): identity of a layer together with everything below it. */
+export function chainIDs(diffIDs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIDs) {
+    const prev = out.at(-1);
+    out.push(
+      prev === undefined
+        ? d
+        : "sha256:" + createHash("sha256").update(`${prev} ${d}`).digest("hex"),
+    );
+  }
+  return out;
+}
+
+export class Images implements ImagePuller {
+  private readonly resolving = new Map<string, Promise<ResolvedImage>>();
+  private readonly unpacking = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly state: KilnState,
+    private readonly client: RegistryClient,
+    private readonly progress: ProgressSink,
+  ) {}
+
+  /** The manifest and config of `name` for `platform` (BuildKit's `only()` fallbacks apply). */
+  resolve(name: string, platform: Platform): Promise<ResolvedImage> {
+    const key = `${name} ${formatAll(platform)}`;
+    let p = this.resolving.get(key);
+    if (!p) {
+      p = this.doResolve(name, platform);
+      this.resolving.set(key, p);
+    }
+    return p;
+  }
+
+  private async doResolve(name: string, platform: Platform): Promise<ResolvedImage> {
+    const { repo, reference, display } = repoOf(name);
+    const top = await this.client.getManifest(repo, reference);
+    await this.state.content.putBytes(top.bytes, { digest: top.descriptor.digest });
+    let manifestDigest = top.descriptor.digest;
+    let manifest: ImageManifest;
+    if (top.document.kind === "index") {
+      const desc = selectPlatform(top.document.index, normalize(platform), display);
+      const child = await this.client.getManifest(repo, desc.digest);
+      await this.state.content.putBytes(child.bytes, { digest: desc.digest });
+      if (child.document.kind !== "manifest") {
+        throw new KilnError(
+          "E_MANIFEST_INVALID",
+          `${display}: the manifest for ${formatAll(platform)} is a nested index`,
+        );
+      }
+      manifestDigest = desc.digest;
+      manifest = child.document.manifest;
+    } else {
+      manifest = top.document.manifest;
+    }
+    const configDesc = manifest.config;
+    if (!(await this.state.content.has(configDesc.digest))) {
+      await this.state.content.ingest(this.client.fetchBlob(repo, configDesc), {
+        digest: configDesc.digest,
+        size: configDesc.size,
+      });
+    }
+    const config = parseConfig(
+      await this.state.content.readBytes(configDesc.digest),
+      `${display} config`,
+    );
+    const r = parseReference(name);
+    return {
+      ref: formatReference(withDigest({ ...r, tag: undefined }, manifestDigest)),
+      manifestDigest,
+      config,
+    };
+  }
+
+  /** The image's layers as committed snapshots, unpacking (and fetching) what is missing. */
+  async pull(v: Vertex, signal: AbortSignal): Promise<LayerRecord[]> {
+    if (v.op.kind !== "image") throw new KilnError("E_INTERNAL", "pull of a non-image vertex");
+    const { repo } = repoOf(v.op.ref);
+    const manifest = parseManifest(
+      await this.state.content.readBytes(v.op.manifestDigest),
+      undefined,
+      v.op.ref,
+    );
+    const config = parseConfig(
+      await this.state.content.readBytes(manifest.config.digest),
+      `${v.op.ref} config`,
+    );
+    const diffIDs = config.rootfs.diff_ids;
+    if (diffIDs.length !== manifest.layers.length) {
+      throw new KilnError(
+        "E_MANIFEST_INVALID",
+        `${v.op.ref}: manifest lists ${manifest.layers.length} layers but its config ${diffIDs.length} diff_ids`,
+      );
+    }
+    const chains = chainIDs(diffIDs);
+    const layers: LayerRecord[] = [];
+    for (let i = 0; i < manifest.layers.length; i++) {
+      signal.throwIfAborted();
+      const desc = manifest.layers[i]!;
+      const snapshot = `layer-${chains[i]!.slice(7)}`;
+      const parents = layers.map((l) => l.snapshot);
+      await this.unpackOnce(snapshot, () =>
+        this.unpack(v, repo, desc, diffIDs[i]!, snapshot, parents),
+      );
+      layers.push({
+        snapshot,
+        blob: {
+          digest: desc.digest,
+          size: desc.size,
+          mediaType: desc.mediaType,
+          diffID: diffIDs[i]!,
+        },
+      });
+    }
+    return layers;
+  }
+
+  private unpackOnce(snapshot: string, fn: () => Promise<void>): Promise<void> {
+    let p = this.unpacking.get(snapshot);
+    if (!p) {
+      p = fn();
+      this.unpacking.set(snapshot, p);
+      p.catch(() => this.unpacking.delete(snapshot));
+    }
+    return p;
+  }
+
+  private async unpack(
+    v: Vertex,
+    repo: RepositoryRef,
+    desc: { digest: string; size: number; mediaType: string },
+    diffID: string,
+    snapshot: string,
+    parents: string[],
+  ): Promise<void> {
+    const snapshots = this.state.snapshots;
+    if (await snapshots.exists(snapshot)) return;
+    if (!(await this.state.content.has(desc.digest))) {
+      const id = `pulling ${desc.digest}`;
+      const started = Date.now();
+      let done = 0;
+      const blob = this.client.fetchBlob(repo, desc);
+      blob.on("data", (c: Buffer) => {
+        done += c.length;
+        this.progress.write({
+          type: "status",
+          vertex: v.digest,
+          id,
+          current: done,
+          total: desc.size,
+          started,
+        });
+      });
+      await this.state.content.ingest(blob, { digest: desc.digest, size: desc.size });
+      this.progress.write({
+        type: "status",
+        vertex: v.digest,
+        id,
+        current: desc.size,
+        total: desc.size,
+        started,
+        completed: Date.now(),
+      });
+    }
+    const active = await snapshots.newEmpty(`unpack-${snapshot}-${process.pid}`, parents);
+    try {
+      await applyLayerBlob(this.state.content.openRead(desc.digest), desc.mediaType, active.dir, {
+        expectedDiffID: diffID,
+        whiteouts: active.whiteouts === "overlay" ? "overlay" : "delete",
+      });
+      await snapshots.commit(active.id, active, snapshot);
+    } catch (e) {
+      await active.release();
+      // another kiln process committed the same layer first: theirs is as good as ours
+      if ((e as KilnError).code === "E_SNAPSHOT_EXISTS" && (await snapshots.exists(snapshot)))
+        return;
+      throw e;
+    }
+  }
+}
+
+/** The platform an image config says it is for (for InvalidBaseImagePlatform warnings). */
+export function configPlatform(config: ImageConfig): Platform {
+  return toPlatform(config);
+}

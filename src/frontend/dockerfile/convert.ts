@@ -1,0 +1,1323 @@
+/**
+ * Dockerfile → build graph, once per target platform (BuildKit's dockerfile2llb). Pure but for
+ * image config resolution, which comes through an injected resolver. Ops carry their platform,
+ * so a stage pinned to $BUILDPLATFORM that uses no TARGET* value produces the same vertices
+ * for every target and the solver runs it once.
+ *
+ * Departure from BuildKit, on purpose: `FROM --platform=X <stage>` builds that stage for X
+ * (BuildKit silently ignores the flag on stage references, moby/buildkit#2946).
+ */
+import { posix } from "node:path";
+import { KilnError } from "../../errors.js";
+import { vertex, type ExecMount, type FileAction, type Vertex } from "../../graph/index.js";
+import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../oci/types.js";
+import { format, formatAll, normalize, parse, parseNormalized } from "../../platform/index.js";
+import type { Platform } from "../../platform/types.js";
+import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
+import {
+  parseDockerfile,
+  type AddCommand,
+  type ArgCommand,
+  type Command,
+  type CopyCommand,
+  type Dockerfile,
+  type RunCommand,
+  type Stage,
+} from "./instructions.js";
+import { mountDefaults, parseRunMount } from "./mounts.js";
+import { chompHeredocContent, parseHeredocWord } from "./parser.js";
+import { ShellLex } from "./shell.js";
+import { goDuration, goList, goQuoted } from "./gofmt.js";
+
+export interface ResolvedBaseImage {
+  /** canonical `registry/repo@sha256:…` of the platform manifest */
+  ref: string;
+  manifestDigest: string;
+  config: ImageConfig;
+}
+
+export interface ConvertOptions {
+  targetPlatform: Platform;
+  /** the platform of the machine that builds (first worker platform) */
+  buildPlatform: Platform;
+  /** prefix step names with the platform (more than one target) */
+  multiPlatform: boolean;
+  /** no --platform was given: the target is the build platform */
+  implicitTarget: boolean;
+  buildArgs: Readonly<Record<string, string>>;
+  target?: string;
+  labels: Readonly<Record<string, string>>;
+  network: "default" | "none" | "host";
+  extraHosts: { host: string; ip: string }[];
+  /** local build contexts by name: "context" and the --build-context names */
+  contexts: ReadonlyMap<string, { dir: string; excludePatterns: string[] }>;
+  resolveImage(name: string, platform: Platform): Promise<ResolvedBaseImage>;
+}
+
+export interface ConvertWarning {
+  message: string;
+  location?: { file: string; line: number };
+}
+
+export interface ConvertResult {
+  /** the final stage's filesystem; undefined for an empty (scratch) result */
+  root: Vertex | undefined;
+  platform: Platform;
+  config: ImageConfig;
+  baseHistoryLength: number;
+  historyProducers: (string | undefined)[];
+  /** the stage each vertex was created for (for --no-cache-filter) */
+  vertexStages: Map<string, string>;
+  warnings: ConvertWarning[];
+}
+
+const HISTORY_COMMENT = "buildkit.dockerfile.v0";
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const SCRATCH = "scratch";
+/** Build args BuildKit accepts without an ARG instruction (never "not consumed"). */
+const BUILTIN_ARGS = new Set([
+  "HTTP_PROXY",
+  "http_proxy",
+  "HTTPS_PROXY",
+  "https_proxy",
+  "FTP_PROXY",
+  "ftp_proxy",
+  "NO_PROXY",
+  "no_proxy",
+  "ALL_PROXY",
+  "all_proxy",
+  "SOURCE_DATE_EPOCH",
+  "BUILDKIT_CACHE_MOUNT_NS",
+  "BUILDKIT_MULTI_PLATFORM",
+  "BUILDKIT_INLINE_CACHE",
+  "BUILDKIT_SYNTAX",
+  "BUILDKIT_CONTEXT_KEEP_GIT_DIR",
+  "BUILDKIT_SANDBOX_HOSTNAME",
+  "BUILDKIT_BUILD_NAME",
+  "BUILDKIT_DOCKERFILE_CHECK",
+]);
+const NON_ENV_ARGS = new Set(["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"]);
+
+/** An ordered environment: later AddEnv of the same key replaces the value in place. */
+class Env {
+  constructor(readonly pairs: [string, string][] = []) {}
+  clone(): Env {
+    return new Env(this.pairs.map(([k, v]) => [k, v]));
+  }
+  get(k: string): string | undefined {
+    return this.pairs.find(([key]) => key === k)?.[1];
+  }
+  set(k: string, v: string): void {
+    const i = this.pairs.findIndex(([key]) => key === k);
+    if (i >= 0) this.pairs[i] = [k, v];
+    else this.pairs.push([k, v]);
+  }
+  lookup = (k: string): string | undefined => this.get(k);
+  list(): string[] {
+    return this.pairs.map(([k, v]) => `${k}=${v}`);
+  }
+  static fromList(list: readonly string[] | undefined): Env {
+    const e = new Env();
+    for (const kv of list ?? []) {
+      const eq = kv.indexOf("=");
+      e.set(eq < 0 ? kv : kv.slice(0, eq), eq < 0 ? "" : kv.slice(eq + 1));
+    }
+    return e;
+  }
+}
+
+interface StageDef {
+  index: number;
+  stage: Stage;
+  /** display name: `AS` name, `stage-N`, or "" when the Dockerfile has one stage */
+  display: string;
+  baseName: string;
+  explicitPlatform: Platform | undefined;
+  base: StageDef | undefined;
+}
+
+interface StageState {
+  def: StageDef;
+  platform: Platform;
+  fs: Vertex | undefined;
+  config: ImageConfig;
+  env: Env;
+  /** ARGs declared in this stage (and inherited from a base stage), for RUN's history */
+  buildArgs: { key: string; value?: string }[];
+  workdir: string;
+  cmdSet: boolean;
+  cmdIndex: number;
+  cmdTotal: number;
+  isOnBuild: boolean;
+  baseHistoryLength: number;
+  historyProducers: (string | undefined)[];
+  /** ONBUILD commands of this stage (triggers for stages built FROM it) */
+  onbuild: Command[];
+}
+
+function withoutCreated(config: ImageConfig): ImageConfig {
+  const c = structuredClone(config);
+  delete c.created;
+  return c;
+}
+
+function emptyImage(p: Platform): ImageConfig {
+  const c: ImageConfig = {
+    architecture: p.architecture,
+    os: p.os,
+    config: { Env: [`PATH=${DEFAULT_PATH}`], WorkingDir: "/" },
+    rootfs: { type: "layers", diff_ids: [] },
+    history: [],
+  };
+  if (p.variant) c.variant = p.variant;
+  return c;
+}
+
+function uppercaseCmd(s: string): string {
+  const sp = s.indexOf(" ");
+  return sp < 0 ? s.toUpperCase() : s.slice(0, sp).toUpperCase() + s.slice(sp);
+}
+
+/** `->arm64` when the stage runs on one platform but builds for another (TARGET* in env). */
+function formatTargetPlatform(base: Platform, env: Env): string {
+  let target: Platform | undefined;
+  const tp = env.get("TARGETPLATFORM");
+  if (tp !== undefined) {
+    try {
+      target = parse(tp);
+    } catch {
+      target = undefined;
+    }
+  } else {
+    const os = env.get("TARGETOS");
+    const arch = env.get("TARGETARCH");
+    const variant = env.get("TARGETVARIANT");
+    if (os !== undefined || arch !== undefined || variant !== undefined) {
+      target = {
+        os: os || base.os,
+        architecture: arch || base.architecture,
+        variant: variant || undefined,
+      };
+    }
+  }
+  if (!target) return "";
+  const p = normalize(target);
+  if (p.os === base.os && p.architecture !== base.architecture) {
+    return "->" + p.architecture + (p.variant ? `/${p.variant}` : "");
+  }
+  if (p.os !== base.os) return "->" + formatAll(p);
+  return "";
+}
+
+/** Absolute, cleaned destination relative to the working directory; a trailing slash is kept. */
+export function pathRelativeToWorkdir(workdir: string, p: string): string {
+  const keepSlash = p.endsWith("/") || p === "." || p === "";
+  const rel = p === "." || p === "" ? "./" : p;
+  const joined = posix.isAbsolute(rel) ? posix.normalize(rel) : posix.join(workdir, rel);
+  const clean = joined.length > 1 ? joined.replace(/\/+$/, "") : joined;
+  return keepSlash && clean !== "/" ? clean + "/" : clean;
+}
+
+function normalizeWorkdir(current: string, p: string): string {
+  const joined = posix.isAbsolute(p) ? p : posix.join(current || "/", p);
+  const clean = posix.normalize(joined);
+  return clean.length > 1 ? clean.replace(/\/+$/, "") : clean;
+}
+
+/** Ports as `port/proto` (BuildKit's parsePort: ranges expand, host parts are dropped). */
+function parsePorts(raw: string): string[] {
+  const parts = raw.split(":");
+  const containerPart = parts[parts.length - 1] ?? "";
+  const slash = containerPart.indexOf("/");
+  const port = slash < 0 ? containerPart : containerPart.slice(0, slash);
+  const proto = slash < 0 ? "tcp" : containerPart.slice(slash + 1);
+  if (port === "")
+    throw new UnplacedError(
+      DockerfileErrorCode.arguments,
+      `invalid port: ${JSON.stringify(raw)}: no port specified`,
+      { needle: raw },
+    );
+  if (!["tcp", "udp", "sctp"].includes(proto.toLowerCase())) {
+    throw new UnplacedError(
+      DockerfileErrorCode.arguments,
+      `invalid port: ${JSON.stringify(raw)}: invalid proto: ${proto}`,
+      {
+        needle: raw,
+      },
+    );
+  }
+  const dash = port.indexOf("-");
+  const num = (s: string): number => {
+    if (!/^\d+$/.test(s) || Number(s) > 65535) {
+      throw new UnplacedError(DockerfileErrorCode.arguments, `invalid containerPort: ${port}`, {
+        needle: raw,
+      });
+    }
+    return Number(s);
+  };
+  const start = num(dash < 0 ? port : port.slice(0, dash));
+  const end = dash < 0 ? start : num(port.slice(dash + 1));
+  if (end < start)
+    throw new UnplacedError(DockerfileErrorCode.arguments, `invalid containerPort: ${port}`, {
+      needle: raw,
+    });
+  const out: string[] = [];
+  for (let p = start; p <= end; p++) out.push(`${p}/${proto}`);
+  return out;
+}
+
+const SIGNALS = new Set(
+  "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ".split(
+    " ",
+  ),
+);
+
+function checkSignal(sig: string): void {
+  const s = sig.toUpperCase().replace(/^SIG/, "");
+  if (/^\d+$/.test(s) && Number(s) > 0) return;
+  if (SIGNALS.has(s) || /^RTMIN(\+\d+)?$|^RTMAX(-\d+)?$/.test(s)) return;
+  throw new UnplacedError(DockerfileErrorCode.arguments, `invalid signal: ${sig}`, {
+    needle: sig,
+    hint: "use a signal name like SIGTERM or a number",
+  });
+}
+
+export async function convertDockerfile(
+  df: Dockerfile,
+  opts: ConvertOptions,
+): Promise<ConvertResult> {
+  return new Converter(df, opts).run();
+}
+
+class Converter {
+  private readonly lex: ShellLex;
+  private readonly globalArgs = new Env();
+  private readonly declaredArgs = new Set<string>();
+  private readonly defs: StageDef[] = [];
+  private readonly states = new Map<string, Promise<StageState>>();
+  private readonly warnings: ConvertWarning[] = [];
+  private readonly vertexStages = new Map<string, string>();
+  private readonly contextVertices = new Map<string, Vertex>();
+  private readonly targetName: string;
+
+  constructor(
+    private readonly df: Dockerfile,
+    private readonly o: ConvertOptions,
+  ) {
+    this.lex = new ShellLex({ escapeToken: df.escapeToken });
+    const last = df.stages[df.stages.length - 1];
+    this.targetName = o.target ?? last?.name ?? "";
+  }
+
+  private fail(loc: { startLine: number; endLine: number }, e: unknown): never {
+    throw placeError(e, this.df.source, loc.startLine, loc.endLine);
+  }
+
+  private warn(message: string, line?: number): void {
+    this.warnings.push({
+      message,
+      location: line === undefined ? undefined : { file: this.df.file, line },
+    });
+  }
+
+  async run(): Promise<ConvertResult> {
+    if (this.df.stages.length === 0) {
+      throw new KilnError(
+        "E_DOCKERFILE_STRUCTURE",
+        `${this.df.file}: the file has no FROM instruction`,
+        {
+          hint: "a Dockerfile needs at least one FROM line",
+        },
+      );
+    }
+    this.initGlobalArgs();
+    this.defineStages();
+    const target = this.findTarget();
+    const st = await this.stageState(target, undefined);
+    this.warnUnusedArgs();
+    const config = structuredClone(st.config);
+    config.config ??= {};
+    if (Object.keys(this.o.labels).length > 0) {
+      config.config.Labels = { ...config.config.Labels, ...this.o.labels };
+    }
+    let platform = st.platform;
+    if (!this.o.implicitTarget) {
+      const t = this.o.targetPlatform;
+      const sameOsArch = t.os === config.os && t.architecture === config.architecture;
+      config.os = t.os;
+      config.architecture = t.architecture;
+      if (t.variant || !sameOsArch) {
+        if (t.variant) config.variant = t.variant;
+        else delete config.variant;
+      }
+      platform = t;
+    }
+    return {
+      root: st.fs,
+      platform: normalize(platform),
+      config,
+      baseHistoryLength: st.baseHistoryLength,
+      historyProducers: st.historyProducers,
+      vertexStages: this.vertexStages,
+      warnings: this.warnings,
+    };
+  }
+
+  private initGlobalArgs(): void {
+    const bp = this.o.buildPlatform;
+    const tp = this.o.targetPlatform;
+    const defaults: [string, string][] = [
+      ["BUILDPLATFORM", format(bp)],
+      ["BUILDOS", bp.os],
+      ["BUILDOSVERSION", bp.osVersion ?? ""],
+      ["BUILDARCH", bp.architecture],
+      ["BUILDVARIANT", bp.variant ?? ""],
+      ["TARGETPLATFORM", formatAll(tp)],
+      ["TARGETOS", tp.os],
+      ["TARGETOSVERSION", tp.osVersion ?? ""],
+      ["TARGETARCH", tp.architecture],
+      ["TARGETVARIANT", tp.variant ?? ""],
+      ["TARGETSTAGE", this.targetName || "default"],
+    ];
+    for (const [k, v] of defaults) this.globalArgs.set(k, this.o.buildArgs[k] ?? v);
+    for (const cmd of this.df.metaArgs) {
+      for (const a of cmd.args) {
+        this.declaredArgs.add(a.key);
+        let value: string | undefined;
+        if (Object.prototype.hasOwnProperty.call(this.o.buildArgs, a.key))
+          value = this.o.buildArgs[a.key];
+        else if (a.value !== undefined) value = this.expand(cmd.location, a.value, this.globalArgs);
+        if (value !== undefined) this.globalArgs.set(a.key, value);
+      }
+    }
+  }
+
+  private expand(loc: { startLine: number; endLine: number }, word: string, env: Env): string {
+    try {
+      return this.lex.processWord(word, env.lookup);
+    } catch (e) {
+      this.fail(loc, e);
+    }
+  }
+
+  private expandWords(
+    loc: { startLine: number; endLine: number },
+    word: string,
+    env: Env,
+  ): string[] {
+    try {
+      return this.lex.processWords(word, env.lookup);
+    } catch (e) {
+      this.fail(loc, e);
+    }
+  }
+
+  private defineStages(): void {
+    const byName = new Map<string, StageDef>();
+    this.df.stages.forEach((stage, index) => {
+      let res;
+      try {
+        res = this.lex.processWordWithMatches(stage.baseName, this.globalArgs.lookup);
+      } catch (e) {
+        this.fail(stage.location, e);
+      }
+      if (res.result === "") {
+        const vars = [...res.unmatched];
+        this.fail(
+          stage.location,
+          new UnplacedError(
+            DockerfileErrorCode.arguments,
+            `base name (${stage.baseName}) should not be blank`,
+            {
+              needle: stage.baseName,
+              hint: vars.length
+                ? `${vars.join(", ")} ${vars.length > 1 ? "are" : "is"} empty: give it a default (ARG ${vars[0]}=…) before the first FROM or pass --build-arg ${vars[0]}=…`
+                : undefined,
+            },
+          ),
+        );
+      }
+      let explicitPlatform: Platform | undefined;
+      if (stage.platform !== undefined) {
+        const p = this.expand(stage.location, stage.platform, this.globalArgs);
+        if (p === "") {
+          this.fail(
+            stage.location,
+            new UnplacedError(
+              DockerfileErrorCode.arguments,
+              `empty platform value from expression ${stage.platform}`,
+              {
+                needle: stage.platform,
+              },
+            ),
+          );
+        }
+        try {
+          explicitPlatform = parseNormalized(p);
+        } catch (e) {
+          this.fail(stage.location, e);
+        }
+      }
+      const def: StageDef = {
+        index,
+        stage,
+        display: stage.name ?? `stage-${index}`,
+        baseName: res.result,
+        explicitPlatform,
+        base: byName.get(res.result.toLowerCase()),
+      };
+      this.defs.push(def);
+      if (stage.name) byName.set(stage.name.toLowerCase(), def);
+    });
+    if (this.defs.length === 1) this.defs[0]!.display = "";
+  }
+
+  private findStage(name: string): StageDef | undefined {
+    const lower = name.toLowerCase();
+    return this.defs.find((d) => d.stage.name === lower);
+  }
+
+  private findTarget(): StageDef {
+    if (this.o.target === undefined) return this.defs[this.defs.length - 1]!;
+    const d = this.findStage(this.o.target);
+    if (d) return d;
+    const names = this.defs.map((s) => s.stage.name).filter((n): n is string => n !== undefined);
+    throw new KilnError(
+      "E_TARGET_NOT_FOUND",
+      `target stage ${JSON.stringify(this.o.target)} could not be found`,
+      {
+        hint: names.length
+          ? `stages in ${this.df.file}: ${names.join(", ")}`
+          : `${this.df.file} has no named stages`,
+      },
+    );
+  }
+
+  /** A stage's state, converted once per platform it is built for. */
+  private stageState(def: StageDef, platformOverride: Platform | undefined): Promise<StageState> {
+    const key = `${def.index} ${platformOverride ? formatAll(platformOverride) : ""}`;
+    let p = this.states.get(key);
+    if (!p) {
+      p = this.dispatchStage(def, platformOverride);
+      this.states.set(key, p);
+    }
+    return p;
+  }
+
+  private contextVertex(name: string): Vertex {
+    let v = this.contextVertices.get(name);
+    if (!v) {
+      const ctx = this.o.contexts.get(name);
+      if (!ctx) throw new KilnError("E_CONTEXT", `build context ${name} was not provided`);
+      v = vertex(
+        { kind: "local", name, dir: ctx.dir, excludePatterns: ctx.excludePatterns },
+        [],
+        undefined,
+        name === "context" ? "[internal] load build context" : `[context ${name}] load from client`,
+      );
+      this.contextVertices.set(name, v);
+    }
+    return v;
+  }
+
+  private prefix(st: StageState, str: string, platform: Platform, env: Env | undefined): string {
+    if (st.cmdTotal === 0) return str;
+    let out = "[";
+    if (this.o.multiPlatform)
+      out += formatAll(platform) + (env ? formatTargetPlatform(platform, env) : "") + " ";
+    if (st.def.display) out += st.def.display + " ";
+    st.cmdIndex++;
+    const width = 1 + Math.floor(Math.log10(st.cmdTotal));
+    out += `${String(st.cmdIndex).padStart(width, " ")}/${st.cmdTotal}] `;
+    if (st.isOnBuild) out += "ONBUILD ";
+    return out + str;
+  }
+
+  private commit(st: StageState, msg: string, producer: Vertex | undefined): void {
+    const entry: HistoryEntry = {
+      created_by: producer ? `${msg} # buildkit` : msg,
+      comment: HISTORY_COMMENT,
+    };
+    if (!producer) entry.empty_layer = true;
+    st.config.history = [...(st.config.history ?? []), entry];
+    st.historyProducers.push(producer?.digest);
+  }
+
+  private track(st: StageState, v: Vertex): Vertex {
+    if (st.def.stage.name) this.vertexStages.set(v.digest, st.def.stage.name);
+    return v;
+  }
+
+  private async dispatchStage(def: StageDef, override: Platform | undefined): Promise<StageState> {
+    const loc = def.stage.location;
+    const requested = override ?? def.explicitPlatform;
+    let st: StageState;
+    if (def.base) {
+      const parent = await this.stageState(def.base, requested);
+      st = {
+        def,
+        platform: parent.platform,
+        fs: parent.fs,
+        config: structuredClone(parent.config),
+        env: parent.env.clone(),
+        buildArgs: [...parent.buildArgs],
+        workdir: parent.workdir,
+        cmdSet: false,
+        cmdIndex: 0,
+        cmdTotal: 0,
+        isOnBuild: false,
+        baseHistoryLength: parent.baseHistoryLength,
+        historyProducers: [...parent.historyProducers],
+        onbuild: [],
+      };
+      if (st.config.config) delete st.config.config.OnBuild;
+      st.onbuild = parent.onbuild;
+    } else {
+      const platform = requested ?? this.o.targetPlatform;
+      st = {
+        def,
+        platform,
+        fs: undefined,
+        config: emptyImage(platform),
+        env: new Env(),
+        buildArgs: [],
+        workdir: "/",
+        cmdSet: false,
+        cmdIndex: 0,
+        cmdTotal: 0,
+        isOnBuild: false,
+        baseHistoryLength: 0,
+        historyProducers: [],
+        onbuild: [],
+      };
+      if (def.baseName !== SCRATCH) {
+        let resolved: ResolvedBaseImage;
+        try {
+          resolved = await this.o.resolveImage(def.baseName, platform);
+        } catch (e) {
+          this.fail(loc, e);
+        }
+        st.config = withoutCreated(resolved.config);
+        st.config.config ??= {};
+        st.baseHistoryLength = st.config.history?.length ?? 0;
+        this.checkBasePlatform(def, platform, resolved.config);
+        const triggers = st.config.config.OnBuild ?? [];
+        delete st.config.config.OnBuild;
+        st.onbuild = triggers.map((t) => this.parseTrigger(def, t));
+        if (resolved.config.rootfs.diff_ids.length > 0) {
+          st.cmdTotal = 1;
+          const v = vertex(
+            { kind: "image", ref: resolved.ref, manifestDigest: resolved.manifestDigest },
+            [],
+            platform,
+            "",
+          );
+          st.fs = this.track(
+            st,
+            vertex(
+              v.op,
+              [],
+              platform,
+              this.prefix(st, `FROM ${resolved.ref}`, platform, undefined),
+            ),
+          );
+        }
+      }
+    }
+    const commands = [
+      ...st.onbuild.map((c) => ({ c, onbuild: true })),
+      ...def.stage.commands.map((c) => ({ c, onbuild: false })),
+    ];
+    st.onbuild = def.stage.commands.flatMap((c) =>
+      c.kind === "onbuild" && c.trigger ? [c.trigger] : [],
+    );
+    for (const { c } of commands) {
+      if (c.kind === "add" || c.kind === "copy" || c.kind === "run" || c.kind === "workdir")
+        st.cmdTotal++;
+    }
+    // make sure that PATH is always set, and the base's env, workdir and user apply
+    st.config.config ??= {};
+    const cc = st.config.config;
+    if (!Env.fromList(cc.Env).get("PATH") && st.platform.os !== "windows") {
+      cc.Env = [...(cc.Env ?? []), `PATH=${DEFAULT_PATH}`];
+    }
+    if (!def.base) {
+      st.env = Env.fromList(cc.Env);
+      st.workdir = cc.WorkingDir ? normalizeWorkdir("/", cc.WorkingDir) : "/";
+    }
+    for (const { c, onbuild } of commands) {
+      st.isOnBuild = onbuild;
+      try {
+        await this.dispatch(st, c);
+      } catch (e) {
+        this.fail(c.location, e);
+      }
+    }
+    st.isOnBuild = false;
+    return st;
+  }
+
+  private parseTrigger(def: StageDef, expression: string): Command {
+    try {
+      const parsed = parseDockerfile(`FROM scratch\n${expression}\n`, {
+        file: `ONBUILD of ${def.baseName}`,
+      });
+      const cmd = parsed.stages[0]?.commands[0];
+      if (!cmd || parsed.stages[0]!.commands.length !== 1)
+        throw new Error("onbuild trigger should be a single expression");
+      return { ...cmd, location: def.stage.location };
+    } catch (e) {
+      this.fail(def.stage.location, e);
+    }
+  }
+
+  private checkBasePlatform(def: StageDef, expected: Platform, config: ImageConfig): void {
+    if (!config.architecture || !config.os) return;
+    const got = normalize({
+      os: config.os,
+      architecture: config.architecture,
+      variant: config.variant,
+    });
+    const want = normalize(expected);
+    if (got.os !== want.os || got.architecture !== want.architecture) {
+      this.warn(
+        `InvalidBaseImagePlatform: Base image ${def.baseName} was pulled with platform "${formatAll(got)}", expected "${formatAll(want)}" for current build`,
+        def.stage.location.startLine,
+      );
+    }
+  }
+
+  private warnUnusedArgs(): void {
+    const automatic = /^(BUILD|TARGET)(PLATFORM|OS|ARCH|VARIANT|OSVERSION|STAGE)$/;
+    const unused = Object.keys(this.o.buildArgs)
+      .filter((k) => !this.declaredArgs.has(k) && !BUILTIN_ARGS.has(k) && !automatic.test(k))
+      .sort();
+    if (unused.length) this.warn(`One or more build-args [${unused.join(" ")}] were not consumed`);
+  }
+
+  private async dispatch(st: StageState, c: Command): Promise<void> {
+    const cc = st.config.config!;
+    const env = st.env;
+    switch (c.kind) {
+      case "env": {
+        const pairs = c.pairs.map((p) => ({
+          key: p.key,
+          value: this.expand(c.location, p.value, env),
+        }));
+        for (const p of pairs) {
+          st.env.set(p.key, p.value);
+          cc.Env = addEnv(cc.Env, p.key, p.value);
+        }
+        this.commit(st, "ENV " + pairs.map((p) => `${p.key}=${p.value}`).join(" "), undefined);
+        return;
+      }
+      case "arg":
+        this.dispatchArg(st, c);
+        return;
+      case "label": {
+        const pairs = c.pairs.map((p) => ({
+          key: this.expand(c.location, p.key, env),
+          value: this.expand(c.location, p.value, env),
+        }));
+        cc.Labels = { ...cc.Labels };
+        for (const p of pairs) cc.Labels[p.key] = p.value;
+        this.commit(st, "LABEL " + pairs.map((p) => `${p.key}=${p.value}`).join(" "), undefined);
+        return;
+      }
+      case "maintainer":
+        st.config.author = c.maintainer;
+        this.commit(st, `MAINTAINER ${c.maintainer}`, undefined);
+        return;
+      case "workdir":
+        this.dispatchWorkdir(st, c.code, this.expand(c.location, c.path, env));
+        return;
+      case "user": {
+        const user = this.expand(c.location, c.user, env);
+        cc.User = user;
+        this.commit(st, `USER ${user}`, undefined);
+        return;
+      }
+      case "expose": {
+        const ports = c.ports
+          .flatMap((p) => this.expandWords(c.location, p, env))
+          .flatMap(parsePorts);
+        cc.ExposedPorts = { ...cc.ExposedPorts };
+        for (const p of ports) cc.ExposedPorts[p] = {};
+        this.commit(st, `EXPOSE ${goList(ports)}`, undefined);
+        return;
+      }
+      case "volume": {
+        const vols = c.volumes.map((v) => this.expand(c.location, v, env));
+        cc.Volumes = { ...cc.Volumes };
+        for (const v of vols) {
+          if (v === "")
+            throw new UnplacedError(
+              DockerfileErrorCode.arguments,
+              "VOLUME specified can not be an empty string",
+            );
+          cc.Volumes[v] = {};
+        }
+        this.commit(st, `VOLUME ${goList(vols)}`, undefined);
+        return;
+      }
+      case "stopsignal": {
+        const sig = this.expand(c.location, c.signal, env);
+        checkSignal(sig);
+        cc.StopSignal = sig;
+        this.commit(st, `STOPSIGNAL ${sig}`, undefined);
+        return;
+      }
+      case "shell":
+        cc.Shell = [...c.shell];
+        this.commit(st, `SHELL ${goList(c.shell)}`, undefined);
+        return;
+      case "cmd": {
+        const args = c.prependShell ? withShell(cc, c.cmdLine) : [...c.cmdLine];
+        cc.Cmd = args;
+        cc.ArgsEscaped = true;
+        st.cmdSet = true;
+        this.commit(st, `CMD ${goQuoted(args)}`, undefined);
+        return;
+      }
+      case "entrypoint": {
+        const args = c.prependShell ? withShell(cc, c.cmdLine) : [...c.cmdLine];
+        cc.Entrypoint = args;
+        if (!st.cmdSet) cc.Cmd = null;
+        this.commit(st, `ENTRYPOINT ${goQuoted(args)}`, undefined);
+        return;
+      }
+      case "healthcheck": {
+        const h = c.health;
+        const hc: NonNullable<ContainerConfig["Healthcheck"]> = { Test: [...h.test] };
+        if (h.interval) hc.Interval = h.interval;
+        if (h.timeout) hc.Timeout = h.timeout;
+        if (h.startPeriod) hc.StartPeriod = h.startPeriod;
+        if (h.startInterval) hc.StartInterval = h.startInterval;
+        if (h.retries) hc.Retries = h.retries;
+        cc.Healthcheck = hc;
+        this.commit(
+          st,
+          `HEALTHCHECK {Test:${goList(h.test)} Interval:${goDuration(h.interval)} Timeout:${goDuration(h.timeout)} StartPeriod:${goDuration(h.startPeriod)} StartInterval:${goDuration(h.startInterval)} Retries:${h.retries}}`,
+          undefined,
+        );
+        return;
+      }
+      case "onbuild":
+        cc.OnBuild = [...(cc.OnBuild ?? []), c.expression];
+        return;
+      case "run":
+        return this.dispatchRun(st, c);
+      case "copy":
+      case "add":
+        return this.dispatchCopy(st, c);
+    }
+  }
+
+  private dispatchArg(st: StageState, c: ArgCommand): void {
+    const commitStrs: string[] = [];
+    for (const a of c.args) {
+      this.declaredArgs.add(a.key);
+      const hasValue = Object.prototype.hasOwnProperty.call(this.o.buildArgs, a.key);
+      let value: string | undefined = a.value;
+      if (!hasValue && value === undefined) {
+        value = this.globalArgs.get(a.key);
+      } else if (hasValue) {
+        value = this.o.buildArgs[a.key];
+      } else if (value !== undefined) {
+        value = this.expand(c.location, value, st.env);
+      }
+      if (value !== undefined && !NON_ENV_ARGS.has(a.key)) st.env.set(a.key, value);
+      st.buildArgs.push({ key: a.key, value });
+      commitStrs.push(value === undefined ? a.key : `${a.key}=${value}`);
+    }
+    this.commit(st, "ARG " + commitStrs.join(" "), undefined);
+  }
+
+  private dispatchWorkdir(st: StageState, code: string, path: string): void {
+    const cc = st.config.config!;
+    const wd = normalizeWorkdir(cc.WorkingDir || "/", path);
+    cc.WorkingDir = wd;
+    st.workdir = wd;
+    if (wd === "/") {
+      this.commit(st, `WORKDIR ${wd}`, undefined);
+      return;
+    }
+    const user = cc.User;
+    const action: FileAction = {
+      action: "mkdir",
+      path: wd,
+      mode: 0o755,
+      makeParents: true,
+      ...(user ? { chown: splitChown(user) } : {}),
+    };
+    const name = this.prefix(
+      st,
+      uppercaseCmd(this.displayExpand(code, st.env)),
+      st.platform,
+      st.env,
+    );
+    const v = this.track(
+      st,
+      vertex(
+        { kind: "file", actions: [action], dest: st.fs ? 0 : -1 },
+        st.fs ? [st.fs] : [],
+        st.platform,
+        name,
+      ),
+    );
+    st.fs = v;
+    this.commit(st, `WORKDIR ${wd}`, v);
+  }
+
+  /** Step names show variables expanded where they are set, as BuildKit's processCmdEnv. */
+  private displayExpand(code: string, env: Env): string {
+    try {
+      return new ShellLex({
+        escapeToken: this.df.escapeToken,
+        rawQuotes: true,
+        skipUnsetEnv: true,
+      }).processWord(code, env.lookup);
+    } catch {
+      return code;
+    }
+  }
+
+  private async sourceStage(
+    from: string,
+    st: StageState,
+    loc: { startLine: number; endLine: number },
+  ): Promise<Vertex | undefined> {
+    const byName = this.findStage(from);
+    let def = byName;
+    if (!def && /^\d+$/.test(from)) {
+      def = this.defs[Number(from)];
+      if (!def)
+        throw new UnplacedError(DockerfileErrorCode.arguments, `invalid stage index ${from}`, {
+          needle: from,
+        });
+    }
+    if (def) {
+      if (def.index >= st.def.index) {
+        throw new UnplacedError(
+          DockerfileErrorCode.arguments,
+          `cannot copy from stage "${from}", it needs to be defined before current stage "${st.def.display || st.def.stage.name || "stage"}"`,
+          { needle: from },
+        );
+      }
+      return (await this.stageState(def, undefined)).fs;
+    }
+    if (this.o.contexts.has(from)) return this.contextVertex(from);
+    // an image reference, for this stage's platform
+    let resolved: ResolvedBaseImage;
+    try {
+      resolved = await this.o.resolveImage(from, st.platform);
+    } catch (e) {
+      this.fail(loc, e);
+    }
+    if (resolved.config.rootfs.diff_ids.length === 0) return undefined;
+    return vertex(
+      { kind: "image", ref: resolved.ref, manifestDigest: resolved.manifestDigest },
+      [],
+      st.platform,
+      `[internal] load ${from}`,
+    );
+  }
+
+  private async dispatchRun(st: StageState, c: RunCommand): Promise<void> {
+    const cc = st.config.config!;
+    let args = [...c.cmdLine];
+    let display = c.code;
+    const inputs: Vertex[] = [];
+    const rootInput = st.fs;
+    const mounts: ExecMount[] = [];
+    const inputIndex = (v: Vertex | undefined): number => {
+      if (!v) return -1;
+      const i = inputs.findIndex((x) => x.digest === v.digest);
+      if (i >= 0) return i;
+      inputs.push(v);
+      return inputs.length - 1;
+    };
+    if (rootInput) inputs.push(rootInput);
+    if (c.files.length > 0) {
+      const first = c.files[0]!;
+      if (args.length === 1 && c.prependShell && parseHeredocWord(args[0]!) !== undefined) {
+        let data = first.data;
+        if (first.chomp) data = chompHeredocContent(data);
+        if (st.platform.os !== "windows" && data.startsWith("#!")) {
+          // a single heredoc with a shebang: write it to a file and run that
+          const file = vertex(
+            {
+              kind: "file",
+              dest: -1,
+              actions: [{ action: "mkfile", path: `/${first.name}`, data, mode: 0o755 }],
+            },
+            [],
+            st.platform,
+            "preparing inline document",
+          );
+          const idx = inputIndex(file);
+          mounts.push({
+            type: "bind",
+            target: "/dev/pipes/",
+            input: idx,
+            source: "/",
+            readonly: true,
+          });
+          args = [posix.join("/dev/pipes/", first.name)];
+        } else {
+          args = [data];
+        }
+        display += ` (${summarizeHeredoc(first.data)})`;
+      } else {
+        args = [(args[0] ?? "") + c.files.map((f) => `\n${f.data}${f.name}`).join("")];
+      }
+    }
+    if (c.prependShell) args = withShell(cc, args);
+    for (const raw of c.mounts) {
+      const m = parseRunMount(raw, (w) => this.expand(c.location, w, st.env));
+      const d = mountDefaults(m);
+      let target = d.target ?? "";
+      if (target && !posix.isAbsolute(target)) target = posix.join("/", st.workdir, target);
+      if (m.type !== "secret" && m.type !== "ssh" && posix.normalize(target) === "/") {
+        throw new UnplacedError(
+          DockerfileErrorCode.flagValue,
+          `invalid mount target ${JSON.stringify(target)}`,
+          { needle: raw },
+        );
+      }
+      switch (m.type) {
+        case "bind": {
+          const from =
+            m.from === ""
+              ? this.contextVertex("context")
+              : await this.sourceStage(m.from, st, c.location);
+          const idx = from ? inputIndex(from) : inputIndex(this.scratchDir(st));
+          mounts.push({
+            type: "bind",
+            target,
+            input: idx,
+            source: posix.join("/", m.source),
+            readonly: m.readOnly,
+          });
+          break;
+        }
+        case "cache": {
+          const ns = this.o.buildArgs.BUILDKIT_CACHE_MOUNT_NS ?? "";
+          const from = m.from === "" ? undefined : await this.sourceStage(m.from, st, c.location);
+          mounts.push({
+            type: "cache",
+            target,
+            id: `${ns}/${d.id}`,
+            sharing: d.sharing,
+            readonly: m.readOnly,
+            ...(from ? { input: inputIndex(from), source: posix.join("/", m.source) } : {}),
+            mode: d.mode ?? 0o755,
+            uid: m.uid ?? 0,
+            gid: m.gid ?? 0,
+          });
+          break;
+        }
+        case "tmpfs":
+          mounts.push({ type: "tmpfs", target, ...(m.sizeLimit ? { size: m.sizeLimit } : {}) });
+          break;
+        case "secret":
+          mounts.push({
+            type: "secret",
+            id: d.id,
+            ...(d.target !== undefined
+              ? {
+                  target: posix.isAbsolute(d.target)
+                    ? d.target
+                    : posix.join("/", st.workdir, d.target),
+                }
+              : {}),
+            ...(m.env !== undefined ? { env: m.env } : {}),
+            required: m.required,
+            mode: d.mode ?? 0o400,
+            uid: m.uid ?? 0,
+            gid: m.gid ?? 0,
+          });
+          break;
+        case "ssh": {
+          mounts.push({
+            type: "ssh",
+            id: d.id,
+            target: d.target ?? "/run/buildkit/ssh_agent.0",
+            required: m.required,
+            mode: d.mode ?? 0o600,
+            uid: m.uid ?? 0,
+            gid: m.gid ?? 0,
+          });
+          break;
+        }
+      }
+    }
+    const name = this.prefix(
+      st,
+      uppercaseCmd(this.displayExpand(display, st.env)),
+      st.platform,
+      st.env,
+    );
+    const network = c.network !== "default" ? c.network : this.o.network;
+    const v = this.track(
+      st,
+      vertex(
+        {
+          kind: "exec",
+          args,
+          env: st.env.list(),
+          cwd: st.workdir,
+          user: cc.User ?? "",
+          network,
+          mounts,
+          ...(this.o.extraHosts.length ? { extraHosts: this.o.extraHosts } : {}),
+        },
+        inputs,
+        st.platform,
+        name,
+      ),
+    );
+    st.fs = v;
+    this.commit(st, "RUN " + runCommandString(args, st.buildArgs, st.env), v);
+  }
+
+  private scratchDir(st: StageState): Vertex {
+    return vertex({ kind: "file", dest: -1, actions: [] }, [], st.platform, "[internal] scratch");
+  }
+
+  private async dispatchCopy(st: StageState, c: CopyCommand | AddCommand): Promise<void> {
+    const isAdd = c.kind === "add";
+    const env = st.env;
+    const sources = c.sources.map((s) => this.expand(c.location, s, env));
+    const destRaw = this.expand(c.location, c.dest, env);
+    const chown = c.chown ? this.expand(c.location, c.chown, env) : "";
+    const chmod = c.chmod ? this.expand(c.location, c.chmod, env) : "";
+    if (
+      chmod &&
+      !/^[0-7]+$/.test(chmod) &&
+      !/^[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*$/.test(chmod)
+    ) {
+      throw new UnplacedError(
+        DockerfileErrorCode.flagValue,
+        `invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`,
+        {
+          needle: chmod,
+        },
+      );
+    }
+    if (/^[0-7]+$/.test(chmod) && parseInt(chmod, 8) > 0o7777) {
+      throw new UnplacedError(
+        DockerfileErrorCode.flagValue,
+        `invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`,
+      );
+    }
+    const dest = pathRelativeToWorkdir(st.workdir, destRaw);
+    if (sources.length + c.sourceContents.length > 1 && !destRaw.endsWith("/")) {
+      throw new UnplacedError(
+        DockerfileErrorCode.arguments,
+        `When using ${isAdd ? "ADD" : "COPY"} with more than one source file, the destination must be a directory and end with a /`,
+        { needle: c.dest },
+      );
+    }
+    const chownSpec = chown ? splitChown(chown) : undefined;
+    const inputs: Vertex[] = [];
+    const inputIndex = (v: Vertex): number => {
+      const i = inputs.findIndex((x) => x.digest === v.digest);
+      if (i >= 0) return i;
+      inputs.push(v);
+      return inputs.length - 1;
+    };
+    const link = c.link && !chmod;
+    // with --link the files land in an empty layer that is merged onto the stage
+    const base = link ? undefined : st.fs;
+    if (base) inputs.push(base);
+    let from: Vertex | undefined;
+    let fromIsContext = true;
+    if (c.kind === "copy" && c.from) {
+      fromIsContext = false;
+      from = await this.sourceStage(c.from, st, c.location);
+    }
+    const actions: FileAction[] = [];
+    for (const src of sources) {
+      if (/^https?:\/\//.test(src)) {
+        if (!isAdd)
+          throw new UnplacedError(DockerfileErrorCode.arguments, "source can't be a URL for COPY", {
+            needle: src,
+          });
+        throw new UnplacedError(
+          DockerfileErrorCode.arguments,
+          `ADD from a URL is not supported yet: ${src}`,
+          {
+            needle: src,
+            hint: "download it in a RUN step (with --checksum-style verification) or COPY a local file",
+          },
+        );
+      }
+      if (/^git@|\.git(#|$)/.test(src) && isAdd) {
+        throw new UnplacedError(
+          DockerfileErrorCode.arguments,
+          `ADD from a git repository is not supported yet: ${src}`,
+          { needle: src },
+        );
+      }
+      const input = fromIsContext ? this.contextVertex("context") : from;
+      if (!input) {
+        // copying from an empty stage: nothing exists there
+        throw new UnplacedError(
+          DockerfileErrorCode.arguments,
+          `"${posix.join("/", src)}": not found in ${c.kind === "copy" ? c.from : "source"} (it is empty)`,
+          {
+            needle: src,
+          },
+        );
+      }
+      actions.push({
+        action: "copy",
+        input: inputIndex(input),
+        src,
+        dest,
+        ...(chownSpec ? { chown: chownSpec } : {}),
+        ...(chmod ? { chmod } : {}),
+        followSymlinks: true,
+        dirContents: true,
+        allowWildcard: true,
+        allowEmptyWildcard: true,
+        createDestPath: true,
+        unpack: isAdd && (c.unpack ?? true),
+        excludes: c.excludes.map((e) => this.expand(c.location, e, env)),
+        parents: c.kind === "copy" && c.parents,
+      });
+    }
+    for (const content of c.sourceContents) {
+      const data = content.expand
+        ? this.expandHeredoc(c.location, content.data, env)
+        : content.data;
+      const file = vertex(
+        {
+          kind: "file",
+          dest: -1,
+          actions: [{ action: "mkfile", path: `/${content.path}`, data, mode: 0o644 }],
+        },
+        [],
+        st.platform,
+        "preparing inline document",
+      );
+      actions.push({
+        action: "copy",
+        input: inputIndex(file),
+        src: `/${content.path}`,
+        dest,
+        ...(chownSpec ? { chown: chownSpec } : {}),
+        ...(chmod ? { chmod } : {}),
+        followSymlinks: true,
+        dirContents: true,
+        allowWildcard: false,
+        allowEmptyWildcard: false,
+        createDestPath: true,
+        unpack: false,
+        excludes: [],
+        parents: false,
+      });
+    }
+    const kw = isAdd ? "ADD" : "COPY";
+    let msg = kw;
+    if (c.kind === "copy" && c.parents) msg += " --parents";
+    if (chown) msg += ` --chown=${chown}`;
+    if (chmod) msg += ` --chmod=${chmod}`;
+    for (const s of sources) msg += ` ${s}`;
+    for (const s of c.sourceContents) msg += ` <<${s.path}`;
+    msg += ` ${destRaw}`;
+    const shown = uppercaseCmd(this.displayExpand(c.code, env));
+    let v: Vertex;
+    if (link) {
+      const copy = vertex(
+        { kind: "file", actions, dest: -1 },
+        inputs,
+        st.platform,
+        this.prefix(st, shown, st.platform, env),
+      );
+      st.cmdIndex--;
+      const merged = vertex(
+        { kind: "merge" },
+        st.fs ? [st.fs, copy] : [copy],
+        st.platform,
+        this.prefix(st, `LINK ${shown}`, st.platform, env),
+      );
+      this.track(st, copy);
+      v = this.track(st, merged);
+      st.fs = v;
+      this.commit(st, msg, copy);
+      return;
+    }
+    v = this.track(
+      st,
+      vertex(
+        { kind: "file", actions, dest: base ? 0 : -1 },
+        inputs,
+        st.platform,
+        this.prefix(st, shown, st.platform, env),
+      ),
+    );
+    st.fs = v;
+    this.commit(st, msg, v);
+  }
+
+  private expandHeredoc(
+    loc: { startLine: number; endLine: number },
+    data: string,
+    env: Env,
+  ): string {
+    try {
+      return new ShellLex({ escapeToken: "\\", skipProcessQuotes: true }).processWord(
+        data,
+        env.lookup,
+      );
+    } catch (e) {
+      this.fail(loc, e);
+    }
+  }
+}
+
+function splitChown(spec: string): { user: string; group?: string } {
+  const colon = spec.indexOf(":");
+  return colon < 0 ? { user: spec } : { user: spec.slice(0, colon), group: spec.slice(colon + 1) };
+}
+
+function addEnv(list: string[] | undefined, k: string, v: string): string[] {
+  const out = [...(list ?? [])];
+  const i = out.findIndex((e) => (e.indexOf("=") < 0 ? e : e.slice(0, e.indexOf("="))) === k);
+  if (i >= 0) out[i] = `${k}=${v}`;
+  else out.push(`${k}=${v}`);
+  return out;
+}
+
+function withShell(cc: ContainerConfig, args: readonly string[]): string[] {
+  const shell = cc.Shell && cc.Shell.length > 0 ? [...cc.Shell] : ["/bin/sh", "-c"];
+  return [...shell, args.join(" ")];
+}
+
+function summarizeHeredoc(doc: string): string {
+  const lines = doc.trim().replace(/\r\n/g, "\n").split("\n");
+  return lines[0]! + (lines.length > 1 ? "..." : "");
+}
+
+/** RUN's history text: `|N K=V … <argv>` listing the stage's build args, as BuildKit writes it. */
+function runCommandString(
+  args: readonly string[],
+  buildArgs: { key: string; value?: string }[],
+  env: Env,
+): string {
+  const tmp: string[] = [];
+  const idx = new Map<string, number>();
+  for (const a of buildArgs) {
+    const v = env.get(a.key) ?? a.value ?? "";
+    const i = idx.get(a.key);
+    if (i !== undefined) tmp[i] = `${a.key}=${v}`;
+    else {
+      idx.set(a.key, tmp.length);
+      tmp.push(`${a.key}=${v}`);
+    }
+  }
+  const prefix = tmp.length ? [`|${tmp.length}`, ...tmp] : [];
+  return [...prefix, ...args].join(" ");
+}
