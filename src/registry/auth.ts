@@ -95,8 +95,14 @@ export class Authorizer {
       const creds = await this.credentials?.(registry);
       return sent === undefined && creds !== undefined && "username" in creds;
     }
-    // Drop a refused token so the retry fetches a fresh one.
-    s.tokens.delete([...scopes].sort().join(" "));
+    // Drop the cached token only if it is the one refused: parallel requests that went out
+    // anonymously before the challenge was known must not throw away a fresh token.
+    const key = [...scopes].sort().join(" ");
+    const cached = s.tokens.get(key);
+    if (cached !== undefined && sent !== undefined) {
+      const t = await cached.catch(() => undefined);
+      if (t === undefined || sent === `Bearer ${t.value}`) s.tokens.delete(key);
+    }
     return true;
   }
 
@@ -123,11 +129,10 @@ export class Authorizer {
         hint: "the registry's auth configuration is broken; contact its operator",
       });
     }
-    const allScopes = [
-      ...new Set([...scopes, ...(c.params.scope?.split(" ").filter(Boolean) ?? [])]),
-    ];
+    // Only this request's scopes: the remembered challenge's own scope may name another
+    // repository (it came from whichever request met the 401).
     this.tokenRequests++;
-    const res = await this.requestToken(realm, c, allScopes, creds).catch((e: unknown) => {
+    const res = await this.requestToken(realm, c, scopes, creds).catch((e: unknown) => {
       throw new KilnError(
         "E_REGISTRY_UNREACHABLE",
         `cannot reach the token server of ${registry} at ${realm.host}`,
@@ -179,7 +184,12 @@ export class Authorizer {
     return { value, expiresAt: Date.now() + lifetime * 900 };
   }
 
-  private requestToken(realm: URL, c: Challenge, scopes: string[], creds: Credentials | undefined) {
+  private requestToken(
+    realm: URL,
+    c: Challenge,
+    scopes: readonly string[],
+    creds: Credentials | undefined,
+  ) {
     const service = c.params.service;
     if (creds !== undefined && "identityToken" in creds) {
       // OAuth2 refresh-token grant (what `docker login` leaves for identity-token registries).
