@@ -25,15 +25,15 @@ function isLoopback(ip: string): boolean {
  */
 export function containerResolvConf(hostText: string, network: "none" | "host"): string {
   if (network === "host") return hostText;
-  const lines = hostText.split("\n");
-  const kept = lines.filter((l) => {
+  const kept = hostText.split("\n").filter((l) => {
     const m = /^\s*nameserver\s+(\S+)/.exec(l);
     return !m || !isLoopback(m[1]!);
   });
+  while (kept.length > 0 && kept.at(-1)!.trim() === "") kept.pop();
   if (!kept.some((l) => /^\s*nameserver\s/.test(l))) {
     kept.push(...FALLBACK_NAMESERVERS.map((ns) => `nameserver ${ns}`));
   }
-  return `${kept.filter((l, i) => l !== "" || i < kept.length - 1).join("\n")}\n`;
+  return `${kept.join("\n")}\n`;
 }
 
 /**

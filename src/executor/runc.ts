@@ -128,11 +128,14 @@ export async function runContainer(
       cause: e,
     });
   }
-  const unregister = onCleanup(`container ${id}`, () => deleteContainer(runcRoot, id));
+  const removeAll = async () => {
+    await deleteContainer(runcRoot, id);
+    await rm(bundle, { recursive: true, force: true });
+  };
+  const unregister = onCleanup(`container ${id}`, removeAll);
   const cleanup = async () => {
     try {
-      await deleteContainer(runcRoot, id);
-      await rm(bundle, { recursive: true, force: true });
+      await removeAll();
     } finally {
       unregister();
     }
