@@ -1,6 +1,8 @@
 import { Command } from "commander";
 import { isKilnError, messageOf } from "../errors.js";
 import { VERSION } from "../version.js";
+import { buildCommand } from "./build.js";
+import { binfmtCommand, platformsCommand } from "./emulation.js";
 
 function program(): Command {
   const root = new Command("kiln")
@@ -8,6 +10,9 @@ function program(): Command {
     .version(VERSION, "-v, --version", "print kiln's version")
     .showHelpAfterError()
     .enablePositionalOptions();
+  root.addCommand(buildCommand());
+  root.addCommand(platformsCommand());
+  root.addCommand(binfmtCommand());
   return root;
 }
 

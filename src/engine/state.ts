@@ -22,7 +22,6 @@ export interface KilnState {
   cache: BuildCache;
   /** persistent `RUN --mount=type=cache` directories */
   cacheMountsDir: string;
-  runcRoot: string;
   tmpDir: string;
 }
 
@@ -39,10 +38,9 @@ export async function openState(root: string = defaultRoot()): Promise<KilnState
     snapshots,
     cache,
     cacheMountsDir: join(root, "cache-mounts"),
-    runcRoot: join(root, "runc"),
     tmpDir: join(root, "tmp"),
   };
-  for (const d of [state.cacheMountsDir, state.runcRoot, state.tmpDir]) {
+  for (const d of [state.cacheMountsDir, state.tmpDir]) {
     await mkdir(d, { recursive: true });
   }
   return state;

@@ -1,0 +1,278 @@
+/** `kiln build`: buildx's flags, mapped onto a BuildRequest for the engine. */
+import { readFile, writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { Command, Option } from "commander";
+import { KilnError, messageOf } from "../errors.js";
+import { build } from "../engine/build.js";
+import type { BuildRequest, OutputSpec } from "../engine/request.js";
+import { parsePlatformList } from "../platform/index.js";
+import { createRenderer, defaultProgressMode, parseProgressMode } from "../progress/index.js";
+import {
+  parseAddHosts,
+  parseBuildArgs,
+  parseBuildContexts,
+  parseKeyValues,
+  parseOutput,
+  parseSecret,
+  parseSsh,
+} from "./options.js";
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+interface BuildFlags {
+  file?: string;
+  tag: string[];
+  platform: string[];
+  buildArg: string[];
+  target?: string;
+  push?: boolean;
+  load?: boolean;
+  output: string[];
+  label: string[];
+  annotation: string[];
+  cache?: boolean;
+  // commander files `--no-cache-filter <stage>` under cacheFilter
+  cacheFilter: string[];
+  pull?: boolean;
+  progress?: string;
+  metadataFile?: string;
+  iidfile?: string;
+  secret: string[];
+  ssh: string[];
+  buildContext: string[];
+  network: string;
+  addHost: string[];
+  maxParallelism?: string;
+  quiet?: boolean;
+  ignoreBinfmt?: boolean;
+  insecureRegistry: string[];
+}
+
+export function buildCommand(): Command {
+  return new Command("build")
+    .description("Build an image from a Dockerfile, for one or more platforms")
+    .argument("[context]", "build context directory", ".")
+    .option("-f, --file <path>", "Dockerfile (default: <context>/Dockerfile)")
+    .option("-t, --tag <name>", "image name and tag, e.g. registry/app:1 (repeatable)", collect, [])
+    .option(
+      "--platform <list>",
+      "target platforms, e.g. linux/amd64,linux/arm64 (repeatable; local = this host)",
+      collect,
+      [],
+    )
+    .option(
+      "--build-arg <key=value>",
+      "set a build-time variable (repeatable; KEY alone reads the environment)",
+      collect,
+      [],
+    )
+    .option("--target <stage>", "build this stage instead of the last one")
+    .option("--push", "push the image to its registry (shorthand for --output type=registry)")
+    .option("--load", "keep the image in kiln's local store (the default when no output is given)")
+    .option(
+      "-o, --output <spec>",
+      "output: type=image|registry|oci|docker|local|tar,dest=…,… or a directory (repeatable)",
+      collect,
+      [],
+    )
+    .option("--label <key=value>", "set an image label (repeatable)", collect, [])
+    .option(
+      "--annotation <key=value>",
+      "add an annotation to the image index/manifest (repeatable)",
+      collect,
+      [],
+    )
+    .option("--no-cache", "do not use the build cache")
+    .option(
+      "--no-cache-filter <stage>",
+      "do not use the cache for this stage (repeatable)",
+      collect,
+      [],
+    )
+    .option("--pull", "always resolve base images again (kiln resolves tags on every build)")
+    .option("--progress <mode>", "auto, tty, plain, rawjson or quiet (env BUILDKIT_PROGRESS)")
+    .option("--metadata-file <path>", "write build result metadata (digests, names) as JSON")
+    .option("--iidfile <path>", "write the image ID (index or manifest digest) to a file")
+    .option(
+      "--secret <spec>",
+      "expose a secret: id=name,src=path | id=name,env=VAR (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--ssh <spec>",
+      "forward an ssh agent: default | id=/path/to/socket (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--build-context <name=dir>",
+      "additional named build context (repeatable)",
+      collect,
+      [],
+    )
+    .addOption(
+      new Option("--network <mode>", "network for RUN steps")
+        .choices(["default", "none", "host"])
+        .default("default"),
+    )
+    .option(
+      "--add-host <host:ip>",
+      "add a line to /etc/hosts in RUN steps (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--max-parallelism <n>",
+      "run at most n steps at once (default: number of CPUs, at least 2)",
+    )
+    .option("-q, --quiet", "print only the image ID")
+    .option(
+      "--ignore-binfmt",
+      "emulate foreign platforms with a QEMU wrapper only, ignoring kernel binfmt handlers",
+    )
+    .option(
+      "--insecure-registry <host>",
+      "allow plain HTTP to this registry (loopback always is) (repeatable)",
+      collect,
+      [],
+    )
+    .action(async (context: string, flags: BuildFlags) => {
+      await runBuild(context, flags);
+    });
+}
+
+async function readSecrets(specs: string[]): Promise<Record<string, Buffer>> {
+  const out: Record<string, Buffer> = {};
+  for (const spec of specs) {
+    const s = parseSecret(spec);
+    if (s.env !== undefined) {
+      const v = process.env[s.env];
+      if (v === undefined) {
+        throw new KilnError(
+          "E_SECRET",
+          `secret ${s.id}: environment variable ${s.env} is not set`,
+          {
+            hint: `export ${s.env}=… before running kiln, or use --secret id=${s.id},src=<file>`,
+          },
+        );
+      }
+      out[s.id] = Buffer.from(v);
+      continue;
+    }
+    const src = s.src ?? (process.env[s.id] !== undefined ? undefined : s.id);
+    if (src === undefined) {
+      out[s.id] = Buffer.from(process.env[s.id]!);
+      continue;
+    }
+    try {
+      out[s.id] = await readFile(src);
+    } catch (e) {
+      // the message names the file, never its content
+      throw new KilnError(
+        "E_SECRET",
+        `secret ${s.id}: cannot read ${src}: ${(e as NodeJS.ErrnoException).code ?? messageOf(e)}`,
+      );
+    }
+  }
+  return out;
+}
+
+function outputsOf(flags: BuildFlags): OutputSpec[] {
+  const outputs = flags.output.map((o) => parseOutput(o, flags.tag));
+  if (flags.push) {
+    const image = outputs.find((o) => o.type === "image");
+    if (image && image.type === "image") image.push = true;
+    else outputs.push(parseOutput("type=registry", flags.tag));
+  }
+  const annotations = parseKeyValues("--annotation", flags.annotation);
+  for (const o of outputs) {
+    if (o.type === "image" || o.type === "oci" || o.type === "docker")
+      Object.assign(o.annotations, annotations);
+  }
+  if (flags.load && !outputs.some((o) => o.type === "image"))
+    outputs.push(parseOutput("type=image", flags.tag));
+  return outputs;
+}
+
+async function runBuild(context: string, flags: BuildFlags): Promise<void> {
+  const contextDir = resolve(context);
+  const outputs = outputsOf(flags);
+  const req: BuildRequest = {
+    contextDir,
+    dockerfile: flags.file ? resolve(flags.file) : "Dockerfile",
+    namedContexts: parseBuildContexts(flags.buildContext),
+    platforms: parsePlatformList(flags.platform),
+    buildArgs: parseBuildArgs(flags.buildArg, process.env),
+    target: flags.target,
+    tags: flags.tag,
+    labels: parseKeyValues("--label", flags.label),
+    outputs,
+    noCache: flags.cache === false,
+    noCacheFilter: flags.cacheFilter,
+    pull: flags.pull ?? false,
+    secrets: await readSecrets(flags.secret),
+    ssh: Object.fromEntries(
+      flags.ssh.map((s) => parseSsh(s, process.env)).map((s) => [s.id, s.path]),
+    ),
+    network: flags.network as BuildRequest["network"],
+    extraHosts: parseAddHosts(flags.addHost),
+    maxParallelism:
+      flags.maxParallelism === undefined ? undefined : parsePositive(flags.maxParallelism),
+    ignoreBinfmt: flags.ignoreBinfmt ?? process.env.KILN_IGNORE_BINFMT === "1",
+    insecureRegistries: flags.insecureRegistry,
+  };
+  const mode = flags.quiet
+    ? "quiet"
+    : flags.progress
+      ? parseProgressMode(flags.progress)
+      : defaultProgressMode();
+  const progress = createRenderer(mode, process.stderr);
+  const abort = new AbortController();
+  const onSignal = (): void => {
+    abort.abort(new KilnError("E_CANCELED", "build canceled (interrupted)"));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const result = await build(req, { progress, signal: abort.signal });
+    await progress.close();
+    if (outputs.length === 0) {
+      process.stderr.write(
+        `kiln: no output specified; the result is kept in kiln's store${req.tags.length ? ` as ${req.tags.join(", ")}` : ""} (use --push or --output to send it somewhere)\n`,
+      );
+    }
+    if (flags.quiet) process.stdout.write(`${result.digest}\n`);
+    if (flags.iidfile) await writeFile(flags.iidfile, result.digest);
+    if (flags.metadataFile) {
+      const meta: Record<string, unknown> = {
+        "containerimage.digest": result.digest,
+        "containerimage.descriptor": result.descriptor,
+        ...(result.configDigest ? { "containerimage.config.digest": result.configDigest } : {}),
+        ...(result.imageNames.length ? { "image.name": result.imageNames.join(",") } : {}),
+        "kiln.platforms": result.platforms.map((p) => ({
+          platform: p.platform,
+          "containerimage.digest": p.manifestDigest,
+          "containerimage.config.digest": p.configDigest,
+        })),
+      };
+      await writeFile(flags.metadataFile, JSON.stringify(meta, null, 2) + "\n");
+    }
+  } catch (e) {
+    await progress.close();
+    throw e;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+function parsePositive(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new KilnError("E_FLAG", `invalid --max-parallelism value ${JSON.stringify(v)}`, {
+      hint: "use a whole number >= 1",
+    });
+  }
+  return n;
+}

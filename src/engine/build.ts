@@ -1,0 +1,427 @@
+/**
+ * One build, end to end: parse the Dockerfile once, convert it once per target platform,
+ * solve all platforms' graphs together (shared vertices run once), assemble one image per
+ * platform and one index, and send it to every requested output.
+ */
+import { readFile, stat, mkdir } from "node:fs/promises";
+import { basename, join, relative, resolve } from "node:path";
+import { KilnError, messageOf } from "../errors.js";
+import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
+import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
+import { topoSort, type Vertex } from "../graph/index.js";
+import { formatAll } from "../platform/index.js";
+import type { Platform } from "../platform/types.js";
+import { Solver, type VertexProgress } from "../solver/index.js";
+import type { FsResult } from "../cache/index.js";
+import type { ProgressSink } from "../progress/index.js";
+import { loadContextFilter, type ContextFilter } from "../context/index.js";
+import { RegistryClient, dockerCredentials, pushImage } from "../registry/index.js";
+import { parseReference, registryHost, formatReference } from "../reference/index.js";
+import { cleanupStaleContainers } from "../executor/index.js";
+import { dirToTar } from "../archive/index.js";
+import { assembleImages, type AssembledImage, type PlatformImage } from "../exporter/image.js";
+import { rootDescriptor, writeImageTar, writeOciDir } from "../exporter/outputs.js";
+import { openState, type KilnState } from "./state.js";
+import { ExecutionPlanner } from "./emulation.js";
+import { Images } from "./images.js";
+import { BuildWorker } from "./worker.js";
+import type { BuildRequest, BuildResult, OutputSpec, PlatformOutcome } from "./request.js";
+import { runChecked } from "../process/index.js";
+import { createWriteStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
+
+export interface EngineOptions {
+  root?: string;
+  progress: ProgressSink;
+  signal?: AbortSignal;
+}
+
+async function readDockerfile(req: BuildRequest): Promise<{ df: Dockerfile; path: string }> {
+  const path = resolve(req.contextDir, req.dockerfile);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    throw new KilnError("E_DOCKERFILE_MISSING", `cannot read Dockerfile ${path}: ${messageOf(e)}`, {
+      hint: "pass the right file with -f/--file, or run kiln in the directory that holds the Dockerfile",
+    });
+  }
+  const shown = relative(process.cwd(), path) || basename(path);
+  return { df: parseDockerfile(text, { file: shown.startsWith("..") ? path : shown }), path };
+}
+
+async function checkContext(dir: string): Promise<void> {
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+  } catch {
+    // fall through
+  }
+  throw new KilnError("E_CONTEXT", `build context ${dir} is not a directory`, {
+    hint: "give the build context directory as the last argument (e.g. `kiln build .`)",
+  });
+}
+
+/** Adapts solver callbacks to progress events, and keeps per-platform figures for the summary. */
+class ProgressAdapter implements VertexProgress {
+  private readonly startTimes = new Map<string, number>();
+  readonly finished = new Map<string, { ms: number; cached: boolean; emulated: boolean }>();
+  private readonly emulated = new Set<string>();
+
+  constructor(private readonly sink: ProgressSink) {}
+
+  announce(v: Vertex): void {
+    this.sink.write({
+      type: "vertex",
+      id: v.digest,
+      name: v.name,
+      platform: v.platform && formatAll(v.platform),
+      inputs: v.inputs.map((i) => i.digest),
+    });
+  }
+  started(v: Vertex, opts: { emulated?: boolean }): void {
+    const now = Date.now();
+    this.startTimes.set(v.digest, now);
+    if (opts.emulated) this.emulated.add(v.digest);
+    this.sink.write({
+      type: "vertex",
+      id: v.digest,
+      name: v.name,
+      started: now,
+      emulated: opts.emulated,
+    });
+  }
+  cached(v: Vertex): void {
+    const now = Date.now();
+    this.finished.set(v.digest, { ms: 0, cached: true, emulated: false });
+    this.sink.write({
+      type: "vertex",
+      id: v.digest,
+      name: v.name,
+      started: now,
+      completed: now,
+      cached: true,
+    });
+  }
+  completed(v: Vertex): void {
+    const now = Date.now();
+    const start = this.startTimes.get(v.digest) ?? now;
+    this.finished.set(v.digest, {
+      ms: now - start,
+      cached: false,
+      emulated: this.emulated.has(v.digest),
+    });
+    this.sink.write({ type: "vertex", id: v.digest, name: v.name, completed: now });
+  }
+  failed(v: Vertex, message: string): void {
+    this.sink.write({
+      type: "vertex",
+      id: v.digest,
+      name: v.name,
+      completed: Date.now(),
+      error: message,
+    });
+  }
+}
+
+/** Wraps a step of the export in a progress vertex of its own. */
+async function step<T>(
+  sink: ProgressSink,
+  id: string,
+  name: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const started = Date.now();
+  sink.write({ type: "vertex", id, name, started });
+  try {
+    const r = await fn();
+    sink.write({ type: "vertex", id, name, completed: Date.now() });
+    return r;
+  } catch (e) {
+    sink.write({ type: "vertex", id, name, completed: Date.now(), error: messageOf(e) });
+    throw e;
+  }
+}
+
+export async function build(req: BuildRequest, opts: EngineOptions): Promise<BuildResult> {
+  const t0 = Date.now();
+  const sink = opts.progress;
+  await checkContext(req.contextDir);
+  const { df, path: dockerfilePath } = await readDockerfile(req);
+  for (const w of df.warnings) {
+    sink.write({ type: "warning", message: w.message, location: { file: df.file, line: w.line } });
+  }
+  const state = await openState(opts.root);
+  await state.snapshots.cleanupStale();
+  await cleanupStaleContainers({ stateDir: state.root });
+
+  const filter = await loadContextFilter(req.contextDir, dockerfilePath);
+  const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
+    ["context", { dir: resolve(req.contextDir), filter }],
+  ]);
+  for (const [name, dir] of Object.entries(req.namedContexts)) {
+    await checkContext(dir);
+    contexts.set(name, { dir: resolve(dir), filter: await loadContextFilter(dir) });
+  }
+
+  const planner = await ExecutionPlanner.create({ ignoreBinfmt: req.ignoreBinfmt });
+  const targets: Platform[] = req.platforms.length ? req.platforms : [planner.native];
+  const insecure = [
+    ...req.insecureRegistries,
+    ...req.outputs.flatMap((o) =>
+      o.type === "image" && o.insecure ? o.names.map((n) => registryHost(parseReference(n))) : [],
+    ),
+  ];
+  const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
+  try {
+    const images = new Images(state, client, sink);
+    const conversions: ConvertResult[] = await Promise.all(
+      targets.map((targetPlatform) =>
+        convertDockerfile(df, {
+          targetPlatform,
+          buildPlatform: planner.native,
+          multiPlatform: targets.length > 1,
+          implicitTarget: req.platforms.length === 0,
+          buildArgs: req.buildArgs,
+          target: req.target,
+          labels: req.labels,
+          network: req.network,
+          extraHosts: req.extraHosts,
+          contexts: new Map(
+            [...contexts].map(([k, v]) => [k, { dir: v.dir, excludePatterns: v.filter.patterns }]),
+          ),
+          resolveImage: (name, platform) => images.resolve(name, platform),
+        }),
+      ),
+    );
+    const seen = new Set<string>();
+    for (const c of conversions) {
+      for (const w of c.warnings) {
+        const key = w.message;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        sink.write({ type: "warning", message: w.message, location: w.location });
+      }
+    }
+
+    const progress = new ProgressAdapter(sink);
+    const worker = new BuildWorker({
+      state,
+      images,
+      emulation: planner,
+      progress: sink,
+      contexts,
+      secrets: new Map(Object.entries(req.secrets)),
+      ssh: new Map(Object.entries(req.ssh)),
+    });
+    const noCacheStages = new Set(req.noCacheFilter.map((s) => s.toLowerCase()));
+    const solver = new Solver<FsResult>(worker, state.cache, progress, {
+      maxParallelism: req.maxParallelism,
+      signal: opts.signal,
+      noCache: (v) =>
+        req.noCache ||
+        conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),
+    });
+    const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
+    const solved = await solver.solve(roots);
+    const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
+
+    const platformImages: PlatformImage[] = conversions.map((c) => ({
+      platform: c.platform,
+      result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
+      config: c.config,
+      baseHistoryLength: c.baseHistoryLength,
+      historyProducers: c.historyProducers,
+    }));
+    const imageOut = req.outputs.find((o) => o.type === "image");
+    const epoch = sourceDateEpoch(req);
+    const assembled = await step(sink, "export:layers", "exporting layers", () =>
+      assembleImages(
+        {
+          content: state.content,
+          cache: state.cache,
+          snapshots: state.snapshots,
+          tmpDir: state.tmpDir,
+        },
+        platformImages,
+        {
+          compression: imageOut?.type === "image" ? imageOut.compression : "gzip",
+          compressionLevel: imageOut?.type === "image" ? imageOut.compressionLevel : undefined,
+          epoch,
+          ociMediaTypes: imageOut?.type === "image" ? imageOut.ociMediaTypes : true,
+          indexAnnotations: imageOut?.type === "image" ? imageOut.annotations : undefined,
+        },
+      ),
+    );
+    const root = rootDescriptor(assembled);
+    const names: string[] = [];
+    for (const out of req.outputs) {
+      names.push(...(await exportTo(out, { state, client, assembled, platformImages, sink })));
+    }
+    if (req.outputs.length === 0) {
+      for (const t of req.tags)
+        await state.content.addToIndex(root, formatReference(parseReference(t)));
+    }
+
+    const outcomes: PlatformOutcome[] = conversions.map((c, i) => {
+      const vs = c.root ? topoSort([c.root]) : [];
+      let emulatedMs = 0;
+      let cached = 0;
+      let ms = 0;
+      for (const v of vs) {
+        const f = progress.finished.get(v.digest);
+        if (!f) continue;
+        if (f.cached) cached++;
+        ms += f.ms;
+        if (f.emulated) emulatedMs += f.ms;
+      }
+      const p = assembled.platforms[i]!;
+      return {
+        platform: c.platform,
+        manifestDigest: p.manifestDesc.digest,
+        configDigest: p.configDesc.digest,
+        durationMs: ms,
+        emulatedMs,
+        cached,
+        total: vs.length,
+      };
+    });
+    const durationMs = Date.now() - t0;
+    sink.write({
+      type: "summary",
+      durationMs,
+      platforms: outcomes.map((o) => ({
+        platform: formatAll(o.platform),
+        durationMs: o.durationMs,
+        emulatedMs: o.emulatedMs,
+        cached: o.cached,
+        total: o.total,
+        digest: o.manifestDigest,
+      })),
+    });
+    return {
+      platforms: outcomes,
+      digest: root.digest,
+      descriptor: { mediaType: root.mediaType, digest: root.digest, size: root.size },
+      configDigest:
+        assembled.platforms.length === 1 ? assembled.platforms[0]!.configDesc.digest : undefined,
+      imageNames: names,
+      durationMs,
+    };
+  } finally {
+    client.close();
+  }
+}
+
+function sourceDateEpoch(req: BuildRequest): number | undefined {
+  const v = req.buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === "") return undefined;
+  if (!/^\d+$/.test(v)) {
+    throw new KilnError("E_FLAG", `invalid SOURCE_DATE_EPOCH ${JSON.stringify(v)}`, {
+      hint: "use whole seconds since 1970, e.g. $(git log -1 --format=%ct)",
+    });
+  }
+  return Number(v);
+}
+
+interface ExportContext {
+  state: KilnState;
+  client: RegistryClient;
+  assembled: AssembledImage;
+  platformImages: PlatformImage[];
+  sink: ProgressSink;
+}
+
+/** Sends the result to one output; returns the image names it was stored or pushed as. */
+async function exportTo(out: OutputSpec, x: ExportContext): Promise<string[]> {
+  const root = rootDescriptor(x.assembled);
+  switch (out.type) {
+    case "image": {
+      const names = out.names.map((n) => formatReference(parseReference(n)));
+      if (!out.push) {
+        for (const n of names) await x.state.content.addToIndex(root, n);
+        return names;
+      }
+      if (names.length === 0) {
+        throw new KilnError("E_OUTPUT", "nothing to push to: no image name given", {
+          hint: "add -t registry/repo:tag",
+        });
+      }
+      const pushed: string[] = [];
+      for (const name of names) {
+        const ref = parseReference(name);
+        const repo = { registry: registryHost(ref), repository: ref.repository };
+        const tags = out.pushByDigest || !ref.tag ? [] : [ref.tag];
+        await step(
+          x.sink,
+          `export:push:${name}`,
+          `pushing ${out.pushByDigest ? `${ref.registry}/${ref.repository}@${root.digest}` : name}`,
+          () => pushImage(x.client, x.state.content, root, repo, tags),
+        );
+        pushed.push(name);
+        if (out.nameCanonical) pushed.push(`${ref.registry}/${ref.repository}@${root.digest}`);
+      }
+      return pushed;
+    }
+    case "oci":
+    case "docker": {
+      const names = out.names.map((n) => formatReference(parseReference(n)));
+      await step(
+        x.sink,
+        `export:${out.type}`,
+        `exporting to ${out.type} image format`,
+        async () => {
+          if (out.tar) await writeImageTar(x.state.content, x.assembled, out.dest, names, out.type);
+          else if (out.type === "oci")
+            await writeOciDir(x.state.content, x.assembled, out.dest, names);
+          else
+            throw new KilnError("E_OUTPUT", "type=docker needs tar=true", {
+              hint: "use type=oci,tar=false for a layout directory",
+            });
+        },
+      );
+      return names;
+    }
+    case "local":
+    case "tar":
+      await step(x.sink, `export:${out.type}`, `copying files to ${out.dest}`, () =>
+        exportFiles(out, x),
+      );
+      return [];
+  }
+}
+
+/** The final filesystem(s) as files: one tree, or `linux_amd64/…` per platform. */
+async function exportFiles(
+  out: Extract<OutputSpec, { type: "local" | "tar" }>,
+  x: ExportContext,
+): Promise<void> {
+  const split = out.platformSplit ?? x.platformImages.length > 1;
+  if (!split && x.platformImages.length > 1) {
+    throw new KilnError("E_OUTPUT", "platform-split=false needs a single platform", {
+      hint: "build one platform or drop platform-split=false",
+    });
+  }
+  if (out.type === "tar" && split) {
+    throw new KilnError("E_OUTPUT", "type=tar with several platforms is not supported yet", {
+      hint: "use type=local,dest=dir (one directory per platform)",
+    });
+  }
+  for (const img of x.platformImages) {
+    const view = await x.state.snapshots.prepare(
+      `export-${Date.now()}-${Math.random().toString(16).slice(2)}`,
+      img.result.layers.map((l) => l.snapshot),
+    );
+    try {
+      if (out.type === "tar") {
+        const dest = out.dest === "-" ? process.stdout : createWriteStream(out.dest);
+        await pipeline(dirToTar(view.rootfs), dest);
+      } else {
+        const dir = split ? join(out.dest, formatAll(img.platform).replace(/\//g, "_")) : out.dest;
+        await mkdir(dir, { recursive: true });
+        await runChecked("cp", ["-a", "--", `${view.rootfs}/.`, dir], { errorCode: "E_OUTPUT" });
+      }
+    } finally {
+      await view.release();
+    }
+  }
+}

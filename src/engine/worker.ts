@@ -1,0 +1,460 @@
+/**
+ * The worker: executes one vertex of the build graph on this machine — pulls image layers
+ * into snapshots, runs RUN steps with runc (through QEMU when the platform needs it), applies
+ * file operations — and returns the resulting stack of layers.
+ */
+import { randomBytes, createHash } from "node:crypto";
+import { lstat, mkdir, readdir, rm, rmdir, writeFile, chmod, chown } from "node:fs/promises";
+import { join } from "node:path";
+import { KilnError } from "../errors.js";
+import type { ExecMount, ExecOp, FileOp, Vertex } from "../graph/index.js";
+import type { Worker, RunContext } from "../solver/index.js";
+import type { FsResult, LayerRecord } from "../cache/index.js";
+import type { KilnState } from "./state.js";
+import {
+  copyInto,
+  mkdirIn,
+  mkfileIn,
+  parseChmod,
+  resolveInRoot,
+  resolveOwner,
+  rmIn,
+  type CopySource,
+  type Owner,
+} from "../fileops/index.js";
+import { contextChecksum, type ContextFilter } from "../context/index.js";
+import { runContainer, type Mount as ExecutorMount } from "../executor/index.js";
+import type { ActiveMount } from "../snapshot/index.js";
+import type { ExecutionPlanner } from "./emulation.js";
+import type { ImagePuller } from "./images.js";
+import type { ProgressSink } from "../progress/index.js";
+
+export interface WorkerOptions {
+  state: KilnState;
+  images: ImagePuller;
+  emulation: ExecutionPlanner;
+  progress: ProgressSink;
+  /** local build contexts by name ("context" is the main one) */
+  contexts: Map<string, { dir: string; filter: ContextFilter }>;
+  secrets: Map<string, Buffer>;
+  /** ssh agent sockets by id ("default" from SSH_AUTH_SOCK) */
+  ssh: Map<string, string>;
+}
+
+/** Paths runc creates as mount points when missing; removed again so they never enter a layer. */
+const RUNTIME_MOUNTS = ["/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf"];
+const OUTPUT_TAIL_LINES = 12;
+
+function newId(prefix: string, key: string): string {
+  return `${prefix}-${key.replace(/^sha256:/, "").slice(0, 16)}-${randomBytes(4).toString("hex")}`;
+}
+
+/** An async mutex per key, for `sharing=locked` cache mounts and one pull per layer. */
+class KeyedLock {
+  private readonly tails = new Map<string, Promise<void>>();
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = new Promise<void>((r) => (done = r));
+    const tail = prev.then(() => mine);
+    this.tails.set(key, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      done();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+export class BuildWorker implements Worker<FsResult> {
+  private readonly locks = new KeyedLock();
+
+  constructor(private readonly o: WorkerOptions) {}
+
+  emulated(v: Vertex): boolean {
+    return (
+      v.op.kind === "exec" &&
+      v.platform !== undefined &&
+      this.o.emulation.needsEmulation(v.platform)
+    );
+  }
+
+  async contentKey(v: Vertex): Promise<string | undefined> {
+    const parts: string[] = [];
+    if (v.op.kind === "file") {
+      for (const a of v.op.actions) {
+        if (a.action !== "copy") continue;
+        const ctx = this.localContext(v.inputs[a.input]);
+        if (ctx) parts.push(await contextChecksum(ctx.dir, ctx.filter, [a.src]));
+      }
+    } else if (v.op.kind === "exec") {
+      for (const m of v.op.mounts) {
+        if (m.type !== "bind") continue;
+        const ctx = this.localContext(v.inputs[m.input]);
+        if (ctx) parts.push(await contextChecksum(ctx.dir, ctx.filter, [m.source]));
+      }
+    }
+    return parts.length ? parts.join(",") : undefined;
+  }
+
+  private localContext(
+    input: Vertex | undefined,
+  ): { dir: string; filter: ContextFilter } | undefined {
+    if (input?.op.kind !== "local") return undefined;
+    const ctx = this.o.contexts.get(input.op.name);
+    if (!ctx) {
+      throw new KilnError("E_CONTEXT", `build context ${input.op.name} was not provided`, {
+        hint: `pass it with --build-context ${input.op.name}=<dir>`,
+      });
+    }
+    return ctx;
+  }
+
+  async run(v: Vertex, inputs: FsResult[], ctx: RunContext): Promise<FsResult> {
+    switch (v.op.kind) {
+      case "image":
+        return { layers: await this.o.images.pull(v, ctx.signal) };
+      case "local":
+        return { layers: [] };
+      case "merge":
+        return { layers: inputs.flatMap((i) => i.layers) };
+      case "exec":
+        return this.exec(v, v.op, inputs, ctx);
+      case "file":
+        return this.file(v, v.op, inputs, ctx);
+      case "http":
+        throw new KilnError("E_UNSUPPORTED", `${v.name}: ADD from a URL is not supported yet`);
+    }
+  }
+
+  /** Commits the active mount as a new layer, or drops it when the step changed nothing. */
+  private async commitLayer(
+    v: Vertex,
+    active: ActiveMount,
+    base: FsResult,
+    key: string,
+  ): Promise<FsResult> {
+    if ((await readdir(active.upperdir)).length === 0 && active.driver === "overlay") {
+      await active.release();
+      return base;
+    }
+    const id = newId(v.op.kind, key);
+    await this.o.state.snapshots.commit(active.id, active, id);
+    const layer: LayerRecord = { snapshot: id, producer: v.digest };
+    return { layers: [...base.layers, layer] };
+  }
+
+  /** A throwaway read-write view of an input's filesystem (for bind mounts and COPY --from). */
+  private async view(layers: LayerRecord[], key: string): Promise<ActiveMount> {
+    return this.o.state.snapshots.prepare(
+      newId("view", key),
+      layers.map((l) => l.snapshot),
+    );
+  }
+
+  private async exec(
+    v: Vertex,
+    op: ExecOp,
+    inputs: FsResult[],
+    ctx: RunContext,
+  ): Promise<FsResult> {
+    const root = inputs[0] ?? { layers: [] };
+    const platform = v.platform;
+    if (!platform) throw new KilnError("E_INTERNAL", `${v.name}: exec without a platform`);
+    const plan = await this.o.emulation.plan(platform);
+    const active = await this.o.state.snapshots.prepare(
+      newId("active", ctx.cacheKey),
+      root.layers.map((l) => l.snapshot),
+    );
+    const cleanups: (() => Promise<void>)[] = [];
+    try {
+      const mounts: ExecutorMount[] = [];
+      const env = [...op.env];
+      for (const m of op.mounts) {
+        const mounted = await this.mountFor(v, m, inputs, ctx, cleanups);
+        if (mounted.mount) mounts.push(mounted.mount);
+        if (mounted.env) env.push(mounted.env);
+      }
+      const stubs = await this.missingPaths(active.rootfs, [
+        ...RUNTIME_MOUNTS,
+        ...mounts.map((m) => m.target),
+      ]);
+      const tail: string[] = [];
+      const onOutput = (stream: 1 | 2) => (chunk: Buffer) => {
+        const data = chunk.toString("utf8");
+        this.o.progress.write({
+          type: "log",
+          vertex: v.digest,
+          stream,
+          data,
+          timestamp: Date.now(),
+        });
+        for (const line of data.split("\n")) if (line) tail.push(line);
+        if (tail.length > OUTPUT_TAIL_LINES) tail.splice(0, tail.length - OUTPUT_TAIL_LINES);
+      };
+      const result = await runContainer(
+        {
+          rootfs: active.rootfs,
+          args: op.args,
+          env,
+          cwd: op.cwd,
+          user: op.user,
+          hostname: op.hostname ?? "buildkitsandbox",
+          network: op.network === "none" ? "none" : "host",
+          extraHosts: op.extraHosts ?? [],
+          mounts,
+          emulator: plan.emulator ? { hostPath: plan.emulator.path } : undefined,
+        },
+        { onStdout: onOutput(1), onStderr: onOutput(2), signal: ctx.signal },
+        { stateDir: this.o.state.root },
+      );
+      if (result.exitCode !== 0) {
+        throw await this.o.emulation.explainFailure({
+          vertex: v,
+          platform,
+          args: op.args,
+          exitCode: result.exitCode,
+          output: tail,
+          rootfs: active.rootfs,
+          plan,
+        });
+      }
+      await this.removeStubs(active.rootfs, stubs);
+      return await this.commitLayer(v, active, root, ctx.cacheKey);
+    } finally {
+      for (const c of cleanups.reverse()) await c().catch(() => undefined);
+      await active.release();
+    }
+  }
+
+  private async mountFor(
+    v: Vertex,
+    m: ExecMount,
+    inputs: FsResult[],
+    ctx: RunContext,
+    cleanups: (() => Promise<void>)[],
+  ): Promise<{ mount?: ExecutorMount; env?: string }> {
+    switch (m.type) {
+      case "bind": {
+        const local = this.localContext(v.inputs[m.input]);
+        if (local) {
+          const source = await resolveInRoot(local.dir, m.source, { followFinal: true });
+          // rw on a context bind would write into the user's files: always read-only
+          return { mount: { type: "bind", source, target: m.target, readonly: true } };
+        }
+        const view = await this.view(inputs[m.input]?.layers ?? [], ctx.cacheKey);
+        cleanups.push(() => view.release());
+        const source = await resolveInRoot(view.rootfs, m.source, { followFinal: true });
+        return { mount: { type: "bind", source, target: m.target, readonly: m.readonly } };
+      }
+      case "cache": {
+        const dir = join(
+          this.o.state.cacheMountsDir,
+          createHash("sha256").update(m.id).digest("hex").slice(0, 32),
+        );
+        let created = false;
+        try {
+          await mkdir(dir);
+          created = true;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        }
+        if (created) {
+          await chmod(dir, m.mode);
+          await chown(dir, m.uid, m.gid);
+        }
+        if (m.sharing === "locked") {
+          // hold the lock for the whole run: release when the step's cleanups run
+          let release!: () => void;
+          const held = new Promise<void>((r) => (release = r));
+          await new Promise<void>((acquired) => {
+            void this.locks.run(`cache:${m.id}`, async () => {
+              acquired();
+              await held;
+            });
+          });
+          cleanups.push(() => {
+            release();
+            return Promise.resolve();
+          });
+        }
+        return { mount: { type: "bind", source: dir, target: m.target, readonly: m.readonly } };
+      }
+      case "tmpfs":
+        return { mount: { type: "tmpfs", target: m.target, size: m.size } };
+      case "secret": {
+        const value = this.o.secrets.get(m.id);
+        if (value === undefined) {
+          if (m.required) {
+            throw new KilnError(
+              "E_SECRET_MISSING",
+              `${v.name}: secret ${m.id} is required but was not provided`,
+              {
+                hint: `pass it with --secret id=${m.id},src=<file> or --secret id=${m.id},env=<VAR>`,
+              },
+            );
+          }
+          return {};
+        }
+        if (m.env) return { env: `${m.env}=${value.toString("utf8")}` };
+        // secrets live on a tmpfs outside the rootfs and are bind-mounted read-only
+        const dir = join("/dev/shm", `kiln-secret-${randomBytes(8).toString("hex")}`);
+        await mkdir(dir, { mode: 0o700 });
+        cleanups.push(() => rm(dir, { recursive: true, force: true }));
+        const file = join(dir, "secret");
+        await writeFile(file, value, { mode: m.mode });
+        await chown(file, m.uid, m.gid);
+        return {
+          mount: {
+            type: "bind",
+            source: file,
+            target: m.target ?? `/run/secrets/${m.id}`,
+            readonly: true,
+          },
+        };
+      }
+      case "ssh": {
+        const sock = this.o.ssh.get(m.id);
+        if (!sock) {
+          if (m.required) {
+            throw new KilnError(
+              "E_SSH_MISSING",
+              `${v.name}: ssh agent ${m.id} is required but was not forwarded`,
+              {
+                hint: `pass --ssh ${m.id === "default" ? "default" : `${m.id}=<socket or key>`}`,
+              },
+            );
+          }
+          return {};
+        }
+        return {
+          mount: { type: "bind", source: sock, target: m.target, readonly: false },
+          env: `SSH_AUTH_SOCK=${m.target}`,
+        };
+      }
+    }
+  }
+
+  private async missingPaths(rootfs: string, paths: string[]): Promise<string[]> {
+    const missing: string[] = [];
+    for (const p of paths) {
+      const host = await resolveInRoot(rootfs, p, { followFinal: false });
+      try {
+        await lstat(host);
+      } catch {
+        missing.push(p);
+      }
+    }
+    return missing;
+  }
+
+  /** Removes mount points the runtime created, if they are still empty stubs. */
+  private async removeStubs(rootfs: string, stubs: string[]): Promise<void> {
+    for (const p of stubs.sort().reverse()) {
+      const host = await resolveInRoot(rootfs, p, { followFinal: false });
+      try {
+        const st = await lstat(host);
+        if (st.isDirectory()) await rmdir(host);
+        else if (st.isFile() && st.size === 0) await rm(host);
+      } catch {
+        // not empty (the step wrote there) or already gone: keep what the step made
+      }
+    }
+  }
+
+  private async file(
+    v: Vertex,
+    op: FileOp,
+    inputs: FsResult[],
+    ctx: RunContext,
+  ): Promise<FsResult> {
+    const base = op.dest >= 0 ? (inputs[op.dest] ?? { layers: [] }) : { layers: [] };
+    const active = await this.o.state.snapshots.prepare(
+      newId("active", ctx.cacheKey),
+      base.layers.map((l) => l.snapshot),
+    );
+    const views: ActiveMount[] = [];
+    try {
+      const ownerOf = async (
+        c: { user: string; group?: string } | undefined,
+      ): Promise<Owner | undefined> => {
+        if (!c) return undefined;
+        return resolveOwner(active.rootfs, c.group === undefined ? c.user : `${c.user}:${c.group}`);
+      };
+      for (const a of op.actions) {
+        switch (a.action) {
+          case "copy": {
+            const source = await this.copySource(v, a.input, inputs, ctx, views);
+            await copyInto(active.rootfs, source, {
+              src: a.src,
+              dest: a.dest,
+              owner: await ownerOf(a.chown),
+              mode: a.chmod ? parseChmod(a.chmod) : undefined,
+              dirContents: a.dirContents,
+              allowWildcard: a.allowWildcard,
+              allowEmptyWildcard: a.allowEmptyWildcard,
+              excludes: a.excludes,
+              parents: a.parents,
+              unpack: a.unpack,
+              followSymlinks: a.followSymlinks,
+            });
+            break;
+          }
+          case "mkdir":
+            await mkdirIn(active.rootfs, a.path, {
+              mode: a.mode,
+              makeParents: a.makeParents,
+              owner: await ownerOf(a.chown),
+            });
+            break;
+          case "mkfile":
+            await mkfileIn(active.rootfs, a.path, a.data, {
+              mode: a.mode,
+              owner: await ownerOf(a.chown),
+            });
+            break;
+          case "rm":
+            await rmIn(active.rootfs, a.path, a.allowNotFound, a.allowWildcard);
+            break;
+        }
+      }
+      return await this.commitLayer(v, active, base, ctx.cacheKey);
+    } catch (e) {
+      throw e instanceof KilnError
+        ? new KilnError(e.code, `${v.name}: ${e.message}`, { hint: e.hint, cause: e })
+        : e;
+    } finally {
+      for (const view of views) await view.release().catch(() => undefined);
+      await active.release();
+    }
+  }
+
+  private async copySource(
+    v: Vertex,
+    index: number,
+    inputs: FsResult[],
+    ctx: RunContext,
+    views: ActiveMount[],
+  ): Promise<CopySource> {
+    const input = v.inputs[index];
+    const local = this.localContext(input);
+    if (local) {
+      return {
+        root: local.dir,
+        label:
+          input?.op.kind === "local" && input.op.name !== "context"
+            ? `build context ${input.op.name}`
+            : "build context",
+        excluded: (rel) => local.filter.excluded(rel),
+        exclusionReason: (rel) => local.filter.reason(rel),
+        ownerOverride: { uid: 0, gid: 0 },
+        reincludes: local.filter.patterns.some((p) => p.startsWith("!")),
+      };
+    }
+    const view = await this.view(inputs[index]?.layers ?? [], ctx.cacheKey);
+    views.push(view);
+    return { root: view.rootfs, label: input ? `"${input.name}"` : "source" };
+  }
+}
