@@ -23,6 +23,8 @@ export interface LayerRecord {
   blob?: BlobRecord;
   /** digest of the vertex whose step created this layer (built layers only) */
   producer?: string;
+  /** when the step made it (ISO 8601): the image history's timestamp */
+  created?: string;
 }
 
 /** The result of every op: a root filesystem as a stack of layers, bottom first. */

@@ -142,7 +142,11 @@ export class BuildWorker implements Worker<FsResult> {
     }
     const id = newId(v.op.kind, key);
     await this.o.state.snapshots.commit(active.id, active, id);
-    const layer: LayerRecord = { snapshot: id, producer: v.digest };
+    const layer: LayerRecord = {
+      snapshot: id,
+      producer: v.digest,
+      created: new Date().toISOString(),
+    };
     return { layers: [...base.layers, layer] };
   }
 

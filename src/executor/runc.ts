@@ -116,6 +116,15 @@ export async function runContainer(
   if (!/^[\w+.-]+$/.test(id)) {
     throw new KilnError("E_EXEC_ID", `invalid container id ${JSON.stringify(id)}`);
   }
+  if (!spec.cwd.startsWith("/")) {
+    throw new KilnError(
+      "E_EXEC_CWD",
+      `working directory ${JSON.stringify(spec.cwd)} is not absolute`,
+      {
+        hint: "WORKDIR must resolve to an absolute path.",
+      },
+    );
+  }
   if (io.signal?.aborted) throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
   await mkdir(runcRoot, { recursive: true, mode: 0o700 });
   await mkdir(bundles, { recursive: true, mode: 0o700 });

@@ -136,24 +136,40 @@ function dockerLayerType(mediaType: string): string {
   return mediaType;
 }
 
-function isoTime(epoch: number | undefined, now: Date): string {
-  return (epoch === undefined ? now : new Date(epoch * 1000)).toISOString();
-}
-
-/** The final config: diff_ids of the actual layers; steps that made no layer marked empty. */
-export function finalConfig(img: PlatformImage, blobs: BlobRecord[], created: string): ImageConfig {
-  const produced = new Set(img.result.layers.map((l) => l.producer).filter((p) => p !== undefined));
+/**
+ * The final config: diff_ids of the actual layers; steps that made no layer marked empty.
+ * Timestamps come from when each layer was made (or SOURCE_DATE_EPOCH), not from the export,
+ * so rebuilding from the cache gives the same image digest.
+ */
+export function finalConfig(
+  img: PlatformImage,
+  blobs: BlobRecord[],
+  epoch: string | undefined,
+): ImageConfig {
+  const layerTime = new Map<string, string>();
+  for (const l of img.result.layers)
+    if (l.producer && l.created) layerTime.set(l.producer, l.created);
+  let last = epoch ?? img.config.created ?? new Date(0).toISOString();
   const history: HistoryEntry[] = (img.config.history ?? []).map((h, i) => {
-    if (i < img.baseHistoryLength) return h;
-    const entry: HistoryEntry = { ...h, created };
+    if (i < img.baseHistoryLength) {
+      if (h.created && h.created > last && epoch === undefined) last = h.created;
+      return h;
+    }
+    const entry: HistoryEntry = { ...h };
     const producer = img.historyProducers[i - img.baseHistoryLength];
-    if (producer !== undefined && produced.has(producer)) delete entry.empty_layer;
-    else entry.empty_layer = true;
+    const made = producer === undefined ? undefined : layerTime.get(producer);
+    if (producer !== undefined && img.result.layers.some((l) => l.producer === producer)) {
+      delete entry.empty_layer;
+    } else {
+      entry.empty_layer = true;
+    }
+    if (made !== undefined && epoch === undefined) last = made;
+    entry.created = last;
     return entry;
   });
   return {
     ...img.config,
-    created,
+    created: last,
     rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
     history,
   };
@@ -164,8 +180,7 @@ export async function assembleImages(
   images: readonly PlatformImage[],
   opts: AssembleOptions,
 ): Promise<AssembledImage> {
-  const now = new Date();
-  const created = isoTime(opts.epoch, now);
+  const epoch = opts.epoch === undefined ? undefined : new Date(opts.epoch * 1000).toISOString();
   const parallelism = opts.parallelism ?? 2;
   // layers shared between platforms (a common base) are resolved once
   const pending = new Map<string, Promise<BlobRecord>>();
@@ -180,7 +195,7 @@ export async function assembleImages(
   const platforms: AssembledPlatform[] = [];
   for (const img of images) {
     const blobs = await mapBounded(img.result.layers, parallelism, blobOf);
-    const config = finalConfig(img, blobs, created);
+    const config = finalConfig(img, blobs, epoch);
     const configBytes = encodeJSON(config);
     const configInfo = await deps.content.putBytes(configBytes);
     const configDesc: Descriptor = {

@@ -7,7 +7,12 @@ import { isIndexType } from "../oci/mediatypes.js";
 import { parseManifestOrIndex } from "../oci/parse.js";
 import type { Descriptor, Digest } from "../oci/types.js";
 import type { Platform } from "../platform/types.js";
-import { formatRef, type RegistryClient, type RepositoryRef } from "./client.js";
+import {
+  formatRef,
+  type FetchedManifest,
+  type RegistryClient,
+  type RepositoryRef,
+} from "./client.js";
 import { selectPlatform } from "./select.js";
 
 export interface PullResult {
@@ -40,22 +45,25 @@ export async function pullImage(
   } else {
     children = [];
   }
-  const manifests: Descriptor[] = [];
+  const manifests: Descriptor[] = top.document.kind === "manifest" ? [top.descriptor] : [];
   const blobs = new Map<Digest, Descriptor>();
   const collect = (doc: ReturnType<typeof parseManifestOrIndex>): void => {
     if (doc.kind !== "manifest") return;
     for (const d of [doc.manifest.config, ...doc.manifest.layers]) blobs.set(d.digest, d);
   };
-  if (top.document.kind === "manifest") {
-    manifests.push(top.descriptor);
-    collect(top.document);
-  }
-  await mapLimit(children, client.maxConcurrency, async (desc) => {
+  collect(top.document);
+  const fetched = new Array<FetchedManifest>(children.length);
+  await mapLimit([...children.keys()], client.maxConcurrency, async (i) => {
+    const desc = children[i]!;
     const child = await client.getManifest(repo, desc.digest);
     await store.putBytes(child.bytes, { digest: desc.digest, size: desc.size });
-    manifests.push({ ...desc, mediaType: child.descriptor.mediaType });
-    collect(child.document);
+    fetched[i] = child;
   });
+  // In index order, whatever order the fetches finished in.
+  for (const [i, child] of fetched.entries()) {
+    manifests.push({ ...children[i]!, mediaType: child.descriptor.mediaType });
+    collect(child.document);
+  }
   await mapLimit([...blobs.values()], client.maxConcurrency, async (desc) => {
     if (await store.has(desc.digest)) return;
     await store.ingest(client.fetchBlob(repo, desc), { digest: desc.digest, size: desc.size });

@@ -414,6 +414,7 @@ export class Snapshotter {
     await runChecked("sync", ["-f", join(staging, "meta.json")], { errorCode: "E_SNAPSHOT_SYNC" });
     try {
       await rename(staging, this.#dir(meta.id));
+      this.#known.add(meta.id);
     } catch (e) {
       if (!isErrno(e, "EEXIST", "ENOTEMPTY")) throw e;
       if (allowExisting) return;

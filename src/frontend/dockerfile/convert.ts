@@ -572,6 +572,7 @@ class Converter {
       };
       if (st.config.config) delete st.config.config.OnBuild;
       st.onbuild = parent.onbuild;
+      st.cmdTotal = countSteps(def.stage.commands);
     } else {
       const platform = requested ?? this.o.targetPlatform;
       st = {
@@ -590,6 +591,7 @@ class Converter {
         historyProducers: [],
         onbuild: [],
       };
+      st.cmdTotal = countSteps(def.stage.commands);
       if (def.baseName !== SCRATCH) {
         let resolved: ResolvedBaseImage;
         try {
@@ -605,7 +607,7 @@ class Converter {
         delete st.config.config.OnBuild;
         st.onbuild = triggers.map((t) => this.parseTrigger(def, t));
         if (resolved.config.rootfs.diff_ids.length > 0) {
-          st.cmdTotal = 1;
+          st.cmdTotal++;
           const v = vertex(
             { kind: "image", ref: resolved.ref, manifestDigest: resolved.manifestDigest },
             [],
@@ -628,13 +630,11 @@ class Converter {
       ...st.onbuild.map((c) => ({ c, onbuild: true })),
       ...def.stage.commands.map((c) => ({ c, onbuild: false })),
     ];
+    // triggers run before the stage's own commands and are numbered after FROM was named
+    st.cmdTotal += countSteps(st.onbuild);
     st.onbuild = def.stage.commands.flatMap((c) =>
       c.kind === "onbuild" && c.trigger ? [c.trigger] : [],
     );
-    for (const { c } of commands) {
-      if (c.kind === "add" || c.kind === "copy" || c.kind === "run" || c.kind === "workdir")
-        st.cmdTotal++;
-    }
     // make sure that PATH is always set, and the base's env, workdir and user apply
     st.config.config ??= {};
     const cc = st.config.config;
@@ -1276,6 +1276,13 @@ class Converter {
       this.fail(loc, e);
     }
   }
+}
+
+/** Steps that get a `[n/total]` number (besides FROM an image): ADD, COPY, RUN, WORKDIR. */
+function countSteps(commands: readonly Command[]): number {
+  return commands.filter(
+    (c) => c.kind === "add" || c.kind === "copy" || c.kind === "run" || c.kind === "workdir",
+  ).length;
 }
 
 function splitChown(spec: string): { user: string; group?: string } {
