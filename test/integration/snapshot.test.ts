@@ -112,13 +112,17 @@ test("overlay: prepare/commit chain, whiteouts, opaque dirs, renamed dirs", opts
   assert.deepEqual(await readdir(join(s.root, "active")), [], "no workspaces left");
 });
 
+/** n one-file layers; overlay layers are diffs, so they can be made in parallel without parents. */
 async function chainOf(s: Snapshotter, n: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const id = `sha256:${String(i).padStart(64, "0")}`;
-    // layer 5 is deleted again by layer 20: the whiteout must survive flattening
-    await layer(s, id, [...ids], { [`f/${i}`]: String(i) }, i === 20 ? ["f/5"] : []);
-    ids.push(id);
+  const ids = Array.from({ length: n }, (_, i) => `sha256:${String(i).padStart(64, "0")}`);
+  for (let start = 0; start < n; start += 16) {
+    await Promise.all(
+      ids.slice(start, start + 16).map((id, j) => {
+        const i = start + j;
+        // layer 5 is deleted again by layer 20: the whiteout must survive flattening
+        return layer(s, id, [], { [`f/${i}`]: String(i) }, i === 20 ? ["f/5"] : []);
+      }),
+    );
   }
   return ids;
 }
