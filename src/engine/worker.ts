@@ -4,7 +4,7 @@
  * file operations — and returns the resulting stack of layers.
  */
 import { randomBytes, createHash } from "node:crypto";
-import { lstat, mkdir, readdir, rm, rmdir, writeFile, chmod, chown } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile, chmod, chown } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import type { ExecMount, ExecOp, FileOp, Vertex } from "../graph/index.js";
@@ -41,8 +41,6 @@ export interface WorkerOptions {
   ssh: Map<string, string>;
 }
 
-/** Paths runc creates as mount points when missing; removed again so they never enter a layer. */
-const RUNTIME_MOUNTS = ["/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf"];
 const OUTPUT_TAIL_LINES = 12;
 
 function newId(prefix: string, key: string): string {
@@ -181,10 +179,6 @@ export class BuildWorker implements Worker<FsResult> {
         if (mounted.mount) mounts.push(mounted.mount);
         if (mounted.env) env.push(mounted.env);
       }
-      const stubs = await this.missingPaths(active.rootfs, [
-        ...RUNTIME_MOUNTS,
-        ...mounts.map((m) => m.target),
-      ]);
       const tail: string[] = [];
       const onOutput = (stream: 1 | 2) => (chunk: Buffer) => {
         const data = chunk.toString("utf8");
@@ -225,7 +219,6 @@ export class BuildWorker implements Worker<FsResult> {
           plan,
         });
       }
-      await this.removeStubs(active.rootfs, stubs);
       return await this.commitLayer(v, active, root, ctx.cacheKey);
     } finally {
       for (const c of cleanups.reverse()) await c().catch(() => undefined);
@@ -337,33 +330,6 @@ export class BuildWorker implements Worker<FsResult> {
           mount: { type: "bind", source: sock, target: m.target, readonly: false },
           env: `SSH_AUTH_SOCK=${m.target}`,
         };
-      }
-    }
-  }
-
-  private async missingPaths(rootfs: string, paths: string[]): Promise<string[]> {
-    const missing: string[] = [];
-    for (const p of paths) {
-      const host = await resolveInRoot(rootfs, p, { followFinal: false });
-      try {
-        await lstat(host);
-      } catch {
-        missing.push(p);
-      }
-    }
-    return missing;
-  }
-
-  /** Removes mount points the runtime created, if they are still empty stubs. */
-  private async removeStubs(rootfs: string, stubs: string[]): Promise<void> {
-    for (const p of stubs.sort().reverse()) {
-      const host = await resolveInRoot(rootfs, p, { followFinal: false });
-      try {
-        const st = await lstat(host);
-        if (st.isDirectory()) await rmdir(host);
-        else if (st.isFile() && st.size === 0) await rm(host);
-      } catch {
-        // not empty (the step wrote there) or already gone: keep what the step made
       }
     }
   }
