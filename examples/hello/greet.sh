@@ -1,0 +1,3 @@
+#!/bin/sh
+cat /etc/hello
+echo "hello from $(uname -m)"
