@@ -4,7 +4,7 @@
  * files written atomically (temp file + rename), so a crash leaves either the old record or
  * the new one, and several kiln processes can share the directory.
  */
-import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ResultCache } from "../solver/index.js";
@@ -47,6 +47,27 @@ async function readJSON<T>(path: string): Promise<T | undefined> {
   }
 }
 
+/** Marks a record as just used (its mtime is its "last used" time for `kiln du`/`prune`). */
+async function touch(path: string): Promise<void> {
+  const now = new Date();
+  await utimes(path, now, now).catch(() => undefined);
+}
+
+/** A result record file as `kiln du`/`prune` see it. */
+export interface ResultFile {
+  path: string;
+  /** undefined when the file does not parse (a leftover to remove) */
+  result: FsResult | undefined;
+}
+
+/** A layer-blob record file: the blob made from `snapshot` with a compression key. */
+export interface BlobRecordFile {
+  path: string;
+  snapshot: string;
+  compression: string;
+  blob: BlobRecord | undefined;
+}
+
 function fileName(key: string): string {
   return key.replace(/^sha256:/, "") + ".json";
 }
@@ -80,6 +101,7 @@ export class BuildCache implements ResultCache<FsResult> {
       // a pruned or half-written snapshot makes the record useless, never wrong
       if (!(await this.snapshotExists(l.snapshot))) return undefined;
     }
+    await touch(join(this.resultsDir, fileName(key)));
     return { layers: await Promise.all(r.layers.map((l) => this.withBlob(l))) };
   }
 
@@ -89,7 +111,10 @@ export class BuildCache implements ResultCache<FsResult> {
 
   /** The blob made from a built snapshot with the given compression, if any. */
   async blobFor(snapshot: string, compression: string): Promise<BlobRecord | undefined> {
-    return readJSON<BlobRecord>(join(this.blobsDir, `${snapshot}.${compression}.json`));
+    const path = join(this.blobsDir, `${snapshot}.${compression}.json`);
+    const blob = await readJSON<BlobRecord>(path);
+    if (blob) await touch(path);
+    return blob;
   }
 
   async recordBlob(snapshot: string, compression: string, blob: BlobRecord): Promise<void> {
@@ -109,6 +134,40 @@ export class BuildCache implements ResultCache<FsResult> {
       if (!f.endsWith(".json")) continue;
       const r = await readJSON<FsResult>(join(this.resultsDir, f));
       for (const l of r?.layers ?? []) out.add(l.snapshot);
+    }
+    return out;
+  }
+
+  /** The directories records live in (every other file there is a leftover of a crash). */
+  get dirs(): { results: string; layerBlobs: string } {
+    return { results: this.resultsDir, layerBlobs: this.blobsDir };
+  }
+
+  /** Every result record file, parsed (for `kiln du`/`prune`). */
+  async resultFiles(): Promise<ResultFile[]> {
+    const out: ResultFile[] = [];
+    for (const f of await readdir(this.resultsDir)) {
+      if (!f.endsWith(".json")) continue;
+      const path = join(this.resultsDir, f);
+      const r = await readJSON<FsResult>(path);
+      out.push({ path, result: r && Array.isArray(r.layers) ? r : undefined });
+    }
+    return out;
+  }
+
+  /** Every layer-blob record file, parsed (for `kiln du`/`prune`). */
+  async blobRecordFiles(): Promise<BlobRecordFile[]> {
+    const out: BlobRecordFile[] = [];
+    for (const f of await readdir(this.blobsDir)) {
+      const m = /^(.+)\.([^.]+)\.json$/.exec(f);
+      if (!m) continue;
+      const path = join(this.blobsDir, f);
+      out.push({
+        path,
+        snapshot: m[1]!,
+        compression: m[2]!,
+        blob: await readJSON<BlobRecord>(path),
+      });
     }
     return out;
   }

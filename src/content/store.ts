@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -124,6 +124,17 @@ export class ContentStore {
     const actual = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
     if (actual !== digest) throw corrupt(digest, actual, this.root);
     return bytes;
+  }
+
+  /** Where blobs and in-progress writes live (for `kiln du`/`prune`). */
+  get dirs(): { blobs: string; ingest: string } {
+    return { blobs: join(this.root, "blobs", "sha256"), ingest: join(this.root, ingestDir) };
+  }
+
+  /** Digests of every stored blob. */
+  async list(): Promise<Digest[]> {
+    const names = await readdir(this.dirs.blobs);
+    return names.filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`);
   }
 
   async delete(digest: Digest): Promise<void> {

@@ -260,6 +260,39 @@ export class Snapshotter {
     return meta;
   }
 
+  /** Where committed snapshots and active workspaces live (for `kiln du`/`prune`). */
+  get dirs(): { snapshots: string; active: string } {
+    return { snapshots: this.#snapshots, active: this.#activeRoot };
+  }
+
+  /**
+   * Every committed snapshot directory with its metadata (undefined when meta.json is missing
+   * or unreadable: a leftover that no mount can use). The empty lower dir is not listed.
+   */
+  async list(): Promise<{ dir: string; info: SnapshotInfo | undefined }[]> {
+    await this.driver();
+    const out: { dir: string; info: SnapshotInfo | undefined }[] = [];
+    for (const name of await readdir(this.#snapshots)) {
+      if (name === EMPTY) continue;
+      const dir = join(this.#snapshots, name);
+      let info: SnapshotInfo | undefined;
+      try {
+        const meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as SnapshotInfo;
+        if (typeof meta.id === "string" && keyOf(meta.id) === name) info = meta;
+      } catch {
+        // no or torn metadata: listed as a leftover
+      }
+      out.push({ dir, info });
+    }
+    return out;
+  }
+
+  /** Whether an active mount of this process reads from the snapshot. */
+  isInUse(id: string): boolean {
+    for (const { uses } of this.#inUse.values()) if (uses.includes(id)) return true;
+    return false;
+  }
+
   async exists(id: string): Promise<boolean> {
     return (await this.info(id)) !== undefined;
   }
