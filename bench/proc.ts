@@ -88,6 +88,7 @@ async function spawnLogged(
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
+  if (child.pid !== undefined) active.add(child.pid);
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
   const timer = setTimeout(() => {
@@ -100,7 +101,16 @@ async function spawnLogged(
     return `cannot start: ${(e as Error).message}`;
   } finally {
     clearTimeout(timer);
+    if (child.pid !== undefined) active.delete(child.pid);
   }
+}
+
+/** Process groups of the timed commands running now. */
+const active = new Set<number>();
+
+/** Kills every timed command still running (on Ctrl-C), with all its children. */
+export function killActive(): void {
+  for (const pid of active) killGroup(pid, "SIGKILL");
 }
 
 export function parseGnuTime(text: string): { maxRssKiB: number; cpuSeconds: number } | undefined {

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pushBaseImages } from "../test/fixtures/base-images.js";
 import { startRegistry, type RunningRegistry } from "../test/fixtures/registry.js";
-import { killStragglers, removeTree, runTimed } from "./proc.js";
+import { killActive, killStragglers, removeTree, runTimed } from "./proc.js";
 import { markdown, SCENARIOS, summarize, type Sample, type Skipped } from "./report.js";
 import { Skip, startTool, TOOL_NAMES, type Tool, type ToolName } from "./tools.js";
 import { prepareContext, WORKLOADS, workload, type Workload } from "./workloads.js";
@@ -108,6 +108,7 @@ async function main(): Promise<number> {
   let cleaned: Promise<void> | undefined;
   const cleanup = () =>
     (cleaned ??= (async () => {
+      killActive();
       for (const t of [...tools].reverse())
         await t.stop().catch((e: unknown) => {
           log(`stopping ${t.name}: ${String(e)}`);
