@@ -3,6 +3,7 @@ import { isKilnError, messageOf } from "../errors.js";
 import { VERSION } from "../version.js";
 import { buildCommand } from "./build.js";
 import { binfmtCommand, platformsCommand } from "./emulation.js";
+import { imagetoolsCommand } from "./imagetools.js";
 
 function program(): Command {
   const root = new Command("kiln")
@@ -13,6 +14,7 @@ function program(): Command {
   root.addCommand(buildCommand());
   root.addCommand(platformsCommand());
   root.addCommand(binfmtCommand());
+  root.addCommand(imagetoolsCommand());
   return root;
 }
 

@@ -1,0 +1,20 @@
+export { createImage, type CreateRequest, type CreateResult } from "./create.js";
+export {
+  inspectImage,
+  inspectJSON,
+  formatInspect,
+  type Inspected,
+  type InspectJSON,
+} from "./inspect.js";
+export {
+  mergeSources,
+  parseAnnotation,
+  platformFromConfig,
+  platformKey,
+  isAttestation,
+  type AnnotationSpec,
+  type AnnotationTarget,
+  type MergeOptions,
+  type MergeResult,
+  type MergeSource,
+} from "./merge.js";
