@@ -3,8 +3,8 @@
  * into snapshots, runs RUN steps with runc (through QEMU when the platform needs it), applies
  * file operations — and returns the resulting stack of layers.
  */
-import { randomBytes, createHash } from "node:crypto";
-import { mkdir, readdir, rm, writeFile, chmod, chown } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, rm, writeFile, chown } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import type { ExecMount, ExecOp, FileOp, Vertex } from "../graph/index.js";
@@ -26,6 +26,9 @@ import { contextChecksum, type ContextFilter } from "../context/index.js";
 import { runContainer, type Mount as ExecutorMount } from "../executor/index.js";
 import type { ActiveMount } from "../snapshot/index.js";
 import type { ExecutionPlanner } from "./emulation.js";
+import { CacheMounts } from "./cachemounts.js";
+import { formatAll } from "../platform/index.js";
+import { runChecked } from "../process/index.js";
 import type { ImagePuller } from "./images.js";
 import type { ProgressSink } from "../progress/index.js";
 
@@ -47,29 +50,14 @@ function newId(prefix: string, key: string): string {
   return `${prefix}-${key.replace(/^sha256:/, "").slice(0, 16)}-${randomBytes(4).toString("hex")}`;
 }
 
-/** An async mutex per key, for `sharing=locked` cache mounts and one pull per layer. */
-class KeyedLock {
-  private readonly tails = new Map<string, Promise<void>>();
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    let done!: () => void;
-    const mine = new Promise<void>((r) => (done = r));
-    const tail = prev.then(() => mine);
-    this.tails.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      done();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
-
 export class BuildWorker implements Worker<FsResult> {
-  private readonly locks = new KeyedLock();
+  private readonly cacheMounts: CacheMounts;
 
-  constructor(private readonly o: WorkerOptions) {}
+  constructor(private readonly o: WorkerOptions) {
+    this.cacheMounts = new CacheMounts(o.state.cacheMountsDir, (message) => {
+      o.progress.write({ type: "warning", message });
+    });
+  }
 
   emulated(v: Vertex): boolean {
     return (
@@ -247,37 +235,33 @@ export class BuildWorker implements Worker<FsResult> {
         return { mount: { type: "bind", source, target: m.target, readonly: m.readonly } };
       }
       case "cache": {
-        const dir = join(
-          this.o.state.cacheMountsDir,
-          createHash("sha256").update(m.id).digest("hex").slice(0, 32),
-        );
-        let created = false;
-        try {
-          await mkdir(dir);
-          created = true;
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-        }
-        if (created) {
-          await chmod(dir, m.mode);
-          await chown(dir, m.uid, m.gid);
-        }
-        if (m.sharing === "locked") {
-          // hold the lock for the whole run: release when the step's cleanups run
-          let release!: () => void;
-          const held = new Promise<void>((r) => (release = r));
-          await new Promise<void>((acquired) => {
-            void this.locks.run(`cache:${m.id}`, async () => {
-              acquired();
-              await held;
+        const cache = await this.cacheMounts.acquire({
+          id: m.id,
+          sharing: m.sharing,
+          mode: m.mode,
+          uid: m.uid,
+          gid: m.gid,
+          user: v.platform ? formatAll(v.platform) : "build",
+        });
+        cleanups.push(() => {
+          cache.release();
+          return Promise.resolve();
+        });
+        if (cache.created && m.input !== undefined) {
+          // `from=`: a new cache starts as a copy of that path of the source
+          const view = await this.view(inputs[m.input]?.layers ?? [], ctx.cacheKey);
+          try {
+            const src = await resolveInRoot(view.rootfs, m.source ?? "/", { followFinal: true });
+            await runChecked("cp", ["-a", "--", `${src}/.`, cache.dir], {
+              errorCode: "E_CACHE_MOUNT",
             });
-          });
-          cleanups.push(() => {
-            release();
-            return Promise.resolve();
-          });
+          } finally {
+            await view.release();
+          }
         }
-        return { mount: { type: "bind", source: dir, target: m.target, readonly: m.readonly } };
+        return {
+          mount: { type: "bind", source: cache.dir, target: m.target, readonly: m.readonly },
+        };
       }
       case "tmpfs":
         return { mount: { type: "tmpfs", target: m.target, size: m.size } };
