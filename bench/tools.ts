@@ -89,7 +89,14 @@ async function startKiln(env: ToolEnv): Promise<Tool> {
   const bin = join(env.repoRoot, "bin", "kiln");
   const broken = await kilnBuildWorks(env.repoRoot);
   if (broken !== undefined) throw new Skip(broken);
-  const version = firstLine((await probe([bin, "--version"])).out);
+  // kiln changes quickly: the commit (and whether the tree had edits) says which one ran.
+  const commit = firstLine(
+    (await probe(["git", "-C", env.repoRoot, "rev-parse", "--short", "HEAD"])).out,
+  );
+  const dirty = (
+    await probe(["git", "-C", env.repoRoot, "status", "--porcelain", "--", "src", "bin"])
+  ).out.trim();
+  const version = `${firstLine((await probe([bin, "--version"])).out)} (${commit}${dirty ? ", uncommitted changes" : ""})`;
   const root = join(env.dir, "root");
   return {
     name: "kiln",
