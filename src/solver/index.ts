@@ -74,6 +74,7 @@ class Semaphore {
 export class Solver<R> {
   private readonly keys = new Map<string, Promise<string>>();
   private readonly results = new Map<string, Promise<R>>();
+  private readonly forced = new Map<string, boolean>();
   private readonly semaphore: Semaphore;
   private readonly abort = new AbortController();
 
@@ -91,9 +92,13 @@ export class Solver<R> {
 
   /** Solves every root; the first failure cancels the rest and is rethrown. */
   async solve(roots: readonly Vertex[]): Promise<R[]> {
-    for (const v of topoSort(roots)) this.progress.announce(v);
+    const all = topoSort(roots);
+    for (const v of all) this.progress.announce(v);
     try {
-      return await Promise.all(roots.map((r) => this.result(r)));
+      const out = await Promise.all(roots.map((r) => this.result(r)));
+      // inputs of a cache hit were never needed: they are cached too (as BuildKit shows them)
+      for (const v of all) if (!this.results.has(v.digest)) this.progress.cached(v);
+      return out;
     } catch (e) {
       this.abort.abort(e);
       // let running vertices observe the abort and clean up before we report
@@ -115,6 +120,19 @@ export class Solver<R> {
     return p;
   }
 
+  /**
+   * Whether v must run: it is excluded from the cache, or an input is. A cached result
+   * downstream of a re-run step could hold files from an older run of that step.
+   */
+  private mustRun(v: Vertex): boolean {
+    let f = this.forced.get(v.digest);
+    if (f === undefined) {
+      f = (this.opts.noCache?.(v) ?? false) || v.inputs.some((i) => this.mustRun(i));
+      this.forced.set(v.digest, f);
+    }
+    return f;
+  }
+
   private result(v: Vertex): Promise<R> {
     let p = this.results.get(v.digest);
     if (!p) {
@@ -126,8 +144,7 @@ export class Solver<R> {
 
   private async compute(v: Vertex): Promise<R> {
     const key = await this.cacheKey(v);
-    const skipCache = this.opts.noCache?.(v) ?? false;
-    if (!skipCache) {
+    if (!this.mustRun(v)) {
       const hit = await this.cache.load(key);
       if (hit !== undefined) {
         this.progress.cached(v);
