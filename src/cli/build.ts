@@ -1,10 +1,11 @@
 /** `kiln build`: buildx's flags, mapped onto a BuildRequest for the engine. */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
-import type { BuildRequest, OutputSpec } from "../engine/request.js";
+import { remoteBuild, selectBuilder } from "../client/index.js";
+import type { BuildRequest } from "../engine/request.js";
 import { parsePlatformList } from "../platform/index.js";
 import { createRenderer, defaultProgressMode, parseProgressMode } from "../progress/index.js";
 import {
@@ -12,40 +13,45 @@ import {
   parseBuildArgs,
   parseBuildContexts,
   parseKeyValues,
-  parseOutput,
   parseSecret,
+  planOutputs,
   parseSsh,
 } from "./options.js";
+import { reportResult } from "./results.js";
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
+// no default value: commander would print "(default: [])" in the help
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 interface BuildFlags {
   file?: string;
-  tag: string[];
-  platform: string[];
-  buildArg: string[];
+  tag?: string[];
+  platform?: string[];
+  buildArg?: string[];
   target?: string;
   push?: boolean;
   load?: boolean;
-  output: string[];
-  label: string[];
-  annotation: string[];
+  output?: string[];
+  label?: string[];
+  annotation?: string[];
   cache?: boolean;
   // commander files `--no-cache-filter <stage>` under cacheFilter
-  cacheFilter: string[];
+  cacheFilter?: string[];
   pull?: boolean;
   progress?: string;
   metadataFile?: string;
   iidfile?: string;
-  secret: string[];
-  ssh: string[];
-  buildContext: string[];
+  secret?: string[];
+  ssh?: string[];
+  buildContext?: string[];
   network: string;
-  addHost: string[];
+  addHost?: string[];
   maxParallelism?: string;
   quiet?: boolean;
+  printGraph?: boolean;
   ignoreBinfmt?: boolean;
-  insecureRegistry: string[];
+  insecureRegistry?: string[];
+  builder?: string;
+  strictPlatforms?: boolean;
 }
 
 export function buildCommand(): Command {
@@ -53,18 +59,16 @@ export function buildCommand(): Command {
     .description("Build an image from a Dockerfile, for one or more platforms")
     .argument("[context]", "build context directory", ".")
     .option("-f, --file <path>", "Dockerfile (default: <context>/Dockerfile)")
-    .option("-t, --tag <name>", "image name and tag, e.g. registry/app:1 (repeatable)", collect, [])
+    .option("-t, --tag <name>", "image name and tag, e.g. registry/app:1 (repeatable)", collect)
     .option(
       "--platform <list>",
       "target platforms, e.g. linux/amd64,linux/arm64 (repeatable; local = this host)",
       collect,
-      [],
     )
     .option(
       "--build-arg <key=value>",
       "set a build-time variable (repeatable; KEY alone reads the environment)",
       collect,
-      [],
     )
     .option("--target <stage>", "build this stage instead of the last one")
     .option("--push", "push the image to its registry (shorthand for --output type=registry)")
@@ -73,21 +77,18 @@ export function buildCommand(): Command {
       "-o, --output <spec>",
       "output: type=image|registry|oci|docker|local|tar,dest=…,… or a directory (repeatable)",
       collect,
-      [],
     )
-    .option("--label <key=value>", "set an image label (repeatable)", collect, [])
+    .option("--label <key=value>", "set an image label (repeatable)", collect)
     .option(
       "--annotation <key=value>",
       "add an annotation to the image index/manifest (repeatable)",
       collect,
-      [],
     )
     .option("--no-cache", "do not use the build cache")
     .option(
       "--no-cache-filter <stage>",
       "do not use the cache for this stage (repeatable)",
       collect,
-      [],
     )
     .option("--pull", "always resolve base images again (kiln resolves tags on every build)")
     .option("--progress <mode>", "auto, tty, plain, rawjson or quiet (env BUILDKIT_PROGRESS)")
@@ -97,36 +98,25 @@ export function buildCommand(): Command {
       "--secret <spec>",
       "expose a secret: id=name,src=path | id=name,env=VAR (repeatable)",
       collect,
-      [],
     )
     .option(
       "--ssh <spec>",
       "forward an ssh agent: default | id=/path/to/socket (repeatable)",
       collect,
-      [],
     )
-    .option(
-      "--build-context <name=dir>",
-      "additional named build context (repeatable)",
-      collect,
-      [],
-    )
+    .option("--build-context <name=dir>", "additional named build context (repeatable)", collect)
     .addOption(
       new Option("--network <mode>", "network for RUN steps")
         .choices(["default", "none", "host"])
         .default("default"),
     )
-    .option(
-      "--add-host <host:ip>",
-      "add a line to /etc/hosts in RUN steps (repeatable)",
-      collect,
-      [],
-    )
+    .option("--add-host <host:ip>", "add a line to /etc/hosts in RUN steps (repeatable)", collect)
     .option(
       "--max-parallelism <n>",
       "run at most n steps at once (default: number of CPUs, at least 2)",
     )
     .option("-q, --quiet", "print only the image ID")
+    .option("--print-graph", "print the merged build graph (one line per step: digest, op, inputs) before building")
     .option(
       "--ignore-binfmt",
       "emulate foreign platforms with a QEMU wrapper only, ignoring kernel binfmt handlers",
@@ -135,7 +125,14 @@ export function buildCommand(): Command {
       "--insecure-registry <host>",
       "allow plain HTTP to this registry (loopback always is) (repeatable)",
       collect,
-      [],
+    )
+    .option(
+      "--builder <name>",
+      "build on this builder's nodes (default: as selected by kiln builder use)",
+    )
+    .option(
+      "--strict-platforms",
+      "with a builder: never build a platform on a node that emulates it",
     )
     .action(async (context: string, flags: BuildFlags) => {
       await runBuild(context, flags);
@@ -178,49 +175,46 @@ async function readSecrets(specs: string[]): Promise<Record<string, Buffer>> {
   return out;
 }
 
-function outputsOf(flags: BuildFlags): OutputSpec[] {
-  const outputs = flags.output.map((o) => parseOutput(o, flags.tag));
-  if (flags.push) {
-    const image = outputs.find((o) => o.type === "image");
-    if (image && image.type === "image") image.push = true;
-    else outputs.push(parseOutput("type=registry", flags.tag));
-  }
-  const annotations = parseKeyValues("--annotation", flags.annotation);
-  for (const o of outputs) {
-    if (o.type === "image" || o.type === "oci" || o.type === "docker")
-      Object.assign(o.annotations, annotations);
-  }
-  if (flags.load && !outputs.some((o) => o.type === "image"))
-    outputs.push(parseOutput("type=image", flags.tag));
-  return outputs;
-}
-
 async function runBuild(context: string, flags: BuildFlags): Promise<void> {
   const contextDir = resolve(context);
-  const outputs = outputsOf(flags);
+  const platforms = parsePlatformList(flags.platform ?? []);
+  const { outputs, implicit } = planOutputs({
+    output: flags.output ?? [],
+    tag: flags.tag ?? [],
+    push: flags.push,
+    load: flags.load,
+    annotation: flags.annotation ?? [],
+    platformCount: Math.max(platforms.length, 1),
+  });
+  const toStdout = outputs.some((o) => o.type !== "image" && o.dest === "-");
+  if (toStdout && process.stdout.isTTY) {
+    throw new KilnError("E_FLAG", "refusing to write a tar to the terminal", {
+      hint: "redirect stdout (… -o - > rootfs.tar) or give the output a dest file",
+    });
+  }
   const req: BuildRequest = {
     contextDir,
     dockerfile: flags.file ? resolve(flags.file) : "Dockerfile",
-    namedContexts: parseBuildContexts(flags.buildContext),
-    platforms: parsePlatformList(flags.platform),
-    buildArgs: parseBuildArgs(flags.buildArg, process.env),
+    namedContexts: parseBuildContexts(flags.buildContext ?? []),
+    platforms,
+    buildArgs: parseBuildArgs(flags.buildArg ?? [], process.env),
     target: flags.target,
-    tags: flags.tag,
-    labels: parseKeyValues("--label", flags.label),
+    tags: flags.tag ?? [],
+    labels: parseKeyValues("--label", flags.label ?? []),
     outputs,
     noCache: flags.cache === false,
-    noCacheFilter: flags.cacheFilter,
+    noCacheFilter: flags.cacheFilter ?? [],
     pull: flags.pull ?? false,
-    secrets: await readSecrets(flags.secret),
+    secrets: await readSecrets(flags.secret ?? []),
     ssh: Object.fromEntries(
-      flags.ssh.map((s) => parseSsh(s, process.env)).map((s) => [s.id, s.path]),
+      (flags.ssh ?? []).map((s) => parseSsh(s, process.env)).map((s) => [s.id, s.path]),
     ),
     network: flags.network as BuildRequest["network"],
-    extraHosts: parseAddHosts(flags.addHost),
+    extraHosts: parseAddHosts(flags.addHost ?? []),
     maxParallelism:
       flags.maxParallelism === undefined ? undefined : parsePositive(flags.maxParallelism),
     ignoreBinfmt: flags.ignoreBinfmt ?? process.env.KILN_IGNORE_BINFMT === "1",
-    insecureRegistries: flags.insecureRegistry,
+    insecureRegistries: flags.insecureRegistry ?? [],
   };
   const mode = flags.quiet
     ? "quiet"
@@ -235,29 +229,16 @@ async function runBuild(context: string, flags: BuildFlags): Promise<void> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    const result = await build(req, { progress, signal: abort.signal });
+    const builder = await selectBuilder(flags.builder);
+    const result = builder
+      ? await remoteBuild(req, builder, {
+          progress,
+          signal: abort.signal,
+          strictPlatforms: flags.strictPlatforms ?? false,
+        })
+      : await build(req, { progress, signal: abort.signal });
     await progress.close();
-    if (outputs.length === 0) {
-      process.stderr.write(
-        `kiln: no output specified; the result is kept in kiln's store${req.tags.length ? ` as ${req.tags.join(", ")}` : ""} (use --push or --output to send it somewhere)\n`,
-      );
-    }
-    if (flags.quiet) process.stdout.write(`${result.digest}\n`);
-    if (flags.iidfile) await writeFile(flags.iidfile, result.digest);
-    if (flags.metadataFile) {
-      const meta: Record<string, unknown> = {
-        "containerimage.digest": result.digest,
-        "containerimage.descriptor": result.descriptor,
-        ...(result.configDigest ? { "containerimage.config.digest": result.configDigest } : {}),
-        ...(result.imageNames.length ? { "image.name": result.imageNames.join(",") } : {}),
-        "kiln.platforms": result.platforms.map((p) => ({
-          platform: p.platform,
-          "containerimage.digest": p.manifestDigest,
-          "containerimage.config.digest": p.configDigest,
-        })),
-      };
-      await writeFile(flags.metadataFile, JSON.stringify(meta, null, 2) + "\n");
-    }
+    await reportResult(result, outputs, implicit, flags);
   } catch (e) {
     await progress.close();
     throw e;

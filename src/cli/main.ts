@@ -2,8 +2,10 @@ import { Command } from "commander";
 import { isKilnError, messageOf } from "../errors.js";
 import { VERSION } from "../version.js";
 import { buildCommand } from "./build.js";
+import { imagesCommand, pushCommand } from "./images.js";
 import { binfmtCommand, platformsCommand } from "./emulation.js";
 import { imagetoolsCommand } from "./imagetools.js";
+import { builderCommand } from "./builder.js";
 
 function program(): Command {
   const root = new Command("kiln")
@@ -12,9 +14,12 @@ function program(): Command {
     .showHelpAfterError()
     .enablePositionalOptions();
   root.addCommand(buildCommand());
+  root.addCommand(imagesCommand());
+  root.addCommand(pushCommand());
   root.addCommand(platformsCommand());
   root.addCommand(binfmtCommand());
   root.addCommand(imagetoolsCommand());
+  root.addCommand(builderCommand());
   return root;
 }
 

@@ -1,0 +1,20 @@
+export {
+  KilnDaemon,
+  parseAddress,
+  type DaemonOptions,
+  type ListenAddress,
+  type TlsFiles,
+} from "./server.js";
+export { probeOffer, type PlatformOffer } from "./info.js";
+export {
+  PROTOCOL_VERSION,
+  HEARTBEAT_MS,
+  TAR_CONTEXT,
+  TAR_DOCKERFILE,
+  TAR_NAMED,
+  readLines,
+  splitFirstLine,
+  type BuildHeader,
+  type NodeInfo,
+  type ServerLine,
+} from "./protocol.js";
