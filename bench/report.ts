@@ -100,7 +100,8 @@ export function markdown(
   const skippedSet = new Map(skipped.map((s) => [s.tool, s.reason]));
   const peers = tools.filter((t) => t !== "kiln" && !skippedSet.has(t));
   const out: string[] = [];
-  for (const w of workloads) {
+  // A run stopped early has workloads it never reached; they get no table.
+  for (const w of workloads.filter((x) => summaries.some((s) => s.workload === x.name))) {
     out.push(`### ${w.name}`, "", `${w.description}; ${w.platforms.join(", ")}.`, "");
     const head = [
       "scenario",
