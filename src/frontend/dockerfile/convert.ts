@@ -7,12 +7,14 @@
  * Departure from BuildKit, on purpose: `FROM --platform=X <stage>` builds that stage for X
  * (BuildKit silently ignores the flag on stage references, moby/buildkit#2946).
  */
+import { isIP } from "node:net";
 import { posix } from "node:path";
 import { KilnError } from "../../errors.js";
 import { vertex, type ExecMount, type FileAction, type Vertex } from "../../graph/index.js";
 import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../oci/types.js";
 import { format, formatAll, normalize, parse, parseNormalized } from "../../platform/index.js";
 import type { Platform } from "../../platform/types.js";
+import { parseChmod } from "../../fileops/index.js";
 import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
 import {
   parseDockerfile,
@@ -24,10 +26,11 @@ import {
   type RunCommand,
   type Stage,
 } from "./instructions.js";
-import { mountDefaults, parseRunMount } from "./mounts.js";
+import { mountDefaults, parseCsvFields, parseRunMount } from "./mounts.js";
 import { chompHeredocContent, parseHeredocWord } from "./parser.js";
 import { ShellLex } from "./shell.js";
 import { goDuration, goList, goQuoted } from "./gofmt.js";
+import { docComment, type Outline } from "./outline.js";
 
 export interface ResolvedBaseImage {
   /** canonical `registry/repo@sha256:…` of the platform manifest */
@@ -69,6 +72,8 @@ export interface ConvertResult {
   /** the stage each vertex was created for (for --no-cache-filter) */
   vertexStages: Map<string, string>;
   warnings: ConvertWarning[];
+  /** what the target needs from the caller (`--call outline`) */
+  outline: Outline;
 }
 
 const HISTORY_COMMENT = "buildkit.dockerfile.v0";
@@ -98,7 +103,10 @@ const BUILTIN_ARGS = new Set([
 ]);
 const NON_ENV_ARGS = new Set(["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"]);
 
-/** An ordered environment: later AddEnv of the same key replaces the value in place. */
+/**
+ * A RUN step's environment as LLB's EnvList keeps it: setting a key again moves it to the end
+ * (the image config's Env, by contrast, replaces in place: see addEnv).
+ */
 class Env {
   constructor(readonly pairs: [string, string][] = []) {}
   clone(): Env {
@@ -109,8 +117,8 @@ class Env {
   }
   set(k: string, v: string): void {
     const i = this.pairs.findIndex(([key]) => key === k);
-    if (i >= 0) this.pairs[i] = [k, v];
-    else this.pairs.push([k, v]);
+    if (i >= 0) this.pairs.splice(i, 1);
+    this.pairs.push([k, v]);
   }
   lookup = (k: string): string | undefined => this.get(k);
   list(): string[] {
@@ -134,6 +142,8 @@ interface StageDef {
   baseName: string;
   explicitPlatform: Platform | undefined;
   base: StageDef | undefined;
+  /** global ARGs its FROM line used */
+  fromArgs: Set<string>;
 }
 
 interface StageState {
@@ -153,6 +163,29 @@ interface StageState {
   historyProducers: (string | undefined)[];
   /** ONBUILD commands of this stage (triggers for stages built FROM it) */
   onbuild: Command[];
+  outline: OutlineCapture;
+  /** the stage this one is built FROM */
+  parent: StageState | undefined;
+}
+
+interface ArgInfo {
+  name: string;
+  value: string;
+  description: string;
+  line: number;
+  /** global ARGs whose values this default expanded (used when this one is) */
+  deps: Set<string>;
+}
+
+/** What `--call outline` reports, gathered per stage as BuildKit's outlineCapture. */
+interface OutlineCapture {
+  /** ARG definitions visible in the stage: global ones, then the stage's own with a value */
+  allArgs: Map<string, ArgInfo>;
+  usedArgs: Set<string>;
+  secrets: Map<string, { required: boolean; line: number }>;
+  ssh: Map<string, { required: boolean; line: number }>;
+  /** stages this one copies or mounts from */
+  deps: Set<StageState>;
 }
 
 function withoutCreated(config: ImageConfig): ImageConfig {
@@ -178,28 +211,34 @@ function uppercaseCmd(s: string): string {
   return sp < 0 ? s.toUpperCase() : s.slice(0, sp).toUpperCase() + s.slice(sp);
 }
 
-/** `->arm64` when the stage runs on one platform but builds for another (TARGET* in env). */
+/**
+ * `->arm64` when the stage runs on one platform but builds for another (TARGET* in its env):
+ * a parseable TARGETPLATFORM wins, else TARGETOS/ARCH/VARIANT fill in the stage's platform.
+ */
 function formatTargetPlatform(base: Platform, env: Env): string {
   let target: Platform | undefined;
-  const tp = env.get("TARGETPLATFORM");
-  if (tp !== undefined) {
-    try {
-      target = parse(tp);
-    } catch {
-      target = undefined;
+  let partial: Platform | undefined;
+  for (const [k, v] of env.pairs) {
+    if (k === "TARGETPLATFORM") {
+      try {
+        target = parse(v);
+        break;
+      } catch {
+        continue;
+      }
     }
-  } else {
-    const os = env.get("TARGETOS");
-    const arch = env.get("TARGETARCH");
-    const variant = env.get("TARGETVARIANT");
-    if (os !== undefined || arch !== undefined || variant !== undefined) {
-      target = {
-        os: os || base.os,
-        architecture: arch || base.architecture,
-        variant: variant || undefined,
-      };
+    if (k === "TARGETOS" || k === "TARGETARCH" || k === "TARGETVARIANT") {
+      partial ??= { os: "", architecture: "" };
+      if (k === "TARGETOS") partial.os = v;
+      else if (k === "TARGETARCH") partial.architecture = v;
+      else partial.variant = v || undefined;
     }
   }
+  target ??= partial && {
+    os: partial.os || base.os,
+    architecture: partial.architecture || base.architecture,
+    variant: partial.variant,
+  };
   if (!target) return "";
   const p = normalize(target);
   if (p.os === base.os && p.architecture !== base.architecture) {
@@ -224,58 +263,63 @@ function normalizeWorkdir(current: string, p: string): string {
   return clean.length > 1 ? clean.replace(/\/+$/, "") : clean;
 }
 
-/** Ports as `port/proto` (BuildKit's parsePort: ranges expand, host parts are dropped). */
+/**
+ * Ports as `port/proto` (BuildKit's parsePort): `[ip:][hostPort:]port[-end][/proto]`, ranges
+ * expand, the protocol is lower-cased (tcp when empty), host parts are checked then dropped.
+ */
 function parsePorts(raw: string): string[] {
+  const bad = (message: string): never => {
+    throw new UnplacedError(DockerfileErrorCode.arguments, message, { needle: raw });
+  };
   const parts = raw.split(":");
-  const containerPart = parts[parts.length - 1] ?? "";
+  const containerPart = parts[parts.length - 1]!;
+  const hostPort = parts.length >= 2 ? parts[parts.length - 2]! : "";
+  let ip = parts.length >= 3 ? parts.slice(0, -2).join(":") : "";
   const slash = containerPart.indexOf("/");
   const port = slash < 0 ? containerPart : containerPart.slice(0, slash);
-  const proto = slash < 0 ? "tcp" : containerPart.slice(slash + 1);
-  if (port === "")
-    throw new UnplacedError(
-      DockerfileErrorCode.arguments,
-      `invalid port: ${JSON.stringify(raw)}: no port specified`,
-      { needle: raw },
-    );
-  if (!["tcp", "udp", "sctp"].includes(proto.toLowerCase())) {
-    throw new UnplacedError(
-      DockerfileErrorCode.arguments,
-      `invalid port: ${JSON.stringify(raw)}: invalid proto: ${proto}`,
-      {
-        needle: raw,
-      },
-    );
+  const proto = slash < 0 ? "" : containerPart.slice(slash + 1);
+  if (port === "") bad(`invalid port: ${JSON.stringify(raw)}: no port specified`);
+  if (!["", "tcp", "udp", "sctp"].includes(proto.toLowerCase())) {
+    bad(`invalid port: ${JSON.stringify(raw)}: invalid proto: ${proto}`);
   }
-  const dash = port.indexOf("-");
-  const num = (s: string): number => {
-    if (!/^\d+$/.test(s) || Number(s) > 65535) {
-      throw new UnplacedError(DockerfileErrorCode.arguments, `invalid containerPort: ${port}`, {
-        needle: raw,
-      });
-    }
-    return Number(s);
+  if (ip.startsWith("[") && ip.endsWith("]")) ip = ip.slice(1, -1);
+  if (ip !== "" && isIP(ip) === 0) bad(`invalid IP address: ${ip}`);
+  const range = (s: string): [number, number] | undefined => {
+    const num = (n: string): number | undefined =>
+      /^[+-]?\d+$/.test(n) && Number(n) >= 0 && Number(n) <= 65535 ? Number(n) : undefined;
+    const dash = s.indexOf("-");
+    const start = num(dash < 0 ? s : s.slice(0, dash));
+    if (start === undefined) return undefined;
+    if (dash < 0 || s.slice(0, dash) === s.slice(dash + 1)) return [start, start];
+    const end = num(s.slice(dash + 1));
+    return end === undefined || end < start ? undefined : [start, end];
   };
-  const start = num(dash < 0 ? port : port.slice(0, dash));
-  const end = dash < 0 ? start : num(port.slice(dash + 1));
-  if (end < start)
-    throw new UnplacedError(DockerfileErrorCode.arguments, `invalid containerPort: ${port}`, {
-      needle: raw,
-    });
+  const [start, end] = range(port) ?? bad(`invalid containerPort: ${port}`);
+  if (hostPort !== "") {
+    const [hs, he] = range(hostPort) ?? bad(`invalid hostPort: ${hostPort}`);
+    if (end - start !== he - hs && end !== start) {
+      bad(`invalid ranges specified for container and host Ports: ${port} and ${hostPort}`);
+    }
+  }
   const out: string[] = [];
-  for (let p = start; p <= end; p++) out.push(`${p}/${proto}`);
+  for (let p = start; p <= end; p++) out.push(`${p}/${proto.toLowerCase() || "tcp"}`);
   return out;
 }
 
-const SIGNALS = new Set(
-  "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ".split(
+const SIGNALS = new Set([
+  ..."ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX".split(
     " ",
   ),
-);
+  ...Array.from({ length: 15 }, (_, i) => `RTMIN+${i + 1}`),
+  ...Array.from({ length: 14 }, (_, i) => `RTMAX-${i + 1}`),
+]);
 
+/** moby/sys/signal.ParseSignal on Linux: any non-zero integer, or a name with optional SIG. */
 function checkSignal(sig: string): void {
-  const s = sig.toUpperCase().replace(/^SIG/, "");
-  if (/^\d+$/.test(s) && Number(s) > 0) return;
-  if (SIGNALS.has(s) || /^RTMIN(\+\d+)?$|^RTMAX(-\d+)?$/.test(s)) return;
+  if (
+    /^[+-]?\d+$/.test(sig) ? Number(sig) !== 0 : SIGNALS.has(sig.toUpperCase().replace(/^SIG/, ""))
+  )
+    return;
   throw new UnplacedError(DockerfileErrorCode.arguments, `invalid signal: ${sig}`, {
     needle: sig,
     hint: "use a signal name like SIGTERM or a number",
@@ -299,6 +343,8 @@ class Converter {
   private readonly vertexStages = new Map<string, string>();
   private readonly contextVertices = new Map<string, Vertex>();
   private readonly targetName: string;
+  /** global ARGs for the outline, by name */
+  private readonly metaArgInfo = new Map<string, ArgInfo>();
 
   constructor(
     private readonly df: Dockerfile,
@@ -360,7 +406,65 @@ class Converter {
       historyProducers: st.historyProducers,
       vertexStages: this.vertexStages,
       warnings: this.warnings,
+      outline: this.outline(st),
     };
+  }
+
+  /** BuildKit's dispatchState.Outline: used args, secrets and ssh of the target and its deps. */
+  private outline(target: StageState): Outline {
+    const out: Outline = { args: [], secrets: [], ssh: [] };
+    const name = target.def.stage.name;
+    if (name) out.name = name;
+    const description = docComment(target.def.stage.comments, name);
+    if (description) out.description = description;
+    const visitedArgs = new Set<string>();
+    const visitedSecrets = new Set<string>();
+    const visitedSsh = new Set<string>();
+    const seen = new Set<StageState>();
+    const walk = (st: StageState): void => {
+      if (seen.has(st)) return;
+      seen.add(st);
+      const o = st.outline;
+      // an arg used makes the global args its default expanded used too
+      const mark = (keys: Iterable<string>, visited: Set<string>): void => {
+        for (const k of keys) {
+          if (visited.has(k)) continue;
+          visited.add(k);
+          mark(o.allArgs.get(k)?.deps ?? [], visited);
+          o.usedArgs.add(k);
+        }
+      };
+      mark([...o.usedArgs], new Set());
+      for (const k of o.usedArgs) {
+        const a = o.allArgs.get(k);
+        if (!a || visitedArgs.has(k)) continue;
+        visitedArgs.add(k);
+        out.args.push({
+          name: a.name,
+          line: a.line,
+          ...(a.value ? { value: a.value } : {}),
+          ...(a.description ? { description: a.description } : {}),
+        });
+      }
+      for (const [k, v] of o.secrets) {
+        if (visitedSecrets.has(k)) continue;
+        visitedSecrets.add(k);
+        out.secrets.push({ name: k, line: v.line, ...(v.required ? { required: true } : {}) });
+      }
+      for (const [k, v] of o.ssh) {
+        if (visitedSsh.has(k)) continue;
+        visitedSsh.add(k);
+        out.ssh.push({ name: k, line: v.line, ...(v.required ? { required: true } : {}) });
+      }
+      if (st.parent) walk(st.parent);
+      for (const d of o.deps) walk(d);
+    };
+    walk(target);
+    const byLine = (a: { line: number }, b: { line: number }): number => a.line - b.line;
+    out.args.sort(byLine);
+    out.secrets.sort(byLine);
+    out.ssh.sort(byLine);
+    return out;
   }
 
   private initGlobalArgs(): void {
@@ -384,12 +488,49 @@ class Converter {
       for (const a of cmd.args) {
         this.declaredArgs.add(a.key);
         let value: string | undefined;
+        let deps = new Set<string>();
         if (Object.prototype.hasOwnProperty.call(this.o.buildArgs, a.key))
           value = this.o.buildArgs[a.key];
-        else if (a.value !== undefined) value = this.expand(cmd.location, a.value, this.globalArgs);
+        else if (a.value !== undefined) {
+          let res;
+          try {
+            res = this.lex.processWordWithMatches(a.value, this.globalArgs.lookup);
+          } catch (e) {
+            this.fail(cmd.location, e);
+          }
+          value = res.result;
+          deps = res.matched;
+          // `ARG A=$A-x` depends on what the earlier A depended on
+          if (deps.delete(a.key)) {
+            for (const d of this.metaArgInfo.get(a.key)?.deps ?? []) deps.add(d);
+          }
+        }
         if (value !== undefined) this.globalArgs.set(a.key, value);
+        this.metaArgInfo.set(a.key, {
+          name: a.key,
+          value: value ?? "",
+          description: docComment(cmd.comments, a.key),
+          line: cmd.location.startLine,
+          deps,
+        });
       }
     }
+  }
+
+  /** Global ARGs a FROM line's expansion matched: the stage uses them (outline). */
+  private expandFrom(
+    loc: { startLine: number; endLine: number },
+    word: string,
+    used: Set<string>,
+  ): { result: string; unmatched: Set<string> } {
+    let res;
+    try {
+      res = this.lex.processWordWithMatches(word, this.globalArgs.lookup);
+    } catch (e) {
+      this.fail(loc, e);
+    }
+    for (const k of res.matched) used.add(k);
+    return res;
   }
 
   private expand(loc: { startLine: number; endLine: number }, word: string, env: Env): string {
@@ -415,12 +556,8 @@ class Converter {
   private defineStages(): void {
     const byName = new Map<string, StageDef>();
     this.df.stages.forEach((stage, index) => {
-      let res;
-      try {
-        res = this.lex.processWordWithMatches(stage.baseName, this.globalArgs.lookup);
-      } catch (e) {
-        this.fail(stage.location, e);
-      }
+      const fromArgs = new Set<string>();
+      const res = this.expandFrom(stage.location, stage.baseName, fromArgs);
       if (res.result === "") {
         const vars = [...res.unmatched];
         this.fail(
@@ -439,7 +576,7 @@ class Converter {
       }
       let explicitPlatform: Platform | undefined;
       if (stage.platform !== undefined) {
-        const p = this.expand(stage.location, stage.platform, this.globalArgs);
+        const p = this.expandFrom(stage.location, stage.platform, fromArgs).result;
         if (p === "") {
           this.fail(
             stage.location,
@@ -465,11 +602,62 @@ class Converter {
         baseName: res.result,
         explicitPlatform,
         base: byName.get(res.result.toLowerCase()),
+        fromArgs,
       };
       this.defs.push(def);
       if (stage.name) byName.set(stage.name.toLowerCase(), def);
     });
-    if (this.defs.length === 1) this.defs[0]!.display = "";
+    if (this.defs.length === 1 && !this.referencesOtherSources()) this.defs[0]!.display = "";
+  }
+
+  /**
+   * Whether a COPY --from or RUN --mount names something that is not a stage. BuildKit makes
+   * each such reference (and every mount without from=, as "scratch") a stage of its own before
+   * it decides that a one-stage Dockerfile shows no stage name, so those steps read
+   * `[stage-0 2/3] …`; kiln names steps the same way.
+   */
+  private referencesOtherSources(): boolean {
+    return this.df.stages.some((stage) =>
+      stage.commands.some((c) => {
+        if (c.kind === "copy" && c.from !== "") {
+          this.checkCopyFrom(c);
+          return !/^\d+$/.test(c.from) && !this.findStage(c.from);
+        }
+        if (c.kind !== "run") return false;
+        return c.mounts.some((raw) => {
+          let from = "scratch";
+          for (const field of parseCsvFields(raw, "mounts")) {
+            const eq = field.indexOf("=");
+            if (eq > 0 && field.slice(0, eq).toLowerCase() === "from" && field.length > eq + 1)
+              from = field.slice(eq + 1);
+          }
+          return !this.findStage(from);
+        });
+      }),
+    );
+  }
+
+  /** BuildKit checks every stage's COPY --from up front: stages are not chosen by variables. */
+  private checkCopyFrom(c: CopyCommand): void {
+    let plain: string;
+    try {
+      plain = this.lex.processWord(c.from, () => undefined);
+    } catch (e) {
+      this.fail(c.location, e);
+    }
+    if (plain !== c.from) {
+      this.fail(
+        c.location,
+        new UnplacedError(
+          DockerfileErrorCode.flagValue,
+          "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+          {
+            needle: c.from,
+            hint: "add `ARG X` before the first FROM, `FROM $X AS src`, then COPY --from=src",
+          },
+        ),
+      );
+    }
   }
 
   private findStage(name: string): StageDef | undefined {
@@ -569,6 +757,8 @@ class Converter {
         baseHistoryLength: parent.baseHistoryLength,
         historyProducers: [...parent.historyProducers],
         onbuild: [],
+        outline: this.newOutline(def),
+        parent,
       };
       if (st.config.config) delete st.config.config.OnBuild;
       st.onbuild = parent.onbuild;
@@ -590,6 +780,8 @@ class Converter {
         baseHistoryLength: 0,
         historyProducers: [],
         onbuild: [],
+        outline: this.newOutline(def),
+        parent: undefined,
       };
       st.cmdTotal = countSteps(def.stage.commands);
       if (def.baseName !== SCRATCH) {
@@ -608,16 +800,10 @@ class Converter {
         st.onbuild = triggers.map((t) => this.parseTrigger(def, t));
         if (resolved.config.rootfs.diff_ids.length > 0) {
           st.cmdTotal++;
-          const v = vertex(
-            { kind: "image", ref: resolved.ref, manifestDigest: resolved.manifestDigest },
-            [],
-            platform,
-            "",
-          );
           st.fs = this.track(
             st,
             vertex(
-              v.op,
+              { kind: "image", ref: resolved.ref, manifestDigest: resolved.manifestDigest },
               [],
               platform,
               this.prefix(st, `FROM ${resolved.ref}`, platform, undefined),
@@ -630,8 +816,9 @@ class Converter {
       ...st.onbuild.map((c) => ({ c, onbuild: true })),
       ...def.stage.commands.map((c) => ({ c, onbuild: false })),
     ];
-    // triggers run before the stage's own commands and are numbered after FROM was named
-    st.cmdTotal += countSteps(st.onbuild);
+    // triggers run before the stage's own commands and are numbered after FROM was named;
+    // BuildKit adds every trigger to the total, not only the ones that get a number
+    st.cmdTotal += st.onbuild.length;
     st.onbuild = def.stage.commands.flatMap((c) =>
       c.kind === "onbuild" && c.trigger ? [c.trigger] : [],
     );
@@ -655,6 +842,16 @@ class Converter {
     }
     st.isOnBuild = false;
     return st;
+  }
+
+  private newOutline(def: StageDef): OutlineCapture {
+    return {
+      allArgs: new Map(this.metaArgInfo),
+      usedArgs: new Set(def.fromArgs),
+      secrets: new Map(),
+      ssh: new Map(),
+      deps: new Set(),
+    };
   }
 
   private parseTrigger(def: StageDef, expression: string): Command {
@@ -782,7 +979,8 @@ class Converter {
       case "entrypoint": {
         const args = c.prependShell ? withShell(cc, c.cmdLine) : [...c.cmdLine];
         cc.Entrypoint = args;
-        if (!st.cmdSet) cc.Cmd = null;
+        // an inherited CMD makes no sense with a new ENTRYPOINT (omitted, as Go's omitempty)
+        if (!st.cmdSet) delete cc.Cmd;
         this.commit(st, `ENTRYPOINT ${goQuoted(args)}`, undefined);
         return;
       }
@@ -819,7 +1017,9 @@ class Converter {
       this.declaredArgs.add(a.key);
       const hasValue = Object.prototype.hasOwnProperty.call(this.o.buildArgs, a.key);
       let value: string | undefined = a.value;
-      if (!hasValue && value === undefined) {
+      // `ARG X` without a default takes the global value (and its outline entry)
+      const inherited = !hasValue && value === undefined;
+      if (inherited) {
         value = this.globalArgs.get(a.key);
       } else if (hasValue) {
         value = this.o.buildArgs[a.key];
@@ -827,6 +1027,16 @@ class Converter {
         value = this.expand(c.location, value, st.env);
       }
       if (value !== undefined && !NON_ENV_ARGS.has(a.key)) st.env.set(a.key, value);
+      if (!inherited || value === undefined) {
+        st.outline.allArgs.set(a.key, {
+          name: a.key,
+          value: value ?? "",
+          description: docComment(c.comments, a.key),
+          line: c.location.startLine,
+          deps: new Set(),
+        });
+      }
+      st.outline.usedArgs.add(a.key);
       st.buildArgs.push({ key: a.key, value });
       commitStrs.push(value === undefined ? a.key : `${a.key}=${value}`);
     }
@@ -882,13 +1092,14 @@ class Converter {
     }
   }
 
+  /** The files of `--from` / `from=`: an earlier stage, a named context or an image. */
   private async sourceStage(
     from: string,
     st: StageState,
     loc: { startLine: number; endLine: number },
+    mountTarget?: string,
   ): Promise<Vertex | undefined> {
-    const byName = this.findStage(from);
-    let def = byName;
+    let def = this.findStage(from);
     if (!def && /^\d+$/.test(from)) {
       def = this.defs[Number(from)];
       if (!def)
@@ -900,17 +1111,23 @@ class Converter {
       if (def.index >= st.def.index) {
         throw new UnplacedError(
           DockerfileErrorCode.arguments,
-          `cannot copy from stage "${from}", it needs to be defined before current stage "${st.def.display || st.def.stage.name || "stage"}"`,
+          mountTarget === undefined
+            ? `cannot copy from stage "${from}", it needs to be defined before current stage "${st.def.display}"`
+            : `cannot mount from stage "${from}" to "${mountTarget}", stage needs to be defined before current command`,
           { needle: from },
         );
       }
-      return (await this.stageState(def, undefined)).fs;
+      const dep = await this.stageState(def, undefined);
+      st.outline.deps.add(dep);
+      return dep.fs;
     }
     if (this.o.contexts.has(from)) return this.contextVertex(from);
-    // an image reference, for this stage's platform
+    // An image reference: BuildKit makes it an unnamed stage of its own, which (having no
+    // --platform) is resolved for the target platform even inside a $BUILDPLATFORM stage.
+    const platform = this.o.targetPlatform;
     let resolved: ResolvedBaseImage;
     try {
-      resolved = await this.o.resolveImage(from, st.platform);
+      resolved = await this.o.resolveImage(from, platform);
     } catch (e) {
       this.fail(loc, e);
     }
@@ -918,8 +1135,8 @@ class Converter {
     return vertex(
       { kind: "image", ref: resolved.ref, manifestDigest: resolved.manifestDigest },
       [],
-      st.platform,
-      `[internal] load ${from}`,
+      platform,
+      `FROM ${resolved.ref}`,
     );
   }
 
@@ -973,11 +1190,22 @@ class Converter {
       }
     }
     if (c.prependShell) args = withShell(cc, args);
+    if (c.security === "insecure") {
+      throw new UnplacedError(
+        DockerfileErrorCode.flagValue,
+        "RUN --security=insecure needs the security.insecure entitlement, which kiln does not grant",
+        { needle: "--security", hint: "drop --security=insecure; kiln runs every step sandboxed" },
+      );
+    }
+    const secretEnvs = new Set<string>();
     for (const raw of c.mounts) {
       const m = parseRunMount(raw, (w) => this.expand(c.location, w, st.env));
       const d = mountDefaults(m);
+      // a relative target is joined to the workdir and cleaned; an absolute one stays as written
       let target = d.target ?? "";
-      if (target && !posix.isAbsolute(target)) target = posix.join("/", st.workdir, target);
+      if (target && !posix.isAbsolute(target)) {
+        target = posix.join("/", st.workdir, target).replace(/(.)\/+$/, "$1");
+      }
       if (m.type !== "secret" && m.type !== "ssh" && posix.normalize(target) === "/") {
         throw new UnplacedError(
           DockerfileErrorCode.flagValue,
@@ -990,7 +1218,7 @@ class Converter {
           const from =
             m.from === ""
               ? this.contextVertex("context")
-              : await this.sourceStage(m.from, st, c.location);
+              : await this.sourceStage(m.from, st, c.location, target);
           const idx = from ? inputIndex(from) : inputIndex(this.scratchDir(st));
           mounts.push({
             type: "bind",
@@ -1003,7 +1231,8 @@ class Converter {
         }
         case "cache": {
           const ns = this.o.buildArgs.BUILDKIT_CACHE_MOUNT_NS ?? "";
-          const from = m.from === "" ? undefined : await this.sourceStage(m.from, st, c.location);
+          const from =
+            m.from === "" ? undefined : await this.sourceStage(m.from, st, c.location, target);
           mounts.push({
             type: "cache",
             target,
@@ -1021,6 +1250,10 @@ class Converter {
           mounts.push({ type: "tmpfs", target, ...(m.sizeLimit ? { size: m.sizeLimit } : {}) });
           break;
         case "secret":
+          if (!st.outline.secrets.has(d.id)) {
+            st.outline.secrets.set(d.id, { required: m.required, line: c.location.startLine });
+          }
+          if (m.env !== undefined) secretEnvs.add(m.env);
           mounts.push({
             type: "secret",
             id: d.id,
@@ -1039,6 +1272,14 @@ class Converter {
           });
           break;
         case "ssh": {
+          if (m.source !== "") {
+            throw new UnplacedError(DockerfileErrorCode.flagValue, "ssh does not support source", {
+              needle: raw,
+            });
+          }
+          if (!st.outline.ssh.has(d.id)) {
+            st.outline.ssh.set(d.id, { required: m.required, line: c.location.startLine });
+          }
           mounts.push({
             type: "ssh",
             id: d.id,
@@ -1052,9 +1293,12 @@ class Converter {
         }
       }
     }
+    // a secret exposed as an env var shows as **** in the step name, as in BuildKit
+    const shownEnv = st.env.clone();
+    for (const k of secretEnvs) shownEnv.set(k, "****");
     const name = this.prefix(
       st,
-      uppercaseCmd(this.displayExpand(display, st.env)),
+      uppercaseCmd(this.displayExpand(display, secretEnvs.size ? shownEnv : st.env)),
       st.platform,
       st.env,
     );
@@ -1071,6 +1315,10 @@ class Converter {
           network,
           mounts,
           ...(this.o.extraHosts.length ? { extraHosts: this.o.extraHosts } : {}),
+          // dockerui reads the sandbox hostname from this build arg
+          ...(this.o.buildArgs.BUILDKIT_SANDBOX_HOSTNAME
+            ? { hostname: this.o.buildArgs.BUILDKIT_SANDBOX_HOSTNAME }
+            : {}),
         },
         inputs,
         st.platform,
@@ -1088,37 +1336,31 @@ class Converter {
   private async dispatchCopy(st: StageState, c: CopyCommand | AddCommand): Promise<void> {
     const isAdd = c.kind === "add";
     const env = st.env;
+    // BuildKit expands sources, dest, --chown, --chmod (and ADD --checksum), never --exclude
     const sources = c.sources.map((s) => this.expand(c.location, s, env));
     const destRaw = this.expand(c.location, c.dest, env);
     const chown = c.chown ? this.expand(c.location, c.chown, env) : "";
     const chmod = c.chmod ? this.expand(c.location, c.chmod, env) : "";
-    if (
-      chmod &&
-      !/^[0-7]+$/.test(chmod) &&
-      !/^[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*$/.test(chmod)
-    ) {
-      throw new UnplacedError(
-        DockerfileErrorCode.flagValue,
-        `invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`,
-        {
-          needle: chmod,
-        },
-      );
+    const checksum = isAdd && c.checksum ? this.expand(c.location, c.checksum, env) : "";
+    if (chmod) checkChmod(chmod);
+    if (checksum) {
+      if (sources.length !== 1)
+        throw new UnplacedError(
+          DockerfileErrorCode.flagValue,
+          "checksum can't be specified for multiple sources",
+          { needle: "--checksum" },
+        );
+      if (!/^https?:\/\//.test(sources[0]!) && !isGitSource(sources[0]!))
+        throw new UnplacedError(
+          DockerfileErrorCode.flagValue,
+          "checksum requires HTTP(S) or Git sources",
+          { needle: "--checksum" },
+        );
     }
-    if (/^[0-7]+$/.test(chmod) && parseInt(chmod, 8) > 0o7777) {
-      throw new UnplacedError(
-        DockerfileErrorCode.flagValue,
-        `invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`,
-      );
-    }
+    // Several sources and a destination without a trailing slash are not an error in BuildKit
+    // (moby/buildkit#1853): each source is copied to the destination in turn, so
+    // `COPY go.mod go.sum .` works and kiln accepts it the same way.
     const dest = pathRelativeToWorkdir(st.workdir, destRaw);
-    if (sources.length + c.sourceContents.length > 1 && !destRaw.endsWith("/")) {
-      throw new UnplacedError(
-        DockerfileErrorCode.arguments,
-        `When using ${isAdd ? "ADD" : "COPY"} with more than one source file, the destination must be a directory and end with a /`,
-        { needle: c.dest },
-      );
-    }
     const chownSpec = chown ? splitChown(chown) : undefined;
     const inputs: Vertex[] = [];
     const inputIndex = (v: Vertex): number => {
@@ -1139,6 +1381,19 @@ class Converter {
     }
     const actions: FileAction[] = [];
     for (const src of sources) {
+      if (isGitSource(src)) {
+        if (!isAdd)
+          throw new UnplacedError(
+            DockerfileErrorCode.arguments,
+            "source can't be a git ref for COPY",
+            { needle: src },
+          );
+        throw new UnplacedError(
+          DockerfileErrorCode.arguments,
+          `ADD from a git repository is not supported yet: ${src}`,
+          { needle: src, hint: "clone it in a RUN step or COPY a local checkout" },
+        );
+      }
       if (/^https?:\/\//.test(src)) {
         if (!isAdd)
           throw new UnplacedError(DockerfileErrorCode.arguments, "source can't be a URL for COPY", {
@@ -1151,13 +1406,6 @@ class Converter {
             needle: src,
             hint: "download it in a RUN step (with --checksum-style verification) or COPY a local file",
           },
-        );
-      }
-      if (/^git@|\.git(#|$)/.test(src) && isAdd) {
-        throw new UnplacedError(
-          DockerfileErrorCode.arguments,
-          `ADD from a git repository is not supported yet: ${src}`,
-          { needle: src },
         );
       }
       const input = fromIsContext ? this.contextVertex("context") : from;
@@ -1184,7 +1432,7 @@ class Converter {
         allowEmptyWildcard: true,
         createDestPath: true,
         unpack: isAdd && (c.unpack ?? true),
-        excludes: c.excludes.map((e) => this.expand(c.location, e, env)),
+        excludes: c.excludes,
         parents: c.kind === "copy" && c.parents,
       });
     }
@@ -1202,6 +1450,7 @@ class Converter {
         st.platform,
         "preparing inline document",
       );
+      // BuildKit's CopyInfo for an inline document sets only the mode and CreateDestPath
       actions.push({
         action: "copy",
         input: inputIndex(file),
@@ -1209,13 +1458,13 @@ class Converter {
         dest,
         ...(chownSpec ? { chown: chownSpec } : {}),
         ...(chmod ? { chmod } : {}),
-        followSymlinks: true,
-        dirContents: true,
+        followSymlinks: false,
+        dirContents: false,
         allowWildcard: false,
         allowEmptyWildcard: false,
         createDestPath: true,
         unpack: false,
-        excludes: [],
+        excludes: c.excludes,
         parents: false,
       });
     }
@@ -1283,6 +1532,51 @@ function countSteps(commands: readonly Command[]): number {
   return commands.filter(
     (c) => c.kind === "add" || c.kind === "copy" || c.kind === "run" || c.kind === "workdir",
   ).length;
+}
+
+/** `--chmod` as BuildKit checks it: octal up to 07777, else a valid symbolic mode. */
+function checkChmod(chmod: string): void {
+  const nonOctal = (): never => {
+    throw new UnplacedError(
+      DockerfileErrorCode.flagValue,
+      `invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`,
+      { needle: chmod, hint: "use an octal mode such as 0755 or a symbolic one such as u+x,go-w" },
+    );
+  };
+  if (/^[0-7]+$/.test(chmod)) {
+    if (parseInt(chmod, 8) > 0o7777) nonOctal();
+    return;
+  }
+  try {
+    parseChmod(chmod);
+  } catch {
+    // the symbolic parser rejects what looks numeric with the octal message
+    if (/^[0-9]/.test(chmod)) nonOctal();
+    throw new UnplacedError(
+      DockerfileErrorCode.flagValue,
+      `invalid chmod parameter: '${chmod}': not an octal mode nor a symbolic one`,
+      { needle: chmod, hint: "use an octal mode such as 0755 or a symbolic one such as u+x,go-w" },
+    );
+  }
+}
+
+/**
+ * dfgitutil.ParseGitRef's "this is a git remote" test: git:// and ssh:// URLs, http(s) URLs
+ * whose path ends in .git, and scp-like `user@host:path`. (`github.com/x/y` reads as a path.)
+ */
+function isGitSource(src: string): boolean {
+  if (src.startsWith("./") || src.startsWith("../")) return false;
+  const proto = /^([a-zA-Z0-9]+):\/\//.exec(src)?.[1]?.toLowerCase();
+  if (proto === "git" || proto === "ssh") return true;
+  if (proto === "http" || proto === "https") {
+    try {
+      return new URL(src).pathname.endsWith(".git");
+    } catch {
+      return false;
+    }
+  }
+  if (proto !== undefined) return false;
+  return /^[a-zA-Z0-9-_]+@[a-zA-Z0-9-.]+:/.test(src);
 }
 
 function splitChown(spec: string): { user: string; group?: string } {
