@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { isKilnError, messageOf } from "../errors.js";
 import { VERSION } from "../version.js";
 import { buildCommand } from "./build.js";
+import { duCommand, pruneCommand } from "./du.js";
 import { imagesCommand, pushCommand } from "./images.js";
 import { binfmtCommand, platformsCommand } from "./emulation.js";
 import { imagetoolsCommand } from "./imagetools.js";
@@ -14,6 +15,8 @@ function program(): Command {
     .showHelpAfterError()
     .enablePositionalOptions();
   root.addCommand(buildCommand());
+  root.addCommand(duCommand());
+  root.addCommand(pruneCommand());
   root.addCommand(imagesCommand());
   root.addCommand(pushCommand());
   root.addCommand(platformsCommand());

@@ -8,7 +8,7 @@ import { basename, join, relative, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
 import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
-import { topoSort, type Vertex } from "../graph/index.js";
+import { printGraph, topoSort, type Vertex } from "../graph/index.js";
 import { formatAll } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import { Solver, type VertexProgress } from "../solver/index.js";
@@ -21,7 +21,8 @@ import { cleanupStaleContainers } from "../executor/index.js";
 import { dirToTar } from "../archive/index.js";
 import { assembleImages, type AssembledImage, type PlatformImage } from "../exporter/image.js";
 import { rootDescriptor, writeImageTar, writeOciDir } from "../exporter/outputs.js";
-import { openState, type KilnState } from "./state.js";
+import { defaultRoot, openState, type KilnState } from "./state.js";
+import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker } from "./worker.js";
@@ -34,6 +35,27 @@ export interface EngineOptions {
   root?: string;
   progress: ProgressSink;
   signal?: AbortSignal;
+  /** receives the merged build graph before it is solved (`--print-graph`) */
+  onGraph?: (text: string) => void;
+}
+
+/** Commands that compile: slow under emulation, fast as a native cross-compile. */
+const COMPILE_STEP =
+  /\b(go (build|install|test)|cargo (build|install)|rustc|gcc|g\+\+|clang|cc |make\b|cmake|ninja|npm (ci|install|run build)|yarn (install|build)|pnpm (install|build)|mvn|gradle|dotnet (build|publish)|pip (install|wheel))/;
+
+/** kiln's hint BuildKit does not give: emulated compile steps belong in a $BUILDPLATFORM stage. */
+function hintCrossCompile(roots: Vertex[], progress: ProgressAdapter, sink: ProgressSink): void {
+  for (const v of topoSort(roots)) {
+    const f = progress.finished.get(v.digest);
+    if (!f?.emulated || v.op.kind !== "exec" || !COMPILE_STEP.test(v.op.args.join(" "))) continue;
+    sink.write({
+      type: "warning",
+      vertex: v.digest,
+      message: `${v.name} ran under emulation for ${(f.ms / 1000).toFixed(1)}s`,
+      detail:
+        "compile natively instead: put it in a stage FROM --platform=$BUILDPLATFORM and cross-compile with ARG TARGETOS TARGETARCH (see examples/cross-compile)",
+    });
+  }
 }
 
 async function readDockerfile(req: BuildRequest): Promise<{ df: Dockerfile; path: string }> {
@@ -142,7 +164,24 @@ async function step<T>(
   }
 }
 
+/** Runs a build under the state dir's shared lock, so `kiln prune` never removes what it uses. */
 export async function build(req: BuildRequest, opts: EngineOptions): Promise<BuildResult> {
+  const root = opts.root ?? defaultRoot();
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const release = await acquireBuildLock(root, {
+    signal: opts.signal,
+    onWait: () => {
+      opts.progress.write({ type: "warning", message: "waiting for `kiln prune` to finish" });
+    },
+  });
+  try {
+    return await buildLocked(req, { ...opts, root });
+  } finally {
+    await release();
+  }
+}
+
+async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<BuildResult> {
   const t0 = Date.now();
   const sink = opts.progress;
   await checkContext(req.contextDir);
@@ -222,7 +261,9 @@ export async function build(req: BuildRequest, opts: EngineOptions): Promise<Bui
         conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),
     });
     const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
+    opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
+    hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 
     const platformImages: PlatformImage[] = conversions.map((c) => ({
