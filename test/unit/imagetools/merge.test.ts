@@ -41,7 +41,10 @@ function manifest(d: Descriptor): MergeSource {
   return { kind: "manifest", descriptor: d };
 }
 
-function index(manifests: Descriptor[], mediaType: string = MediaType.ociIndex): MergeSource {
+function index(
+  manifests: Descriptor[],
+  mediaType: string = MediaType.ociIndex,
+): Extract<MergeSource, { kind: "index" }> {
   const idx: ImageIndex = { schemaVersion: 2, mediaType, manifests };
   const bytes = encodeJSON(idx, 2);
   return {
