@@ -8,14 +8,15 @@ import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { compressLayer } from "../archive/index.js";
-import { diffUpperDir } from "../archive/index.js";
+import { compressLayer, decompressStream, diffUpperDir } from "../archive/index.js";
 import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
 import {
   MediaType,
   appendManifests,
+  layerCompression,
+  layerMediaType,
   emptyIndex,
   encodeJSON,
   fromPlatform,
@@ -30,6 +31,7 @@ import {
 } from "../oci/index.js";
 import type { Platform } from "../platform/types.js";
 import type { Snapshotter } from "../snapshot/index.js";
+import { resolveAnnotations } from "./annotations.js";
 
 export interface PlatformImage {
   platform: Platform;
@@ -45,12 +47,15 @@ export interface PlatformImage {
 export interface AssembleOptions {
   compression: Compression;
   compressionLevel?: number;
-  /** SOURCE_DATE_EPOCH (seconds): clamps layer mtimes and sets every timestamp */
+  /** recompress pulled layers that use another compression too (else they go out as pulled) */
+  forceCompression?: boolean;
+  /** SOURCE_DATE_EPOCH (seconds): clamps layer mtimes and every timestamp of the config */
   epoch?: number;
   ociMediaTypes: boolean;
-  /** annotations for the index and for each manifest */
+  /** `[TYPES:]KEY` → value, as `--annotation` takes them (see annotations.ts) */
+  annotations?: Readonly<Record<string, string>>;
+  /** plain index annotations (the engine's older way in; `annotations` supersedes it) */
   indexAnnotations?: Record<string, string>;
-  manifestAnnotations?: Record<string, string>;
   /** how many layers are compressed at once */
   parallelism?: number;
 }
@@ -66,6 +71,8 @@ export interface AssembledImage {
   platforms: AssembledPlatform[];
   index: ImageIndex;
   indexDesc: Descriptor;
+  /** `index-descriptor` annotations: for the top descriptor where a layout's index.json lists it */
+  rootAnnotations: Record<string, string>;
 }
 
 export interface AssembleDeps {
@@ -104,18 +111,30 @@ async function layerBlob(
   layer: LayerRecord,
   opts: AssembleOptions,
 ): Promise<BlobRecord> {
-  // a pulled layer is exported exactly as pulled, whatever compression was asked for
-  if (layer.blob && !layer.producer) return layer.blob;
-  const key = blobKey(opts);
+  const pulled = layer.blob && !layer.producer ? layer.blob : undefined;
+  // a pulled layer is exported exactly as pulled unless another compression is forced on it
+  if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
+    return pulled;
+  // pulled content never changes with the epoch; built layers clamp their mtimes to it
+  const key = pulled ? blobKey({ ...opts, epoch: undefined }) : blobKey(opts);
   const known = await deps.cache.blobFor(layer.snapshot, key);
   if (known && (await deps.content.has(known.digest))) return known;
   const tmp = join(deps.tmpDir, `layer-${randomBytes(8).toString("hex")}`);
   try {
-    const tar = diffUpperDir(deps.snapshots.path(layer.snapshot), { mtime: opts.epoch });
+    const tar = pulled
+      ? decompressStream(deps.content.openRead(pulled.digest), pulled.mediaType)
+      : diffUpperDir(deps.snapshots.path(layer.snapshot), { mtime: opts.epoch });
     const c = await compressLayer(tar, tmp, {
       compression: opts.compression,
       level: opts.compressionLevel,
     });
+    if (pulled && c.diffID !== pulled.diffID) {
+      throw new KilnError(
+        "E_LAYER_COMPRESS",
+        `recompressing layer ${pulled.digest} changed its content (${pulled.diffID} → ${c.diffID})`,
+        { hint: "remove kiln's content store so the base image is pulled again" },
+      );
+    }
     await deps.content.ingest(createReadStream(tmp), { digest: c.digest, size: c.size });
     const blob: BlobRecord = {
       digest: c.digest,
@@ -130,29 +149,51 @@ async function layerBlob(
   }
 }
 
-function dockerLayerType(mediaType: string): string {
-  if (mediaType === MediaType.ociLayerGzip) return MediaType.dockerLayerGzip;
-  if (mediaType === MediaType.ociLayer) return MediaType.dockerLayer;
-  return mediaType;
+function compressionOfBlob(b: BlobRecord): Compression | undefined {
+  return layerCompression(b.mediaType);
+}
+
+/** A layer's media type in the manifest's family (OCI or Docker), as BuildKit converts them. */
+function layerTypeIn(mediaType: string, oci: boolean): string {
+  const c = layerCompression(mediaType);
+  // non-distributable and foreign layers keep their own type
+  const plain = new Set<string>([
+    layerMediaType("uncompressed", "oci"),
+    layerMediaType("gzip", "oci"),
+    layerMediaType("zstd", "oci"),
+    layerMediaType("uncompressed", "docker"),
+    layerMediaType("gzip", "docker"),
+    layerMediaType("zstd", "docker"),
+  ]);
+  if (c === undefined || !plain.has(mediaType)) return mediaType;
+  return layerMediaType(c, oci ? "oci" : "docker");
+}
+
+/** A time as Go's RFC 3339 encoding writes it (no fraction when it is zero), as in BuildKit. */
+export function epochTime(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.000Z$/, "Z");
 }
 
 /**
  * The final config: diff_ids of the actual layers; steps that made no layer marked empty.
- * Timestamps come from when each layer was made (or SOURCE_DATE_EPOCH), not from the export,
- * so rebuilding from the cache gives the same image digest.
+ * Timestamps come from when each layer was made, not from the export, so rebuilding from the
+ * cache gives the same image digest. With SOURCE_DATE_EPOCH, the build's own history entries
+ * and `created` are clamped to it (BuildKit's rule); inherited entries stay as the base has them.
  */
 export function finalConfig(
   img: PlatformImage,
   blobs: BlobRecord[],
-  epoch: string | undefined,
+  epoch: number | undefined,
 ): ImageConfig {
+  const clamp = (t: string): string =>
+    epoch !== undefined && !(Date.parse(t) <= epoch * 1000) ? epochTime(epoch) : t;
   const layerTime = new Map<string, string>();
   for (const l of img.result.layers)
     if (l.producer && l.created) layerTime.set(l.producer, l.created);
-  let last = epoch ?? img.config.created ?? new Date(0).toISOString();
+  let last = img.config.created ?? epochTime(0);
   const history: HistoryEntry[] = (img.config.history ?? []).map((h, i) => {
     if (i < img.baseHistoryLength) {
-      if (h.created && h.created > last && epoch === undefined) last = h.created;
+      if (h.created && Date.parse(h.created) > Date.parse(last)) last = h.created;
       return h;
     }
     const entry: HistoryEntry = { ...h };
@@ -163,13 +204,13 @@ export function finalConfig(
     } else {
       entry.empty_layer = true;
     }
-    if (made !== undefined && epoch === undefined) last = made;
-    entry.created = last;
+    if (made !== undefined) last = made;
+    entry.created = clamp(last);
     return entry;
   });
   return {
     ...img.config,
-    created: last,
+    created: clamp(last),
     rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
     history,
   };
@@ -180,7 +221,25 @@ export async function assembleImages(
   images: readonly PlatformImage[],
   opts: AssembleOptions,
 ): Promise<AssembledImage> {
-  const epoch = opts.epoch === undefined ? undefined : new Date(opts.epoch * 1000).toISOString();
+  const notes = resolveAnnotations(opts.annotations ?? {});
+  const indexNotes = { ...opts.indexAnnotations, ...notes.index };
+  if (!opts.ociMediaTypes) {
+    const any =
+      Object.keys(indexNotes).length +
+      Object.keys(notes.indexDescriptor).length +
+      images.reduce(
+        (n, img) =>
+          n +
+          Object.keys(notes.manifest(img.platform)).length +
+          Object.keys(notes.manifestDescriptor(img.platform)).length,
+        0,
+      );
+    if (any > 0) {
+      throw new KilnError("E_OUTPUT", "annotations need OCI media types", {
+        hint: "drop oci-mediatypes=false (Docker manifests and lists have no annotations), or drop --annotation",
+      });
+    }
+  }
   const parallelism = opts.parallelism ?? 2;
   // layers shared between platforms (a common base) are resolved once
   const pending = new Map<string, Promise<BlobRecord>>();
@@ -195,7 +254,7 @@ export async function assembleImages(
   const platforms: AssembledPlatform[] = [];
   for (const img of images) {
     const blobs = await mapBounded(img.result.layers, parallelism, blobOf);
-    const config = finalConfig(img, blobs, epoch);
+    const config = finalConfig(img, blobs, opts.epoch);
     const configBytes = encodeJSON(config);
     const configInfo = await deps.content.putBytes(configBytes);
     const configDesc: Descriptor = {
@@ -204,29 +263,36 @@ export async function assembleImages(
       size: configInfo.size,
     };
     const layers: Descriptor[] = blobs.map((b) => ({
-      mediaType: opts.ociMediaTypes ? b.mediaType : dockerLayerType(b.mediaType),
+      mediaType: layerTypeIn(b.mediaType, opts.ociMediaTypes),
       digest: b.digest,
       size: b.size,
     }));
-    let manifest = manifestFor(configDesc, layers, {
-      mediaType: opts.ociMediaTypes ? MediaType.ociManifest : MediaType.dockerManifest,
-    });
-    if (opts.manifestAnnotations) manifest = setAnnotations(manifest, opts.manifestAnnotations);
+    const manifest = setAnnotations(
+      manifestFor(configDesc, layers, {
+        mediaType: opts.ociMediaTypes ? MediaType.ociManifest : MediaType.dockerManifest,
+      }),
+      notes.manifest(img.platform),
+    );
     const manifestBytes = encodeJSON(manifest, 2);
     const info = await deps.content.putBytes(manifestBytes);
-    const manifestDesc: Descriptor = {
-      mediaType: manifest.mediaType ?? MediaType.ociManifest,
-      digest: info.digest,
-      size: info.size,
-      platform: fromPlatform(img.platform),
-    };
+    const manifestDesc = setAnnotations<Descriptor>(
+      {
+        mediaType: manifest.mediaType ?? MediaType.ociManifest,
+        digest: info.digest,
+        size: info.size,
+        platform: fromPlatform(img.platform),
+      },
+      notes.manifestDescriptor(img.platform),
+    );
     platforms.push({ platform: img.platform, manifest, manifestDesc, configDesc });
   }
-  let index = appendManifests(
-    emptyIndex(opts.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList),
-    platforms.map((p) => p.manifestDesc),
+  const index = setAnnotations(
+    appendManifests(
+      emptyIndex(opts.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList),
+      platforms.map((p) => p.manifestDesc),
+    ),
+    indexNotes,
   );
-  if (opts.indexAnnotations) index = setAnnotations(index, opts.indexAnnotations);
   const indexBytes = encodeJSON(index, 2);
   const indexInfo = await deps.content.putBytes(indexBytes);
   return {
@@ -237,13 +303,6 @@ export async function assembleImages(
       digest: indexInfo.digest,
       size: indexInfo.size,
     },
+    rootAnnotations: notes.indexDescriptor,
   };
-}
-
-/** Compression names as `--output compression=` accepts them. */
-export function parseCompression(v: string): Compression {
-  if (v === "gzip" || v === "zstd" || v === "uncompressed") return v;
-  throw new KilnError("E_OUTPUT", `unknown compression ${JSON.stringify(v)}`, {
-    hint: "use compression=gzip, zstd or uncompressed",
-  });
 }

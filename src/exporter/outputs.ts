@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { encodeTar, type TarInput } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
-import { encodeJSON, MediaType, type Descriptor } from "../oci/index.js";
+import { encodeJSON, MediaType, setAnnotations, type Descriptor } from "../oci/index.js";
 import type { AssembledImage } from "./image.js";
 
 /** Every blob an image needs, index first: manifests, configs, layers. */
@@ -26,18 +26,21 @@ export function blobsOf(img: AssembledImage, single: boolean): Descriptor[] {
   return [...out.values()];
 }
 
-/** The top descriptor of a build: the index for several platforms, else the one manifest. */
+/**
+ * The top descriptor of a build: the index for several platforms, else the one manifest; it
+ * carries the `index-descriptor` annotations.
+ */
 export function rootDescriptor(img: AssembledImage): Descriptor {
+  let desc: Descriptor;
   if (img.platforms.length === 1) {
-    const desc = { ...img.platforms[0]!.manifestDesc };
+    desc = { ...img.platforms[0]!.manifestDesc };
     delete desc.platform;
-    return desc;
-  }
-  return img.indexDesc;
+  } else desc = { ...img.indexDesc };
+  return setAnnotations(desc, img.rootAnnotations);
 }
 
 function layoutIndex(root: Descriptor, names: readonly string[]): Buffer {
-  const annotations: Record<string, string> = {};
+  const annotations: Record<string, string> = { ...root.annotations };
   const name = names[0];
   if (name) {
     annotations["io.containerd.image.name"] = name;
