@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
+import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
 import type { BuildRequest } from "../engine/request.js";
 import { parsePlatformList } from "../platform/index.js";
@@ -134,7 +135,10 @@ export function buildCommand(): Command {
       "--strict-platforms",
       "with a builder: never build a platform on a node that emulates it",
     )
-    .action(async (context: string, flags: BuildFlags) => {
+    .option("--call <method>", "outline or targets[,format=json]: describe instead of building")
+    .action(async (context: string, flags: BuildFlags & { call?: string }) => {
+      if (flags.call !== undefined && (await printCall(context, { ...flags, call: flags.call })))
+        return;
       await runBuild(context, flags);
     });
 }
