@@ -4,7 +4,6 @@ import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
-import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
 import type { BuildRequest } from "../engine/request.js";
 import { parsePlatformList } from "../platform/index.js";
@@ -36,7 +35,7 @@ interface BuildFlags {
   annotation?: string[];
   cache?: boolean;
   // commander files `--no-cache-filter <stage>` under cacheFilter
-  cacheFilter?: string[];
+  cacheFilter?: string[] | true;
   pull?: boolean;
   progress?: string;
   metadataFile?: string;
@@ -135,10 +134,7 @@ export function buildCommand(): Command {
       "--strict-platforms",
       "with a builder: never build a platform on a node that emulates it",
     )
-    .option("--call <method>", "outline or targets[,format=json]: describe instead of building")
-    .action(async (context: string, flags: BuildFlags & { call?: string }) => {
-      if (flags.call !== undefined && (await printCall(context, { ...flags, call: flags.call })))
-        return;
+    .action(async (context: string, flags: BuildFlags) => {
       await runBuild(context, flags);
     });
 }
@@ -207,7 +203,8 @@ async function runBuild(context: string, flags: BuildFlags): Promise<void> {
     labels: parseKeyValues("--label", flags.label ?? []),
     outputs,
     noCache: flags.cache === false,
-    noCacheFilter: flags.cacheFilter ?? [],
+    // a `--no-*` option defaults to true when it was not given
+    noCacheFilter: Array.isArray(flags.cacheFilter) ? flags.cacheFilter : [],
     pull: flags.pull ?? false,
     secrets: await readSecrets(flags.secret ?? []),
     ssh: Object.fromEntries(
