@@ -121,13 +121,16 @@ export class Solver<R> {
   }
 
   /**
-   * Whether v must run: it is excluded from the cache, or an input is. A cached result
-   * downstream of a re-run step could hold files from an older run of that step.
+   * Whether v must run: it is excluded from the cache, or one of its inputs must run. A cached
+   * result downstream of a re-run step could hold files from an older run of that step; an
+   * image's or context's content is already fixed by its cache key, so those do not spread.
    */
   private mustRun(v: Vertex): boolean {
     let f = this.forced.get(v.digest);
     if (f === undefined) {
-      f = (this.opts.noCache?.(v) ?? false) || v.inputs.some((i) => this.mustRun(i));
+      f =
+        (this.opts.noCache?.(v) ?? false) ||
+        v.inputs.some((i) => i.op.kind !== "image" && i.op.kind !== "local" && this.mustRun(i));
       this.forced.set(v.digest, f);
     }
     return f;
