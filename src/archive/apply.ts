@@ -30,8 +30,8 @@ import { join, posix } from "node:path";
 import type { Readable } from "node:stream";
 import { setAttribute } from "@napi-rs/xattr";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
+import { run, runChecked } from "../process/index.js";
 import { unsafeLayer } from "./errors.js";
-import { run } from "./proc.js";
 import type { TarEntry } from "./tar-format.js";
 import { readTar } from "./tar-reader.js";
 
@@ -234,9 +234,9 @@ class Extractor {
                 String(entry.devmajor ?? 0),
                 String(entry.devminor ?? 0),
               ];
-        await run("mknod", args, (detail, cause) =>
-          applyFailed(entry.name, new Error(detail, { cause })),
-        );
+        await runChecked("mknod", args).catch((e: unknown) => {
+          throw applyFailed(entry.name, e);
+        });
         await this.finishNode(rel, entry);
         return;
       }
@@ -320,9 +320,14 @@ class Extractor {
     }
     for (let i = 0; i < todo.length; i += MKNOD_BATCH) {
       const script = 'for p do mknod -m 000 "$p" c 0 0 || exit 1; done';
-      await run("sh", ["-c", script, "sh", ...todo.slice(i, i + MKNOD_BATCH)], (detail) =>
-        applyFailed(todo[i]!, new Error(`creating overlay whiteouts: ${detail}`)),
+      const fail = (detail: string, cause?: unknown) =>
+        applyFailed(todo[i]!, new Error(`creating overlay whiteouts: ${detail}`, { cause }));
+      const r = await run("sh", ["-c", script, "sh", ...todo.slice(i, i + MKNOD_BATCH)]).catch(
+        (e: unknown) => {
+          throw fail(messageOf(e), e);
+        },
       );
+      if (r.exitCode !== 0) throw fail(r.stderr.trim() || `sh exited ${r.exitCode}`);
     }
     for (const { rel, entry } of this.dirMeta.reverse()) {
       const st = await lstatOrNull(this.abs(rel));

@@ -9,9 +9,9 @@ import { PassThrough, Readable, Transform, type Duplex, type TransformCallback }
 import { pipeline } from "node:stream/promises";
 import { constants as zc, createGunzip, createGzip } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
+import { filterThrough } from "../process/index.js";
 import { applyLayer, type ApplyOptions } from "./apply.js";
 import { invalidLayer } from "./errors.js";
-import { filterThrough } from "./proc.js";
 
 export type Compression = "gzip" | "zstd" | "uncompressed";
 

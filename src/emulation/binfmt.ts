@@ -6,9 +6,9 @@ import { access, constants, open, stat, utimes } from "node:fs/promises";
 import path from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { defaultPlatform, format } from "../platform/index.js";
+import { run } from "../process/index.js";
 import { readElfHead } from "./emulator.js";
 import { DEFAULT_BINFMT_MOUNT, readBinfmtHandlers } from "./handlers.js";
-import { run } from "./run.js";
 import { probeSupported } from "./supported.js";
 
 export interface BinfmtArch {
@@ -240,15 +240,19 @@ async function ensureMounted(mountPoint: string): Promise<void> {
     () => false,
   );
   if (mounted) return;
-  const r = await run("mount", ["-t", "binfmt_misc", "binfmt_misc", mountPoint]);
-  if (r.exitCode !== 0) {
-    throw new KilnError(
-      "E_BINFMT_MOUNT",
-      `cannot mount binfmt_misc at ${mountPoint}: ${r.stderr.trim() || r.spawnError?.message || `mount exited ${r.exitCode}`}`,
-      {
-        hint: "load the module (`modprobe binfmt_misc`) and mount it: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`",
-      },
-    );
+  let failure: string | undefined;
+  try {
+    const r = await run("mount", ["-t", "binfmt_misc", "binfmt_misc", mountPoint], {
+      timeoutMs: 10_000,
+    });
+    if (r.exitCode !== 0) failure = r.stderr.trim() || `mount exited ${r.exitCode}`;
+  } catch (e) {
+    failure = messageOf(e);
+  }
+  if (failure !== undefined) {
+    throw new KilnError("E_BINFMT_MOUNT", `cannot mount binfmt_misc at ${mountPoint}: ${failure}`, {
+      hint: "load the module (`modprobe binfmt_misc`) and mount it: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`",
+    });
   }
 }
 

@@ -7,9 +7,9 @@ import { access, constants } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { format, normalize, only, type Platform } from "../platform/index.js";
+import { run } from "../process/index.js";
 import { parseElfHeader, type ElfHeader } from "./elf.js";
 import { readHead } from "./rootfs.js";
-import { run } from "./run.js";
 import type { SupportedPlatforms } from "./supported.js";
 
 /** Go architecture → QEMU's name for it; architectures not listed keep their Go name. */
@@ -85,8 +85,8 @@ export async function findEmulator(
       const elf = await readElfHead(file);
       if (elf === undefined || elf.interpreter !== undefined) continue;
       const emulator: Emulator = { path: file, arch, patched: name.startsWith("buildkit-") };
-      const r = await run(file, ["--version"], { timeoutMs: 5000 });
-      const version = parseQemuVersion(r.stdout);
+      const r = await run(file, ["--version"], { timeoutMs: 5000 }).catch(() => undefined);
+      const version = r && parseQemuVersion(r.stdout.toString("utf8"));
       if (version !== undefined) emulator.version = version;
       return emulator;
     }

@@ -8,7 +8,9 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { isKilnError, messageOf } from "../errors.js";
 import { defaultPlatform, normalize, only, type Platform } from "../platform/index.js";
+import { run, type RunResult } from "../process/index.js";
 import { amd64LevelFromCpuinfo } from "./cpu.js";
 import {
   DEFAULT_BINFMT_MOUNT,
@@ -17,7 +19,9 @@ import {
   type BinfmtHandler,
 } from "./handlers.js";
 import { AMD64_LEVEL_EXIT_BASE, PROBE_ARCHITECTURES, probeBinary } from "./probes.js";
-import { run } from "./run.js";
+
+/** A probe is a few instructions; one still running after this is stuck in the emulator. */
+const PROBE_TIMEOUT_MS = 10_000;
 
 export interface ProbeFailure {
   architecture: string;
@@ -138,22 +142,29 @@ async function probe(arch: string, binfmt: BinfmtHandler[]): Promise<ProbeOutcom
     // chroot(2) needs CAP_SYS_CHROOT; without it the probe still tells whether the kernel
     // can run the binary, only not whether a handler lacks the F flag.
     const viaChroot = process.getuid?.() === 0;
-    const r = viaChroot
-      ? await run("chroot", [dir, "/check"])
-      : await run(path.join(dir, "check"), []);
-    if (viaChroot && r.spawnError !== undefined) {
-      return { reason: `cannot run chroot(8): ${r.spawnError.message}` };
+    let r: RunResult;
+    try {
+      r = viaChroot
+        ? await run("chroot", [dir, "/check"], { timeoutMs: PROBE_TIMEOUT_MS })
+        : await run(path.join(dir, "check"), [], { timeoutMs: PROBE_TIMEOUT_MS });
+    } catch (e) {
+      if (isKilnError(e) && e.code === "E_PROCESS_SPAWN") {
+        // Run directly, the kernel refused the probe itself (ENOEXEC): say why below.
+        if (!viaChroot) return { reason: refusalReason(probeBinary(arch)!, binfmt) };
+        return { reason: `cannot run chroot(8): ${messageOf(e.cause ?? e)}` };
+      }
+      return { reason: `the probe did not finish: ${messageOf(e)}` };
     }
-    if (r.signal !== undefined) return { reason: `the probe was killed by ${r.signal}` };
+    if (r.signal !== null) return { reason: `the probe was killed by ${r.signal}` };
     if (arch === "amd64") {
-      const level = (r.exitCode ?? 0) - AMD64_LEVEL_EXIT_BASE;
+      const level = r.exitCode - AMD64_LEVEL_EXIT_BASE;
       if (level === 1 || level === 2) return { platforms: amd64Platforms(level) };
-    } else if (r.exitCode === 0 && r.spawnError === undefined) {
+    } else if (r.exitCode === 0) {
       return { platforms: platformsFor(arch) };
     }
     // chroot(8) cannot tell ENOEXEC from ENOENT (execvp retries ENOEXEC with /bin/sh, absent
     // in the chroot), so the registered handlers say why the kernel refused.
-    if (r.spawnError !== undefined || r.exitCode === 126 || r.exitCode === 127) {
+    if (r.exitCode === 126 || r.exitCode === 127) {
       return { reason: refusalReason(probeBinary(arch)!, binfmt) };
     }
     return { reason: `the probe exited with status ${r.exitCode}: ${r.stderr.trim()}`.trim() };

@@ -6,9 +6,7 @@
  * (like BuildKit's chroot), writing through a symlink the archive itself planted is refused,
  * and files are created with O_EXCL|O_NOFOLLOW after whatever was there is removed.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { constants, createReadStream, type Stats } from "node:fs";
-import { once } from "node:events";
 import {
   chmod,
   lchown,
@@ -27,7 +25,7 @@ import { createGunzip } from "node:zlib";
 import { setAttribute } from "@napi-rs/xattr";
 import { readTar, type TarEntry } from "../archive/index.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import { runChecked } from "../process/index.js";
+import { filterThrough, runChecked } from "../process/index.js";
 import type { Owner } from "./owner.js";
 import { resolveInRoot } from "./resolve.js";
 
@@ -61,35 +59,6 @@ function unpackFailed(name: string, detail: string, cause?: unknown): KilnError 
   });
 }
 
-/** Streams a decompressor program over the file (stdin is the file itself). */
-async function* throughProgram(cmd: string, host: string, name: string): AsyncGenerator<Buffer> {
-  const fh = await open(host, "r");
-  let child;
-  try {
-    child = spawn(cmd, ["-dc"], {
-      stdio: [fh.fd, "pipe", "pipe"],
-    }) as ChildProcessWithoutNullStreams;
-  } finally {
-    await fh.close();
-  }
-  let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  const closed = once(child, "close") as Promise<[number | null, string | null]>;
-  closed.catch(() => undefined); // reported below
-  try {
-    for await (const chunk of child.stdout) yield chunk as Buffer;
-    let code: number | null;
-    try {
-      [code] = await closed;
-    } catch (e) {
-      throw unpackFailed(name, `cannot run ${cmd}: ${messageOf(e)}`, e);
-    }
-    if (code !== 0) throw unpackFailed(name, `${cmd} failed: ${stderr.trim() || `exit ${code}`}`);
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill();
-  }
-}
-
 async function* decompressed(host: string, name: string): AsyncGenerator<Buffer> {
   const kind = await sniff(host);
   if (kind === "none") {
@@ -105,7 +74,9 @@ async function* decompressed(host: string, name: string): AsyncGenerator<Buffer>
       gunzip.destroy();
     }
   } else {
-    yield* throughProgram(DECOMPRESSORS[kind], host, name);
+    yield* filterThrough(DECOMPRESSORS[kind], ["-dc"], createReadStream(host), (detail, cause) =>
+      unpackFailed(name, detail, cause),
+    );
   }
 }
 

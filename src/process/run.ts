@@ -1,5 +1,7 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { constants as osConstants } from "node:os";
+import type { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { KilnError, messageOf } from "../errors.js";
 
 /** How much of a child's stderr is kept for error messages. */
@@ -7,34 +9,42 @@ const STDERR_TAIL_BYTES = 16 * 1024;
 /** Collected stdout beyond this is an error: large outputs must be streamed with onStdout. */
 const DEFAULT_MAX_STDOUT_BYTES = 16 * 1024 * 1024;
 
-export interface RunOptions {
+/** What every way of starting a program accepts. */
+export interface StartOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
-  /** Written to stdin, which is then closed; without it stdin is /dev/null. */
-  input?: string | Buffer;
   /** SIGKILL the child after this long and fail with E_PROCESS_TIMEOUT. */
   timeoutMs?: number;
   /** SIGKILL the child on abort and fail with E_PROCESS_ABORTED. */
   signal?: AbortSignal;
   /** Start through `setpriv --pdeathsig KILL` so the child dies when kiln dies. */
   killWithParent?: boolean;
-  /** Stream stdout instead of collecting it into the result. */
-  onStdout?: (chunk: Buffer) => void;
   /** Stream stderr; its tail is still kept for error messages. */
   onStderr?: (chunk: Buffer) => void;
   /** Called once the child is running. */
   onSpawn?: (pid: number) => void;
+}
+
+export interface RunOptions extends StartOptions {
+  /** Written to stdin, which is then closed; without it stdin is /dev/null. */
+  input?: string | Buffer;
+  /** Stream stdout instead of collecting it into the result. */
+  onStdout?: (chunk: Buffer) => void;
   maxStdoutBytes?: number;
 }
 
-export interface RunResult {
+/** How a program ended. */
+export interface ExitStatus {
   /** The exit status, or 128 + signal number when the child was killed by a signal. */
   exitCode: number;
   signal: NodeJS.Signals | null;
-  /** Collected stdout (empty when onStdout was given). */
-  stdout: Buffer;
   /** The last STDERR_TAIL_BYTES of stderr, decoded. */
   stderr: string;
+}
+
+export interface RunResult extends ExitStatus {
+  /** Collected stdout (empty when onStdout was given). */
+  stdout: Buffer;
 }
 
 export interface CheckedRunOptions extends RunOptions {
@@ -43,89 +53,87 @@ export interface CheckedRunOptions extends RunOptions {
   hint?: string;
 }
 
+export interface StreamOptions extends StartOptions {
+  /** The child's stdin: the returned pipe (default), /dev/null, or an open file descriptor. */
+  stdin?: "pipe" | "ignore" | number;
+}
+
+/** A running program whose stdout the caller consumes as a stream. */
+export interface StreamingProcess {
+  /** Its stdin, when it was started with a pipe. */
+  stdin: Writable | null;
+  stdout: Readable;
+  /**
+   * Settles once the program has exited and its output is closed (so stdout must be read):
+   * resolves whatever the exit status; rejects when it cannot start, times out or is aborted.
+   */
+  done: Promise<ExitStatus>;
+  /** SIGKILL the program; `done` then resolves with the signal. */
+  kill(): void;
+}
+
 /** Quote argv for messages only (never for a shell). */
 export function formatCommand(file: string, args: readonly string[]): string {
   return [file, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
 }
 
 /**
- * Run an external program with an explicit argv (no shell). Resolves with the exit status
- * whatever it is; rejects only when the program cannot be started, times out or is aborted.
+ * Start a program with an explicit argv (no shell) and watch it: stderr tail, timeout,
+ * abort, start failure. Every public entry point goes through here.
  */
-export function run(
+function start(
   file: string,
   args: readonly string[],
-  opts: RunOptions = {},
-): Promise<RunResult> {
+  stdin: "pipe" | "ignore" | number,
+  opts: StartOptions,
+): { child: ChildProcess; done: Promise<ExitStatus>; kill: (why?: KilnError) => void } {
   const argv = opts.killWithParent
     ? { file: "setpriv", args: ["--pdeathsig", "KILL", "--", file, ...args] }
     : { file, args: [...args] };
   const command = formatCommand(file, args);
-  return new Promise<RunResult>((resolve, reject) => {
-    if (opts.signal?.aborted) {
-      reject(new KilnError("E_PROCESS_ABORTED", `${command}: aborted before start`));
-      return;
-    }
-    const child = spawn(argv.file, argv.args, {
-      cwd: opts.cwd,
-      env: opts.env,
-      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-    });
-    const stdoutChunks: Buffer[] = [];
-    let stdoutBytes = 0;
-    const maxStdout = opts.maxStdoutBytes ?? DEFAULT_MAX_STDOUT_BYTES;
-    let stderrTail = Buffer.alloc(0);
-    let failure: KilnError | undefined;
-    let timer: NodeJS.Timeout | undefined;
+  if (opts.signal?.aborted) {
+    throw new KilnError("E_PROCESS_ABORTED", `${command}: aborted before start`);
+  }
+  const child = spawn(argv.file, argv.args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    stdio: [stdin, "pipe", "pipe"],
+  });
+  let stderrTail = Buffer.alloc(0);
+  let failure: KilnError | undefined;
+  let timer: NodeJS.Timeout | undefined;
 
-    const kill = (why: KilnError) => {
-      failure ??= why;
-      child.kill("SIGKILL");
-    };
-    const onAbort = () => {
-      kill(new KilnError("E_PROCESS_ABORTED", `${command}: aborted`));
-    };
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    if (opts.timeoutMs !== undefined) {
-      timer = setTimeout(() => {
-        kill(
-          new KilnError("E_PROCESS_TIMEOUT", `${command}: timed out after ${opts.timeoutMs} ms`, {
-            hint: "The external program hung; check the system (mounts, disk) and retry.",
-          }),
-        );
-      }, opts.timeoutMs);
+  const kill = (why?: KilnError) => {
+    failure ??= why;
+    child.kill("SIGKILL");
+  };
+  const onAbort = () => {
+    kill(new KilnError("E_PROCESS_ABORTED", `${command}: aborted`));
+  };
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  if (opts.timeoutMs !== undefined) {
+    timer = setTimeout(() => {
+      kill(
+        new KilnError("E_PROCESS_TIMEOUT", `${command}: timed out after ${opts.timeoutMs} ms`, {
+          hint: "The external program hung; check the system (mounts, disk) and retry.",
+        }),
+      );
+    }, opts.timeoutMs);
+  }
+  child.stderr!.on("data", (chunk: Buffer) => {
+    opts.onStderr?.(chunk);
+    stderrTail = Buffer.concat([stderrTail, chunk]);
+    if (stderrTail.length > STDERR_TAIL_BYTES) {
+      stderrTail = stderrTail.subarray(stderrTail.length - STDERR_TAIL_BYTES);
     }
+  });
+  // A child that exits without reading its input closes the pipe: the writer sees that.
+  child.stdin?.on("error", () => undefined);
+  child.once("spawn", () => {
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+  });
 
-    child.stdout!.on("data", (chunk: Buffer) => {
-      if (opts.onStdout) {
-        opts.onStdout(chunk);
-        return;
-      }
-      stdoutBytes += chunk.length;
-      if (stdoutBytes > maxStdout) {
-        kill(
-          new KilnError("E_PROCESS_OUTPUT", `${command}: more than ${maxStdout} bytes of output`),
-        );
-        return;
-      }
-      stdoutChunks.push(chunk);
-    });
-    child.stderr!.on("data", (chunk: Buffer) => {
-      opts.onStderr?.(chunk);
-      stderrTail = Buffer.concat([stderrTail, chunk]);
-      if (stderrTail.length > STDERR_TAIL_BYTES) {
-        stderrTail = stderrTail.subarray(stderrTail.length - STDERR_TAIL_BYTES);
-      }
-    });
-    if (opts.input !== undefined && child.stdin) {
-      // A child that exits without reading its input closes the pipe: not our error.
-      child.stdin.on("error", () => undefined);
-      child.stdin.end(opts.input);
-    }
-    child.once("spawn", () => {
-      if (child.pid !== undefined) opts.onSpawn?.(child.pid);
-    });
-
+  const done = new Promise<ExitStatus>((resolve, reject) => {
     const finish = () => {
       if (timer) clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
@@ -147,14 +155,50 @@ export function run(
         return;
       }
       const signo = sig ? (osConstants.signals[sig] ?? 0) : 0;
-      resolve({
-        exitCode: code ?? 128 + signo,
-        signal: sig,
-        stdout: Buffer.concat(stdoutChunks),
-        stderr: stderrTail.toString("utf8"),
-      });
+      resolve({ exitCode: code ?? 128 + signo, signal: sig, stderr: stderrTail.toString("utf8") });
     });
   });
+  return { child, done, kill };
+}
+
+/**
+ * Run an external program with an explicit argv (no shell). Resolves with the exit status
+ * whatever it is; rejects only when the program cannot be started, times out or is aborted.
+ */
+export async function run(
+  file: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
+  const { child, done, kill } = start(
+    file,
+    args,
+    opts.input === undefined ? "ignore" : "pipe",
+    opts,
+  );
+  const stdoutChunks: Buffer[] = [];
+  let stdoutBytes = 0;
+  const maxStdout = opts.maxStdoutBytes ?? DEFAULT_MAX_STDOUT_BYTES;
+  child.stdout!.on("data", (chunk: Buffer) => {
+    if (opts.onStdout) {
+      opts.onStdout(chunk);
+      return;
+    }
+    stdoutBytes += chunk.length;
+    if (stdoutBytes > maxStdout) {
+      kill(
+        new KilnError(
+          "E_PROCESS_OUTPUT",
+          `${formatCommand(file, args)}: more than ${maxStdout} bytes of output`,
+        ),
+      );
+      return;
+    }
+    stdoutChunks.push(chunk);
+  });
+  if (opts.input !== undefined) child.stdin?.end(opts.input);
+  const status = await done;
+  return { ...status, stdout: Buffer.concat(stdoutChunks) };
 }
 
 /** Like run, but a non-zero exit is a KilnError carrying the command and its stderr. */
@@ -173,4 +217,69 @@ export async function runChecked(
     );
   }
   return result;
+}
+
+/**
+ * Start a program whose output is too large to collect: the caller reads `stdout` (and
+ * writes `stdin`) as streams, then awaits `done`.
+ */
+export function spawnStream(
+  file: string,
+  args: readonly string[],
+  opts: StreamOptions = {},
+): StreamingProcess {
+  const { child, done, kill } = start(file, args, opts.stdin ?? "pipe", opts);
+  return {
+    stdin: child.stdin,
+    stdout: child.stdout!,
+    done,
+    kill: () => {
+      kill();
+    },
+  };
+}
+
+/** Builds the caller's own error from what went wrong with a filter program. */
+export type FilterFailure = (detail: string, cause?: unknown) => Error;
+
+/**
+ * Stream `input` through a filter program (stdin → stdout, e.g. `zstd -d`). Its exit status
+ * is checked after its output ends, so a truncated or corrupt input surfaces as an error;
+ * `fail` turns a failure into the caller's error. Stopping early kills the program.
+ */
+export async function* filterThrough(
+  file: string,
+  args: readonly string[],
+  input: AsyncIterable<Uint8Array>,
+  fail: FilterFailure,
+): AsyncGenerator<Buffer> {
+  const proc = spawnStream(file, args, { stdin: "pipe" });
+  proc.done.catch(() => undefined); // awaited below; a start failure must not go unhandled first
+  let feedError: unknown;
+  const feeding = pipeline(input, proc.stdin!).catch((e: unknown) => {
+    feedError = e;
+    proc.kill();
+  });
+  let finished = false;
+  try {
+    for await (const c of proc.stdout) yield c as Buffer;
+    await feeding;
+    let status: ExitStatus;
+    try {
+      status = await proc.done;
+    } catch (e) {
+      throw fail(messageOf(e), e);
+    }
+    finished = true;
+    const pipeBroken = (feedError as { code?: string } | undefined)?.code === "EPIPE";
+    if (feedError !== undefined && !pipeBroken) throw feedError as Error;
+    if (status.exitCode !== 0) {
+      const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.exitCode}`;
+      const stderr = status.stderr.trim();
+      throw fail(`${file} failed (${how})${stderr === "" ? "" : `: ${stderr}`}`);
+    }
+    if (feedError !== undefined) throw fail(`${file} stopped reading its input`, feedError);
+  } finally {
+    if (!finished) proc.kill();
+  }
 }

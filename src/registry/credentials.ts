@@ -4,11 +4,11 @@
  * `credHelpers[host]` and `credsStore` via `docker-credential-<name> get`.
  * Secrets never appear in messages: errors name the host and the helper only.
  */
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { KilnError, messageOf } from "../errors.js";
+import { KilnError, isKilnError, messageOf } from "../errors.js";
+import { run, type RunResult } from "../process/index.js";
 
 export type Credentials =
   | { username: string; password: string }
@@ -136,60 +136,51 @@ export function dockerCredentials(opts: DockerCredentialsOptions = {}): Credenti
 }
 
 /** `docker-credential-<name> get`, server URL on stdin, JSON {Username, Secret} on stdout. */
-export function runCredentialHelper(
+export async function runCredentialHelper(
   name: string,
   serverURL: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Credentials | undefined> {
   const program = `docker-credential-${name}`;
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      program,
-      ["get"],
-      { env, timeout: 30_000, maxBuffer: 1 << 20 },
-      (err, stdout) => {
-        if (err) {
-          // Helpers report a missing entry on stdout with a failing exit status.
-          if (/credentials not found/i.test(stdout)) {
-            resolve(undefined);
-            return;
-          }
-          const why =
-            (err as NodeJS.ErrnoException).code === "ENOENT" ? "is not installed" : "failed";
-          reject(
-            new KilnError(
-              "E_CREDENTIAL_HELPER",
-              `credential helper ${program} ${why} for ${serverURL}`,
-              {
-                hint: `check the helper (try: echo ${serverURL} | ${program} get), or remove it from the Docker config`,
-                cause: new Error(messageOf(err).split("\n")[0]),
-              },
-            ),
-          );
-          return;
-        }
-        try {
-          const parsed = JSON.parse(stdout) as { Username?: unknown; Secret?: unknown };
-          if (typeof parsed.Secret !== "string" || typeof parsed.Username !== "string")
-            throw new Error("shape");
-          resolve(
-            parsed.Username === "<token>"
-              ? { identityToken: parsed.Secret }
-              : { username: parsed.Username, password: parsed.Secret },
-          );
-        } catch {
-          reject(
-            new KilnError(
-              "E_CREDENTIAL_HELPER",
-              `credential helper ${program} returned malformed output for ${serverURL}`,
-              {
-                hint: `check the helper: echo ${serverURL} | ${program} get`,
-              },
-            ),
-          );
-        }
-      },
+  // Only the first line of the cause: helpers' output may hold secrets.
+  const failed = (why: string, cause: unknown) =>
+    new KilnError("E_CREDENTIAL_HELPER", `credential helper ${program} ${why} for ${serverURL}`, {
+      hint: `check the helper (try: echo ${serverURL} | ${program} get), or remove it from the Docker config`,
+      cause: new Error(messageOf(cause).split("\n")[0]),
+    });
+  let result: RunResult;
+  try {
+    result = await run(program, ["get"], {
+      env,
+      input: serverURL,
+      timeoutMs: 30_000,
+      maxStdoutBytes: 1 << 20,
+    });
+  } catch (e) {
+    const missing =
+      isKilnError(e) &&
+      e.code === "E_PROCESS_SPAWN" &&
+      (e.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
+    throw failed(missing ? "is not installed" : "failed", e);
+  }
+  const stdout = result.stdout.toString("utf8");
+  if (result.exitCode !== 0) {
+    // Helpers report a missing entry on stdout with a failing exit status.
+    if (/credentials not found/i.test(stdout)) return undefined;
+    throw failed("failed", `${program} get exited with status ${result.exitCode}`);
+  }
+  try {
+    const parsed = JSON.parse(stdout) as { Username?: unknown; Secret?: unknown };
+    if (typeof parsed.Secret !== "string" || typeof parsed.Username !== "string")
+      throw new Error("shape");
+    return parsed.Username === "<token>"
+      ? { identityToken: parsed.Secret }
+      : { username: parsed.Username, password: parsed.Secret };
+  } catch {
+    throw new KilnError(
+      "E_CREDENTIAL_HELPER",
+      `credential helper ${program} returned malformed output for ${serverURL}`,
+      { hint: `check the helper: echo ${serverURL} | ${program} get` },
     );
-    child.stdin?.end(serverURL);
-  });
+  }
 }

@@ -2,8 +2,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { open } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { run, runChecked } from "../../src/process/index.js";
+import { filterThrough, run, runChecked, spawnStream } from "../../src/process/index.js";
 import { isKilnError } from "../../src/errors.js";
 
 test("run: exit status, stdout, stderr tail, input", async () => {
@@ -33,6 +35,65 @@ test("runChecked: non-zero exit becomes a KilnError with the command and stderr"
     run("/no/such/binary", []),
     (e) => isKilnError(e) && e.code === "E_PROCESS_SPAWN",
   );
+});
+
+test("spawnStream: streamed stdout; stdin a pipe, /dev/null or a file; exit status with the stderr tail", async () => {
+  const p = spawnStream("sh", ["-c", "tr a-z A-Z; echo done >&2; exit 2"]);
+  p.stdin!.end("abc");
+  const chunks: Buffer[] = [];
+  for await (const c of p.stdout) chunks.push(c as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), "ABC");
+  assert.deepEqual(await p.done, { exitCode: 2, signal: null, stderr: "done\n" });
+  const fromNull = spawnStream("cat", [], { stdin: "ignore" });
+  for await (const c of fromNull.stdout) assert.fail(`unexpected output ${String(c)}`);
+  assert.equal((await fromNull.done).exitCode, 0);
+  const file = await open(fileURLToPath(import.meta.url), "r");
+  try {
+    const fromFile = spawnStream("head", ["-c", "2"], { stdin: file.fd });
+    const head: Buffer[] = [];
+    for await (const c of fromFile.stdout) head.push(c as Buffer);
+    assert.equal(Buffer.concat(head).toString(), "//");
+    assert.equal((await fromFile.done).exitCode, 0);
+  } finally {
+    await file.close();
+  }
+  const missing = spawnStream("/no/such/binary", []);
+  await assert.rejects(missing.done, (e) => isKilnError(e) && e.code === "E_PROCESS_SPAWN");
+});
+
+async function collect(it: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of it) chunks.push(c);
+  return Buffer.concat(chunks).toString();
+}
+
+function source(...parts: string[]): AsyncIterable<Buffer> {
+  return Readable.from(parts.map((p) => Buffer.from(p)));
+}
+
+test("filterThrough: output streams, failures become the caller's error", async () => {
+  const fail = (detail: string, cause?: unknown) => new Error(`mine: ${detail}`, { cause });
+  assert.equal(
+    await collect(filterThrough("tr", ["a-z", "A-Z"], source("ab", "cd"), fail)),
+    "ABCD",
+  );
+  await assert.rejects(
+    collect(filterThrough("sh", ["-c", "cat >/dev/null; echo bad >&2; exit 3"], source("x"), fail)),
+    { message: "mine: sh failed (exit status 3): bad" },
+  );
+  await assert.rejects(collect(filterThrough("/no/such/binary", [], source("x"), fail)), {
+    message: /^mine: cannot start \/no\/such\/binary/,
+  });
+  // A program that exits 0 without reading everything lost data: an error, not a short output.
+  const big = Buffer.alloc(4 << 20).toString();
+  await assert.rejects(collect(filterThrough("true", [], source(big, big), fail)), {
+    message: "mine: true stopped reading its input",
+  });
+  // Stopping early kills the program instead of leaving it blocked on a full pipe.
+  for await (const c of filterThrough("yes", [], source(), fail)) {
+    assert.ok(c.length > 0);
+    break;
+  }
 });
 
 test("timeout and abort kill the child", async () => {
