@@ -109,8 +109,6 @@ export async function acquirePruneLock(
 interface Inode {
   /** disk blocks in bytes (st_blocks × 512), as du counts them */
   bytes: number;
-  /** hard links the file has (1 for directories); more than were seen: a link outside the walk */
-  links: number;
   /** the record each seen link belongs to */
   owners: string[];
 }
@@ -141,11 +139,7 @@ async function walk(roots: string[], classify: Classify, owner = "store"): Promi
     const key = `${st.dev}:${st.ino}`;
     const seen = w.inodes.get(key);
     if (seen) seen.owners.push(owner);
-    else {
-      // a directory's link count is about its subdirectories: it is never hard-linked
-      const links = st.isDirectory() ? 1 : st.nlink;
-      w.inodes.set(key, { bytes: st.blocks * 512, links, owners: [owner] });
-    }
+    else w.inodes.set(key, { bytes: st.blocks * 512, owners: [owner] });
     if (st.mtimeMs > (w.mtime.get(owner) ?? 0)) w.mtime.set(owner, st.mtimeMs);
     if (!st.isDirectory()) return;
     let names: string[];
@@ -160,13 +154,14 @@ async function walk(roots: string[], classify: Classify, owner = "store"): Promi
   return w;
 }
 
-/** Bytes freed by deleting every link owned by `removed`. */
+/**
+ * Bytes the state dir shrinks by (as du measures it) when every link owned by `removed` goes.
+ * A link outside the state dir (an OCI layout output hard-links the store's blobs) keeps the
+ * data on disk, but it no longer counts here, as it no longer counts in `kiln du`.
+ */
 function freedBy(w: Walk, removed: ReadonlySet<string>): number {
   let bytes = 0;
-  for (const i of w.inodes.values()) {
-    // a link outside the walk keeps the file
-    if (i.owners.length >= i.links && i.owners.every((o) => removed.has(o))) bytes += i.bytes;
-  }
+  for (const i of w.inodes.values()) if (i.owners.every((o) => removed.has(o))) bytes += i.bytes;
   return bytes;
 }
 
