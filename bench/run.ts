@@ -3,14 +3,14 @@
 //
 //   node --import tsx bench/run.ts [--workloads simple,multistage] [--runs 3]
 //        [--peers kiln,buildah,podman,docker,buildctl] [--seed 1] [--out bench/results]
-//        [--registry HOST:PORT] [--smoke]
+//        [--registry HOST:PORT] [--kiln PATH] [--timeout SECONDS] [--smoke]
 //
 // Writes <out>/<timestamp>.json (every sample) and <out>/<timestamp>.md (the tables), and prints
 // the tables. A tool that is missing or cannot start is reported as skipped. Everything the run
 // starts (registry, dockerd, buildkitd) is stopped and its state removed at the end.
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { cpus, release, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pushBaseImages } from "../test/fixtures/base-images.js";
@@ -29,6 +29,7 @@ interface Options {
   seed: number;
   out: string;
   registry: string | undefined;
+  kiln: string;
   smoke: boolean;
   timeoutMs: number;
 }
@@ -42,6 +43,7 @@ function options(): Options {
       seed: { type: "string" },
       out: { type: "string" },
       registry: { type: "string" },
+      kiln: { type: "string" },
       timeout: { type: "string" },
       smoke: { type: "boolean" },
     },
@@ -74,6 +76,7 @@ function options(): Options {
     seed: int("--seed", values.seed, 1),
     out: values.out ?? join(repoRoot, "bench", "results"),
     registry: values.registry,
+    kiln: resolve(values.kiln ?? join(repoRoot, "bin", "kiln")),
     smoke,
     timeoutMs: int("--timeout", values.timeout, 1800) * 1000,
   };
@@ -157,7 +160,7 @@ async function main(): Promise<number> {
 
     for (const name of opts.tools) {
       try {
-        const t = await startTool(name, { repoRoot, dir: join(work, name), registry: host });
+        const t = await startTool(name, { kiln: opts.kiln, dir: join(work, name), registry: host });
         tools.push(t);
         versions[name] = t.version;
         log(`${name}: ${t.version}`);

@@ -3,7 +3,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, openSync, closeSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { alive, probe, removeTree, stopGroup, type Cmd } from "./proc.js";
 
@@ -32,7 +32,8 @@ export interface Tool {
 }
 
 export interface ToolEnv {
-  repoRoot: string;
+  /** The kiln executable to measure (normally <repo>/bin/kiln). */
+  kiln: string;
   /** This tool's private state dir (created and removed by the caller). */
   dir: string;
   registry: string;
@@ -77,26 +78,27 @@ async function requireTool(
 }
 
 /** Why kiln cannot build yet, or undefined when `kiln build --help` describes a build command. */
-export async function kilnBuildWorks(repoRoot: string): Promise<string | undefined> {
-  const r = await probe([join(repoRoot, "bin", "kiln"), "build", "--help"]);
-  if (r.code !== 0) return `./bin/kiln build --help failed (${r.code}): ${lastLines(r.out, 3)}`;
+export async function kilnBuildWorks(bin: string): Promise<string | undefined> {
+  const r = await probe([bin, "build", "--help"]);
+  if (r.code !== 0) return `${bin} build --help failed (${r.code}): ${lastLines(r.out, 3)}`;
   // An older CLI without the command answers with its top-level help and exit 0.
-  if (!r.out.includes("--platform")) return "./bin/kiln has no build command yet";
+  if (!r.out.includes("--platform")) return `${bin} has no build command yet`;
   return undefined;
 }
 
+/** kiln changes quickly: the commit (and whether its tree had edits) says which one ran. */
+async function checkoutState(dir: string): Promise<string> {
+  const head = await probe(["git", "-C", dir, "rev-parse", "--short", "HEAD"]);
+  if (head.code !== 0) return `from ${dir}, not a git checkout`;
+  const dirty = await probe(["git", "-C", dir, "status", "--porcelain", "--", "src", "bin"]);
+  return `${firstLine(head.out)}${dirty.out.trim() ? ", uncommitted changes" : ""}`;
+}
+
 async function startKiln(env: ToolEnv): Promise<Tool> {
-  const bin = join(env.repoRoot, "bin", "kiln");
-  const broken = await kilnBuildWorks(env.repoRoot);
+  const bin = env.kiln;
+  const broken = await kilnBuildWorks(bin);
   if (broken !== undefined) throw new Skip(broken);
-  // kiln changes quickly: the commit (and whether the tree had edits) says which one ran.
-  const commit = firstLine(
-    (await probe(["git", "-C", env.repoRoot, "rev-parse", "--short", "HEAD"])).out,
-  );
-  const dirty = (
-    await probe(["git", "-C", env.repoRoot, "status", "--porcelain", "--", "src", "bin"])
-  ).out.trim();
-  const version = `${firstLine((await probe([bin, "--version"])).out)} (${commit}${dirty ? ", uncommitted changes" : ""})`;
+  const version = `${firstLine((await probe([bin, "--version"])).out)} (${await checkoutState(dirname(dirname(bin)))})`;
   const root = join(env.dir, "root");
   return {
     name: "kiln",

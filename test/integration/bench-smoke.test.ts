@@ -13,7 +13,7 @@ import { parseGnuTime } from "../../bench/proc.js";
 import { markdown, summarize, type Sample, type Summary } from "../../bench/report.js";
 import { fileBytes, splitSizes, WORKLOADS, workload } from "../../bench/workloads.js";
 
-const notYet = await kilnBuildWorks(repoRoot);
+const notYet = await kilnBuildWorks(join(repoRoot, "bin", "kiln"));
 
 test(
   "bench/run.ts --smoke reports kiln's cold, no-op and changed builds",
