@@ -1,0 +1,78 @@
+// kiln killed with SIGKILL in the middle of a RUN leaves a running container and mounts behind;
+// the next build in the same state directory clears them and completes.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  collect,
+  kilnOk,
+  mountsBelow,
+  removeTree,
+  runcContainers,
+  startKiln,
+  tempDir,
+  testRegistry,
+  vertexRecords,
+  writeContext,
+} from "../fixtures/build-cli.js";
+
+const reg = testRegistry();
+
+/** Host pids of processes whose argv is exactly `argv` (containers' processes included). */
+async function processesRunning(argv: string[]): Promise<number[]> {
+  const want = argv.join("\0") + "\0";
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline === want) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+test("after kiln is SIGKILLed mid-RUN, the next build cleans up and completes", async () => {
+  const dir = await tempDir("crash");
+  try {
+    // an unusual duration, to find this very sleep among the machine's processes
+    const ctx = await writeContext(join(dir, "ctx"), {
+      Dockerfile: `FROM ${reg}/base/busybox
+ARG WAIT=1237
+RUN echo start && sleep $WAIT && echo done > /done
+`,
+    });
+    const root = join(dir, "root");
+    const opts = { root, cwd: ctx };
+
+    const child = await startKiln(["build", "--progress", "rawjson", "."], opts);
+    const result = collect(child);
+    await new Promise<void>((resolve) => {
+      let seen = "";
+      child.stderr!.on("data", (b: Buffer) => {
+        seen += b.toString("utf8");
+        if (/"type":"log".*"data":"start/.test(seen)) resolve();
+      });
+      child.on("close", () => {
+        resolve();
+      });
+    });
+    child.kill("SIGKILL");
+    const killed = await result;
+    assert.equal(
+      killed.signal,
+      "SIGKILL",
+      `kiln was killed mid-RUN: ${killed.messages.join("\n")}`,
+    );
+
+    const second = await kilnOk(["build", "--build-arg", "WAIT=0", "."], opts);
+    const run = vertexRecords(second.events).find((v) => v.name.includes("RUN echo start"));
+    assert.equal(run?.starts, 1);
+    assert.equal(run.error, undefined);
+
+    assert.deepEqual(await mountsBelow(root), [], "no mounts left in the state directory");
+    assert.deepEqual(await runcContainers(root), [], "no runc containers left");
+    assert.deepEqual(await processesRunning(["sleep", "1237"]), [], "the killed RUN is gone");
+  } finally {
+    await removeTree(dir);
+  }
+});
