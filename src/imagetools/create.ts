@@ -69,7 +69,18 @@ export async function createImage(
 
   const resolved = new Array<ResolvedSource>(sourceRefs.length);
   await mapLimit([...sourceRefs.keys()], client.maxConcurrency, async (i) => {
-    resolved[i] = await resolveSource(client, sourceRefs[i]!);
+    try {
+      resolved[i] = await resolveSource(client, sourceRefs[i]!);
+    } catch (e) {
+      if (req.append && i === 0 && e instanceof KilnError && e.code === "E_MANIFEST_UNKNOWN") {
+        throw new KilnError(
+          "E_MANIFEST_UNKNOWN",
+          `--append: ${formatReference(targets[0]!)} does not exist yet`,
+          { hint: "drop --append to create it from the sources alone", cause: e },
+        );
+      }
+      throw e;
+    }
   });
   const merged = mergeSources(
     resolved.map((r) => r.source),

@@ -234,7 +234,7 @@ describe("kiln imagetools create", () => {
     assert.equal(index.manifests[0]!.annotations, undefined);
   });
 
-  test("errors are one line with a hint: a missing source, sources on another registry", async () => {
+  test("errors are one line with a hint: a missing source, another registry, --append to nothing", async () => {
     const missing = await kiln("create", "-t", `${reg.host}/app/x:1`, `${reg.host}/src/nope:1`);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^error: .*src\/nope:1 not found.*\nhint: .+\n$/);
@@ -250,6 +250,19 @@ describe("kiln imagetools create", () => {
     assert.match(
       foreign.stderr,
       /^error: .*different registries.*not supported\nhint: .*mounts blobs/,
+    );
+
+    const append = await kiln(
+      "create",
+      "--append",
+      "-t",
+      `${reg.host}/app/new:1`,
+      `${reg.host}/src/amd64:1`,
+    );
+    assert.equal(append.code, 1);
+    assert.match(
+      append.stderr,
+      /^error: --append: .*app\/new:1 does not exist yet\nhint: drop --append/,
     );
   });
 });
