@@ -1,0 +1,261 @@
+// `kiln du` and `kiln prune` on real builds: du's total is what du(1) measures, the bytes a prune
+// reports are exactly what du(1) sees the state dir shrink by, a plain prune keeps what named
+// images use (their rebuild stays fully cached), --all / until / --keep-storage, and the lock
+// between builds and prunes.
+import type { ChildProcess } from "node:child_process";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  collect,
+  kilnOk,
+  removeTree,
+  startKiln,
+  tempDir,
+  testRegistry,
+  vertexRecords,
+  writeContext,
+  type KilnOptions,
+  type KilnResult,
+} from "../fixtures/build-cli.js";
+import { run } from "../fixtures/exec.js";
+import { acquirePruneLock } from "../../src/engine/gc.js";
+import { humanSize, parseDuration, parseSize } from "../../src/cli/du.js";
+
+const reg = testRegistry();
+
+/** du -sx in bytes (each hard-linked file once): the independent measure. */
+async function measured(dir: string): Promise<number> {
+  return Number((await run("du", ["-sxB1", dir])).split("\t")[0]);
+}
+
+async function kilnCmd(args: string[], o: KilnOptions): Promise<KilnResult> {
+  const r = await collect(await startKiln(args, o));
+  assert.equal(r.code, 0, `kiln ${args.join(" ")}: ${r.stderr}`);
+  return r;
+}
+
+interface DuJson {
+  total: number;
+  reclaimable: number;
+  reclaimableAll: number;
+  shared: number;
+  records: { id: string; type: string; size: number; reclaimable: boolean; shared: boolean }[];
+}
+
+async function du(o: KilnOptions): Promise<DuJson> {
+  return JSON.parse((await kilnCmd(["du", "--json"], o)).stdout) as DuJson;
+}
+
+/** Runs a prune and checks its figure against du(1); returns the bytes freed. */
+async function pruneChecked(args: string[], o: KilnOptions): Promise<number> {
+  const before = await measured(o.root);
+  const r = await kilnCmd(["prune", "--force", ...args], o);
+  const m = /Total: \S+ \((\d+) bytes\)/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  const freed = Number(m[1]);
+  assert.equal(freed, before - (await measured(o.root)), `freed bytes of prune ${args.join(" ")}`);
+  return freed;
+}
+
+const ran = (r: KilnResult) => vertexRecords(r.events).filter((v) => v.starts > 0);
+
+test("du and prune: figures match du(1), named images keep their cache, --all/until/--keep-storage", async () => {
+  const dir = await tempDir("gc");
+  try {
+    const ctx = await writeContext(join(dir, "ctx"), {
+      Dockerfile: `FROM ${reg}/base/busybox AS builder
+RUN echo built > /built && head -c 200000 /dev/urandom > /noise
+FROM ${reg}/base/busybox
+COPY --from=builder /built /built
+COPY a.txt /a.txt
+RUN cat /a.txt /built > /both
+`,
+      "other.Dockerfile": `FROM ${reg}/base/busybox
+COPY b.txt /b
+RUN head -c 300000 /dev/urandom > /other
+`,
+      "a.txt": "A\n",
+      "b.txt": "B\n",
+    });
+    const o = { root: join(dir, "root"), cwd: ctx };
+    const app = ["build", "-t", "local/app:1", "."];
+    await kilnOk(app, o);
+    await kilnOk(["build", "-f", "other.Dockerfile", "-o", `type=local,dest=${dir}/o1`, "."], o);
+
+    const report = await du(o);
+    assert.equal(report.total, await measured(o.root));
+    assert.ok(report.shared > 0 && report.reclaimable > 0, JSON.stringify(report));
+    assert.ok(report.reclaimableAll > report.reclaimable);
+    const types = new Set(report.records.map((r) => r.type));
+    for (const t of ["result", "source", "exec", "file", "blob", "layer-blob"]) {
+      assert.ok(types.has(t), `du lists ${t} records`);
+    }
+    const verbose = await kilnCmd(["du", "--verbose"], o);
+    assert.match(verbose.stdout, /Last used: +\d+ seconds? ago|Last used: +just now/);
+
+    // recent records are kept by until=1h: nothing to free
+    assert.equal(await pruneChecked(["--filter", "until=1h"], o), 0);
+
+    const freed = await pruneChecked([], o);
+    assert.equal(freed, report.reclaimable);
+    const after = await du(o);
+    assert.equal(after.reclaimable, 0);
+    assert.ok(after.records.every((r) => r.shared || r.type === "leftover" || !r.reclaimable));
+
+    // the named image's build is still cached to the end; the other one runs again, correctly
+    const again = await kilnOk(app, o);
+    assert.deepEqual(
+      ran(again).map((v) => v.name),
+      [],
+    );
+    const other = await kilnOk(
+      ["build", "-f", "other.Dockerfile", "-o", `type=local,dest=${dir}/o2`, "."],
+      o,
+    );
+    assert.ok(ran(other).some((v) => /RUN head/.test(v.name)));
+    assert.equal(await readFile(join(dir, "o2", "b"), "utf8"), "B\n");
+
+    // --keep-storage: the least recently used records go until the state dir fits
+    const full = await du(o);
+    const keep = full.total - Math.floor((full.reclaimableAll - full.reclaimable) / 2);
+    await pruneChecked(["--all", "--keep-storage", String(keep)], o);
+    const kept = await measured(o.root);
+    assert.ok(kept <= keep, `${kept} <= ${keep}`);
+    assert.ok(kept > full.total - full.reclaimableAll, "something was kept");
+
+    // --all: only the named image's own blobs stay, and they are all there
+    await pruneChecked(["--all"], o);
+    const bare = await du(o);
+    assert.equal(bare.reclaimableAll, 0);
+    const index = JSON.parse(await readFile(join(o.root, "content", "index.json"), "utf8")) as {
+      manifests: { digest: string }[];
+    };
+    const blobs = new Set(await readdir(join(o.root, "content", "blobs", "sha256")));
+    const manifest = JSON.parse(
+      await readFile(
+        join(o.root, "content", "blobs", "sha256", index.manifests[0]!.digest.slice(7)),
+        "utf8",
+      ),
+    ) as { config: { digest: string }; layers: { digest: string }[] };
+    for (const d of [manifest.config, ...manifest.layers].map((x) => x.digest.slice(7))) {
+      assert.ok(blobs.has(d), `named image blob ${d} kept`);
+    }
+    assert.equal(blobs.size, manifest.layers.length + 2, "nothing but the named image's blobs");
+    assert.deepEqual(await readdir(join(o.root, "cache", "results")), []);
+
+    // and the cache fills again from scratch, right
+    await kilnOk(["build", "-o", `type=local,dest=${dir}/o3`, "."], o);
+    assert.equal(await readFile(join(dir, "o3", "both"), "utf8"), "A\nbuilt\n");
+  } finally {
+    await removeTree(dir);
+  }
+});
+
+test("prune waits for running builds; builds wait for a prune", async () => {
+  const dir = await tempDir("gc-lock");
+  try {
+    const ctx = await writeContext(join(dir, "ctx"), {
+      Dockerfile: `FROM ${reg}/base/busybox
+ARG N
+RUN --mount=type=bind,target=/ctx sh -c 'while [ ! -e /ctx/go ]; do sleep 0.1; done; echo $N > /n'
+`,
+    });
+    const o = { root: join(dir, "root"), cwd: ctx };
+
+    // a prune started while a build runs waits for it (the build waits for the test to see
+    // that through a file in its bind-mounted context); the build's result is intact
+    const building = collect(
+      await startKiln(
+        [
+          "build",
+          "--build-arg",
+          "N=1",
+          "-o",
+          `type=local,dest=${dir}/o1`,
+          "--progress",
+          "rawjson",
+          ".",
+        ],
+        o,
+      ),
+    );
+    await until(async () => (await readdir(o.root).catch(() => [])).some(isBuildLock));
+    const pruneChild = await startKiln(["prune", "--all", "--force"], o);
+    await stderrSays(pruneChild, "waiting for 1 running build");
+    const pruning = collect(pruneChild);
+    await writeFile(join(ctx, "go"), "");
+    const b = await building;
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(await readFile(join(dir, "o1", "n"), "utf8"), "1\n");
+    assert.equal((await pruning).code, 0);
+
+    // a build started while a prune holds the lock waits, then runs
+    const release = await acquirePruneLock(o.root);
+    const child = await startKiln(
+      [
+        "build",
+        "--build-arg",
+        "N=2",
+        "-o",
+        `type=local,dest=${dir}/o2`,
+        "--progress",
+        "rawjson",
+        ".",
+      ],
+      o,
+    );
+    await stderrSays(child, "waiting for `kiln prune` to finish");
+    const done = collect(child);
+    await release();
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(join(dir, "o2", "n"), "utf8"), "2\n");
+
+    // a dead prune's lock file does not block anyone
+    await writeFile(join(o.root, "lock-prune-999999999-1-00000000"), "");
+    await kilnOk(["build", "--build-arg", "N=3", "-o", `type=local,dest=${dir}/o3`, "."], o);
+    assert.ok(!(await readdir(o.root)).some((n) => n.startsWith("lock-")));
+  } finally {
+    await removeTree(dir);
+  }
+});
+
+test("size, duration and human size formats", () => {
+  assert.equal(parseSize("10GB"), 10 * 1024 ** 3);
+  assert.equal(parseSize("512m"), 512 * 1024 ** 2);
+  assert.equal(parseSize("1.5KiB"), 1536);
+  assert.equal(parseSize("1234"), 1234);
+  assert.throws(() => parseSize("ten"), /invalid size/);
+  assert.equal(parseDuration("24h"), 86_400_000);
+  assert.equal(parseDuration("1h30m"), 5_400_000);
+  assert.equal(parseDuration("90s"), 90_000);
+  assert.throws(() => parseDuration("1d"), /invalid duration/);
+  assert.equal(humanSize(0), "0B");
+  assert.equal(humanSize(1234567), "1.235MB");
+  assert.equal(humanSize(4096), "4.096kB");
+});
+
+/** Resolves once the child has written `text` to stderr. */
+function stderrSays(child: ChildProcess, text: string): Promise<void> {
+  let seen = "";
+  return new Promise((resolve, reject) => {
+    child.stderr!.on("data", (c: Buffer) => {
+      seen += c.toString("utf8");
+      if (seen.includes(text)) resolve();
+    });
+    child.on("close", () => {
+      reject(new Error(`exited without saying ${text}: ${seen}`));
+    });
+  });
+}
+
+function isBuildLock(name: string): boolean {
+  return name.startsWith("lock-build-");
+}
+
+/** Polls a condition (for ordering, not timing: no assertion depends on how long it takes). */
+async function until(cond: () => Promise<boolean>): Promise<void> {
+  while (!(await cond())) await new Promise((r) => setTimeout(r, 20));
+}
