@@ -764,6 +764,8 @@ class Converter {
       st.onbuild = parent.onbuild;
       st.cmdTotal = countSteps(def.stage.commands);
     } else {
+      // BuildKit builds `FROM --platform=X scratch` for the target platform, ignoring X; kiln
+      // honours X like for any other base, so a $BUILDPLATFORM scratch stage is shared.
       const platform = requested ?? this.o.targetPlatform;
       st = {
         def,
@@ -1062,7 +1064,7 @@ class Converter {
     };
     const name = this.prefix(
       st,
-      uppercaseCmd(this.displayExpand(code, st.env)),
+      uppercaseCmd(this.displayExpand(code, st.env, false)),
       st.platform,
       st.env,
     );
@@ -1079,14 +1081,17 @@ class Converter {
     this.commit(st, `WORKDIR ${wd}`, v);
   }
 
-  /** Step names show variables expanded where they are set, as BuildKit's processCmdEnv. */
-  private displayExpand(code: string, env: Env): string {
+  /**
+   * Step names with variables expanded (BuildKit's processCmdEnv). RUN keeps quotes and unset
+   * variables as written (`raw`); COPY, ADD and WORKDIR go through the plain word lexer, so
+   * their names lose quotes and unset variables, as BuildKit's do.
+   */
+  private displayExpand(code: string, env: Env, raw: boolean): string {
     try {
-      return new ShellLex({
-        escapeToken: this.df.escapeToken,
-        rawQuotes: true,
-        skipUnsetEnv: true,
-      }).processWord(code, env.lookup);
+      const lex = raw
+        ? new ShellLex({ escapeToken: this.df.escapeToken, rawQuotes: true, skipUnsetEnv: true })
+        : this.lex;
+      return lex.processWord(code, env.lookup);
     } catch {
       return code;
     }
@@ -1198,6 +1203,7 @@ class Converter {
       );
     }
     const secretEnvs = new Set<string>();
+    let sshCount = 0;
     for (const raw of c.mounts) {
       const m = parseRunMount(raw, (w) => this.expand(c.location, w, st.env));
       const d = mountDefaults(m);
@@ -1272,6 +1278,7 @@ class Converter {
           });
           break;
         case "ssh": {
+          const sshIndex = sshCount++;
           if (m.source !== "") {
             throw new UnplacedError(DockerfileErrorCode.flagValue, "ssh does not support source", {
               needle: raw,
@@ -1283,7 +1290,8 @@ class Converter {
           mounts.push({
             type: "ssh",
             id: d.id,
-            target: d.target ?? "/run/buildkit/ssh_agent.0",
+            // LLB names a default socket by the RUN's ssh mounts so far: ssh_agent.0, .1, …
+            target: d.target ?? `/run/buildkit/ssh_agent.${sshIndex}`,
             required: m.required,
             mode: d.mode ?? 0o600,
             uid: m.uid ?? 0,
@@ -1298,7 +1306,7 @@ class Converter {
     for (const k of secretEnvs) shownEnv.set(k, "****");
     const name = this.prefix(
       st,
-      uppercaseCmd(this.displayExpand(display, secretEnvs.size ? shownEnv : st.env)),
+      uppercaseCmd(this.displayExpand(display, secretEnvs.size ? shownEnv : st.env, true)),
       st.platform,
       st.env,
     );
@@ -1476,7 +1484,7 @@ class Converter {
     for (const s of sources) msg += ` ${s}`;
     for (const s of c.sourceContents) msg += ` <<${s.path}`;
     msg += ` ${destRaw}`;
-    const shown = uppercaseCmd(this.displayExpand(c.code, env));
+    const shown = uppercaseCmd(this.displayExpand(c.code, env, false));
     let v: Vertex;
     if (link) {
       const copy = vertex(

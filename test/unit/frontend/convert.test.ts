@@ -872,3 +872,35 @@ test("an empty base image (no layers) is scratch: no image vertex, no FROM numbe
   );
   assert.equal(names(r)[0], "[1/1] COPY a /a");
 });
+
+test("several ssh mounts get numbered default sockets", async () => {
+  const m = await mountsOf(
+    "FROM alpine\nRUN --mount=type=ssh,id=a,target=/s --mount=type=ssh,id=b --mount=type=ssh x\n",
+  );
+  assert.deepEqual(
+    m.map((x) => x.type === "ssh" && x.target),
+    ["/s", "/run/buildkit/ssh_agent.1", "/run/buildkit/ssh_agent.2"],
+  );
+});
+
+test("step names: COPY and WORKDIR drop quotes and unset variables, RUN keeps them", async () => {
+  const r = await convert(
+    'FROM alpine\nENV D=/d\nWORKDIR "$D/$NOPE"\nCOPY "a" $NOPE/c $D/\nRUN echo "$D" $NOPE\n',
+  );
+  assert.deepEqual(names(r).slice(1), [
+    "[2/4] WORKDIR /d/",
+    "[3/4] COPY a /c /d/",
+    '[4/4] RUN echo "/d" $NOPE',
+  ]);
+});
+
+test("FROM --platform on scratch is honoured (kiln; BuildKit uses the target platform)", async () => {
+  const r = await convert(
+    "FROM --platform=$BUILDPLATFORM scratch AS s\nCOPY a /a\nFROM alpine\nCOPY --from=s /a /a\n",
+    {
+      platform: "linux/arm64",
+    },
+  );
+  const copyA = files(r).find((v) => v.name.includes("COPY a /a"))!;
+  assert.deepEqual(copyA.platform, { os: "linux", architecture: "amd64" });
+});
