@@ -177,7 +177,9 @@ export async function remoteBuild(
   return {
     platforms,
     digest: merged?.digest ?? single?.digest ?? "",
-    descriptor: merged ?? single?.descriptor ?? { mediaType: "", digest: "", size: 0 },
+    descriptor: merged
+      ? { mediaType: merged.mediaType, digest: merged.digest, size: merged.size }
+      : (single?.descriptor ?? { mediaType: "", digest: "", size: 0 }),
     configDigest: platforms.length === 1 ? platforms[0]!.configDigest : undefined,
     imageNames: merged?.names ?? [],
     durationMs,

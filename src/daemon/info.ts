@@ -1,6 +1,6 @@
 /** What a node tells clients about itself: the platforms it runs natively and by emulation. */
 import { findEmulator, probeSupported } from "../emulation/index.js";
-import { format, normalize, onlyStrict, parse } from "../platform/index.js";
+import { format, normalize, only, parse } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 
 /** Architectures a QEMU wrapper can emulate even without a binfmt_misc handler. */
@@ -23,12 +23,16 @@ export interface PlatformOffer {
 /** Probes this host: the CPU's platform is native; binfmt handlers and static QEMUs emulate. */
 export async function probeOffer(): Promise<PlatformOffer> {
   const supported = await probeSupported();
-  const nativeMatch = onlyStrict(supported.native);
-  const native = supported.supported.filter((p) => nativeMatch.match(p));
-  const emulated = supported.supported.filter((p) => !nativeMatch.match(p));
+  // the CPU's own architecture at any level it passed the probe for, and what it runs besides
+  // (386 on amd64), as containerd's Only decides
+  const cpu = only(supported.native);
+  const isNative = (p: Platform): boolean =>
+    p.architecture === supported.native.architecture || cpu.match(p);
+  const native = supported.supported.filter(isNative);
+  const emulated = supported.supported.filter((p) => !isNative(p));
   const seen = new Set([...native, ...emulated].map(format));
   for (const p of WRAPPER_CANDIDATES) {
-    if (seen.has(format(p)) || nativeMatch.match(p)) continue;
+    if (seen.has(format(p)) || isNative(p)) continue;
     if ((await findEmulator(p)) !== undefined) {
       emulated.push(p);
       seen.add(format(p));

@@ -66,6 +66,9 @@ async function serve(flags: Flags): Promise<void> {
     platforms: parsePlatformList(flags.platform),
     log,
   });
+  // probe before listening, so the first client's /info is answered at once
+  const info = await daemon.info();
+  log(`native ${info.native.join(", ")}; emulated ${info.emulated.join(", ") || "-"}`);
   for (const a of addrs) await daemon.listen(a, { tls, insecure: flags.insecure });
   await new Promise<void>((resolve) => {
     const stop = (): void => {

@@ -21,7 +21,7 @@ import { format } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import type { ProgressEvent, ProgressSink } from "../progress/index.js";
 import { VERSION } from "../version.js";
-import { probeOffer } from "./info.js";
+import { probeOffer, type PlatformOffer } from "./info.js";
 import {
   HEARTBEAT_MS,
   PROTOCOL_VERSION,
@@ -74,6 +74,7 @@ export class KilnDaemon {
   readonly #running = new Set<AbortController>();
   #queue: Promise<void> = Promise.resolve();
   #load = 0;
+  #offer: Promise<PlatformOffer> | undefined;
 
   constructor(opts: DaemonOptions) {
     this.#opts = opts;
@@ -153,7 +154,15 @@ export class KilnDaemon {
   }
 
   async info(): Promise<NodeInfo> {
-    const offer = await probeOffer();
+    // probed once: a node's CPU does not change, and probing takes seconds
+    if (this.#offer === undefined) {
+      const probe = probeOffer();
+      this.#offer = probe;
+      probe.catch(() => {
+        if (this.#offer === probe) this.#offer = undefined;
+      });
+    }
+    const offer = await this.#offer;
     return {
       name: this.#opts.name,
       version: VERSION,
