@@ -607,6 +607,9 @@ class Converter {
       this.defs.push(def);
       if (stage.name) byName.set(stage.name.toLowerCase(), def);
     });
+    for (const stage of this.df.stages) {
+      for (const c of stage.commands) if (c.kind === "copy" && c.from !== "") this.checkCopyFrom(c);
+    }
     if (this.defs.length === 1 && !this.referencesOtherSources()) this.defs[0]!.display = "";
   }
 
@@ -620,7 +623,6 @@ class Converter {
     return this.df.stages.some((stage) =>
       stage.commands.some((c) => {
         if (c.kind === "copy" && c.from !== "") {
-          this.checkCopyFrom(c);
           return !/^\d+$/.test(c.from) && !this.findStage(c.from);
         }
         if (c.kind !== "run") return false;

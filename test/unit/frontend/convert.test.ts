@@ -465,7 +465,9 @@ test("COPY --from errors: later stage, unknown index, variables", async () => {
   );
   await rejects(convert("FROM alpine\n\nCOPY --from=3 /x /x\n"), /invalid stage index 3/, 3);
   await assert.rejects(
-    convert("FROM alpine AS a\nARG S=a\nCOPY --from=$S /x /x\n"),
+    convert(
+      "FROM alpine AS a\nFROM alpine AS unused\nARG S=a\nCOPY --from=$S /x /x\nFROM alpine\n",
+    ),
     /variable expansion is not supported for --from/,
   );
   await rejects(convert("FROM alpine\nCOPY --from=missing-image /x /x\n"), /missing-image/, 2);
