@@ -9,7 +9,7 @@ import { KilnError } from "../errors.js";
 import { format, normalize, only, type Platform } from "../platform/index.js";
 import { run } from "../process/index.js";
 import { parseElfHeader, type ElfHeader } from "./elf.js";
-import { readHead } from "./rootfs.js";
+import { parseShebang, readHead, resolveProgram } from "./rootfs.js";
 import type { SupportedPlatforms } from "./supported.js";
 
 /** Go architecture → QEMU's name for it; architectures not listed keep their Go name. */
@@ -146,31 +146,46 @@ export async function planExecution(
   );
 }
 
-/** Where the emulator is bind-mounted (read-only) inside the container. */
-export const EMULATOR_MOUNT_PATH = "/dev/.kiln-qemu-emulator";
+/**
+ * Where the emulator is bind-mounted (read-only) inside the container: in the /dev tmpfs, so
+ * it never lands in the rootfs or a layer.
+ */
+export const EMULATOR_MOUNT_PATH = "/dev/.kiln-qemu";
 
-export interface WrappedCommand {
-  argv: string[];
-  mount: { source: string; destination: string; readonly: true };
+/**
+ * Runs `argv` under the emulator once `programPath` is known: an unpatched QEMU neither
+ * searches PATH nor keeps argv[0], so it gets the program's path and `-0 argv[0]`.
+ */
+export function wrapArgv(argv: readonly string[], programPath: string): string[] {
+  return [EMULATOR_MOUNT_PATH, "-0", argv[0] ?? programPath, programPath, ...argv.slice(1)];
 }
 
 /**
- * Runs `argv` under `emulator`. An unpatched QEMU neither searches PATH nor keeps argv[0], so
- * when the caller resolved the program inside the rootfs (`programPath`) we pass that path and
- * restore argv[0] with QEMU's `-0`.
+ * The argv that runs `argv` in a container on `rootfs` under the emulator at
+ * EMULATOR_MOUNT_PATH. Stock QEMU (7.2 here) neither searches PATH nor runs `#!` scripts, so
+ * both are done here, inside the rootfs, with one level of `#!` handled like the kernel.
+ * Programs the emulated process execs itself go through the kernel as usual.
  */
-export function wrapArgv(
-  emulator: Emulator,
+export async function emulatedArgs(
+  rootfs: string,
   argv: readonly string[],
-  programPath?: string,
-): WrappedCommand {
-  const mount = {
-    source: emulator.path,
-    destination: EMULATOR_MOUNT_PATH,
-    readonly: true as const,
-  };
-  if (programPath === undefined || argv.length === 0) {
-    return { argv: [EMULATOR_MOUNT_PATH, ...argv], mount };
+  opts: { pathEnv?: string; cwd: string },
+): Promise<string[]> {
+  const [argv0, ...rest] = argv;
+  if (argv0 === undefined) {
+    throw new KilnError("E_EXEC_ARGS", "cannot run an empty command");
   }
-  return { argv: [EMULATOR_MOUNT_PATH, "-0", argv[0]!, programPath, ...argv.slice(1)], mount };
+  const found = await resolveProgram(rootfs, argv0, opts.pathEnv, opts.cwd);
+  // A name with a slash is used as given (QEMU reports it if it cannot run it), like execvp.
+  if (found === undefined && !argv0.includes("/")) {
+    throw new KilnError("E_EXEC_NOT_FOUND", `"${argv0}": executable file not found in $PATH`, {
+      hint: "Install the program in an earlier step or use its absolute path.",
+    });
+  }
+  const program = argv0.includes("/") ? argv0 : found!.containerPath;
+  const head = found && (await readHead(found.hostPath, 256));
+  const shebang = head && parseShebang(head);
+  if (shebang === undefined) return wrapArgv([argv0, ...rest], program);
+  const extra = shebang.arg === undefined ? [] : [shebang.arg];
+  return wrapArgv([shebang.interpreter, ...extra, program, ...rest], shebang.interpreter);
 }

@@ -5,7 +5,7 @@
 import { format, normalize, only, type Platform } from "../platform/index.js";
 import { parseElfHeader } from "./elf.js";
 import type { Emulator, ExecutionPlan } from "./emulator.js";
-import { resolveProgram, readHead } from "./rootfs.js";
+import { parseShebang, resolveProgram, readHead } from "./rootfs.js";
 import type { SupportedPlatforms } from "./supported.js";
 
 /** Whether a process's error output says the kernel refused the executable (ENOEXEC). */
@@ -60,10 +60,9 @@ async function inspect(rootfs: string, program: string, pathEnv?: string): Promi
   const resolved = await resolveProgram(rootfs, program, pathEnv);
   const head = resolved && (await readHead(resolved.hostPath, 4096));
   if (head === undefined) return { kind: "unreadable" };
-  const shebang = Buffer.from(head.subarray(0, 2)).toString() === "#!";
+  const shebang = parseShebang(head);
   if (shebang) {
-    const line = Buffer.from(head).toString("latin1").split("\n")[0]!.slice(2).trim();
-    const interpreter = line.split(/\s+/)[0] ?? "";
+    const { interpreter } = shebang;
     const inner = await resolveProgram(rootfs, interpreter, pathEnv);
     const innerHead = inner && (await readHead(inner.hostPath, 4096));
     const elf = innerHead && parseElfHeader(innerHead);

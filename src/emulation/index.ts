@@ -22,11 +22,11 @@ export {
   readElfHead,
   planExecution,
   wrapArgv,
+  emulatedArgs,
   EMULATOR_MOUNT_PATH,
   type Emulator,
   type ExecutionPlan,
   type FindEmulatorOptions,
-  type WrappedCommand,
 } from "./emulator.js";
 export {
   BINFMT_ARCHES,
@@ -49,7 +49,7 @@ export {
 } from "./explain.js";
 export {
   resolveProgram,
-  resolveInRoot,
+  parseShebang,
   DEFAULT_CONTAINER_PATH,
   type ResolvedProgram,
 } from "./rootfs.js";

@@ -1,46 +1,14 @@
 /**
  * Finding a program inside an unpacked rootfs the way the container would: PATH search and
- * symlinks resolved against the rootfs, never escaping it.
+ * symlinks resolved against the rootfs (src/rootpath), never escaping it.
  */
-import { lstat, open, readlink } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import path from "node:path";
+import { resolveInRoot } from "../rootpath/index.js";
 
+/** The PATH a container gets when its image sets none. */
 export const DEFAULT_CONTAINER_PATH =
   "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-const MAX_SYMLINKS = 40;
-
-/**
- * The host path of `containerPath` inside `rootfs`, following symlinks (absolute targets
- * restart at the rootfs, `..` stops at it); undefined if something does not exist.
- */
-export async function resolveInRoot(
-  rootfs: string,
-  containerPath: string,
-): Promise<string | undefined> {
-  let pending = containerPath.split("/").filter((c) => c !== "" && c !== ".");
-  const done: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift()!;
-    if (part === "..") {
-      done.pop();
-      continue;
-    }
-    const host = path.join(rootfs, ...done, part);
-    const st = await lstat(host).catch(() => undefined);
-    if (st === undefined) return undefined;
-    if (st.isSymbolicLink()) {
-      if (++links > MAX_SYMLINKS) return undefined;
-      const target = await readlink(host);
-      if (target.startsWith("/")) done.length = 0;
-      pending = [...target.split("/").filter((c) => c !== "" && c !== "."), ...pending];
-      continue;
-    }
-    done.push(part);
-  }
-  return path.join(rootfs, ...done);
-}
 
 export interface ResolvedProgram {
   /** Path inside the container (before symlinks), e.g. `/bin/sh`. */
@@ -49,25 +17,45 @@ export interface ResolvedProgram {
   hostPath: string;
 }
 
-/** Resolves argv[0] like execvp in the container: names without `/` are searched in PATH. */
+/**
+ * Resolves argv[0] like execvp in the container: names without `/` are searched in PATH;
+ * relative names and PATH entries are taken from `cwd`. Only executable regular files count.
+ */
 export async function resolveProgram(
   rootfs: string,
   argv0: string,
   pathEnv: string = DEFAULT_CONTAINER_PATH,
+  cwd = "/",
 ): Promise<ResolvedProgram | undefined> {
   const candidates = argv0.includes("/")
-    ? [path.posix.resolve("/", argv0)]
+    ? [path.posix.resolve(cwd, argv0)]
     : pathEnv
         .split(":")
         .filter((d) => d !== "")
-        .map((d) => path.posix.join(d, argv0));
+        .map((d) => path.posix.join(path.posix.resolve(cwd, d), argv0));
   for (const containerPath of candidates) {
-    const hostPath = await resolveInRoot(rootfs, containerPath);
-    if (hostPath === undefined) continue;
-    const st = await lstat(hostPath).catch(() => undefined);
+    let hostPath: string;
+    try {
+      hostPath = await resolveInRoot(rootfs, containerPath, { followFinal: true });
+    } catch {
+      continue; // a symlink loop only rules out this candidate, as in execvp
+    }
+    const st = await stat(hostPath).catch(() => undefined);
     if (st?.isFile() && (st.mode & 0o111) !== 0) return { containerPath, hostPath };
   }
   return undefined;
+}
+
+/** `#!interp [arg]` of a script, or undefined for anything else (e.g. an ELF binary). */
+export function parseShebang(head: Uint8Array): { interpreter: string; arg?: string } | undefined {
+  if (head[0] !== 0x23 || head[1] !== 0x21) return undefined;
+  const nl = head.indexOf(0x0a);
+  const line = Buffer.from(head.subarray(2, nl === -1 ? head.length : nl))
+    .toString("utf8")
+    .trim();
+  const m = /^(\S+)(?:\s+(.*))?$/.exec(line);
+  if (!m) return undefined;
+  return m[2] ? { interpreter: m[1]!, arg: m[2] } : { interpreter: m[1]! };
 }
 
 /** Up to `n` leading bytes of a file; undefined if it cannot be read. */

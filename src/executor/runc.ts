@@ -12,11 +12,11 @@ import {
 } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { emulatedArgs } from "../emulation/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { isOwnerAlive, onCleanup, ownerTag, run, runChecked } from "../process/index.js";
-import { emulatedArgs } from "./emulator.js";
 import { containerResolvConf, DEFAULT_HOSTNAME, hostResolvConf, hostsFile } from "./etcfiles.js";
-import { resolveInRoot } from "./rootpath.js";
+import { resolveInRoot } from "../rootpath/index.js";
 import { buildRuntimeSpec, withDefaultPath } from "./spec.js";
 import type { ExecIO, ExecResult, ExecSpec, ExecutorOptions } from "./types.js";
 import { lookupUser, type ResolvedUser } from "./user.js";
@@ -39,7 +39,7 @@ async function exists(path: string): Promise<boolean> {
 
 /** Create the working directory if missing; every created level is owned by the user (like BuildKit). */
 async function ensureCwd(rootfs: string, cwd: string, user: ResolvedUser): Promise<void> {
-  const host = await resolveInRoot(rootfs, cwd);
+  const host = await resolveInRoot(rootfs, cwd, { followFinal: true });
   const missing: string[] = [];
   for (let p = host; p.startsWith(`${rootfs}/`) && !(await exists(p)); p = dirname(p)) {
     missing.unshift(p);
@@ -60,13 +60,13 @@ async function mountStubs(
 ): Promise<() => Promise<void>> {
   const stubs: { target: string; host: string }[] = [];
   for (const target of targets) {
-    const host = await resolveInRoot(rootfs, target);
+    const host = await resolveInRoot(rootfs, target, { followFinal: true });
     if (host !== rootfs && !(await exists(host))) stubs.push({ target, host });
   }
   return async () => {
     for (const { target, host } of stubs) {
       // Re-resolve so a symlink planted by the command cannot redirect the removal.
-      if ((await resolveInRoot(rootfs, target)) !== host) continue;
+      if ((await resolveInRoot(rootfs, target, { followFinal: true })) !== host) continue;
       const st = await lstat(host).catch(() => undefined);
       if (!st) continue;
       const empty = st.isDirectory() ? (await readdir(host)).length === 0 : st.size === 0;
@@ -172,7 +172,10 @@ async function runInBundle(
   const user = await lookupUser(rootfs, spec.user ?? "");
   const env = withDefaultPath(spec.env);
   await ensureCwd(rootfs, spec.cwd, user);
-  const args = spec.emulator ? await emulatedArgs(rootfs, spec.args, env, spec.cwd) : spec.args;
+  const pathEnv = env.findLast((e) => e.startsWith("PATH="))?.slice("PATH=".length);
+  const args = spec.emulator
+    ? await emulatedArgs(rootfs, spec.args, { pathEnv, cwd: spec.cwd })
+    : spec.args;
 
   const hostsPath = join(bundle, "hosts");
   const resolvConfPath = join(bundle, "resolv.conf");

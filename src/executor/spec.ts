@@ -1,11 +1,7 @@
+import { DEFAULT_CONTAINER_PATH, EMULATOR_MOUNT_PATH } from "../emulation/index.js";
 import { DEFAULT_HOSTNAME } from "./etcfiles.js";
 import type { ExecSpec, Mount } from "./types.js";
 import type { ResolvedUser } from "./user.js";
-
-/** Where the emulator binary appears inside the container (in the /dev tmpfs, never in the rootfs). */
-export const EMULATOR_PATH = "/dev/.kiln-qemu";
-
-export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** containerd's default capability set, which BuildKit uses for sandboxed RUN. */
 export const DEFAULT_CAPABILITIES = [
@@ -70,7 +66,9 @@ export interface RuntimeSpecInput {
 
 /** env with PATH defaulted, as BuildKit does for a RUN without one. */
 export function withDefaultPath(env: readonly string[]): string[] {
-  return env.some((e) => e.startsWith("PATH=")) ? [...env] : [`PATH=${DEFAULT_PATH}`, ...env];
+  return env.some((e) => e.startsWith("PATH="))
+    ? [...env]
+    : [`PATH=${DEFAULT_CONTAINER_PATH}`, ...env];
 }
 
 function userMount(m: Mount): OciMount {
@@ -142,7 +140,7 @@ export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
   ];
   if (spec.emulator) {
     mounts.push({
-      destination: EMULATOR_PATH,
+      destination: EMULATOR_MOUNT_PATH,
       type: "bind",
       source: spec.emulator.hostPath,
       options: ["rbind", "ro"],

@@ -1,6 +1,6 @@
 import { open } from "node:fs/promises";
 import { KilnError } from "../errors.js";
-import { resolveInRoot } from "./rootpath.js";
+import { resolveInRoot } from "../rootpath/index.js";
 
 export interface PasswdEntry {
   name: string;
@@ -124,7 +124,7 @@ const MAX_USER_FILE_BYTES = 10 * 1024 * 1024;
 
 /** Read a small regular file inside rootfs (symlinks confined to it); undefined if absent. */
 export async function readRootFile(rootfs: string, path: string): Promise<string | undefined> {
-  const host = await resolveInRoot(rootfs, path);
+  const host = await resolveInRoot(rootfs, path, { followFinal: true });
   let fh;
   try {
     fh = await open(host, "r");

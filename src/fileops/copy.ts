@@ -30,7 +30,7 @@ import { runChecked } from "../process/index.js";
 import { compileGlob, hasWildcard, splitWildcards } from "./glob.js";
 import type { Owner } from "./owner.js";
 import { compilePatterns, type MatchInfo, type PatternMatcher } from "./patterns.js";
-import { cleanInRoot, resolveInRoot } from "./resolve.js";
+import { cleanInRoot, resolveInRoot } from "../rootpath/index.js";
 import { extractArchive, isArchive } from "./unpack.js";
 
 export interface CopySource {

@@ -4,12 +4,14 @@ import { join, posix } from "node:path";
 import { KilnError, isKilnError } from "../errors.js";
 import { mkdirAllHost, resolveWildcards } from "./copy.js";
 import type { Owner } from "./owner.js";
-import { cleanInRoot, resolveInRoot } from "./resolve.js";
+import { cleanInRoot, resolveInRoot } from "../rootpath/index.js";
 
 export { copyInto, resolveWildcards, type CopyRequest, type CopySource } from "./copy.js";
 export { parseChmod, type ChmodFn } from "./chmod.js";
 export { resolveOwner, type Owner } from "./owner.js";
-export { cleanInRoot, resolveInRoot } from "./resolve.js";
+// Re-exported because fileops' callers resolve their own paths (mount sources, context
+// patterns) exactly as COPY does.
+export { cleanInRoot, resolveInRoot } from "../rootpath/index.js";
 export { compileGlob, hasWildcard, splitWildcards } from "./glob.js";
 export { compilePatterns, type MatchInfo, type PatternMatcher } from "./patterns.js";
 export { extractArchive, isArchive } from "./unpack.js";

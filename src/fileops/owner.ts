@@ -7,7 +7,7 @@
  */
 import { open } from "node:fs/promises";
 import { KilnError } from "../errors.js";
-import { resolveInRoot } from "./resolve.js";
+import { resolveInRoot } from "../rootpath/index.js";
 
 export interface Owner {
   uid: number;

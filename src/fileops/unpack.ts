@@ -27,7 +27,7 @@ import { readTar, type TarEntry } from "../archive/index.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { filterThrough, runChecked } from "../process/index.js";
 import type { Owner } from "./owner.js";
-import { resolveInRoot } from "./resolve.js";
+import { resolveInRoot } from "../rootpath/index.js";
 
 type Compression = "gzip" | "bzip2" | "xz" | "zstd" | "none";
 

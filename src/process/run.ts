@@ -271,7 +271,9 @@ export async function* filterThrough(
       throw fail(messageOf(e), e);
     }
     finished = true;
-    const pipeBroken = (feedError as { code?: string } | undefined)?.code === "EPIPE";
+    // The program closed its stdin (EPIPE, or the pipe closed before a write was flushed).
+    const feedCode = (feedError as { code?: string } | undefined)?.code;
+    const pipeBroken = feedCode === "EPIPE" || feedCode === "ERR_STREAM_PREMATURE_CLOSE";
     if (feedError !== undefined && !pipeBroken) throw feedError as Error;
     if (status.exitCode !== 0) {
       const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.exitCode}`;

@@ -55,7 +55,7 @@ async function runInRootfs(arch: string, emulator?: string): Promise<number | nu
     if (emulator !== undefined) {
       await mkdir(path.join(root, "dev"));
       await copyFile(emulator, path.join(root, EMULATOR_MOUNT_PATH));
-      argv = wrapArgv({ path: emulator, arch, patched: false }, argv).argv;
+      argv = wrapArgv(argv, "/check");
     }
     return spawnSync("chroot", [root, ...argv], { timeout: 20_000 }).status;
   } finally {

@@ -4,11 +4,10 @@ import {
   buildRuntimeSpec,
   containerResolvConf,
   DEFAULT_CAPABILITIES,
-  DEFAULT_PATH,
-  EMULATOR_PATH,
   hostsFile,
   type ExecSpec,
 } from "../../../src/executor/index.js";
+import { DEFAULT_CONTAINER_PATH, EMULATOR_MOUNT_PATH } from "../../../src/emulation/index.js";
 
 const base: ExecSpec = {
   rootfs: "/r",
@@ -30,7 +29,7 @@ const build = (over: Partial<ExecSpec> = {}) =>
 
 test("process: default PATH, caps, rlimits, privileges, hostname", () => {
   const s = build();
-  assert.deepEqual(s.process.env, [`PATH=${DEFAULT_PATH}`, "A=1"]);
+  assert.deepEqual(s.process.env, [`PATH=${DEFAULT_CONTAINER_PATH}`, "A=1"]);
   assert.deepEqual(build({ env: ["PATH=/x"] }).process.env, ["PATH=/x"]);
   assert.equal(s.process.terminal, false);
   assert.equal(s.process.noNewPrivileges, false);
@@ -76,7 +75,7 @@ test("mounts: standard ones, read-only etc files, user mounts, emulator in /dev"
     "/etc/hosts",
     "/in",
     "/t",
-    EMULATOR_PATH,
+    EMULATOR_MOUNT_PATH,
   ]);
   const byDest = new Map(s.mounts.map((m) => [m.destination, m]));
   assert.ok(byDest.get("/sys")!.options.includes("ro"));
@@ -84,8 +83,8 @@ test("mounts: standard ones, read-only etc files, user mounts, emulator in /dev"
   assert.ok(byDest.get("/etc/hosts")!.options.includes("ro"));
   assert.deepEqual(byDest.get("/in")!.options, ["rbind", "ro"]);
   assert.deepEqual(byDest.get("/t")!.options, ["nosuid", "nodev", "size=1024", "mode=1777"]);
-  assert.deepEqual(byDest.get(EMULATOR_PATH), {
-    destination: EMULATOR_PATH,
+  assert.deepEqual(byDest.get(EMULATOR_MOUNT_PATH), {
+    destination: EMULATOR_MOUNT_PATH,
     type: "bind",
     source: "/usr/bin/qemu-aarch64-static",
     options: ["rbind", "ro"],

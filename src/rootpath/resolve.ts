@@ -1,15 +1,21 @@
 /**
  * Path resolution scoped to a root directory, the way a chroot would see it: `..` stops at
  * the root and symlinks (absolute or relative) are resolved inside the root. Nothing a
- * build context, a layer or a Dockerfile says can make us touch a path outside it.
+ * build context, a layer, an image or a Dockerfile says can make us touch a path outside it.
+ * The one implementation for fileops (COPY/ADD), the executor (cwd, mount targets, users)
+ * and emulation (finding a program in a rootfs).
  */
 import { lstat, readlink } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { KilnError } from "../errors.js";
 
+/** As BuildKit (continuity fs.RootPath): far above the kernel's 40, for deep link farms. */
 const MAX_LINKS = 255;
 
-/** Clean a path as seen from inside the root: absolute, no `.`/`..`/empty components. */
+/**
+ * Clean a path as seen from inside the root: absolute, no `.`/`..`/empty components. A
+ * trailing slash is kept.
+ */
 export function cleanInRoot(p: string): string {
   return posix.normalize(posix.join("/", p));
 }
@@ -58,7 +64,9 @@ export async function resolveInRoot(
       continue;
     }
     if (++links > MAX_LINKS) {
-      throw new KilnError("E_SYMLINK_LOOP", `too many levels of symbolic links resolving ${p}`);
+      throw new KilnError("E_SYMLINK_LOOP", `too many levels of symbolic links resolving ${p}`, {
+        hint: "a symlink in this path points back to itself; fix or remove it in the image or context",
+      });
     }
     const target = await readlink(host);
     const rest = target.split("/").filter(Boolean);
