@@ -25,7 +25,7 @@ import { defaultRoot, openState, type KilnState } from "./state.js";
 import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
-import { BuildWorker } from "./worker.js";
+import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
 import type { BuildRequest, BuildResult, OutputSpec, PlatformOutcome } from "./request.js";
 import { runChecked } from "../process/index.js";
 import { createWriteStream } from "node:fs";
@@ -192,6 +192,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const state = await openState(opts.root);
   await state.snapshots.cleanupStale();
   await cleanupStaleContainers({ stateDir: state.root });
+  await cleanupStaleSecrets();
 
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([

@@ -28,7 +28,7 @@ import type { ActiveMount } from "../snapshot/index.js";
 import type { ExecutionPlanner } from "./emulation.js";
 import { CacheMounts } from "./cachemounts.js";
 import { formatAll } from "../platform/index.js";
-import { runChecked } from "../process/index.js";
+import { isOwnerAlive, ownerTag, runChecked } from "../process/index.js";
 import type { ImagePuller } from "./images.js";
 import type { ProgressSink } from "../progress/index.js";
 
@@ -45,6 +45,17 @@ export interface WorkerOptions {
 }
 
 const OUTPUT_TAIL_LINES = 12;
+const SECRETS_DIR = "/dev/shm";
+const SECRET_PREFIX = "kiln-secret-";
+
+/** Removes the secret files of kiln processes that died in a RUN (e.g. SIGKILL). */
+export async function cleanupStaleSecrets(): Promise<void> {
+  for (const name of await readdir(SECRETS_DIR).catch(() => [] as string[])) {
+    const owner = /^kiln-secret-(\d+-\d+)-[0-9a-f]+$/.exec(name)?.[1];
+    if (owner === undefined || (await isOwnerAlive(owner))) continue;
+    await rm(join(SECRETS_DIR, name), { recursive: true, force: true });
+  }
+}
 
 function newId(prefix: string, key: string): string {
   return `${prefix}-${key.replace(/^sha256:/, "").slice(0, 16)}-${randomBytes(4).toString("hex")}`;
@@ -280,8 +291,12 @@ export class BuildWorker implements Worker<FsResult> {
           return {};
         }
         if (m.env) return { env: `${m.env}=${value.toString("utf8")}` };
-        // secrets live on a tmpfs outside the rootfs and are bind-mounted read-only
-        const dir = join("/dev/shm", `kiln-secret-${randomBytes(8).toString("hex")}`);
+        // secrets live on a tmpfs outside the rootfs and are bind-mounted read-only; the
+        // owner tag lets the next build remove them if this process is killed
+        const dir = join(
+          SECRETS_DIR,
+          `${SECRET_PREFIX}${await ownerTag()}-${randomBytes(8).toString("hex")}`,
+        );
         await mkdir(dir, { mode: 0o700 });
         cleanups.push(() => rm(dir, { recursive: true, force: true }));
         const file = join(dir, "secret");

@@ -2,7 +2,8 @@
 // the next build in the same state directory clears them and completes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   collect,
@@ -16,6 +17,7 @@ import {
   vertexRecords,
   writeContext,
 } from "../fixtures/build-cli.js";
+import { run } from "../fixtures/exec.js";
 
 const reg = testRegistry();
 
@@ -38,13 +40,17 @@ test("after kiln is SIGKILLed mid-RUN, the next build cleans up and completes", 
     const ctx = await writeContext(join(dir, "ctx"), {
       Dockerfile: `FROM ${reg}/base/busybox
 ARG WAIT=1237
-RUN echo start && sleep $WAIT && echo done > /done
+RUN --mount=type=secret,id=tok echo start && sleep $WAIT && echo done > /done
 `,
     });
     const root = join(dir, "root");
     const opts = { root, cwd: ctx };
+    const secret = `kiln-crash-secret-${randomBytes(16).toString("hex")}`;
+    const secretFile = join(dir, "tok.txt");
+    await writeFile(secretFile, secret);
+    const secretFlag = ["--secret", `id=tok,src=${secretFile}`];
 
-    const child = await startKiln(["build", "--progress", "rawjson", "."], opts);
+    const child = await startKiln(["build", ...secretFlag, "--progress", "rawjson", "."], opts);
     const result = collect(child);
     await new Promise<void>((resolve) => {
       let seen = "";
@@ -64,14 +70,16 @@ RUN echo start && sleep $WAIT && echo done > /done
       `kiln was killed mid-RUN: ${killed.messages.join("\n")}`,
     );
 
-    const second = await kilnOk(["build", "--build-arg", "WAIT=0", "."], opts);
-    const run = vertexRecords(second.events).find((v) => v.name.includes("RUN echo start"));
-    assert.equal(run?.starts, 1);
-    assert.equal(run.error, undefined);
+    const second = await kilnOk(["build", ...secretFlag, "--build-arg", "WAIT=0", "."], opts);
+    const step = vertexRecords(second.events).find((v) => v.name.includes("echo start"));
+    assert.equal(step?.starts, 1);
+    assert.equal(step.error, undefined);
 
     assert.deepEqual(await mountsBelow(root), [], "no mounts left in the state directory");
     assert.deepEqual(await runcContainers(root), [], "no runc containers left");
     assert.deepEqual(await processesRunning(["sleep", "1237"]), [], "the killed RUN is gone");
+    const leftover = await run("sh", ["-c", 'grep -rlaF -- "$1" /dev/shm || true', "sh", secret]);
+    assert.equal(leftover, "", "the killed RUN's secret file was removed");
   } finally {
     await removeTree(dir);
   }
