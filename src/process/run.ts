@@ -221,7 +221,7 @@ export async function runChecked(
 
 /**
  * Start a program whose output is too large to collect: the caller reads `stdout` (and
- * writes `stdin`) as streams, then awaits `done`.
+ * writes `stdin`) as streams, then awaits `done`. An already aborted `signal` throws at once.
  */
 export function spawnStream(
   file: string,
