@@ -118,3 +118,27 @@ test("a platform with no emulator fails in one line that names it and the fix", 
     await removeTree(dir);
   }
 });
+
+test("an exec format error names the program, the platform and the fix", async () => {
+  const dir = await tempDir("enoexec");
+  try {
+    const ctx = await writeContext(join(dir, "ctx"), {
+      Dockerfile: `FROM ${reg}/base/busybox
+RUN printf 'echo hi\\n' > /x && chmod +x /x
+RUN ["/x"]
+`,
+    });
+    const r = await kiln(["build", "--platform", "linux/amd64", "."], {
+      root: join(dir, "root"),
+      cwd: ctx,
+    });
+    assert.notEqual(r.code, 0);
+    const errors = r.messages.filter((l) => l.startsWith("error: "));
+    assert.equal(errors.length, 1, r.messages.join("\n"));
+    assert.match(errors[0]!, /exec format error: cannot run \/x for linux\/amd64: it is neither/);
+    assert.match(r.messages.find((l) => l.startsWith("hint: ")) ?? "", /#!/);
+    assert.equal(r.messages.length, 2, r.messages.join("\n"));
+  } finally {
+    await removeTree(dir);
+  }
+});
