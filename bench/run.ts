@@ -13,6 +13,7 @@ import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import * as prettier from "prettier";
 import { pushBaseImages } from "../test/fixtures/base-images.js";
 import { startRegistry, type RunningRegistry } from "../test/fixtures/registry.js";
 import { killActive, killStragglers, removeTree, runTimed } from "./proc.js";
@@ -82,6 +83,12 @@ function options(): Options {
   };
 }
 
+/** Results sit in the repo (git-ignored), so they are written as the repo's prettier check wants. */
+async function writeFormatted(file: string, text: string): Promise<void> {
+  const config = (await prettier.resolveConfig(file)) ?? {};
+  await writeFile(file, await prettier.format(text, { ...config, filepath: file }));
+}
+
 function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
@@ -143,8 +150,8 @@ async function main(): Promise<number> {
       summaries,
       samples,
     };
-    await writeFile(join(opts.out, `${stamp}.json`), JSON.stringify(json, null, 2) + "\n");
-    await writeFile(join(opts.out, `${stamp}.md`), table);
+    await writeFormatted(join(opts.out, `${stamp}.json`), JSON.stringify(json));
+    await writeFormatted(join(opts.out, `${stamp}.md`), table);
     return table;
   };
 

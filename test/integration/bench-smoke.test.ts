@@ -41,9 +41,9 @@ test(
       const json = files.find((f) => f.endsWith(".json"));
       assert.ok(md && json, `no results in ${files.join(", ")}`);
       const table = await readFile(join(out, md), "utf8");
-      assert.match(table, /^\| scenario \| kiln \(s\) \|/m);
+      assert.match(table, /^\| scenario +\| kiln \(s\) +\|/m);
       for (const row of ["cold", "no-op rebuild", "one file changed"]) {
-        assert.match(table, new RegExp(`^\\| ${row} \\| \\d+\\.\\d\\d / \\d+\\.\\d\\d \\|`, "m"));
+        assert.match(table, new RegExp(`^\\| ${row} +\\| \\d+\\.\\d\\d / \\d+\\.\\d\\d +\\|`, "m"));
       }
       const { summaries } = JSON.parse(await readFile(join(out, json), "utf8")) as {
         summaries: Summary[];
