@@ -115,7 +115,7 @@ interface Inode {
 
 interface Walk {
   inodes: Map<string, Inode>;
-  /** newest mtime of each record's files */
+  /** newest mtime of each record's files (every owner met is a key) */
   mtime: Map<string, number>;
 }
 
@@ -140,7 +140,7 @@ async function walk(roots: string[], classify: Classify, owner = "store"): Promi
     const seen = w.inodes.get(key);
     if (seen) seen.owners.push(owner);
     else w.inodes.set(key, { bytes: st.blocks * 512, owners: [owner] });
-    if (st.mtimeMs > (w.mtime.get(owner) ?? 0)) w.mtime.set(owner, st.mtimeMs);
+    if (st.mtimeMs > (w.mtime.get(owner) ?? -1)) w.mtime.set(owner, st.mtimeMs);
     if (!st.isDirectory()) return;
     let names: string[];
     try {
@@ -365,7 +365,17 @@ async function inventory(state: KilnState): Promise<Inventory> {
   // snapshots
   const infos = new Map<string, SnapshotInfo>();
   for (const s of snapshots) if (s.info) infos.set(s.info.id, s.info);
-  const flats = [...infos.keys()].filter((id) => id.startsWith("flat:"));
+  const anyFlat = [...infos.keys()].some((id) => id.startsWith("flat:"));
+  // the flattened prefixes of a chain that exist (mounting the chain may reuse them)
+  const flatsOf = (chain: readonly string[]): string[] => {
+    if (!anyFlat) return [];
+    const out: string[] = [];
+    for (let n = 1; n < chain.length; n++) {
+      const f = flatId(chain.slice(0, n));
+      if (infos.has(f)) out.push(f);
+    }
+    return out;
+  };
   for (const s of snapshots) {
     if (!s.info) {
       const id = leftover(snaps.snapshots, s.dir.slice(s.dir.lastIndexOf("/") + 1));
@@ -384,14 +394,7 @@ async function inventory(state: KilnState): Promise<Inventory> {
       continue;
     }
     const { id, parents, created } = s.info;
-    const chain = [...parents, id];
-    const refs = [...parents];
-    if (flats.length > 0) {
-      for (let n = 1; n <= chain.length; n++) {
-        const f = flatId(chain.slice(0, n));
-        if (infos.has(f) && f !== id) refs.push(f);
-      }
-    }
+    const refs = [...parents, ...flatsOf([...parents, id])];
     add(
       {
         id,
@@ -450,14 +453,18 @@ async function inventory(state: KilnState): Promise<Inventory> {
         createdAt: undefined,
         lastUsed: mtime(id),
       },
-      layers.flatMap((l) => (l.blob ? [l.snapshot, l.blob.digest] : [l.snapshot])),
+      [
+        ...layers.flatMap((l) => (l.blob ? [l.snapshot, l.blob.digest] : [l.snapshot])),
+        // a merge's chain is no snapshot's parents: exporting it may reuse its flattening
+        ...flatsOf(layers.map((l) => l.snapshot)),
+      ],
       () => rm(r.path, { force: true }),
       r.result === undefined,
     );
   }
 
   // content blobs, cache mounts and leftovers: whatever else the walk found
-  for (const owner of sizeOf.keys()) {
+  for (const owner of w.mtime.keys()) {
     if (nodes.has(owner) || owner === "store") continue;
     if (owner.startsWith("sha256:")) {
       add(
