@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
+import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
 import type { BuildRequest } from "../engine/request.js";
 import { parsePlatformList } from "../platform/index.js";
@@ -54,6 +55,26 @@ interface BuildFlags {
   strictPlatforms?: boolean;
 }
 
+const OUTPUTS_HELP = `
+Outputs (-o/--output, repeatable; buildx's syntax):
+  type=image       keep in kiln's store; name=a,b  push=true  push-by-digest=true
+                   name-canonical=true  oci-mediatypes=false (Docker types, manifest list)
+                   compression=gzip|zstd|uncompressed  compression-level=N
+                   force-compression=true  registry.insecure=true  annotation[-TYPE].KEY=V
+  type=registry    type=image,push=true (what --push adds)
+  type=oci         OCI layout tarball: dest=FILE|-  tar=false,dest=DIR for a directory
+  type=docker      \`docker load\` tarball (one platform): dest=FILE|-
+  type=local       the files: dest=DIR (one os_arch/ directory per platform)
+  type=tar         the files as a tar: dest=FILE|-  platform-split=false
+  No output: the image stays in kiln's store (kiln images, kiln push NAME).
+
+Environment:
+  SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
+                     for reproducible images; also accepted as --build-arg
+  KILN_ROOT          kiln's state directory
+  BUILDKIT_PROGRESS  default --progress mode
+`;
+
 export function buildCommand(): Command {
   return new Command("build")
     .description("Build an image from a Dockerfile, for one or more platforms")
@@ -72,16 +93,19 @@ export function buildCommand(): Command {
     )
     .option("--target <stage>", "build this stage instead of the last one")
     .option("--push", "push the image to its registry (shorthand for --output type=registry)")
-    .option("--load", "keep the image in kiln's local store (the default when no output is given)")
+    .option(
+      "--load",
+      "also keep the image in kiln's store (see `kiln images`); the default when no output is given",
+    )
     .option(
       "-o, --output <spec>",
-      "output: type=image|registry|oci|docker|local|tar,dest=…,… or a directory (repeatable)",
+      "where the result goes: type=TYPE,KEY=VALUE,… (see Outputs below), a directory, or - for a tar on stdout (repeatable)",
       collect,
     )
     .option("--label <key=value>", "set an image label (repeatable)", collect)
     .option(
-      "--annotation <key=value>",
-      "add an annotation to the image index/manifest (repeatable)",
+      "--annotation <[types:]key=value>",
+      "add an image annotation; types: manifest (default), index, manifest-descriptor, index-descriptor, comma-separated, manifest[os/arch] for one platform (repeatable)",
       collect,
     )
     .option("--no-cache", "do not use the build cache")
@@ -92,7 +116,10 @@ export function buildCommand(): Command {
     )
     .option("--pull", "always resolve base images again (kiln resolves tags on every build)")
     .option("--progress <mode>", "auto, tty, plain, rawjson or quiet (env BUILDKIT_PROGRESS)")
-    .option("--metadata-file <path>", "write build result metadata (digests, names) as JSON")
+    .option(
+      "--metadata-file <path>",
+      "write the result as JSON: containerimage.digest/.descriptor/.config.digest, image.name, buildx.build.ref",
+    )
     .option("--iidfile <path>", "write the image ID (index or manifest digest) to a file")
     .option(
       "--secret <spec>",
@@ -115,8 +142,11 @@ export function buildCommand(): Command {
       "--max-parallelism <n>",
       "run at most n steps at once (default: number of CPUs, at least 2)",
     )
-    .option("-q, --quiet", "print only the image ID")
-    .option("--print-graph", "print the merged build graph (one line per step: digest, op, inputs) before building")
+    .option("-q, --quiet", "no progress; print only the image ID on stdout")
+    .option(
+      "--print-graph",
+      "print the merged build graph (one line per step: digest, op, inputs) before building",
+    )
     .option(
       "--ignore-binfmt",
       "emulate foreign platforms with a QEMU wrapper only, ignoring kernel binfmt handlers",
@@ -134,7 +164,11 @@ export function buildCommand(): Command {
       "--strict-platforms",
       "with a builder: never build a platform on a node that emulates it",
     )
-    .action(async (context: string, flags: BuildFlags) => {
+    .option("--call <method>", "outline or targets[,format=json]: describe instead of building")
+    .addHelpText("after", OUTPUTS_HELP)
+    .action(async (context: string, flags: BuildFlags & { call?: string }) => {
+      if (flags.call !== undefined && (await printCall(context, { ...flags, call: flags.call })))
+        return;
       await runBuild(context, flags);
     });
 }
