@@ -278,7 +278,8 @@ export class Snapshotter {
       let info: SnapshotInfo | undefined;
       try {
         const meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as SnapshotInfo;
-        if (typeof meta.id === "string" && keyOf(meta.id) === name) info = meta;
+        const valid = typeof meta.id === "string" && Array.isArray(meta.parents);
+        if (valid && keyOf(meta.id) === name) info = meta;
       } catch {
         // no or torn metadata: listed as a leftover
       }
