@@ -10,7 +10,7 @@ import {
   HEARTBEAT_MS,
   PROTOCOL_VERSION,
   parseAddress,
-  readLines,
+  LineReader,
   type BuildHeader,
   type ListenAddress,
   type NodeInfo,
@@ -95,8 +95,13 @@ export class NodeClient {
     header: BuildHeader,
     body: Readable,
     onProgress: (line: ProgressLine) => void,
-    signal?: AbortSignal,
+    opts: {
+      signal?: AbortSignal;
+      /** receives the tar of file outputs that follows the result; must consume it */
+      onFiles?: (tar: AsyncIterable<Buffer>) => Promise<void>;
+    } = {},
   ): Promise<BuildResult> {
+    const { signal } = opts;
     if (!this.secure && Object.keys(header.secrets).length > 0) {
       body.destroy();
       throw new KilnError(
@@ -130,7 +135,7 @@ export class NodeClient {
       ),
       req,
     );
-    const answer = responseOf(req).then((res) => this.#consume(res, onProgress));
+    const answer = responseOf(req).then((res) => this.#consume(res, onProgress, opts.onFiles));
     try {
       const [, result] = await Promise.all([upload, answer]);
       return result;
@@ -150,19 +155,26 @@ export class NodeClient {
   async #consume(
     res: IncomingMessage,
     onProgress: (line: ProgressLine) => void,
+    onFiles: ((tar: AsyncIterable<Buffer>) => Promise<void>) | undefined,
   ): Promise<BuildResult> {
     if (res.statusCode !== 200)
       throw nodeError(this.name, JSON.parse(await readAll(res)) as ServerLine);
-    let result: BuildResult | undefined;
-    for await (const text of readLines(res)) {
+    const reader = new LineReader(res);
+    for (let text = await reader.nextLine(); text !== undefined; text = await reader.nextLine()) {
       const line = JSON.parse(text) as ServerLine;
       if (line.type === "heartbeat") continue;
-      if (line.type === "result") result = line.result;
-      else if (line.type === "error") throw nodeError(this.name, line);
-      else onProgress(line);
+      if (line.type === "error") throw nodeError(this.name, line);
+      if (line.type !== "result") {
+        onProgress(line);
+        continue;
+      }
+      if (line.files) {
+        if (!onFiles) throw new KilnError("E_PROTOCOL", `node ${this.name} sent unexpected files`);
+        await onFiles(reader.rest());
+      }
+      return line.result;
     }
-    if (result === undefined) throw new Error("the node went away before the build finished");
-    return result;
+    throw new Error("the node went away before the build finished");
   }
 
   #request(method: string, path: string, headers: Record<string, string> = {}): ClientRequest {

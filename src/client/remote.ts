@@ -4,18 +4,23 @@
  * of a node that is unreachable or dies, and only when every platform is built merge the
  * per-node images into one index and write the tags — a partial result is never tagged.
  */
-import { basename, resolve } from "node:path";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { applyLayer } from "../archive/index.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import type { BuildRequest, BuildResult, OutputSpec } from "../engine/request.js";
 import { PROTOCOL_VERSION, type BuildHeader, type NodeInfo } from "../daemon/index.js";
 import { createImage } from "../imagetools/index.js";
 import { formatAll, parse, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
+import type { Descriptor } from "../oci/index.js";
 import type { PlatformSummary, ProgressSink } from "../progress/index.js";
 import { formatReference, parseReference, registryHost, withTag } from "../reference/index.js";
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import type { Builder } from "./config.js";
 import { packUpload } from "./context.js";
+import { assembleFileOutput, type FileOutput, type NodeFiles } from "./results.js";
 import { NODE_FAULTS, NodeClient, type ProgressLine } from "./node.js";
 import { routePlatforms, type NodeOffer, type Route } from "./route.js";
 
@@ -38,7 +43,7 @@ export async function remoteBuild(
   const warn = (message: string): void => {
     sink.write({ type: "warning", message });
   };
-  const pushes = checkOutputs(req, warn);
+  const { pushes, files } = checkOutputs(req, warn);
   if (Object.keys(req.ssh).length > 0) {
     throw new KilnError("E_REMOTE_SSH", "--ssh cannot be forwarded to a remote builder", {
       hint: "build with the embedded engine (--builder default) to use --ssh",
@@ -99,7 +104,7 @@ export async function remoteBuild(
       ...req,
       platforms,
       tags: [],
-      outputs: pushes.map(nodeOutput),
+      outputs: [...pushes.map(nodeOutput), ...files.map((o) => fileOutput(o, req.platforms))],
     };
     // local paths travel as tar members, secrets base64-encoded
     delete request.contextDir;
@@ -123,11 +128,14 @@ export async function remoteBuild(
   };
   opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
   const view = new MergedView(sink);
-  const results: { node: string; result: BuildResult }[] = [];
+  const results: (NodeFiles & { node: string })[] = [];
+  // file outputs come back per request; a lost node's partial files are simply not used
+  const tmpRoot = await mkdtemp(join(tmpdir(), "kiln-remote-"));
 
   const runRoute = async (route: Route): Promise<void> => {
     const client = clients.get(route.node)!;
     const attempt = view.begin();
+    const dir = join(tmpRoot, String(attempt));
     try {
       const result = await client.build(
         headerFor(route.platforms),
@@ -135,9 +143,15 @@ export async function remoteBuild(
         (line) => {
           view.forward(attempt, line);
         },
-        abort.signal,
+        {
+          signal: abort.signal,
+          onFiles: async (tar) => {
+            await mkdir(dir);
+            await applyLayer(tar, dir, { whiteouts: "delete" });
+          },
+        },
       );
-      results.push({ node: route.node, result });
+      results.push({ node: route.node, result, dir });
       return;
     } catch (e) {
       if (!isKilnError(e) || !NODE_FAULTS.has(e.code) || abort.signal.aborted) throw e;
@@ -163,23 +177,45 @@ export async function remoteBuild(
       await all(next.map(runRoute), abort);
     }
   };
+  let merged: Awaited<ReturnType<typeof mergeAndTag>>;
+  let layoutRoot: Descriptor | undefined;
   try {
     await all(routes.map(runRoute), abort);
+    // the merged index lists platforms in the requested order, whichever node finished first,
+    // so equal builds give equal digests
+    const rank = (r: NodeFiles): number =>
+      Math.min(
+        ...r.result.platforms.map((o) =>
+          req.platforms.findIndex((p) => formatAll(p) === formatAll(o.platform)),
+        ),
+      );
+    results.sort((x, y) => rank(x) - rank(y));
+    for (const [k, o] of files.entries()) {
+      const root = await step(
+        sink,
+        `remote:files:${k}`,
+        `assembling ${o.type} output ${o.dest}`,
+        () => assembleFileOutput(o, pushes.length + k, results, tmpRoot),
+      );
+      layoutRoot ??= root;
+    }
+    merged = await mergeAndTag(req, pushes, results, sink);
   } finally {
     opts.signal?.removeEventListener("abort", onOuterAbort);
+    await rm(tmpRoot, { recursive: true, force: true });
   }
 
-  const merged = await mergeAndTag(req, pushes, results, sink);
   const platforms = results.flatMap((r) => r.result.platforms);
   const durationMs = Date.now() - t0;
   sink.write({ type: "summary", durationMs, platforms: view.summaries() });
-  const single = results.length === 1 ? results[0]!.result : undefined;
+  const root =
+    merged ?? layoutRoot ?? (results.length === 1 ? results[0]!.result.descriptor : undefined);
   return {
     platforms,
-    digest: merged?.digest ?? single?.digest ?? "",
-    descriptor: merged
-      ? { mediaType: merged.mediaType, digest: merged.digest, size: merged.size }
-      : (single?.descriptor ?? { mediaType: "", digest: "", size: 0 }),
+    digest: root?.digest ?? "",
+    descriptor: root
+      ? { mediaType: root.mediaType, digest: root.digest, size: root.size }
+      : { mediaType: "", digest: "", size: 0 },
     configDigest: platforms.length === 1 ? platforms[0]!.configDigest : undefined,
     imageNames: merged?.names ?? [],
     durationMs,
@@ -210,24 +246,35 @@ function offerOf(configured: string[], info: NodeInfo): NodeOffer {
   };
 }
 
-/** Remote builds push (per node, by digest) or keep nothing; files would need a stream back. */
-function checkOutputs(req: BuildRequest, warn: (m: string) => void): ImageOutput[] {
+/** Remote builds push (per node, by digest) or stream files back; nothing else leaves a node. */
+function checkOutputs(
+  req: BuildRequest,
+  warn: (m: string) => void,
+): { pushes: ImageOutput[]; files: FileOutput[] } {
   const pushes: ImageOutput[] = [];
+  const files: FileOutput[] = [];
   for (const o of req.outputs) {
     if (o.type === "image" && o.push) pushes.push(o);
     else if (o.type === "image") {
       warn(
         "a remote builder keeps no local image store; the result stays only in the nodes' caches",
       );
-    } else {
+    } else if (o.type === "oci" || o.type === "local") files.push(o);
+    else {
       throw new KilnError(
         "E_REMOTE_OUTPUT",
         `type=${o.type} outputs are not supported with a remote builder yet`,
-        { hint: "push the image (--push) and pull it, or build with --builder default" },
+        { hint: "use --push, type=oci or type=local, or build with --builder default" },
       );
     }
   }
-  return pushes;
+  return { pushes, files };
+}
+
+/** A file output as a node gets it: the node picks the place; platforms split when several. */
+function fileOutput(o: FileOutput, platforms: readonly Platform[]): FileOutput {
+  if ("names" in o) return { ...o, dest: "" };
+  return { ...o, dest: "", platformSplit: o.platformSplit ?? platforms.length > 1 };
 }
 
 /** What a node is asked to push: its platforms by digest, into each repository, no tags. */
@@ -246,7 +293,7 @@ function nodeOutput(o: ImageOutput): ImageOutput {
 async function mergeAndTag(
   req: BuildRequest,
   pushes: ImageOutput[],
-  results: { node: string; result: BuildResult }[],
+  results: readonly NodeFiles[],
   sink: ProgressSink,
 ): Promise<{ mediaType: string; digest: string; size: number; names: string[] } | undefined> {
   if (pushes.length === 0) return undefined;

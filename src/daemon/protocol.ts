@@ -4,7 +4,6 @@
  * contexts under `named/<name>/`. The answer is NDJSON: progress events tagged with the node's
  * name, then exactly one `result` or `error` line. GET /info answers a NodeInfo.
  */
-import { StringDecoder } from "node:string_decoder";
 import type { BuildRequest, BuildResult } from "../engine/request.js";
 import type { ProgressEvent } from "../progress/index.js";
 
@@ -36,7 +35,8 @@ export interface NodeInfo {
 
 export type ServerLine =
   | (ProgressEvent & { node: string })
-  | { type: "result"; node: string; result: BuildResult }
+  /** with `files`, a tar of the file outputs follows the line: `<output index>/…` */
+  | { type: "result"; node: string; result: BuildResult; files?: boolean }
   | { type: "error"; node: string; code: string; message: string; hint?: string }
   /** sent while a build is quiet, so a client can tell a slow node from a dead one */
   | { type: "heartbeat"; node: string };
@@ -49,57 +49,53 @@ export const TAR_CONTEXT = "context";
 export const TAR_DOCKERFILE = "dockerfile";
 export const TAR_NAMED = "named";
 
-/** Splits a byte stream into its first line and the rest, without buffering the rest. */
-export async function splitFirstLine(
-  source: AsyncIterable<Uint8Array>,
-  maxLine: number,
-): Promise<{ line: string; rest: AsyncIterable<Buffer> }> {
-  const it = source[Symbol.asyncIterator]();
-  const parts: Buffer[] = [];
-  let size = 0;
-  for (;;) {
-    const r = await it.next();
-    if (r.done) return { line: Buffer.concat(parts).toString("utf8"), rest: empty() };
-    const chunk = Buffer.from(r.value);
-    const nl = chunk.indexOf(10);
-    if (nl < 0) {
-      size += chunk.length;
-      if (size > maxLine) throw new RangeError(`first line longer than ${maxLine} bytes`);
-      parts.push(chunk);
-      continue;
-    }
-    parts.push(chunk.subarray(0, nl));
-    const head = chunk.subarray(nl + 1);
-    return {
-      line: Buffer.concat(parts).toString("utf8"),
-      rest: (async function* () {
-        if (head.length > 0) yield head;
-        for (;;) {
-          const n = await it.next();
-          if (n.done) return;
-          yield Buffer.from(n.value);
-        }
-      })(),
-    };
+/** Output types a node writes into its answer instead of its own disk. */
+export const RETURNED_OUTPUTS: ReadonlySet<string> = new Set(["oci", "local"]);
+
+/**
+ * Reads a byte stream as lines, and then — after a line that announces it — as raw bytes: the
+ * NDJSON answer may end with a tar of output files, and the request starts with a header line.
+ */
+export class LineReader {
+  readonly #it: AsyncIterator<Uint8Array>;
+  #buf: Buffer = Buffer.alloc(0);
+  #done = false;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.#it = source[Symbol.asyncIterator]();
   }
-}
 
-async function* empty(): AsyncGenerator<Buffer> {}
-
-/** Yields the complete lines of a byte stream (the last one even without a newline). */
-export async function* readLines(
-  source: AsyncIterable<Uint8Array | string>,
-): AsyncGenerator<string> {
-  const decoder = new StringDecoder("utf8");
-  let pending = "";
-  for await (const chunk of source) {
-    pending += typeof chunk === "string" ? chunk : decoder.write(Buffer.from(chunk));
-    let nl: number;
-    while ((nl = pending.indexOf("\n")) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      if (line.trim() !== "") yield line;
+  /** The next non-empty line, or undefined at the end; a line longer than `max` throws. */
+  async nextLine(max = 16 << 20): Promise<string | undefined> {
+    for (;;) {
+      const nl = this.#buf.indexOf(10);
+      if (nl >= 0) {
+        // a newline byte never occurs inside a UTF-8 sequence, so slicing at it is safe
+        const line = this.#buf.subarray(0, nl).toString("utf8");
+        this.#buf = this.#buf.subarray(nl + 1);
+        if (line.trim() === "") continue;
+        return line;
+      }
+      if (this.#buf.length > max) throw new RangeError(`a line is longer than ${max} bytes`);
+      if (this.#done) {
+        const last = this.#buf.toString("utf8");
+        this.#buf = Buffer.alloc(0);
+        return last.trim() === "" ? undefined : last;
+      }
+      const r = await this.#it.next();
+      if (r.done) this.#done = true;
+      else this.#buf = Buffer.concat([this.#buf, r.value]);
     }
   }
-  if (pending.trim() !== "") yield pending;
+
+  /** Everything after the lines read so far, unbuffered. */
+  async *rest(): AsyncGenerator<Buffer> {
+    if (this.#buf.length > 0) yield this.#buf;
+    this.#buf = Buffer.alloc(0);
+    while (!this.#done) {
+      const r = await this.#it.next();
+      if (r.done) this.#done = true;
+      else yield Buffer.from(r.value);
+    }
+  }
 }

@@ -12,11 +12,12 @@ import {
 } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Server } from "node:net";
+import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
-import type { BuildRequest, BuildResult } from "../engine/request.js";
-import { applyLayer } from "../archive/index.js";
+import type { BuildRequest, BuildResult, OutputSpec } from "../engine/request.js";
+import { applyLayer, dirToTar } from "../archive/index.js";
 import { format } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import type { ProgressEvent, ProgressSink } from "../progress/index.js";
@@ -28,7 +29,8 @@ import {
   TAR_CONTEXT,
   TAR_DOCKERFILE,
   TAR_NAMED,
-  splitFirstLine,
+  LineReader,
+  RETURNED_OUTPUTS,
   type BuildHeader,
   type NodeInfo,
   type ServerLine,
@@ -67,6 +69,8 @@ export interface DaemonOptions {
 }
 
 const MAX_HEADER = 64 << 20;
+/** where a request's file outputs are written, one directory per output index */
+const OUT_DIR = "out";
 
 export class KilnDaemon {
   readonly #opts: DaemonOptions;
@@ -227,12 +231,13 @@ export class KilnDaemon {
     };
     const peer = req.socket.remoteAddress ?? "local socket";
     try {
-      const { line, rest } = await splitFirstLine(req, MAX_HEADER).catch((e: unknown) => {
+      const body = new LineReader(req);
+      const line = await body.nextLine(MAX_HEADER).catch((e: unknown) => {
         throw new KilnError("E_PROTOCOL", `bad build request: ${messageOf(e)}`);
       });
-      const header = parseHeader(line);
+      const header = parseHeader(line ?? "");
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      await applyLayer(rest, dir, { whiteouts: "delete" });
+      await applyLayer(body.rest(), dir, { whiteouts: "delete" });
       const request = toRequest(header, dir);
       if (!secure && Object.keys(header.secrets).length > 0) {
         // A client must never send these over plain TCP; if one did, they are not used.
@@ -250,7 +255,9 @@ export class KilnDaemon {
         return build(request, { root: this.#opts.root, progress: sink, signal: abort.signal });
       });
       this.#opts.log(`build ${id}: done ${result.digest}`);
-      send({ type: "result", node, result });
+      const files = request.outputs.some((o) => RETURNED_OUTPUTS.has(o.type));
+      send({ type: "result", node, result, files });
+      if (files) await pipeline(dirToTar(join(dir, OUT_DIR)), res);
     } catch (e) {
       this.#opts.log(`build ${id}: failed: ${messageOf(e)}`);
       send(errorLine(node, e));
@@ -258,7 +265,7 @@ export class KilnDaemon {
       clearInterval(heartbeat);
       this.#load--;
       this.#running.delete(abort);
-      res.end();
+      if (!res.writableEnded) res.end();
       await rm(dir, { recursive: true, force: true });
     }
   }
@@ -302,17 +309,17 @@ const safeName = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** The engine request for an unpacked upload; outputs that would write on the node are refused. */
 function toRequest(h: BuildHeader, dir: string): BuildRequest {
   if (!safeName.test(h.dockerfile)) throw new KilnError("E_PROTOCOL", "bad Dockerfile name");
-  for (const o of h.request.outputs) {
-    if (o.type !== "image") {
-      throw new KilnError(
-        "E_REMOTE_OUTPUT",
-        `a node does not write ${o.type} outputs on its own disk`,
-        {
-          hint: "the client streams such results back itself; upgrade the client",
-        },
-      );
-    }
-  }
+  // File outputs go to the request's own directory and are streamed back; the node never
+  // writes where a client says.
+  const outputs = h.request.outputs.map((o, i): OutputSpec => {
+    if (o.type === "image") return o;
+    const dest = join(dir, OUT_DIR, String(i));
+    if (o.type === "oci") return { ...o, dest, tar: false };
+    if (o.type === "local") return { ...o, dest };
+    throw new KilnError("E_REMOTE_OUTPUT", `a node cannot return type=${o.type} outputs`, {
+      hint: "use type=oci or type=local with a remote builder",
+    });
+  });
   const namedContexts: Record<string, string> = {};
   for (const n of h.namedContexts) {
     if (!safeName.test(n))
@@ -321,6 +328,7 @@ function toRequest(h: BuildHeader, dir: string): BuildRequest {
   }
   return {
     ...h.request,
+    outputs,
     contextDir: join(dir, TAR_CONTEXT),
     dockerfile: join(dir, TAR_DOCKERFILE, h.dockerfile),
     namedContexts,

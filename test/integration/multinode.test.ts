@@ -13,11 +13,12 @@ import { isKilnError } from "../../src/errors.js";
 import { NodeClient, packUpload, remoteBuild, type Builder } from "../../src/client/index.js";
 import {
   PROTOCOL_VERSION,
-  readLines,
+  LineReader,
   type BuildHeader,
   type ServerLine,
 } from "../../src/daemon/index.js";
 import type { BuildRequest, BuildResult } from "../../src/engine/request.js";
+import type { ImageIndex } from "../../src/oci/index.js";
 import { parsePlatformList } from "../../src/platform/index.js";
 import { RecordingSink, type ProgressEvent } from "../../src/progress/index.js";
 import { RegistryClient } from "../../src/registry/index.js";
@@ -299,6 +300,35 @@ describe("multi-node builders", { timeout: 600_000 }, () => {
     for (const p of summary.platforms) assert.equal(p.cached, p.total, JSON.stringify(p));
   });
 
+  test("file outputs come back from the nodes and are assembled into one layout", async () => {
+    const layout = join(dir, "layout");
+    const files = join(dir, "files");
+    const r = await remoteBuild(
+      request("linux/amd64,linux/arm64,linux/arm/v7", "one", {
+        outputs: [
+          { type: "oci", dest: layout, tar: false, names: ["app:1"], annotations: {} },
+          { type: "local", dest: files },
+        ],
+      }),
+      builder(["a", "b"]),
+      { progress: new RecordingSink(), strictPlatforms: false },
+    );
+    const top = JSON.parse(await readFile(join(layout, "index.json"), "utf8")) as ImageIndex;
+    assert.equal(top.manifests[0]!.digest, r.digest);
+    const index = JSON.parse(
+      await readFile(join(layout, "blobs", "sha256", r.digest.slice(7)), "utf8"),
+    ) as ImageIndex;
+    assert.deepEqual(
+      index.manifests.map((d) => `${d.platform!.architecture}${d.platform!.variant ?? ""}`).sort(),
+      ["amd64", "arm64", "armv7"],
+    );
+    // the same bytes a push of this build produced: one index, wherever it goes
+    assert.equal(r.digest, (await tagDigest()).digest);
+    for (const p of ["linux_amd64", "linux_arm64", "linux_arm_v7"]) {
+      assert.equal(await readFile(join(files, p, "hello.txt"), "utf8"), "hello\n");
+    }
+  });
+
   test("a node killed mid-build has its platforms re-routed (emulated) and the build completes", async () => {
     const { sink, result } = buildKillingB("two", false);
     const r = await result;
@@ -376,7 +406,9 @@ describe("multi-node builders", { timeout: 600_000 }, () => {
         { host: hostOf("c").ip, port: PORT, method: "POST", path: "/build" },
         (res) => {
           (async () => {
-            for await (const l of readLines(res)) lines.push(JSON.parse(l) as ServerLine);
+            const reader = new LineReader(res);
+            for (let l = await reader.nextLine(); l !== undefined; l = await reader.nextLine())
+              lines.push(JSON.parse(l) as ServerLine);
           })().then(resolve, reject);
         },
       );
