@@ -31,6 +31,7 @@ import { formatAll } from "../platform/index.js";
 import { isOwnerAlive, ownerTag, runChecked } from "../process/index.js";
 import type { ImagePuller } from "./images.js";
 import type { ProgressSink } from "../progress/index.js";
+import { HttpSource } from "../source/index.js";
 
 export interface WorkerOptions {
   state: KilnState;
@@ -63,8 +64,14 @@ function newId(prefix: string, key: string): string {
 
 export class BuildWorker implements Worker<FsResult> {
   private readonly cacheMounts: CacheMounts;
+  private readonly http: HttpSource;
 
   constructor(private readonly o: WorkerOptions) {
+    this.http = new HttpSource({
+      recordsDir: join(o.state.root, "http"),
+      content: o.state.content,
+      secrets: o.secrets,
+    });
     this.cacheMounts = new CacheMounts(o.state.cacheMountsDir, (message) => {
       o.progress.write({ type: "warning", message });
     });
@@ -78,7 +85,9 @@ export class BuildWorker implements Worker<FsResult> {
     );
   }
 
-  async contentKey(v: Vertex): Promise<string | undefined> {
+  async contentKey(v: Vertex, signal: AbortSignal): Promise<string | undefined> {
+    // an http source is keyed on the URL's current content (a request unless --checksum pins it)
+    if (v.op.kind === "http") return this.http.cacheKey(v.op, signal);
     const parts: string[] = [];
     if (v.op.kind === "file") {
       for (const a of v.op.actions) {
@@ -121,8 +130,15 @@ export class BuildWorker implements Worker<FsResult> {
         return this.exec(v, v.op, inputs, ctx);
       case "file":
         return this.file(v, v.op, inputs, ctx);
-      case "http":
-        throw new KilnError("E_UNSUPPORTED", `${v.name}: ADD from a URL is not supported yet`);
+      case "http": {
+        const active = await this.o.state.snapshots.prepare(newId("active", ctx.cacheKey), []);
+        try {
+          await this.http.writeFile(v.op, active.rootfs, ctx.signal);
+          return await this.commitLayer(v, active, { layers: [] }, ctx.cacheKey);
+        } finally {
+          await active.release();
+        }
+      }
     }
   }
 

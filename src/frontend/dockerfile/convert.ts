@@ -15,6 +15,7 @@ import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../oci/types
 import { format, formatAll, normalize, parse, parseNormalized } from "../../platform/index.js";
 import type { Platform } from "../../platform/types.js";
 import { parseChmod } from "../../fileops/index.js";
+import { urlFileName } from "../../source/index.js";
 import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
 import {
   parseDockerfile,
@@ -1409,14 +1410,39 @@ class Converter {
           throw new UnplacedError(DockerfileErrorCode.arguments, "source can't be a URL for COPY", {
             needle: src,
           });
-        throw new UnplacedError(
-          DockerfileErrorCode.arguments,
-          `ADD from a URL is not supported yet: ${src}`,
-          {
-            needle: src,
-            hint: "download it in a RUN step (with --checksum-style verification) or COPY a local file",
-          },
+        if (checksum && !/^sha256:[0-9a-f]{64}$/.test(checksum))
+          throw new UnplacedError(
+            DockerfileErrorCode.flagValue,
+            `invalid checksum ${checksum}: an http(s) source takes sha256:<64 hex digits>`,
+            { needle: "--checksum" },
+          );
+        // one download per URL, shared by every platform (the file does not depend on it)
+        const filename = urlFileName(src);
+        const download = vertex(
+          { kind: "http", url: src, filename, ...(checksum ? { checksum } : {}) },
+          [],
+          undefined,
+          src,
         );
+        // BuildKit's CopyInfo for a URL: the one file, and remote archives stay packed
+        // unless --unpack asks
+        actions.push({
+          action: "copy",
+          input: inputIndex(download),
+          src: `/${filename}`,
+          dest,
+          ...(chownSpec ? { chown: chownSpec } : {}),
+          ...(chmod ? { chmod } : {}),
+          followSymlinks: false,
+          dirContents: false,
+          allowWildcard: false,
+          allowEmptyWildcard: false,
+          createDestPath: true,
+          unpack: c.unpack ?? false,
+          excludes: c.excludes,
+          parents: false,
+        });
+        continue;
       }
       const input = fromIsContext ? this.contextVertex("context") : from;
       if (!input) {

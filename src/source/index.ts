@@ -1,0 +1,3 @@
+// Remote sources of build inputs (ADD <http(s) URL>).
+export { HttpSource, safeFileName, urlFileName } from "./http.js";
+export type { HttpSourceOptions } from "./http.js";
