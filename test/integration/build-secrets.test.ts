@@ -30,7 +30,7 @@ async function plainBytes(path: string): Promise<Buffer> {
 
 /** Files under `dir` that contain `needle`, as stored (grep -r, binary files as text). */
 async function filesContaining(dir: string, needle: string): Promise<string[]> {
-  const out = await run("sh", ["-c", 'grep -rlaF -- "$1" "$2" || true', "sh", needle, dir]);
+  const out = await run("sh", ["-c", 'grep -rlaF -D skip -- "$1" "$2" || true', "sh", needle, dir]);
   return out.split("\n").filter((l) => l !== "");
 }
 
