@@ -150,7 +150,8 @@ test("--annotation goes to every image-writing output, typed keys validated", ()
     output: ["type=oci,dest=a.tar", "type=local,dest=d"],
     annotation: ["index,manifest:org.example=1", "plain=2"],
   });
-  assert.deepEqual(p.outputs[0]!.type === "oci" && p.outputs[0].annotations, {
+  const oci = p.outputs[0]!;
+  assert.deepEqual(oci.type === "oci" && oci.annotations, {
     "index,manifest:org.example": "1",
     plain: "2",
   });
