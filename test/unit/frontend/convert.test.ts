@@ -560,16 +560,11 @@ test("COPY --link makes a copy onto scratch merged onto the stage (not with --ch
   );
 });
 
-test("ADD: local archives unpack unless --unpack=false; URLs and git are clear errors", async () => {
+test("ADD: local archives unpack unless --unpack=false; git is a clear error", async () => {
   const r = await convert("FROM alpine\nADD a.tar /x/\nADD --unpack=false b.tar /y/\n");
   assert.deepEqual(
     files(r).map((v) => (v.op.actions[0]!.action === "copy" ? v.op.actions[0]!.unpack : null)),
     [true, false],
-  );
-  await rejects(
-    convert("FROM alpine\nADD https://x.test/f /f\n"),
-    /ADD from a URL is not supported yet/,
-    2,
   );
   for (const git of [
     "https://github.com/a/b.git#main",
