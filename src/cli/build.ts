@@ -21,7 +21,11 @@ import {
 import { reportResult } from "./results.js";
 
 // no default value: commander would print "(default: [])" in the help
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+// commander gives `--no-*` options a default of true; a list starts empty whatever it was given
+const collect = (v: string, prev: unknown): string[] => [
+  ...(Array.isArray(prev) ? (prev as string[]) : []),
+  v,
+];
 
 interface BuildFlags {
   file?: string;
@@ -271,7 +275,11 @@ async function runBuild(context: string, flags: BuildFlags): Promise<void> {
           signal: abort.signal,
           strictPlatforms: flags.strictPlatforms ?? false,
         })
-      : await build(req, { progress, signal: abort.signal });
+      : await build(req, {
+          progress,
+          signal: abort.signal,
+          onGraph: flags.printGraph ? (g) => process.stderr.write(`${g}\n`) : undefined,
+        });
     await progress.close();
     await reportResult(result, outputs, implicit, flags);
   } catch (e) {

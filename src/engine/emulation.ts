@@ -5,7 +5,7 @@
  */
 import { KilnError } from "../errors.js";
 import type { Vertex } from "../graph/index.js";
-import { formatAll, only } from "../platform/index.js";
+import { defaultPlatform, formatAll, only } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import {
   explainExecFailure,
@@ -30,27 +30,28 @@ export interface StepFailure {
 
 export class ExecutionPlanner {
   private readonly plans = new Map<string, Promise<ExecutionPlan>>();
+  private probed: Promise<SupportedPlatforms> | undefined;
+  /** the normalized host platform: the build platform of every conversion */
+  readonly native: Platform = defaultPlatform();
 
-  private constructor(readonly supported: SupportedPlatforms) {}
+  constructor(private readonly opts: { ignoreBinfmt: boolean }) {}
 
-  static async create(opts: { ignoreBinfmt: boolean }): Promise<ExecutionPlanner> {
-    return new ExecutionPlanner(await probeSupported({ ignoreBinfmt: opts.ignoreBinfmt }));
-  }
-
-  get native(): Platform {
-    return this.supported.native;
+  /** Probes on first use only: a fully cached build runs no step and pays for no probe. */
+  supported(): Promise<SupportedPlatforms> {
+    this.probed ??= probeSupported({ ignoreBinfmt: this.opts.ignoreBinfmt });
+    return this.probed;
   }
 
   /** True when the CPU itself cannot run the platform (binfmt or a wrapper emulates it). */
   needsEmulation(p: Platform): boolean {
-    return !only(this.supported.native).match(p);
+    return !only(this.native).match(p);
   }
 
   plan(p: Platform): Promise<ExecutionPlan> {
     const key = formatAll(p);
     let plan = this.plans.get(key);
     if (!plan) {
-      plan = planExecution(p, this.supported);
+      plan = this.supported().then((s) => planExecution(p, s));
       this.plans.set(key, plan);
     }
     return plan;
@@ -64,7 +65,7 @@ export class ExecutionPlanner {
         argv0: f.args[0] ?? "",
         mode: f.plan.mode,
         emulator: f.plan.emulator,
-        supported: this.supported,
+        supported: await this.supported(),
         exitCode: f.exitCode,
         stderr: text,
         rootfs: f.rootfs,

@@ -12,12 +12,12 @@ import {
 } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { emulatedArgs } from "../emulation/index.js";
+import { emulatedArgs, privateBinfmtRegistration } from "../emulation/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { isOwnerAlive, onCleanup, ownerTag, run, runChecked } from "../process/index.js";
 import { containerResolvConf, DEFAULT_HOSTNAME, hostResolvConf, hostsFile } from "./etcfiles.js";
 import { resolveInRoot } from "../rootpath/index.js";
-import { buildRuntimeSpec, withDefaultPath } from "./spec.js";
+import { buildRuntimeSpec, withDefaultPath, type IdMapping, type PrivateBinfmt } from "./spec.js";
 import type { ExecIO, ExecResult, ExecSpec, ExecutorOptions } from "./types.js";
 import { lookupUser, type ResolvedUser } from "./user.js";
 
@@ -75,6 +75,31 @@ async function mountStubs(
       await rm(host, { recursive: true });
       await utimes(dirname(host), parent.atime, parent.mtime);
     }
+  };
+}
+
+/**
+ * Each range of this process's own uid or gid map (`/proc/self/uid_map`), mapped to itself:
+ * the whole id space on a host, whatever kiln has when it runs in a user namespace itself.
+ */
+async function identityMap(file: string): Promise<IdMapping[]> {
+  const text = await readFile(file, "utf8");
+  return text
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/).map(Number))
+    .filter((f) => f.length === 3)
+    .map(([inside, , size]) => ({ containerID: inside!, hostID: inside!, size: size! }));
+}
+
+/** Wrapper mode's own binfmt_misc instance, when the kernel and the emulator allow one. */
+async function privateBinfmtFor(spec: ExecSpec): Promise<PrivateBinfmt | undefined> {
+  if (spec.emulator === undefined) return undefined;
+  const register = await privateBinfmtRegistration(spec.emulator.hostPath);
+  if (register === undefined) return undefined;
+  return {
+    register,
+    uidMappings: await identityMap("/proc/self/uid_map"),
+    gidMappings: await identityMap("/proc/self/gid_map"),
   };
 }
 
@@ -181,8 +206,17 @@ async function runInBundle(
   const resolvConfPath = join(bundle, "resolv.conf");
   await writeFile(hostsPath, hostsFile(spec.hostname ?? DEFAULT_HOSTNAME, spec.extraHosts ?? []));
   await writeFile(resolvConfPath, containerResolvConf(await hostResolvConf(), spec.network));
+  const privateBinfmt = await privateBinfmtFor(spec);
   const config = {
-    ...buildRuntimeSpec({ id, spec: { ...spec, rootfs }, args, user, hostsPath, resolvConfPath }),
+    ...buildRuntimeSpec({
+      id,
+      spec: { ...spec, rootfs },
+      args,
+      user,
+      hostsPath,
+      resolvConfPath,
+      privateBinfmt,
+    }),
     annotations: { [OWNER_ANNOTATION]: ctx.owner },
   };
   await writeFile(join(bundle, "config.json"), JSON.stringify(config));
@@ -250,7 +284,8 @@ async function runInBundle(
 export async function cleanupStaleContainers(opts: ExecutorOptions = {}): Promise<string[]> {
   const { runcRoot, bundles } = dirsOf(opts);
   const removed: string[] = [];
-  if (await exists(runcRoot)) {
+  // nothing recorded means nothing to clean: a cached build then starts no runc at all
+  if ((await readdir(runcRoot).catch(() => [])).length > 0) {
     const out = await runChecked("runc", ["--root", runcRoot, "list", "--format", "json"], {
       timeoutMs: RUNC_TIMEOUT_MS,
       errorCode: "E_EXEC_CLEANUP",
