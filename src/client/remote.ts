@@ -15,7 +15,7 @@ import { createImage } from "../imagetools/index.js";
 import { formatAll, parse, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import type { Descriptor } from "../oci/index.js";
-import type { PlatformSummary, ProgressSink } from "../progress/index.js";
+import type { PlatformSummary, ProgressEvent, ProgressSink } from "../progress/index.js";
 import { formatReference, parseReference, registryHost, withTag } from "../reference/index.js";
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import type { Builder } from "./config.js";
@@ -71,7 +71,7 @@ export async function remoteBuild(
         warn(`node ${x.n.name} is unreachable (${messageOf(x.e)}); routing around it`);
         continue;
       }
-      offers.push(offerOf(x.n.platforms, x.info));
+      offers.push(offerOf(x.n.name, x.n.platforms, x.info));
     }
   });
   if (offers.length === 0) {
@@ -134,7 +134,7 @@ export async function remoteBuild(
 
   const runRoute = async (route: Route): Promise<void> => {
     const client = clients.get(route.node)!;
-    const attempt = view.begin();
+    const attempt = view.begin(route.node);
     const dir = join(tmpRoot, String(attempt));
     try {
       const result = await client.build(
@@ -236,10 +236,11 @@ async function all(tasks: Promise<void>[], abort: AbortController): Promise<void
   if (failed) throw abort.signal.reason ?? failed.reason;
 }
 
-function offerOf(configured: string[], info: NodeInfo): NodeOffer {
+/** A node as routing sees it, under the name the builder gives it (kilnd has its own). */
+function offerOf(name: string, configured: string[], info: NodeInfo): NodeOffer {
   const p = (s: string): Platform => normalize(parse(s));
   return {
-    name: info.name === "" ? "?" : info.name,
+    name,
     configured: [...new Set([...configured, ...info.configured])].map(p),
     native: info.native.map(p),
     emulated: info.emulated.map(p),
@@ -358,17 +359,23 @@ class MergedView {
   #attempts = 0;
   readonly #open = new Map<number, Map<string, string>>();
   readonly #summaries: PlatformSummary[] = [];
+  readonly #nodes = new Map<number, string>();
 
   constructor(private readonly sink: ProgressSink) {}
 
-  begin(): number {
+  /** A new request to `node` (the builder's name for it); returns its attempt number. */
+  begin(node: string): number {
     const n = this.#attempts++;
     this.#open.set(n, new Map());
+    this.#nodes.set(n, node);
     return n;
   }
 
   forward(attempt: number, line: ProgressLine): void {
-    const { node, ...ev } = line;
+    // named as in the builder, whatever the daemon calls itself
+    const node = this.#nodes.get(attempt)!;
+    const ev: ProgressEvent = { ...line };
+    delete (ev as Partial<ProgressLine>).node;
     const p = `${node}#${attempt}:`;
     switch (ev.type) {
       case "vertex": {
