@@ -10,7 +10,7 @@ import {
   utimes,
   writeFile,
 } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, posix, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { emulatedArgs, privateBinfmtRegistration } from "../emulation/index.js";
 import { KilnError, messageOf } from "../errors.js";
@@ -58,11 +58,17 @@ async function mountStubs(
   rootfs: string,
   targets: readonly string[],
 ): Promise<() => Promise<void>> {
+  // each missing target and the missing directories above it, deepest first (runc makes
+  // them all; BuildKit removes them all again when they stayed empty)
   const stubs: { target: string; host: string }[] = [];
   for (const target of targets) {
-    const host = await resolveInRoot(rootfs, target, { followFinal: true });
-    if (host !== rootfs && !(await exists(host))) stubs.push({ target, host });
+    for (let t = target; t !== "/" && t !== "." && t !== ""; t = posix.dirname(t)) {
+      const host = await resolveInRoot(rootfs, t, { followFinal: true });
+      if (host === rootfs || (await exists(host))) break;
+      if (!stubs.some((s) => s.host === host)) stubs.push({ target: t, host });
+    }
   }
+  stubs.sort((a, b) => b.host.length - a.host.length);
   return async () => {
     for (const { target, host } of stubs) {
       // Re-resolve so a symlink planted by the command cannot redirect the removal.
@@ -71,9 +77,9 @@ async function mountStubs(
       if (!st) continue;
       const empty = st.isDirectory() ? (await readdir(host)).length === 0 : st.size === 0;
       if (!empty) continue;
-      const parent = await stat(dirname(host));
+      const parent = await stat(dirname(host)).catch(() => undefined);
       await rm(host, { recursive: true });
-      await utimes(dirname(host), parent.atime, parent.mtime);
+      if (parent) await utimes(dirname(host), parent.atime, parent.mtime);
     }
   };
 }
