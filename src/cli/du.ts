@@ -86,14 +86,15 @@ function shortId(id: string): string {
   return id.length > 40 ? `${id.slice(0, 39)}…` : id;
 }
 
-function recordRows(records: UsageRecord[], reclaimable: boolean): string[][] {
-  const head = ["ID", "TYPE", ...(reclaimable ? ["RECLAIMABLE"] : []), "SIZE", "LAST USED"];
+/** du's table (with the in-use and reclaimable columns), or prune's list of what went. */
+function recordRows(records: UsageRecord[], usage: boolean): string[][] {
+  const head = ["ID", "TYPE", ...(usage ? ["IN USE", "RECLAIMABLE"] : []), "SIZE", "LAST USED"];
   return [
     head,
     ...records.map((r) => [
       shortId(r.id),
       r.type,
-      ...(reclaimable ? [String(r.reclaimable)] : []),
+      ...(usage ? [String(r.inUse), String(r.reclaimable)] : []),
       humanSize(r.size),
       ago(r.lastUsed),
     ]),
@@ -150,13 +151,15 @@ export function duCommand(): Command {
 async function confirm(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    const answer = await new Promise<string>((resolve) => {
+    const answer = await new Promise<string | undefined>((resolve) => {
       rl.once("close", () => {
-        resolve("");
+        resolve(undefined);
       });
       rl.question(question, resolve);
     });
-    return /^y(es)?$/i.test(answer.trim());
+    // stdin ended without an answer: end the prompt's line
+    if (answer === undefined) process.stderr.write("\n");
+    return /^y(es)?$/i.test(answer?.trim() ?? "");
   } finally {
     rl.close();
   }
