@@ -217,8 +217,12 @@ export class KilnDaemon {
         abort.abort(new KilnError("E_CANCELED", "build canceled: the client went away"));
     });
     res.writeHead(200, { "content-type": "application/x-ndjson" });
+    // once the result line is out, the rest of the answer is the files' tar: no more lines
+    let answered = false;
     const send = (line: ServerLine): void => {
-      if (!res.writableEnded && !res.destroyed) res.write(`${JSON.stringify(line)}\n`);
+      if (answered || res.writableEnded || res.destroyed) return;
+      res.write(`${JSON.stringify(line)}\n`);
+      if (line.type === "result") answered = true;
     };
     const heartbeat = setInterval(() => {
       send({ type: "heartbeat", node });
