@@ -95,7 +95,8 @@ export async function isArchive(host: string): Promise<boolean> {
 
 function entryPath(name: string, what: string): string {
   if (name.includes("\0")) throw new KilnError("E_ADD_UNSAFE", `${what}: name contains a NUL byte`);
-  const clean = posix.normalize(name.replace(/^\/+/, ""));
+  // "./" (GNU tar's root entry) normalizes to "./": strip the slash before testing for the root
+  const clean = posix.normalize(name.replace(/^\/+/, "")).replace(/\/$/, "");
   if (clean === ".." || clean.startsWith("../")) {
     throw new KilnError(
       "E_ADD_UNSAFE",
@@ -105,7 +106,7 @@ function entryPath(name: string, what: string): string {
       },
     );
   }
-  return clean === "." ? "" : clean.replace(/\/$/, "");
+  return clean === "." ? "" : clean;
 }
 
 class Extractor {

@@ -607,6 +607,8 @@ const cases: Case[] = [
     check: async (d) => {
       assert.equal(await meta(join(d, "x/top.txt")), "640 1234:5678");
       assert.equal(await meta(join(d, "x/d")), "750 1234:5678");
+      // the archive's root entry "./" is the destination itself: it keeps its own owner and mode
+      assert.equal(await meta(join(d, "x")), "755 0:0");
       assert.equal(await readlink(join(d, "x/ln")), "top.txt");
     },
   })),
