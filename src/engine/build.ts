@@ -4,7 +4,7 @@
  * platform and one index, and send it to every requested output.
  */
 import { readFile, stat, mkdir } from "node:fs/promises";
-import { basename, join, relative, resolve } from "node:path";
+import { basename, relative, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
 import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
@@ -15,21 +15,23 @@ import { Solver, type VertexProgress } from "../solver/index.js";
 import type { FsResult } from "../cache/index.js";
 import type { ProgressSink } from "../progress/index.js";
 import { loadContextFilter, type ContextFilter } from "../context/index.js";
-import { RegistryClient, dockerCredentials, pushImage } from "../registry/index.js";
-import { parseReference, registryHost, formatReference } from "../reference/index.js";
+import { RegistryClient, dockerCredentials } from "../registry/index.js";
+import { parseReference, registryHost } from "../reference/index.js";
 import { cleanupStaleContainers } from "../executor/index.js";
-import { dirToTar } from "../archive/index.js";
-import { assembleImages, type AssembledImage, type PlatformImage } from "../exporter/image.js";
-import { rootDescriptor, writeImageTar, writeOciDir } from "../exporter/outputs.js";
-import { defaultRoot, openState, type KilnState } from "./state.js";
+import { assembleImages, type PlatformImage } from "../exporter/image.js";
+import { rootDescriptor } from "../exporter/outputs.js";
+import {
+  assembleOptionsFor,
+  exportOutput,
+  exportStep,
+  type ExportContext,
+} from "../exporter/export.js";
+import { defaultRoot, openState } from "./state.js";
 import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
-import type { BuildRequest, BuildResult, OutputSpec, PlatformOutcome } from "./request.js";
-import { runChecked } from "../process/index.js";
-import { createWriteStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
+import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
 
 export interface EngineOptions {
   root?: string;
@@ -145,25 +147,6 @@ class ProgressAdapter implements VertexProgress {
   }
 }
 
-/** Wraps a step of the export in a progress vertex of its own. */
-async function step<T>(
-  sink: ProgressSink,
-  id: string,
-  name: string,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const started = Date.now();
-  sink.write({ type: "vertex", id, name, started });
-  try {
-    const r = await fn();
-    sink.write({ type: "vertex", id, name, completed: Date.now() });
-    return r;
-  } catch (e) {
-    sink.write({ type: "vertex", id, name, completed: Date.now(), error: messageOf(e) });
-    throw e;
-  }
-}
-
 /** Runs a build under the state dir's shared lock, so `kiln prune` never removes what it uses. */
 export async function build(req: BuildRequest, opts: EngineOptions): Promise<BuildResult> {
   const root = opts.root ?? defaultRoot();
@@ -194,6 +177,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   await cleanupStaleContainers({ stateDir: state.root });
   await cleanupStaleSecrets();
 
+  const epoch = sourceDateEpoch(req);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
@@ -274,9 +258,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       baseHistoryLength: c.baseHistoryLength,
       historyProducers: c.historyProducers,
     }));
-    const imageOut = req.outputs.find((o) => o.type === "image");
-    const epoch = sourceDateEpoch(req);
-    const assembled = await step(sink, "export:layers", "exporting layers", () =>
+    const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
         {
           content: state.content,
@@ -285,24 +267,22 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           tmpDir: state.tmpDir,
         },
         platformImages,
-        {
-          compression: imageOut?.type === "image" ? imageOut.compression : "gzip",
-          compressionLevel: imageOut?.type === "image" ? imageOut.compressionLevel : undefined,
-          epoch,
-          ociMediaTypes: imageOut?.type === "image" ? imageOut.ociMediaTypes : true,
-          indexAnnotations: imageOut?.type === "image" ? imageOut.annotations : undefined,
-        },
+        assembleOptionsFor(req.outputs, epoch),
       ),
     );
     const root = rootDescriptor(assembled);
     const names: string[] = [];
-    for (const out of req.outputs) {
-      names.push(...(await exportTo(out, { state, client, assembled, platformImages, sink })));
-    }
-    if (req.outputs.length === 0) {
-      for (const t of req.tags)
-        await state.content.addToIndex(root, formatReference(parseReference(t)));
-    }
+    const exportCtx: ExportContext = {
+      content: state.content,
+      snapshots: state.snapshots,
+      client,
+      sink,
+      tmpDir: state.tmpDir,
+      assembled,
+      platformImages,
+      epoch,
+    };
+    for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
 
     const outcomes: PlatformOutcome[] = conversions.map((c, i) => {
       const vs = c.root ? topoSort([c.root]) : [];
@@ -363,107 +343,4 @@ function sourceDateEpoch(req: BuildRequest): number | undefined {
     });
   }
   return Number(v);
-}
-
-interface ExportContext {
-  state: KilnState;
-  client: RegistryClient;
-  assembled: AssembledImage;
-  platformImages: PlatformImage[];
-  sink: ProgressSink;
-}
-
-/** Sends the result to one output; returns the image names it was stored or pushed as. */
-async function exportTo(out: OutputSpec, x: ExportContext): Promise<string[]> {
-  const root = rootDescriptor(x.assembled);
-  switch (out.type) {
-    case "image": {
-      const names = out.names.map((n) => formatReference(parseReference(n)));
-      if (!out.push) {
-        for (const n of names) await x.state.content.addToIndex(root, n);
-        return names;
-      }
-      if (names.length === 0) {
-        throw new KilnError("E_OUTPUT", "nothing to push to: no image name given", {
-          hint: "add -t registry/repo:tag",
-        });
-      }
-      const pushed: string[] = [];
-      for (const name of names) {
-        const ref = parseReference(name);
-        const repo = { registry: registryHost(ref), repository: ref.repository };
-        const tags = out.pushByDigest || !ref.tag ? [] : [ref.tag];
-        await step(
-          x.sink,
-          `export:push:${name}`,
-          `pushing ${out.pushByDigest ? `${ref.registry}/${ref.repository}@${root.digest}` : name}`,
-          () => pushImage(x.client, x.state.content, root, repo, tags),
-        );
-        pushed.push(name);
-        if (out.nameCanonical) pushed.push(`${ref.registry}/${ref.repository}@${root.digest}`);
-      }
-      return pushed;
-    }
-    case "oci":
-    case "docker": {
-      const names = out.names.map((n) => formatReference(parseReference(n)));
-      await step(
-        x.sink,
-        `export:${out.type}`,
-        `exporting to ${out.type} image format`,
-        async () => {
-          if (out.tar) await writeImageTar(x.state.content, x.assembled, out.dest, names, out.type);
-          else if (out.type === "oci")
-            await writeOciDir(x.state.content, x.assembled, out.dest, names);
-          else
-            throw new KilnError("E_OUTPUT", "type=docker needs tar=true", {
-              hint: "use type=oci,tar=false for a layout directory",
-            });
-        },
-      );
-      return names;
-    }
-    case "local":
-    case "tar":
-      await step(x.sink, `export:${out.type}`, `copying files to ${out.dest}`, () =>
-        exportFiles(out, x),
-      );
-      return [];
-  }
-}
-
-/** The final filesystem(s) as files: one tree, or `linux_amd64/…` per platform. */
-async function exportFiles(
-  out: Extract<OutputSpec, { type: "local" | "tar" }>,
-  x: ExportContext,
-): Promise<void> {
-  const split = out.platformSplit ?? x.platformImages.length > 1;
-  if (!split && x.platformImages.length > 1) {
-    throw new KilnError("E_OUTPUT", "platform-split=false needs a single platform", {
-      hint: "build one platform or drop platform-split=false",
-    });
-  }
-  if (out.type === "tar" && split) {
-    throw new KilnError("E_OUTPUT", "type=tar with several platforms is not supported yet", {
-      hint: "use type=local,dest=dir (one directory per platform)",
-    });
-  }
-  for (const img of x.platformImages) {
-    const view = await x.state.snapshots.prepare(
-      `export-${Date.now()}-${Math.random().toString(16).slice(2)}`,
-      img.result.layers.map((l) => l.snapshot),
-    );
-    try {
-      if (out.type === "tar") {
-        const dest = out.dest === "-" ? process.stdout : createWriteStream(out.dest);
-        await pipeline(dirToTar(view.rootfs), dest);
-      } else {
-        const dir = split ? join(out.dest, formatAll(img.platform).replace(/\//g, "_")) : out.dest;
-        await mkdir(dir, { recursive: true });
-        await runChecked("cp", ["-a", "--", `${view.rootfs}/.`, dir], { errorCode: "E_OUTPUT" });
-      }
-    } finally {
-      await view.release();
-    }
-  }
 }

@@ -54,8 +54,6 @@ export interface AssembleOptions {
   ociMediaTypes: boolean;
   /** `[TYPES:]KEY` → value, as `--annotation` takes them (see annotations.ts) */
   annotations?: Readonly<Record<string, string>>;
-  /** plain index annotations (the engine's older way in; `annotations` supersedes it) */
-  indexAnnotations?: Record<string, string>;
   /** how many layers are compressed at once */
   parallelism?: number;
 }
@@ -222,7 +220,7 @@ export async function assembleImages(
   opts: AssembleOptions,
 ): Promise<AssembledImage> {
   const notes = resolveAnnotations(opts.annotations ?? {});
-  const indexNotes = { ...opts.indexAnnotations, ...notes.index };
+  const indexNotes = notes.index;
   if (!opts.ociMediaTypes) {
     const any =
       Object.keys(indexNotes).length +

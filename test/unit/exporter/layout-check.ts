@@ -3,9 +3,7 @@
 // and every blob against the digest and size its descriptor gives.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { schemaErrors, type SchemaName } from "../oci/oci-schema.js";
 
@@ -72,13 +70,3 @@ export async function checkLayout(dir: string): Promise<LayoutSummary> {
   for (const d of index.manifests) await visit(d);
   return { index, documents, validated };
 }
-
-/**
- * Whether the engine sends results through src/exporter/export.ts (exportOutput and
- * assembleOptionsFor). Until it does, the checks of what only that path does (typed
- * annotations, force-compression, multi-platform tar, epoch-clamped files) are skipped.
- */
-export const engineWired = readFileSync(
-  fileURLToPath(new URL("../../../src/engine/build.ts", import.meta.url)),
-  "utf8",
-).includes("exportOutput(");
