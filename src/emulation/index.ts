@@ -47,6 +47,7 @@ export {
   type ExecFailureInfo,
   type Explanation,
 } from "./explain.js";
+export { privateBinfmtSupported, privateBinfmtRegistration } from "./private.js";
 export {
   resolveProgram,
   parseShebang,

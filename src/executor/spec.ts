@@ -1,4 +1,9 @@
-import { DEFAULT_CONTAINER_PATH, EMULATOR_MOUNT_PATH } from "../emulation/index.js";
+import { join } from "node:path";
+import {
+  DEFAULT_BINFMT_MOUNT,
+  DEFAULT_CONTAINER_PATH,
+  EMULATOR_MOUNT_PATH,
+} from "../emulation/index.js";
 import { DEFAULT_HOSTNAME } from "./etcfiles.js";
 import type { ExecSpec, Mount } from "./types.js";
 import type { ResolvedUser } from "./user.js";
@@ -28,6 +33,19 @@ export interface OciMount {
   options: string[];
 }
 
+/** One range of a user namespace's uid or gid map. */
+export interface IdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+interface OciHook {
+  path: string;
+  args: string[];
+  env: string[];
+}
+
 /** The subset of the OCI runtime spec (1.0.2) kiln writes. */
 export interface OciSpec {
   ociVersion: string;
@@ -44,8 +62,11 @@ export interface OciSpec {
     noNewPrivileges: boolean;
   };
   mounts: OciMount[];
+  hooks?: { createContainer: OciHook[] };
   linux: {
     namespaces: { type: string }[];
+    uidMappings?: IdMapping[];
+    gidMappings?: IdMapping[];
     maskedPaths: string[];
     readonlyPaths: string[];
     cgroupsPath: string;
@@ -62,6 +83,32 @@ export interface RuntimeSpecInput {
   /** Host paths of the generated files bind-mounted read-only over /etc/hosts and /etc/resolv.conf. */
   hostsPath: string;
   resolvConfPath: string;
+  /** Wrapper mode on a kernel with per-user-namespace binfmt_misc (see emulation/private.ts). */
+  privateBinfmt?: PrivateBinfmt;
+}
+
+export interface PrivateBinfmt {
+  /** The line written to the container's own binfmt_misc `register` file. */
+  register: string;
+  /** Identity maps of the ids kiln itself has, so file ownership means the same inside. */
+  uidMappings: IdMapping[];
+  gidMappings: IdMapping[];
+}
+
+/**
+ * Mounts the container's own binfmt_misc instance and registers the emulator in it. Run by
+ * runc as a createContainer hook: inside the container's user and mount namespaces, as root,
+ * before pivot_root, so `$1` is a host path into the rootfs and the emulator's host path
+ * resolves (the F flag opens it now).
+ */
+const REGISTER_SCRIPT = 'mount -t binfmt_misc binfmt_misc "$1" && printf %s "$2" > "$1/register"';
+
+function privateBinfmtHook(rootfs: string, register: string): OciHook {
+  return {
+    path: "/bin/sh",
+    args: ["sh", "-c", REGISTER_SCRIPT, "sh", join(rootfs, DEFAULT_BINFMT_MOUNT), register],
+    env: [`PATH=${DEFAULT_CONTAINER_PATH}`],
+  };
 }
 
 /** env with PATH defaulted, as BuildKit does for a RUN without one. */
@@ -88,7 +135,7 @@ function userMount(m: Mount): OciMount {
 
 /** The OCI runtime config for one RUN: containerd's defaults as BuildKit adjusts them. */
 export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
-  const { spec } = input;
+  const { spec, privateBinfmt } = input;
   const caps = [...DEFAULT_CAPABILITIES];
   const roBind = (source: string, destination: string): OciMount => ({
     destination,
@@ -122,12 +169,22 @@ export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
       source: "mqueue",
       options: ["nosuid", "noexec", "nodev"],
     },
-    {
-      destination: "/sys",
-      type: "sysfs",
-      source: "sysfs",
-      options: ["nosuid", "noexec", "nodev", "ro"],
-    },
+    // The kernel mounts sysfs only for the user namespace owning the network namespace: a
+    // container with its own user namespace but the host's network gets the host's /sys,
+    // read-only all the way down.
+    privateBinfmt !== undefined && spec.network === "host"
+      ? {
+          destination: "/sys",
+          type: "bind",
+          source: "/sys",
+          options: ["rbind", "nosuid", "noexec", "nodev", "rro"],
+        }
+      : {
+          destination: "/sys",
+          type: "sysfs",
+          source: "sysfs",
+          options: ["nosuid", "noexec", "nodev", "ro"],
+        },
     {
       destination: "/sys/fs/cgroup",
       type: "cgroup",
@@ -148,7 +205,8 @@ export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
   }
   const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
   if (spec.network === "none") namespaces.push({ type: "network" });
-  return {
+  if (privateBinfmt !== undefined) namespaces.push({ type: "user" });
+  const oci: OciSpec = {
     ociVersion: "1.0.2",
     root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
     hostname: spec.hostname ?? DEFAULT_HOSTNAME,
@@ -180,6 +238,16 @@ export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
       readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
       cgroupsPath: `/kiln/${input.id}`,
       resources: { devices: [{ allow: false, access: "rwm" }] },
+    },
+  };
+  if (privateBinfmt === undefined) return oci;
+  return {
+    ...oci,
+    hooks: { createContainer: [privateBinfmtHook(spec.rootfs, privateBinfmt.register)] },
+    linux: {
+      ...oci.linux,
+      uidMappings: privateBinfmt.uidMappings,
+      gidMappings: privateBinfmt.gidMappings,
     },
   };
 }
