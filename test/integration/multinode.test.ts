@@ -289,12 +289,21 @@ describe("multi-node builders", { timeout: 600_000 }, () => {
     assert.deepEqual(tagged.platforms, ["linux/amd64", "linux/arm/v7", "linux/arm64"]);
   });
 
-  test("a repeated build is routed to the same nodes and answered from their caches", async () => {
+  test("a repeated build skips an unreachable node, lands on the same nodes and hits their caches", async () => {
     const sink = new RecordingSink();
-    await remoteBuild(request("linux/amd64,linux/arm64,linux/arm/v7", "one"), builder(["a", "b"]), {
+    // listed first and configured for arm64, but nothing listens there
+    const withDead = builder(["a", "b"]);
+    withDead.nodes.unshift({
+      name: "gone",
+      endpoint: `tcp://${hostOf("c").ip}:${PORT + 1}`,
+      platforms: ["linux/arm64"],
+    });
+    await remoteBuild(request("linux/amd64,linux/arm64,linux/arm/v7", "one"), withDead, {
       progress: sink,
       strictPlatforms: false,
     });
+    assert.ok(sink.ofType("warning").some((w) => /node gone is unreachable/.test(w.message)));
+    assert.deepEqual([...buildersOf(sink).get("linux/arm64")!], ["b"]);
     const summary = sink.ofType("summary").at(-1)!;
     assert.equal(summary.platforms.length, 3);
     for (const p of summary.platforms) assert.equal(p.cached, p.total, JSON.stringify(p));
