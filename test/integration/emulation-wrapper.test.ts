@@ -115,16 +115,22 @@ test("children of the wrapped process are emulated with no host handler", opts, 
     assert.notEqual(control.code, 0);
     assert.match(control.stderr, /Exec format error/);
 
+    // Also as a non-root USER with the host's network: registration happens before runc
+    // switches user, and /sys is bound from the host because sysfs cannot be mounted there.
+    const runs = [
+      { args: `${CHILDREN}; ls /proc/sys/fs/binfmt_misc`, network: "none" },
+      { args: "/usr/bin/id -u; /bin/uname -m", network: "host", user: "1000:1000" },
+    ];
     const script = `
       import { runContainer } from ${JSON.stringify(join(repoRoot, "src/executor/index.ts"))};
       const io = { onStdout: (b) => process.stdout.write(b), onStderr: (b) => process.stderr.write(b) };
-      const r = await runContainer({
-        rootfs: ${JSON.stringify(rootfs)},
-        args: ["sh", "-c", ${JSON.stringify(`${CHILDREN}; ls /proc/sys/fs/binfmt_misc`)}],
-        env: [], cwd: "/", network: "none", mounts: [],
-        emulator: { hostPath: ${JSON.stringify(qemu)} },
-      }, io, { stateDir: ${JSON.stringify(join(dir, "state"))} });
-      process.exitCode = r.exitCode;`;
+      for (const run of ${JSON.stringify(runs)}) {
+        const r = await runContainer({
+          rootfs: ${JSON.stringify(rootfs)}, env: [], cwd: "/", mounts: [], ...run,
+          args: ["sh", "-c", run.args], emulator: { hostPath: ${JSON.stringify(qemu)} },
+        }, io, { stateDir: ${JSON.stringify(join(dir, "state"))} });
+        if (r.exitCode !== 0) process.exit(r.exitCode);
+      }`;
     const r = await runWithoutBinfmt(
       [process.execPath, "--import", "tsx", "--input-type=module", "-e", script],
       { cwd: repoRoot },
@@ -133,7 +139,8 @@ test("children of the wrapped process are emulated with no host handler", opts, 
     // The container's binfmt_misc holds the one handler kiln registered, nothing of the host's.
     assert.equal(
       r.stdout,
-      "aarch64\narch\nuid=0(root) gid=0(root) groups=0(root)\nqemu-aarch64\nregister\nstatus\n",
+      "aarch64\narch\nuid=0(root) gid=0(root) groups=0(root)\nqemu-aarch64\nregister\nstatus\n" +
+        "1000\naarch64\n",
     );
   } finally {
     await removeTree(dir);
