@@ -13,6 +13,7 @@ import { readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { privateBinfmtSupported } from "../../src/emulation/index.js";
+import { buildRuntimeSpec, type ExecSpec } from "../../src/executor/index.js";
 import {
   collect,
   ensureBuilt,
@@ -220,4 +221,67 @@ test("no binfmt and no QEMU: one explained error", opts, async () => {
   } finally {
     await removeTree(dir);
   }
+});
+
+test("the runtime spec: a user namespace, identity maps and the hook only in wrapper mode", () => {
+  const spec: ExecSpec = {
+    rootfs: "/r",
+    args: ["sh"],
+    env: [],
+    cwd: "/",
+    network: "host",
+    mounts: [],
+    emulator: { hostPath: qemu },
+  };
+  const input = {
+    id: "c1",
+    spec,
+    args: ["sh"],
+    user: { uid: 0, gid: 0, additionalGids: [] },
+    hostsPath: "/b/hosts",
+    resolvConfPath: "/b/resolv.conf",
+  };
+  const ids = [{ containerID: 0, hostID: 0, size: 4294967295 }];
+  const wrapped = buildRuntimeSpec({
+    ...input,
+    privateBinfmt: { register: ":qemu-aarch64:M::x:y:/q:CFP", uidMappings: ids, gidMappings: ids },
+  });
+  const plain = buildRuntimeSpec(input);
+  assert.deepEqual(
+    wrapped.linux.namespaces.map((n) => n.type),
+    ["pid", "ipc", "uts", "mount", "user"],
+  );
+  assert.deepEqual([wrapped.linux.uidMappings, wrapped.linux.gidMappings], [ids, ids]);
+  const [hook] = wrapped.hooks!.createContainer;
+  assert.deepEqual(hook!.args.slice(-2), [
+    "/r/proc/sys/fs/binfmt_misc",
+    ":qemu-aarch64:M::x:y:/q:CFP",
+  ]);
+  assert.deepEqual(
+    wrapped.mounts.find((m) => m.destination === "/sys"),
+    {
+      destination: "/sys",
+      type: "bind",
+      source: "/sys",
+      options: ["rbind", "nosuid", "noexec", "nodev", "rro"],
+    },
+  );
+  // Without it the spec is what it always was, to the byte.
+  const { hooks, linux, mounts, ...rest } = wrapped;
+  const { linux: plainLinux, mounts: plainMounts, ...plainRest } = plain;
+  assert.ok(hooks !== undefined && !("hooks" in plain));
+  assert.deepEqual(rest, plainRest);
+  assert.deepEqual(
+    mounts.filter((m) => m.destination !== "/sys"),
+    plainMounts.filter((m) => m.destination !== "/sys"),
+  );
+  assert.equal(plainMounts.find((m) => m.destination === "/sys")!.type, "sysfs");
+  assert.ok(!("uidMappings" in plainLinux) && !("gidMappings" in plainLinux));
+  assert.deepEqual(linux.namespaces.slice(0, -1), plainLinux.namespaces);
+  const network = buildRuntimeSpec({
+    ...input,
+    spec: { ...spec, network: "none" },
+    privateBinfmt: { register: "x", uidMappings: ids, gidMappings: ids },
+  });
+  assert.equal(network.mounts.find((m) => m.destination === "/sys")!.type, "sysfs");
 });
