@@ -1,4 +1,5 @@
 /** `kiln build`: buildx's flags, mapped onto a BuildRequest for the engine. */
+import { contextFromStdin } from "./stdin-context.js";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
@@ -82,7 +83,11 @@ Environment:
 export function buildCommand(): Command {
   return new Command("build")
     .description("Build an image from a Dockerfile, for one or more platforms")
-    .argument("[context]", "build context directory", ".")
+    .argument(
+      "[context]",
+      "build context directory, or - for a tar (or a lone Dockerfile) on stdin",
+      ".",
+    )
     .option("-f, --file <path>", "Dockerfile (default: <context>/Dockerfile)")
     .option("-t, --tag <name>", "image name and tag, e.g. registry/app:1 (repeatable)", collect)
     .option(
@@ -214,7 +219,16 @@ async function readSecrets(specs: string[]): Promise<Record<string, Buffer>> {
 }
 
 async function runBuild(context: string, flags: BuildFlags): Promise<void> {
-  const contextDir = resolve(context);
+  if (context !== "-") return runBuildIn(resolve(context), flags);
+  const stdin = await contextFromStdin();
+  try {
+    await runBuildIn(stdin.dir, flags);
+  } finally {
+    await stdin.dispose();
+  }
+}
+
+async function runBuildIn(contextDir: string, flags: BuildFlags): Promise<void> {
   const platforms = parsePlatformList(flags.platform ?? []);
   const { outputs, implicit } = planOutputs({
     output: flags.output ?? [],
