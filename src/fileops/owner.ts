@@ -3,7 +3,8 @@
  * name looked up in the DESTINATION rootfs's /etc/passwd and /etc/group (read through
  * resolveInRoot, so a symlinked /etc/passwd cannot point outside it). `root` is always 0; a
  * user alone also sets the group to that user's primary group (or to the same number for a
- * numeric user).
+ * numeric user). A name that is not found (or an empty one, as in `:group`) is not an error:
+ * BuildKit's readUser leaves the id at 0 for a user and unchanged for a group.
  */
 import { open } from "node:fs/promises";
 import { KilnError } from "../errors.js";
@@ -65,37 +66,21 @@ function lookup(text: string | undefined, name: string, idFields: number[]): num
   return undefined;
 }
 
-function unknown(kind: "user" | "group", name: string, file: string, found: boolean): KilnError {
-  return new KilnError(
-    "E_CHOWN",
-    `--chown: ${kind} ${JSON.stringify(name)} not found in ${file} of the destination${found ? "" : ` (${file} does not exist)`}`,
-    {
-      hint: `use a numeric id, or create the ${kind} in an earlier step (e.g. RUN useradd/groupadd)`,
-    },
-  );
-}
-
 /** Resolves a `--chown` value against the destination rootfs. */
 export async function resolveOwner(rootfs: string, spec: string): Promise<Owner> {
   const sep = spec.indexOf(":");
   const userPart = sep < 0 ? spec : spec.slice(0, sep);
   const groupPart = sep < 0 ? undefined : spec.slice(sep + 1);
   let uid = numericId(userPart);
-  let gid = uid;
+  let gid = uid ?? 0;
   if (uid === undefined) {
-    const passwd = await readAccountFile(rootfs, "/etc/passwd");
-    const ids = lookup(passwd, userPart, [2, 3]);
-    if (!ids) throw unknown("user", userPart, "/etc/passwd", passwd !== undefined);
-    [uid, gid] = ids as [number, number];
+    const ids = lookup(await readAccountFile(rootfs, "/etc/passwd"), userPart, [2, 3]);
+    [uid, gid] = ids ? (ids as [number, number]) : [0, 0];
   }
   if (groupPart !== undefined) {
-    gid = numericId(groupPart);
-    if (gid === undefined) {
-      const group = await readAccountFile(rootfs, "/etc/group");
-      const ids = lookup(group, groupPart, [2]);
-      if (!ids) throw unknown("group", groupPart, "/etc/group", group !== undefined);
-      gid = ids[0]!;
-    }
+    const g = numericId(groupPart);
+    if (g !== undefined) gid = g;
+    else gid = lookup(await readAccountFile(rootfs, "/etc/group"), groupPart, [2])?.[0] ?? gid;
   }
-  return { uid, gid: gid! };
+  return { uid, gid };
 }

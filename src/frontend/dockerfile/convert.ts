@@ -387,6 +387,7 @@ class Converter {
     if (Object.keys(this.o.labels).length > 0) {
       config.config.Labels = { ...config.config.Labels, ...this.o.labels };
     }
+    sortMapKeys(config.config);
     let platform = st.platform;
     if (!this.o.implicitTarget) {
       const t = this.o.targetPlatform;
@@ -724,9 +725,14 @@ class Converter {
     return out + str;
   }
 
-  private commit(st: StageState, msg: string, producer: Vertex | undefined): void {
+  private commit(
+    st: StageState,
+    msg: string,
+    producer: Vertex | undefined,
+    mark = producer !== undefined,
+  ): void {
     const entry: HistoryEntry = {
-      created_by: producer ? `${msg} # buildkit` : msg,
+      created_by: mark ? `${msg} # buildkit` : msg,
       comment: HISTORY_COMMENT,
     };
     if (!producer) entry.empty_layer = true;
@@ -975,7 +981,9 @@ class Converter {
         return;
       case "cmd": {
         const args = c.prependShell ? withShell(cc, c.cmdLine) : [...c.cmdLine];
-        cc.Cmd = args;
+        // `CMD []` clears it: an empty list is omitted from the config (Go's omitempty)
+        if (args.length > 0) cc.Cmd = args;
+        else delete cc.Cmd;
         cc.ArgsEscaped = true;
         st.cmdSet = true;
         this.commit(st, `CMD ${goQuoted(args)}`, undefined);
@@ -983,7 +991,8 @@ class Converter {
       }
       case "entrypoint": {
         const args = c.prependShell ? withShell(cc, c.cmdLine) : [...c.cmdLine];
-        cc.Entrypoint = args;
+        if (args.length > 0) cc.Entrypoint = args;
+        else delete cc.Entrypoint;
         // an inherited CMD makes no sense with a new ENTRYPOINT (omitted, as Go's omitempty)
         if (!st.cmdSet) delete cc.Cmd;
         this.commit(st, `ENTRYPOINT ${goQuoted(args)}`, undefined);
@@ -1081,7 +1090,8 @@ class Converter {
       ),
     );
     st.fs = v;
-    this.commit(st, `WORKDIR ${wd}`, v);
+    // a layer, but BuildKit's WORKDIR history line has no "# buildkit" mark
+    this.commit(st, `WORKDIR ${wd}`, v, false);
   }
 
   /**
@@ -1613,6 +1623,21 @@ function isGitSource(src: string): boolean {
   }
   if (proto !== undefined) return false;
   return /^[a-zA-Z0-9-_]+@[a-zA-Z0-9-.]+:/.test(src);
+}
+
+/**
+ * Orders the map-valued config fields by key: BuildKit writes the config with Go's
+ * encoding/json, which sorts map keys, so the same Dockerfile gives the same config bytes.
+ */
+function sortMapKeys(cc: ContainerConfig): void {
+  if (cc.Labels) cc.Labels = sortedByKey(cc.Labels);
+  if (cc.ExposedPorts) cc.ExposedPorts = sortedByKey(cc.ExposedPorts);
+  if (cc.Volumes) cc.Volumes = sortedByKey(cc.Volumes);
+}
+
+function sortedByKey<T>(m: Record<string, T>): Record<string, T> {
+  const keys = Object.keys(m).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return Object.fromEntries(keys.map((k) => [k, m[k]!]));
 }
 
 function splitChown(spec: string): { user: string; group?: string } {

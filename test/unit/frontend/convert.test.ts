@@ -222,10 +222,11 @@ test("WORKDIR: absolute, relative to the previous one, with variables; each make
     { action: "mkdir", path: "/app/src", mode: 0o755, makeParents: true },
     { action: "mkdir", path: "/app/lib", mode: 0o755, makeParents: true },
   ]);
+  // layers, yet without the "# buildkit" mark of RUN/COPY/ADD (BuildKit's dispatchWorkdir)
   assert.deepEqual(history(r).slice(1), [
-    { created_by: "WORKDIR /app # buildkit" },
-    { created_by: "WORKDIR /app/src # buildkit" },
-    { created_by: "WORKDIR /app/lib # buildkit" },
+    { created_by: "WORKDIR /app" },
+    { created_by: "WORKDIR /app/src" },
+    { created_by: "WORKDIR /app/lib" },
   ]);
   assert.deepEqual(names(r).slice(1), [
     "[2/4] WORKDIR /app",
@@ -319,7 +320,7 @@ test("VOLUME, LABEL (expanded) and MAINTAINER", async () => {
   const r = await convert(
     'FROM alpine\nENV V=x\nVOLUME ["/data", "/cache"]\nVOLUME /$V /y\nLABEL a=$V "b c"="d e"\nMAINTAINER me <me@x>\n',
   );
-  assert.deepEqual(Object.keys(r.config.config!.Volumes!), ["/data", "/cache", "/x", "/y"]);
+  assert.deepEqual(Object.keys(r.config.config!.Volumes!), ["/cache", "/data", "/x", "/y"]);
   assert.deepEqual(r.config.config!.Labels, { a: "x", "b c": "d e" });
   assert.equal(r.config.author, "me <me@x>");
   assert.deepEqual(
@@ -327,6 +328,29 @@ test("VOLUME, LABEL (expanded) and MAINTAINER", async () => {
       .slice(1)
       .map((h) => h.created_by),
     ["VOLUME [/data /cache]", "VOLUME [/x /y]", "LABEL a=x b c=d e", "MAINTAINER me <me@x>"],
+  );
+});
+
+test("map-valued config fields are written in key order, as Go's encoding/json does", async () => {
+  const r = await convert(
+    "FROM alpine\nLABEL z=1 a=2 M=3\nEXPOSE 8080 443 53/udp\nVOLUME /z /a\nLABEL b=4\n",
+    { labels: { c: "5" } },
+  );
+  const cc = r.config.config!;
+  assert.deepEqual(Object.keys(cc.Labels!), ["M", "a", "b", "c", "z"]);
+  assert.deepEqual(Object.keys(cc.ExposedPorts!), ["443/tcp", "53/udp", "8080/tcp"]);
+  assert.deepEqual(Object.keys(cc.Volumes!), ["/a", "/z"]);
+});
+
+test("CMD [] and ENTRYPOINT [] clear the inherited values (omitted, not empty lists)", async () => {
+  const r = await convert('FROM alpine\nENTRYPOINT ["/e"]\nCMD ["c"]\nENTRYPOINT []\nCMD []\n');
+  assert.equal("Entrypoint" in r.config.config!, false);
+  assert.equal("Cmd" in r.config.config!, false);
+  assert.deepEqual(
+    history(r)
+      .slice(-2)
+      .map((h) => h.created_by),
+    ["ENTRYPOINT []", "CMD []"],
   );
 });
 
