@@ -140,7 +140,11 @@ export function buildCommand(): Command {
       "forward an ssh agent: default | id=/path/to/socket (repeatable)",
       collect,
     )
-    .option("--build-context <name=dir>", "additional named build context (repeatable)", collect)
+    .option(
+      "--build-context <name=dir>",
+      "additional named build context: a directory or docker-image://REF (repeatable)",
+      collect,
+    )
     .addOption(
       new Option("--network <mode>", "network for RUN steps")
         .choices(["default", "none", "host"])

@@ -439,17 +439,20 @@ export function parseSsh(value: string, env: NodeJS.ProcessEnv): { id: string; p
   return { id, path };
 }
 
+/** `--build-context name=docker-image://ref`: an image replaces `FROM name` / `--from=name`. */
+export const IMAGE_CONTEXT = "docker-image://";
+
 export function parseBuildContexts(values: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const v of values) {
     const eq = v.indexOf("=");
     if (eq <= 0) throw flagError("--build-context", v, "expected NAME=DIR");
     const target = v.slice(eq + 1);
-    if (/^[a-z-]+:\/\//.test(target)) {
+    if (/^[a-z-]+:\/\//.test(target) && !target.startsWith(IMAGE_CONTEXT)) {
       throw flagError(
         "--build-context",
         v,
-        "only local directories are supported as named contexts so far",
+        "a named context is a local directory or docker-image://REF (oci-layout://, git and https sources are not supported yet)",
       );
     }
     out[v.slice(0, eq)] = target;

@@ -36,6 +36,8 @@ async function* members(spec: UploadSpec): AsyncGenerator<TarInput> {
   };
   yield dirEntry(TAR_NAMED);
   for (const [n, dir] of Object.entries(spec.namedContexts)) {
+    // docker-image:// contexts are references, resolved by the node, not files to upload
+    if (dir.startsWith("docker-image://")) continue;
     yield* tree(dir, `${TAR_NAMED}/${n}`, await loadContextFilter(dir));
   }
 }

@@ -182,7 +182,12 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
   ]);
+  const imageContexts = new Map<string, string>();
   for (const [name, dir] of Object.entries(req.namedContexts)) {
+    if (dir.startsWith("docker-image://")) {
+      imageContexts.set(name, dir.slice("docker-image://".length));
+      continue;
+    }
     await checkContext(dir);
     contexts.set(name, { dir: resolve(dir), filter: await loadContextFilter(dir) });
   }
@@ -210,6 +215,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           labels: req.labels,
           network: req.network,
           extraHosts: req.extraHosts,
+          imageContexts,
           contexts: new Map(
             [...contexts].map(([k, v]) => [k, { dir: v.dir, excludePatterns: v.filter.patterns }]),
           ),

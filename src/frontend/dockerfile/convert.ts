@@ -16,6 +16,7 @@ import { format, formatAll, normalize, parse, parseNormalized } from "../../plat
 import type { Platform } from "../../platform/types.js";
 import { parseChmod } from "../../fileops/index.js";
 import { urlFileName } from "../../source/index.js";
+import { formatReference, parseReference } from "../../reference/index.js";
 import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
 import {
   parseDockerfile,
@@ -55,6 +56,8 @@ export interface ConvertOptions {
   extraHosts: { host: string; ip: string }[];
   /** local build contexts by name: "context" and the --build-context names */
   contexts: ReadonlyMap<string, { dir: string; excludePatterns: string[] }>;
+  /** `--build-context name=docker-image://ref`: the image that replaces `FROM name` and `--from=name` */
+  imageContexts?: ReadonlyMap<string, string>;
   resolveImage(name: string, platform: Platform): Promise<ResolvedBaseImage>;
 }
 
@@ -745,6 +748,25 @@ class Converter {
     return v;
   }
 
+  /** The image a name stands for: a `docker-image://` named context replaces it (BuildKit). */
+  private imageFor(name: string): string {
+    const contexts = this.o.imageContexts;
+    if (!contexts || contexts.size === 0) return name;
+    const direct = contexts.get(name);
+    if (direct !== undefined) return direct;
+    // `FROM alpine` also matches a context named docker.io/library/alpine:latest and back
+    const full = (n: string): string | undefined => {
+      try {
+        return formatReference(parseReference(n));
+      } catch {
+        return undefined;
+      }
+    };
+    const want = full(name);
+    for (const [k, v] of contexts) if (want !== undefined && full(k) === want) return v;
+    return name;
+  }
+
   private async dispatchStage(def: StageDef, override: Platform | undefined): Promise<StageState> {
     const loc = def.stage.location;
     const requested = override ?? def.explicitPlatform;
@@ -798,7 +820,7 @@ class Converter {
       if (def.baseName !== SCRATCH) {
         let resolved: ResolvedBaseImage;
         try {
-          resolved = await this.o.resolveImage(def.baseName, platform);
+          resolved = await this.o.resolveImage(this.imageFor(def.baseName), platform);
         } catch (e) {
           this.fail(loc, e);
         }
@@ -1145,7 +1167,7 @@ class Converter {
     const platform = this.o.targetPlatform;
     let resolved: ResolvedBaseImage;
     try {
-      resolved = await this.o.resolveImage(from, platform);
+      resolved = await this.o.resolveImage(this.imageFor(from), platform);
     } catch (e) {
       this.fail(loc, e);
     }
