@@ -20,7 +20,8 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startRegistry } from "../../test/fixtures/registry.js";
 import { pushBaseImages } from "../../test/fixtures/base-images.js";
-import { readDockerArchive, type ImageSummary } from "./image.js";
+import { readDockerArchive } from "./image.js";
+import { compare, explain, parseExpect, type Diff, type Outcome } from "./compare.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "..", "..");
@@ -33,16 +34,13 @@ const PLATFORM = "linux/amd64";
 const REGISTRY_PORT = 5391;
 
 /** Bump when what is recorded about an image changes, so cached peer results are rebuilt. */
-const SUMMARY_VERSION = 2;
-
-/** `started`: seconds when the build began; files stamped later were made by the build. */
-type Outcome = { ok: true; image: ImageSummary; started: number } | { ok: false; error: string };
+const SUMMARY_VERSION = 3;
 
 interface CaseResult {
   name: string;
   docker: Outcome;
   kiln: Outcome;
-  diffs: string[];
+  diffs: Diff[];
 }
 
 function sh(argv: string[], env: Record<string, string> = {}, cwd?: string) {
@@ -66,6 +64,7 @@ async function hashDir(dir: string): Promise<string> {
     for (const e of (await readdir(d, { withFileTypes: true })).sort((a, b) =>
       a.name < b.name ? -1 : 1,
     )) {
+      if (rel === "" && e.name === "expect") continue; // what kiln is expected to differ in
       const p = join(d, e.name);
       h.update(`${rel}/${e.name}\0${e.isDirectory() ? "d" : e.isSymbolicLink() ? "l" : "f"}\0`);
       if (e.isDirectory()) await walk(p, `${rel}/${e.name}`);
@@ -87,8 +86,11 @@ async function materialize(caseDir: string, base: string): Promise<string> {
     if (r.code !== 0) throw new Error(`prepare.sh of ${caseDir}: ${r.out}`);
     await rm(join(dir, "prepare.sh"));
   }
+  // One fixed stamp for everything, so files made by prepare.sh compare across runs too.
+  const t = sh(["find", dir, "-exec", "touch", "-h", "-d", "@1577836800", "{}", "+"]);
+  if (t.code !== 0) throw new Error(`touch: ${t.out}`);
   await rm(join(dir, "args"), { force: true });
-  await rm(join(dir, "NOTE"), { force: true });
+  await rm(join(dir, "expect"), { force: true });
   return dir;
 }
 
@@ -211,50 +213,9 @@ async function buildKiln(
   return { ok: true, image: await readDockerArchive(out), started };
 }
 
-function show(v: unknown): string {
-  return v === undefined ? "(unset)" : JSON.stringify(v);
-}
-
-export function compare(d: Outcome, k: Outcome): string[] {
-  if (!d.ok && !k.ok) return [];
-  if (!d.ok) return [`docker failed, kiln built:\n      ${d.error.replace(/\n/g, "\n      ")}`];
-  if (!k.ok) return [`kiln failed, docker built:\n      ${k.error.replace(/\n/g, "\n      ")}`];
-  const a = d.image;
-  const b = k.image;
-  const diffs: string[] = [];
-  for (const key of new Set([...Object.keys(a.config), ...Object.keys(b.config)])) {
-    const x = show(a.config[key]);
-    const y = show(b.config[key]);
-    if (x !== y) diffs.push(`config.${key}: docker ${x} | kiln ${y}`);
-  }
-  const n = Math.max(a.history.length, b.history.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.history[i];
-    const y = b.history[i];
-    const fx = x === undefined ? "(none)" : `${x.empty_layer ? "[empty] " : ""}${x.created_by}`;
-    const fy = y === undefined ? "(none)" : `${y.empty_layer ? "[empty] " : ""}${y.created_by}`;
-    if (fx !== fy)
-      diffs.push(
-        `history[${i}]: docker ${fx}\n      ${" ".repeat(String(i).length + 8)}kiln ${fy}`,
-      );
-  }
-  if (a.layers !== b.layers) diffs.push(`layers: docker ${a.layers} | kiln ${b.layers}`);
-  for (const p of new Set([...Object.keys(a.tree), ...Object.keys(b.tree)])) {
-    const x = a.tree[p];
-    const y = b.tree[p];
-    if (x !== y) {
-      diffs.push(`/${p}: docker ${x ?? "(absent)"} | kiln ${y ?? "(absent)"}`);
-      if (x?.startsWith("file") && y?.startsWith("file") && a.small[p] !== undefined)
-        diffs.push(`  contents: docker ${show(a.small[p])} | kiln ${show(b.small[p])}`);
-      continue;
-    }
-    // Only stamps older than the build came from the context (or an archive) and must agree.
-    const ma = a.mtimes[p];
-    const mb = b.mtimes[p];
-    if (ma !== undefined && mb !== undefined && ma < d.started - 1 && ma !== mb)
-      diffs.push(`/${p} mtime: docker ${ma} | kiln ${mb}`);
-  }
-  return diffs;
+function statusOf(d: Outcome, diffs: Diff[]): string {
+  if (diffs.length === 0) return d.ok ? "same" : "same (both fail)";
+  return diffs.every((x) => x.reason !== undefined) ? "by-design" : "DIFFERS";
 }
 
 async function main(): Promise<void> {
@@ -293,10 +254,20 @@ async function main(): Promise<void> {
           join(work, `${name}.kiln.tar`),
         );
         const diffs = compare(d, k);
+        const expectFile = join(caseDir, "expect");
+        explain(
+          diffs,
+          existsSync(expectFile) ? parseExpect(await readFile(expectFile, "utf8")) : [],
+        );
         results.push({ name, docker: d, kiln: k, diffs });
-        const status = diffs.length === 0 ? (d.ok ? "same" : "same (both fail)") : "DIFFERS";
-        process.stdout.write(`${status.padEnd(16)} ${name}\n`);
-        for (const line of diffs) process.stdout.write(`    ${line}\n`);
+        process.stdout.write(`${statusOf(d, diffs).padEnd(16)} ${name}\n`);
+        for (const x of diffs.filter((x) => x.reason === undefined))
+          process.stdout.write(`    ${x.text}\n`);
+        for (const reason of new Set(diffs.flatMap((x) => x.reason ?? [])))
+          process.stdout.write(`    (by design: ${reason})\n`);
+        for (const x of diffs.filter((x) => x.kind === "build" && x.reason !== undefined))
+          for (const line of x.text.split("\n").filter((l) => l.includes("kiln /")))
+            process.stdout.write(`    ${line.trim()}\n`);
       } finally {
         await rm(ctx, { recursive: true, force: true });
       }
@@ -306,8 +277,14 @@ async function main(): Promise<void> {
     await registry.stop();
     await rm(work, { recursive: true, force: true });
   }
-  const same = results.filter((r) => r.diffs.length === 0).length;
-  process.stdout.write(`\n${same}/${results.length} cases the same\n`);
+  const counts = new Map<string, number>();
+  for (const r of results) {
+    const st = statusOf(r.docker, r.diffs);
+    counts.set(st, (counts.get(st) ?? 0) + 1);
+  }
+  process.stdout.write(
+    `\n${results.length} cases: ${[...counts].map(([s, n]) => `${n} ${s}`).join(", ")}\n`,
+  );
   if (process.env.COMPAT_JSON !== undefined)
     await writeFile(process.env.COMPAT_JSON, JSON.stringify(results, null, 2));
 }

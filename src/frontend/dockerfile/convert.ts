@@ -1082,10 +1082,13 @@ class Converter {
   private dispatchWorkdir(st: StageState, code: string, path: string): void {
     const cc = st.config.config!;
     const wd = normalizeWorkdir(cc.WorkingDir || "/", path);
-    cc.WorkingDir = wd;
+    // BuildKit's NormalizePath only joins (and so cleans) a relative path: an absolute one goes
+    // into the config and history as written ("/app/" stays "/app/")
+    const shown = posix.isAbsolute(path) ? path : wd;
+    cc.WorkingDir = shown;
     st.workdir = wd;
     if (wd === "/") {
-      this.commit(st, `WORKDIR ${wd}`, undefined);
+      this.commit(st, `WORKDIR ${shown}`, undefined);
       return;
     }
     const user = cc.User;
@@ -1113,7 +1116,7 @@ class Converter {
     );
     st.fs = v;
     // a layer, but BuildKit's WORKDIR history line has no "# buildkit" mark
-    this.commit(st, `WORKDIR ${wd}`, v, false);
+    this.commit(st, `WORKDIR ${shown}`, v, false);
   }
 
   /**

@@ -331,6 +331,20 @@ test("VOLUME, LABEL (expanded) and MAINTAINER", async () => {
   );
 });
 
+test("an absolute WORKDIR is kept as written in the config and history; a relative one is cleaned", async () => {
+  const r = await convert("FROM alpine\nWORKDIR /app/\nRUN true\nWORKDIR sub/../lib/\n");
+  assert.equal(r.config.config!.WorkingDir, "/app/lib");
+  assert.deepEqual(
+    history(r)
+      .slice(-3)
+      .map((h) => h.created_by),
+    ["WORKDIR /app/", "RUN /bin/sh -c true # buildkit", "WORKDIR /app/lib"],
+  );
+  const r2 = await convert("FROM alpine\nWORKDIR /trailing/slash/\n");
+  assert.equal(r2.config.config!.WorkingDir, "/trailing/slash/");
+  assert.equal(files(r2)[0]!.op.actions[0]!.path, "/trailing/slash");
+});
+
 test("map-valued config fields are written in key order, as Go's encoding/json does", async () => {
   const r = await convert(
     "FROM alpine\nLABEL z=1 a=2 M=3\nEXPOSE 8080 443 53/udp\nVOLUME /z /a\nLABEL b=4\n",

@@ -1,0 +1,1 @@
+printf '\xef\xbb\xbf' | cat - Dockerfile > D && mv D Dockerfile
