@@ -8,6 +8,9 @@ import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
 import type { Vertex } from "../graph/index.js";
 import {
+  isDigest,
+  parseManifestOrIndex,
+  type ParsedDocument,
   parseConfig,
   parseManifest,
   toPlatform,
@@ -60,6 +63,7 @@ export function chainIDs(diffIDs: readonly string[]): string[] {
 export class Images implements ImagePuller {
   private readonly resolving = new Map<string, Promise<ResolvedImage>>();
   private readonly unpacking = new Map<string, Promise<void>>();
+  private readonly documents = new Map<string, Promise<{ digest: string; doc: ParsedDocument }>>();
 
   constructor(
     private readonly state: KilnState,
@@ -78,26 +82,53 @@ export class Images implements ImagePuller {
     return p;
   }
 
+  /**
+   * A manifest or index by tag or digest: a tag is asked of the registry once per build (it may
+   * have moved, HEAD is enough), and a document the content store already has is not fetched.
+   */
+  private document(
+    repo: RepositoryRef,
+    reference: string,
+    display: string,
+  ): Promise<{ digest: string; doc: ParsedDocument }> {
+    const key = `${repo.registry}/${repo.repository}@${reference}`;
+    let p = this.documents.get(key);
+    if (!p) {
+      p = (async () => {
+        const desc = isDigest(reference)
+          ? { digest: reference, mediaType: undefined }
+          : await this.client.resolve(repo, reference);
+        if (await this.state.content.has(desc.digest)) {
+          const bytes = await this.state.content.readBytes(desc.digest);
+          return { digest: desc.digest, doc: parseManifestOrIndex(bytes, desc.mediaType, display) };
+        }
+        const fetched = await this.client.getManifest(repo, desc.digest);
+        await this.state.content.putBytes(fetched.bytes, { digest: desc.digest });
+        return { digest: desc.digest, doc: fetched.document };
+      })();
+      this.documents.set(key, p);
+    }
+    return p;
+  }
+
   private async doResolve(name: string, platform: Platform): Promise<ResolvedImage> {
     const { repo, reference, display } = repoOf(name);
-    const top = await this.client.getManifest(repo, reference);
-    await this.state.content.putBytes(top.bytes, { digest: top.descriptor.digest });
-    let manifestDigest = top.descriptor.digest;
+    const { digest: topDigest, doc: top } = await this.document(repo, reference, display);
+    let manifestDigest = topDigest;
     let manifest: ImageManifest;
-    if (top.document.kind === "index") {
-      const desc = selectPlatform(top.document.index, normalize(platform), display);
-      const child = await this.client.getManifest(repo, desc.digest);
-      await this.state.content.putBytes(child.bytes, { digest: desc.digest });
-      if (child.document.kind !== "manifest") {
+    if (top.kind === "index") {
+      const desc = selectPlatform(top.index, normalize(platform), display);
+      const { doc: child } = await this.document(repo, desc.digest, display);
+      if (child.kind !== "manifest") {
         throw new KilnError(
           "E_MANIFEST_INVALID",
           `${display}: the manifest for ${formatAll(platform)} is a nested index`,
         );
       }
       manifestDigest = desc.digest;
-      manifest = child.document.manifest;
+      manifest = child.manifest;
     } else {
-      manifest = top.document.manifest;
+      manifest = top.manifest;
     }
     const configDesc = manifest.config;
     if (!(await this.state.content.has(configDesc.digest))) {
