@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { lstat, readFile, readdir, readlink } from "node:fs/promises";
+import { lstat, readFile, readdir, readlink, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import { KilnError } from "../errors.js";
@@ -76,6 +76,30 @@ export async function loadContextFilter(
 
 /** Content hashes of files by identity, so an unchanged context is not re-read. */
 const fileHashes = new Map<string, string>();
+let hashesChanged = false;
+
+/**
+ * Loads the file-hash cache a previous build saved, so a rebuild of a large unchanged
+ * context stats its files instead of reading them. Entries are keyed by device, inode, size,
+ * mtime and ctime: any change to a file gives it a new key.
+ */
+export async function loadHashCache(file: string): Promise<void> {
+  try {
+    const saved = JSON.parse(await readFile(file, "utf8")) as Record<string, string>;
+    for (const [k, v] of Object.entries(saved)) if (!fileHashes.has(k)) fileHashes.set(k, v);
+  } catch {
+    // none yet, or torn by a crash: hashing again is always correct
+  }
+}
+
+/** Saves the cache (atomically) when this build hashed something new. */
+export async function saveHashCache(file: string): Promise<void> {
+  if (!hashesChanged) return;
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(Object.fromEntries(fileHashes)));
+  await rename(tmp, file);
+  hashesChanged = false;
+}
 
 async function hashFile(path: string, key: string): Promise<string> {
   const known = fileHashes.get(key);
@@ -84,6 +108,7 @@ async function hashFile(path: string, key: string): Promise<string> {
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   const d = h.digest("hex");
   fileHashes.set(key, d);
+  hashesChanged = true;
   return d;
 }
 

@@ -4,7 +4,7 @@
  * platform and one index, and send it to every requested output.
  */
 import { readFile, stat, mkdir } from "node:fs/promises";
-import { basename, relative, resolve } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
 import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
@@ -14,7 +14,12 @@ import type { Platform } from "../platform/types.js";
 import { Solver, type VertexProgress } from "../solver/index.js";
 import type { FsResult } from "../cache/index.js";
 import type { ProgressSink } from "../progress/index.js";
-import { loadContextFilter, type ContextFilter } from "../context/index.js";
+import {
+  loadContextFilter,
+  loadHashCache,
+  saveHashCache,
+  type ContextFilter,
+} from "../context/index.js";
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import { cleanupStaleContainers } from "../executor/index.js";
@@ -178,6 +183,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   await cleanupStaleSecrets();
 
   const epoch = sourceDateEpoch(req);
+  const hashCache = join(state.root, "cache", "context-hashes.json");
+  await loadHashCache(hashCache);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
@@ -254,6 +261,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
+    await saveHashCache(hashCache);
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 
