@@ -101,11 +101,16 @@ export function compare(d: Outcome, k: Outcome): Diff[] {
 }
 
 const stripFlags = (s: string) => s.replace(/ --ch(own|mod)=\S+/g, "");
-const argKeys = (s: string) =>
-  s
+/** Whether kiln's ARG line declares the same keys as the peer's, whatever the values. */
+function sameArgKeys(docker: string, kiln: string): boolean {
+  const keys = docker
     .replace(/^\[empty\] ARG /, "")
     .split(" ")
-    .map((kv) => kv.split("=")[0]);
+    .filter((w) => /^[A-Za-z_][A-Za-z0-9_]*(=|$)/.test(w))
+    .map((kv) => kv.split("=")[0]!);
+  const re = new RegExp(`^\\[empty\\] ARG ${keys.map((k) => `${k}(=.*?)?`).join(" ")}$`);
+  return re.test(kiln);
+}
 /** "RUN |n K=v … cmd" with each key once, the last value winning (current BuildKit). */
 function dedupeRunArgs(s: string): string {
   const m = /^RUN \|(\d+) (.*)$/.exec(s);
@@ -113,10 +118,11 @@ function dedupeRunArgs(s: string): string {
   const words = m[2]!.split(" ");
   const pairs = new Map<string, string>();
   let rest = words;
-  for (let i = 0; i < Number(m[1]); i++) {
-    // values may hold spaces: a pair runs until the next word with "=" (good enough here)
+  const n = Number(m[1]);
+  for (let i = 0; i < n; i++) {
+    // values may hold spaces: a pair runs until the next word with "=" (the last one is one word)
     let j = 1;
-    while (j < rest.length && !/^[A-Za-z_][A-Za-z0-9_]*=/.test(rest[j]!)) j++;
+    while (i < n - 1 && j < rest.length && !/^[A-Za-z_][A-Za-z0-9_]*=/.test(rest[j]!)) j++;
     const pair = rest.slice(0, j).join(" ");
     pairs.set(pair.split("=")[0]!, pair);
     rest = rest.slice(j);
@@ -135,10 +141,7 @@ const GENERIC: { reason: string; test: (d: Diff) => boolean }[] = [
     reason:
       "current BuildKit's ARG history holds the value in effect (build arg, global or platform)",
     test: (d) =>
-      d.kind === "history" &&
-      /^\[empty\] ARG /.test(d.docker) &&
-      /^\[empty\] ARG /.test(d.kiln) &&
-      argKeys(d.docker).join(" ") === argKeys(d.kiln).join(" "),
+      d.kind === "history" && /^\[empty\] ARG /.test(d.docker) && sameArgKeys(d.docker, d.kiln),
   },
   {
     reason: "current BuildKit lists a build arg declared twice once in RUN history",
