@@ -3,7 +3,8 @@
  * (decompress, hash, apply, verify the diffID).
  */
 import { createHash, type Hash } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { accessSync, constants as fsConstants, createWriteStream } from "node:fs";
+import { join } from "node:path";
 import { rm } from "node:fs/promises";
 import { PassThrough, Readable, Transform, type Duplex, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -57,6 +58,21 @@ class Digester extends Transform {
   }
 }
 
+let pigzFound: boolean | undefined;
+
+/** Whether the pigz program is on PATH (looked up once). */
+function hasPigz(): boolean {
+  pigzFound ??= (process.env.PATH ?? "").split(":").some((dir) => {
+    try {
+      accessSync(join(dir || ".", "pigz"), fsConstants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return pigzFound;
+}
+
 function zstdLevel(level: number | undefined): string {
   return `-${level ?? 3}`;
 }
@@ -81,10 +97,11 @@ export async function compressLayer(
   let compressor: Duplex | ((src: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>);
   switch (opts.compression) {
     case "gzip":
-      compressor = createGzip({
-        level: opts.level ?? zc.Z_DEFAULT_COMPRESSION,
-        chunkSize: 64 * 1024,
-      });
+      // pigz compresses on every core; its output (-n: no name, no time) is the same whatever
+      // the thread count, so layers stay reproducible. node:zlib is the fallback.
+      compressor = hasPigz()
+        ? (src) => filterThrough("pigz", ["-c", "-n", `-${opts.level ?? 6}`], src, fail)
+        : createGzip({ level: opts.level ?? zc.Z_DEFAULT_COMPRESSION, chunkSize: 64 * 1024 });
       break;
     case "zstd":
       compressor = (src) =>
