@@ -142,17 +142,16 @@ export class BuildWorker implements Worker<FsResult> {
     }
   }
 
-  /** Commits the active mount as a new layer, or drops it when the step changed nothing. */
+  /**
+   * Commits the active mount as a new layer — also when the step changed nothing: BuildKit keeps
+   * such steps as empty layers (the image's layer count and history match it).
+   */
   private async commitLayer(
     v: Vertex,
     active: ActiveMount,
     base: FsResult,
     key: string,
   ): Promise<FsResult> {
-    if ((await readdir(active.upperdir)).length === 0 && active.driver === "overlay") {
-      await active.release();
-      return base;
-    }
     const id = newId(v.op.kind, key);
     await this.o.state.snapshots.commit(active.id, active, id);
     const layer: LayerRecord = {
