@@ -2,12 +2,11 @@
  * `kiln build --call outline|targets[,format=json]` (buildx's subrequests): describe the
  * Dockerfile instead of building it. Output goes to stdout, as buildx prints it.
  */
-import { readFile } from "node:fs/promises";
-import { basename, relative, resolve } from "node:path";
-import { KilnError, messageOf } from "../errors.js";
+import { resolve } from "node:path";
+import { KilnError } from "../errors.js";
 import { parseBuildArgs } from "./options.js";
 import { convertDockerfile } from "../frontend/dockerfile/convert.js";
-import { parseDockerfile } from "../frontend/dockerfile/index.js";
+import { readDockerfile } from "../engine/build.js";
 import {
   formatOutline,
   formatTargets,
@@ -58,17 +57,7 @@ export async function runCall(
   spec: CallSpec & { method: "outline" | "targets" },
   req: CallRequest,
 ): Promise<string> {
-  const path = resolve(req.contextDir, req.dockerfile);
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    throw new KilnError("E_DOCKERFILE_MISSING", `cannot read Dockerfile ${path}: ${messageOf(e)}`, {
-      hint: "pass the right file with -f/--file",
-    });
-  }
-  const shown = relative(process.cwd(), path) || basename(path);
-  const df = parseDockerfile(text, { file: shown.startsWith("..") ? path : shown });
+  const { df, text } = await readDockerfile(req.contextDir, req.dockerfile);
   const sources = [Buffer.from(text).toString("base64")];
   if (spec.method === "targets") {
     const targets = listTargets(df);

@@ -65,8 +65,12 @@ function hintCrossCompile(roots: Vertex[], progress: ProgressAdapter, sink: Prog
   }
 }
 
-async function readDockerfile(req: BuildRequest): Promise<{ df: Dockerfile; path: string }> {
-  const path = resolve(req.contextDir, req.dockerfile);
+/** Reads and parses the Dockerfile; errors name the file (relative to the working directory). */
+export async function readDockerfile(
+  contextDir: string,
+  dockerfile: string,
+): Promise<{ df: Dockerfile; path: string; text: string }> {
+  const path = resolve(contextDir, dockerfile);
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -76,7 +80,7 @@ async function readDockerfile(req: BuildRequest): Promise<{ df: Dockerfile; path
     });
   }
   const shown = relative(process.cwd(), path) || basename(path);
-  return { df: parseDockerfile(text, { file: shown.startsWith("..") ? path : shown }), path };
+  return { df: parseDockerfile(text, { file: shown.startsWith("..") ? path : shown }), path, text };
 }
 
 async function checkContext(dir: string): Promise<void> {
@@ -173,7 +177,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const t0 = Date.now();
   const sink = opts.progress;
   await checkContext(req.contextDir);
-  const { df, path: dockerfilePath } = await readDockerfile(req);
+  const { df, path: dockerfilePath } = await readDockerfile(req.contextDir, req.dockerfile);
   for (const w of df.warnings) {
     sink.write({ type: "warning", message: w.message, location: { file: df.file, line: w.line } });
   }
