@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { getAttribute, listAttributes } from "@napi-rs/xattr";
 import { KilnError } from "../errors.js";
+import { splitDev } from "./nodes.js";
 import type { TarEntry } from "./tar-format.js";
 import { packTar, type TarInput } from "./tar-writer.js";
 
@@ -33,14 +34,6 @@ export function dirToTar(dir: string, opts: WalkOptions = {}): Readable {
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-/** Linux dev_t → (major, minor), as glibc's gnu_dev_major/minor. */
-function splitDev(rdev: bigint): { major: number; minor: number } {
-  return {
-    major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)),
-    minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)),
-  };
 }
 
 function whiteoutEntry(name: string): TarEntry {

@@ -655,7 +655,7 @@ const cases: Case[] = [
   {
     name: "ADD refuses writing through a symlink the archive planted (absolute target)",
     req: { src: "arch/planted.tar", dest: "/x/", unpack: true },
-    error: { code: "E_ADD_UNSAFE", message: /own symlink evil/ },
+    error: { code: "E_ADD_UNSAFE", message: /own symlink "evil"/ },
     check: async () => {
       assert.deepEqual(await readdir(join(sandbox, "outside-dir")), []);
     },
