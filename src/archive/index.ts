@@ -2,7 +2,7 @@
 export type { TarEntry, TarEntryType } from "./tar-format.js";
 export { readTar, type TarReadEntry } from "./tar-reader.js";
 export { encodeTar, packTar, type TarInput } from "./tar-writer.js";
-export { diffUpperDir, dirToTar, type WalkOptions } from "./walk.js";
+export { diffTrees, diffUpperDir, dirToTar, type WalkOptions } from "./walk.js";
 export {
   applyLayer,
   extractTar,
