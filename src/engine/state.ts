@@ -7,7 +7,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { BuildCache } from "../cache/index.js";
 import { ContentStore } from "../content/index.js";
-import { Snapshotter } from "../snapshot/index.js";
+import { Snapshotter, driverFromEnv } from "../snapshot/index.js";
 
 export function defaultRoot(): string {
   if (process.env.KILN_ROOT) return process.env.KILN_ROOT;
@@ -27,7 +27,7 @@ export interface KilnState {
 
 export async function openState(root: string = defaultRoot()): Promise<KilnState> {
   await mkdir(root, { recursive: true, mode: 0o700 });
-  const snapshots = new Snapshotter(join(root, "snapshots"));
+  const snapshots = new Snapshotter(join(root, "snapshots"), { driver: driverFromEnv() });
   const [content, cache] = await Promise.all([
     ContentStore.open(join(root, "content")),
     BuildCache.open(join(root, "cache"), (id) => snapshots.exists(id)),

@@ -8,7 +8,7 @@ import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { compressLayer, decompressStream, diffUpperDir } from "../archive/index.js";
+import { compressLayer, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -121,7 +121,7 @@ async function layerBlob(
   try {
     const tar = pulled
       ? decompressStream(deps.content.openRead(pulled.digest), pulled.mediaType)
-      : diffUpperDir(deps.snapshots.path(layer.snapshot), { mtime: opts.epoch });
+      : await deps.snapshots.diff(layer.snapshot, { mtime: opts.epoch });
     const c = await compressLayer(tar, tmp, {
       compression: opts.compression,
       level: opts.compressionLevel,
