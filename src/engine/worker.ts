@@ -215,6 +215,7 @@ export class BuildWorker implements Worker<FsResult> {
           user: op.user,
           hostname: op.hostname ?? "buildkitsandbox",
           network: op.network === "none" ? "none" : "host",
+          ...(op.security ? { security: op.security } : {}),
           extraHosts: op.extraHosts ?? [],
           mounts,
           emulator: plan.emulator ? { hostPath: plan.emulator.path } : undefined,

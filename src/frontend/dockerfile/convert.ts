@@ -10,6 +10,7 @@
 import { isIP } from "node:net";
 import { posix } from "node:path";
 import { KilnError } from "../../errors.js";
+import { entitlementHint, type Entitlement } from "../../entitlements/index.js";
 import { vertex, type ExecMount, type FileAction, type Vertex } from "../../graph/index.js";
 import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../oci/types.js";
 import { format, formatAll, normalize, parse, parseNormalized } from "../../platform/index.js";
@@ -53,6 +54,8 @@ export interface ConvertOptions {
   target?: string;
   labels: Readonly<Record<string, string>>;
   network: "default" | "none" | "host";
+  /** what the build may do beyond the sandbox (`--allow`) */
+  entitlements?: ReadonlySet<Entitlement>;
   extraHosts: { host: string; ip: string }[];
   /** local build contexts by name: "context" and the --build-context names */
   contexts: ReadonlyMap<string, { dir: string; excludePatterns: string[] }>;
@@ -361,6 +364,15 @@ class Converter {
 
   private fail(loc: { startLine: number; endLine: number }, e: unknown): never {
     throw placeError(e, this.df.source, loc.startLine, loc.endLine);
+  }
+
+  /** A RUN needing an entitlement the build was not given fails on its line. */
+  private requireEntitlement(needed: boolean, e: Entitlement, needle: string): void {
+    if (!needed || this.o.entitlements?.has(e)) return;
+    throw new UnplacedError("E_ENTITLEMENT", `${e} is not allowed`, {
+      needle,
+      hint: entitlementHint(e),
+    });
   }
 
   private warn(message: string, line?: number): void {
@@ -1233,11 +1245,25 @@ class Converter {
       }
     }
     if (c.prependShell) args = withShell(cc, args);
-    if (c.security === "insecure") {
-      throw new UnplacedError(
-        DockerfileErrorCode.flagValue,
-        "RUN --security=insecure needs the security.insecure entitlement, which kiln does not grant",
-        { needle: "--security", hint: "drop --security=insecure; kiln runs every step sandboxed" },
+    const network = c.network !== "default" ? c.network : this.o.network;
+    this.requireEntitlement(c.security === "insecure", "security.insecure", "--security");
+    this.requireEntitlement(network === "host", "network.host", "--network");
+    for (const d of c.devices) {
+      // CDI device names: kiln registers no CDI devices, so every device is one the host
+      // lacks, which BuildKit refuses when required and skips when optional (the default)
+      if (d.required) {
+        throw new UnplacedError(
+          DockerfileErrorCode.flagValue,
+          `required device ${JSON.stringify(d.name)} is not registered: kiln has no CDI devices`,
+          {
+            needle: "--device",
+            hint: "drop --device, or mark it optional: --device=NAME,required=false",
+          },
+        );
+      }
+      this.warn(
+        `optional device ${JSON.stringify(d.name)} is not registered: skipped`,
+        c.location.startLine,
       );
     }
     const secretEnvs = new Set<string>();
@@ -1348,7 +1374,6 @@ class Converter {
       st.platform,
       st.env,
     );
-    const network = c.network !== "default" ? c.network : this.o.network;
     const v = this.track(
       st,
       vertex(
@@ -1359,6 +1384,7 @@ class Converter {
           cwd: st.workdir,
           user: cc.User ?? "",
           network,
+          ...(c.security === "insecure" ? { security: "insecure" as const } : {}),
           mounts,
           ...(this.o.extraHosts.length ? { extraHosts: this.o.extraHosts } : {}),
           // dockerui reads the sandbox hostname from this build arg

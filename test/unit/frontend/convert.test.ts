@@ -184,8 +184,42 @@ test("BUILDKIT_SANDBOX_HOSTNAME sets RUN's hostname; --add-host reaches every RU
   assert.deepEqual(lastExec(r).extraHosts, [{ host: "db", ip: "10.0.0.2" }]);
 });
 
-test("RUN --security=insecure is refused with the entitlement named", async () => {
-  await rejects(convert("FROM alpine\nRUN --security=insecure true\n"), /security\.insecure/, 2);
+test("RUN --security=insecure and --network=host need their entitlements", async () => {
+  const insecure = "FROM alpine\nRUN --security=insecure true\n";
+  await rejects(convert(insecure), /:5: security\.insecure is not allowed\n/, 2);
+  await assert.rejects(convert(insecure), (e: unknown) => {
+    assert.ok(e instanceof KilnError);
+    assert.equal(e.code, "E_ENTITLEMENT");
+    assert.match(e.hint ?? "", /--allow security\.insecure/);
+    return true;
+  });
+  const granted = await convert(insecure, { entitlements: new Set(["security.insecure"]) });
+  assert.equal(lastExec(granted).security, "insecure");
+  const sandboxed = await convert("FROM alpine\nRUN true\n");
+  assert.ok(!("security" in lastExec(sandboxed)), "a sandboxed RUN's digest is unchanged");
+
+  const host = "FROM alpine\nRUN true\nRUN --network=host true\n";
+  await rejects(convert(host), /network\.host is not allowed\n/, 3);
+  await rejects(convert("FROM alpine\nRUN true\n", { network: "host" }), /network\.host/, 2);
+  const ok = await convert(host, { entitlements: new Set(["network.host"]) });
+  assert.equal(lastExec(ok).network, "host");
+  await rejects(convert(host, { entitlements: new Set(["security.insecure"]) }), /network\.host/);
+});
+
+test("RUN --device: a required device is refused (no CDI devices), an optional one skipped (the default)", async () => {
+  await rejects(
+    convert("FROM alpine\nRUN --device=vendor.com/gpu=0,required true\n"),
+    /required device "vendor\.com\/gpu=0" is not registered: kiln has no CDI devices/,
+    2,
+  );
+  await rejects(convert("FROM alpine\nRUN --device=name=a,required=true true\n"), /CDI/, 2);
+  for (const flag of ["--device=vendor.com/gpu=0", "--device=vendor.com/gpu=0,required=false"]) {
+    const r = await convert(`FROM alpine\nRUN ${flag} true\n`);
+    assert.deepEqual(
+      r.warnings.map((w) => [w.message, w.location?.line]),
+      [['optional device "vendor.com/gpu=0" is not registered: skipped', 2]],
+    );
+  }
 });
 
 // ---------------------------------------------------------------- ENV
