@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
+import { flatSnapshotId } from "./ids.js";
 import { isOwnerAlive, onCleanup, ownerTag, runChecked } from "../process/index.js";
 import { mountsUnder, readMountInfo } from "./mountinfo.js";
 import {
@@ -265,13 +266,19 @@ export class Snapshotter {
     return { snapshots: this.#snapshots, active: this.#activeRoot };
   }
 
+  /** Whether an entry of the snapshots dir is the snapshotter's own (not one snapshot's). */
+  isOwnEntry(name: string): boolean {
+    return name === EMPTY;
+  }
+
   /**
-   * Every committed snapshot directory with its metadata (undefined when meta.json is missing
-   * or unreadable: a leftover that no mount can use). The empty lower dir is not listed.
+   * Every committed snapshot directory (`name` in the snapshots dir) with its metadata
+   * (undefined when meta.json is missing or unreadable: a leftover that no mount can use).
+   * The empty lower dir is not listed.
    */
-  async list(): Promise<{ dir: string; info: SnapshotInfo | undefined }[]> {
+  async list(): Promise<{ name: string; dir: string; info: SnapshotInfo | undefined }[]> {
     await this.driver();
-    const out: { dir: string; info: SnapshotInfo | undefined }[] = [];
+    const out: { name: string; dir: string; info: SnapshotInfo | undefined }[] = [];
     for (const name of await readdir(this.#snapshots)) {
       if (name === EMPTY) continue;
       const dir = join(this.#snapshots, name);
@@ -283,7 +290,7 @@ export class Snapshotter {
       } catch {
         // no or torn metadata: listed as a leftover
       }
-      out.push({ dir, info });
+      out.push({ name, dir, info });
     }
     return out;
   }
@@ -487,11 +494,11 @@ export class Snapshotter {
     const fits = (ids: readonly string[]) =>
       overlayFits({ ...upper, lowers: this.#lowers(ids) }, this.#optionsLimit);
     if (chain.length === 0 || fits(chain)) return chain;
-    const placeholder = "flat:";
+    const placeholder = flatSnapshotId([]);
     let keep = chain.length - 1;
     while (keep > 0 && !fits([placeholder, ...chain.slice(chain.length - keep)])) keep--;
     const prefix = chain.slice(0, chain.length - keep);
-    const flatId = `flat:${createHash("sha256").update(prefix.join("\n")).digest("hex")}`;
+    const flatId = flatSnapshotId(prefix);
     if (!(await this.exists(flatId))) await this.#flatten(prefix, flatId);
     return [flatId, ...chain.slice(chain.length - keep)];
   }
