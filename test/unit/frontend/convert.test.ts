@@ -126,6 +126,24 @@ for (const [target, tp, arch, variant] of [
   });
 }
 
+test("the config's platform is containerd-normalized: arm64 'v8' from the base is dropped, arm gets v7", async () => {
+  const images = {
+    arm64v8: { only: "linux/arm64", configPlatform: { variant: "v8" } },
+    aarch64: { configPlatform: { architecture: "aarch64", variant: "8" } },
+    armnovariant: { only: "linux/arm/v7", configPlatform: { variant: "" } },
+  };
+  for (const platform of ["linux/arm64", "linux/arm64/v8", undefined]) {
+    const r = await convert("FROM arm64v8\nRUN true\n", { platform, images });
+    assert.equal(r.config.architecture, "arm64");
+    assert.equal(r.config.variant, undefined, `platform ${platform}`);
+  }
+  const a = await convert("FROM aarch64\n", { platform: "linux/arm64", images });
+  assert.deepEqual([a.config.architecture, a.config.variant], ["arm64", undefined]);
+  // the implicit target keeps the base's platform, still normalized
+  const b = await convert("FROM armnovariant\n", { images });
+  assert.deepEqual([b.config.architecture, b.config.variant], ["arm", "v7"]);
+});
+
 test("automatic platform ARGs can be overridden with --build-arg; TARGETSTAGE names the target", async () => {
   const src = "FROM alpine AS one\nARG TARGETARCH TARGETSTAGE\nRUN true\nFROM alpine AS two\n";
   const r = await convert(src, { buildArgs: { TARGETARCH: "mips" }, target: "one" });
