@@ -890,6 +890,10 @@ class Converter {
     if (!def.base) {
       st.env = Env.fromList(cc.Env);
       st.workdir = cc.WorkingDir ? normalizeWorkdir("/", cc.WorkingDir) : "/";
+    } else {
+      // BuildKit re-applies the config's Env over the inherited state, so a name the parent
+      // declared as both ARG and ENV reaches the child's RUN with its ENV value
+      for (const [k, v] of Env.fromList(cc.Env).pairs) st.env.set(k, v);
     }
     for (const { c, onbuild } of commands) {
       st.isOnBuild = onbuild;

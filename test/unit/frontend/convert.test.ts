@@ -486,6 +486,24 @@ test("only the stages the target needs are converted: an unreachable base is nev
 
 // ---------------------------------------------------------------- COPY / ADD
 
+test("FROM <stage>: a name the parent declared as ARG and ENV reaches the child's RUN as the ENV value", async () => {
+  const parent =
+    "FROM alpine AS parent\nENV B=envb\nARG A=arga B=argb OTHER=o\nENV A=enva\nRUN p\n";
+  const r = await convert(parent + "FROM parent\nRUN c\n");
+  const env = envOf(lastExec(r));
+  assert.deepEqual([env.A, env.B, env.OTHER], ["enva", "envb", "o"]);
+  assert.match(history(r).at(-1)!.created_by!, /^RUN \|3 A=enva B=envb OTHER=o \/bin\/sh -c c/);
+  // the parent's own RUN saw the later declaration of each
+  const p = await convert(parent, { target: "parent" });
+  assert.deepEqual([envOf(lastExec(p)).A, envOf(lastExec(p)).B], ["enva", "argb"]);
+  // `ARG A` re-declared without a default in the child keeps the ENV value
+  const a = await convert(parent + "FROM parent\nARG A B\nRUN c\n");
+  assert.deepEqual([envOf(lastExec(a)).A, envOf(lastExec(a)).B], ["enva", "envb"]);
+  // a build arg still wins for a name the child declares
+  const b = await convert(parent + "FROM parent\nARG A\nRUN c\n", { buildArgs: { A: "cli" } });
+  assert.equal(envOf(lastExec(b)).A, "cli");
+});
+
 test("COPY --from a stage (by name and by index), an image and a named context", async () => {
   const src =
     "FROM alpine AS a\nRUN make\nFROM busybox\nCOPY --from=a /x /x\nCOPY --from=0 /y /y\nCOPY --from=tonistiigi/xx / /\nCOPY --from=extra /z /z\n";
