@@ -21,14 +21,20 @@ const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 const OVERLAY_XATTR = "trusted.overlay.";
 
+/**
+ * The only extended attribute a built layer carries: containerd's diff writer (which BuildKit
+ * exports layers with) records file capabilities and drops user.*, trusted.* and the rest.
+ */
+const LAYER_XATTR = "security.capability";
+
 /** An overlayfs upperdir as an OCI layer tar (with whiteouts). */
 export function diffUpperDir(upperdir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(upperdir, opts, true));
+  return packTar(walk(upperdir, opts, true, (key) => key === LAYER_XATTR));
 }
 
-/** A whole directory as a layer tar (no whiteout semantics). */
+/** A whole directory as a tar (no whiteout semantics), with all its extended attributes. */
 export function dirToTar(dir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(dir, opts, false));
+  return packTar(walk(dir, opts, false, (key) => !key.startsWith(OVERLAY_XATTR)));
 }
 
 function byteOrder(a: string, b: string): number {
@@ -57,7 +63,12 @@ function unsupportedUpper(path: string, what: string): KilnError {
   );
 }
 
-async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGenerator<TarInput> {
+async function* walk(
+  root: string,
+  opts: WalkOptions,
+  overlay: boolean,
+  keepXattr: (key: string) => boolean,
+): AsyncGenerator<TarInput> {
   const firstPathOfInode = new Map<string, string>();
 
   async function* visit(dirRel: string): AsyncGenerator<TarInput> {
@@ -90,14 +101,14 @@ async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGe
       // Symlinks carry no xattrs here: the xattr binding has no l* calls and would follow them.
       if (!st.isSymbolicLink()) {
         for (const key of (await listAttributes(abs)).sort(byteOrder)) {
-          if (key.startsWith(OVERLAY_XATTR)) {
-            if (!overlay) continue;
+          if (overlay && key.startsWith(OVERLAY_XATTR)) {
             const rest = key.slice(OVERLAY_XATTR.length);
             if (rest === "redirect") throw unsupportedUpper(abs, "a directory redirect");
             if (rest === "metacopy") throw unsupportedUpper(abs, "a metadata-only copy-up");
             if (rest === "opaque") opaque = (await getAttribute(abs, key))?.toString() === "y";
             continue;
           }
+          if (!keepXattr(key)) continue;
           const value = await getAttribute(abs, key);
           if (value !== null) entry.xattrs[key] = value;
         }
