@@ -19,6 +19,7 @@ import {
   layerMediaType,
   emptyIndex,
   encodeJSON,
+  goImageConfig,
   fromPlatform,
   manifestFor,
   setAnnotations,
@@ -209,12 +210,12 @@ export function finalConfig(
     entry.created = last;
     return entry;
   });
-  return {
+  return goImageConfig({
     ...img.config,
     created: clamp(last),
     rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
     history,
-  };
+  });
 }
 
 export async function assembleImages(
