@@ -135,6 +135,8 @@ class Extractor {
   private readonly created = new Set<string>();
   /** Symlinks this archive made: never followed. */
   private readonly planted = new Set<string>();
+  /** Target symlinks already followed → the real directory each names (followTargetSymlinks). */
+  private readonly followed = new Map<string, string>();
   private readonly dirMeta: { rel: string; name: string; entry: TarEntry }[] = [];
   private readonly pendingWhiteouts: { rel: string; name: string }[] = [];
   private readonly isRoot = process.getuid?.() === 0;
@@ -191,6 +193,8 @@ class Extractor {
 
   /** A symlink where a parent directory should be: refused, or resolved inside the root. */
   private async throughSymlink(rel: string, name: string, create: boolean): Promise<string> {
+    const known = this.followed.get(rel);
+    if (known !== undefined) return known;
     if (this.planted.has(rel))
       throw this.errors.unsafe(
         name,
@@ -204,6 +208,7 @@ class Extractor {
     const dir = await this.dirOf(target === "" ? [] : target.split("/"), name, create);
     if (dir === null || !(await lstatOrNull(this.abs(dir)))?.isDirectory())
       throw this.errors.unsafe(name, `parent ${JSON.stringify(rel)} is a symlink to no directory`);
+    this.followed.set(rel, dir);
     return dir;
   }
 
@@ -225,6 +230,8 @@ class Extractor {
       await rm(this.abs(rel), { force: true });
     }
     this.planted.delete(rel);
+    // a removed directory or link may be what a followed symlink led to
+    if (!st.isFile()) this.followed.clear();
   }
 
   private ownerOf(entry: TarEntry): { uid: number; gid: number } | undefined {
