@@ -202,7 +202,17 @@ class Extractor {
       );
     if (!this.opts.followTargetSymlinks)
       throw this.errors.unsafe(name, `parent ${JSON.stringify(rel)} is a symlink`);
-    const host = await resolveInRoot(this.root, rel, { followFinal: true });
+    const through: string[] = [];
+    const host = await resolveInRoot(this.root, rel, {
+      followFinal: true,
+      onSymlink: (link) => through.push(relative(this.root, link)),
+    });
+    const own = through.find((link) => this.planted.has(link));
+    if (own !== undefined)
+      throw this.errors.unsafe(
+        name,
+        `it writes through the archive's own symlink ${JSON.stringify(own)}`,
+      );
     const target = relative(this.root, host);
     // resolveInRoot left no symlink in target; walking it again checks and caches each part
     const dir = await this.dirOf(target === "" ? [] : target.split("/"), name, create);
