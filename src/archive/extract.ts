@@ -427,7 +427,10 @@ class Extractor {
   }
 
   async finish(): Promise<void> {
-    // The parents are re-checked: later entries may have replaced them.
+    // Deferred work resolves every path afresh: later entries may have replaced any part of it.
+    this.safeDirs.clear();
+    this.safeDirs.add("");
+    this.followed.clear();
     const whiteouts: SpecialNode[] = [];
     for (const { rel, name } of this.pendingWhiteouts) {
       const at = await this.locate(rel, name, false);
