@@ -135,6 +135,8 @@ class Extractor {
   private readonly created = new Set<string>();
   /** Symlinks this archive made: never followed. */
   private readonly planted = new Set<string>();
+  /** Target symlinks already followed → the real directory each names (followTargetSymlinks). */
+  private readonly followed = new Map<string, string>();
   private readonly dirMeta: { rel: string; name: string; entry: TarEntry }[] = [];
   private readonly pendingWhiteouts: { rel: string; name: string }[] = [];
   private readonly isRoot = process.getuid?.() === 0;
@@ -191,6 +193,8 @@ class Extractor {
 
   /** A symlink where a parent directory should be: refused, or resolved inside the root. */
   private async throughSymlink(rel: string, name: string, create: boolean): Promise<string> {
+    const known = this.followed.get(rel);
+    if (known !== undefined) return known;
     if (this.planted.has(rel))
       throw this.errors.unsafe(
         name,
@@ -198,12 +202,23 @@ class Extractor {
       );
     if (!this.opts.followTargetSymlinks)
       throw this.errors.unsafe(name, `parent ${JSON.stringify(rel)} is a symlink`);
-    const host = await resolveInRoot(this.root, rel, { followFinal: true });
+    const through: string[] = [];
+    const host = await resolveInRoot(this.root, rel, {
+      followFinal: true,
+      onSymlink: (link) => through.push(relative(this.root, link)),
+    });
+    const own = through.find((link) => this.planted.has(link));
+    if (own !== undefined)
+      throw this.errors.unsafe(
+        name,
+        `it writes through the archive's own symlink ${JSON.stringify(own)}`,
+      );
     const target = relative(this.root, host);
     // resolveInRoot left no symlink in target; walking it again checks and caches each part
     const dir = await this.dirOf(target === "" ? [] : target.split("/"), name, create);
     if (dir === null || !(await lstatOrNull(this.abs(dir)))?.isDirectory())
       throw this.errors.unsafe(name, `parent ${JSON.stringify(rel)} is a symlink to no directory`);
+    this.followed.set(rel, dir);
     return dir;
   }
 
@@ -225,6 +240,8 @@ class Extractor {
       await rm(this.abs(rel), { force: true });
     }
     this.planted.delete(rel);
+    // a removed directory or link may be what a followed symlink led to
+    if (!st.isFile()) this.followed.clear();
   }
 
   private ownerOf(entry: TarEntry): { uid: number; gid: number } | undefined {
@@ -410,7 +427,10 @@ class Extractor {
   }
 
   async finish(): Promise<void> {
-    // The parents are re-checked: later entries may have replaced them.
+    // Deferred work resolves every path afresh: later entries may have replaced any part of it.
+    this.safeDirs.clear();
+    this.safeDirs.add("");
+    this.followed.clear();
     const whiteouts: SpecialNode[] = [];
     for (const { rel, name } of this.pendingWhiteouts) {
       const at = await this.locate(rel, name, false);

@@ -528,21 +528,28 @@ export class Snapshotter {
         ws.mounted = merged;
         source = merged;
       }
-      const staging = join(ws.dir, "commit");
-      await mkdir(staging);
-      await this.#copyTree(source, join(staging, "fs"));
-      if (ws.mounted) await unmount(ws.mounted);
-      ws.mounted = undefined;
-      const meta = {
-        id: flatId,
-        parents: [],
-        driver: "overlay" as const,
-        created: new Date().toISOString(),
-      };
-      await this.#publish(staging, meta, true);
+      await this.#publishFlat(ws, flatId, "overlay", async (fs) => {
+        await this.#copyTree(source, fs);
+        if (ws.mounted) await unmount(ws.mounted);
+        ws.mounted = undefined;
+      });
     } finally {
       await this.#discard(ws);
     }
+  }
+
+  /** Publish the plain tree `fill` writes into a new directory as the parentless flatId. */
+  async #publishFlat(
+    ws: Workspace,
+    flatId: string,
+    driver: SnapshotDriver,
+    fill: (fs: string) => Promise<void>,
+  ): Promise<void> {
+    const staging = join(ws.dir, "commit");
+    await mkdir(staging);
+    await fill(join(staging, "fs"));
+    const meta = { id: flatId, parents: [], driver, created: new Date().toISOString() };
+    await this.#publish(staging, meta, true);
   }
 
   /**
@@ -577,17 +584,10 @@ export class Snapshotter {
       const below = await this.#treeOf(chain.slice(0, -1));
       const ws = await this.#workspace(`flatten ${flatId}`);
       try {
-        const staging = join(ws.dir, "commit");
-        await mkdir(staging);
-        await this.#copyTree(below?.path, join(staging, "fs"));
-        await applyLayer(await this.diff(top), join(staging, "fs"), { whiteouts: "delete" });
-        const meta = {
-          id: flatId,
-          parents: [],
-          driver: "copy" as const,
-          created: new Date().toISOString(),
-        };
-        await this.#publish(staging, meta, true);
+        await this.#publishFlat(ws, flatId, "copy", async (fs) => {
+          await this.#copyTree(below?.path, fs);
+          await applyLayer(await this.diff(top), fs, { whiteouts: "delete" });
+        });
       } finally {
         await this.#discard(ws);
       }

@@ -490,3 +490,24 @@ test("ADD: a symlink already in the destination is followed inside it, never to 
     await rm(host, { recursive: true, force: true });
   }
 });
+
+test("ADD: a destination symlink that leads through one the archive made is refused", async () => {
+  const host = await makeSentinel();
+  try {
+    const before = await hostState(host);
+    const target = await newTarget();
+    await symlink("/x", join(target, "lib"));
+    await assert.rejects(
+      addArchive(await tar([link("x", host), file("lib/pwned", "x")]), target, "/evil.tar"),
+      (err: unknown) => {
+        assert.ok(isKilnError(err), `not a KilnError: ${String(err)}`);
+        assert.equal(err.code, "E_ADD_UNSAFE", err.message);
+        assert.match(err.message, /archive's own symlink "x"/);
+        return true;
+      },
+    );
+    assert.deepEqual(await hostState(host), before);
+  } finally {
+    await rm(host, { recursive: true, force: true });
+  }
+});
