@@ -49,7 +49,7 @@ const EPOCH = "1700000000";
 const REGISTRY_PORT = 5391;
 
 /** Bump when what is recorded about an image changes, so cached peer results are rebuilt. */
-const SUMMARY_VERSION = 4;
+const SUMMARY_VERSION = 5;
 
 interface CaseResult {
   name: string;

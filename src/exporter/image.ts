@@ -102,7 +102,8 @@ async function mapBounded<T, R>(
 function blobKey(opts: AssembleOptions): string {
   const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
   const epoch = opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  return `${opts.compression}${level}${epoch}`;
+  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
+  return `${opts.compression}${level}${epoch}-d2`;
 }
 
 async function layerBlob(
@@ -122,7 +123,10 @@ async function layerBlob(
   try {
     const tar = pulled
       ? decompressStream(deps.content.openRead(pulled.digest), pulled.mediaType)
-      : diffUpperDir(deps.snapshots.path(layer.snapshot), { mtime: opts.epoch });
+      : diffUpperDir(deps.snapshots.path(layer.snapshot), {
+          mtime: opts.epoch,
+          lowers: await deps.snapshots.lowerDirs(layer.snapshot),
+        });
     const c = await compressLayer(tar, tmp, {
       compression: opts.compression,
       level: opts.compressionLevel,

@@ -231,6 +231,16 @@ export class Snapshotter {
     return join(this.#dir(id), "fs");
   }
 
+  /**
+   * The committed dirs an overlay snapshot's diff sits on, top-most first (undefined for the
+   * copy driver, whose snapshots are full trees).
+   */
+  async lowerDirs(id: string): Promise<string[] | undefined> {
+    const info = await this.info(id);
+    if (info === undefined || info.driver !== "overlay") return undefined;
+    return info.parents.map((p) => this.path(p)).reverse();
+  }
+
   async info(id: string): Promise<SnapshotInfo | undefined> {
     await this.driver();
     let meta: SnapshotInfo;
