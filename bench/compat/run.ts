@@ -197,6 +197,9 @@ async function startBuildkit(work: string, registry: string): Promise<Builder> {
   return {
     stop: d.stop,
     build: async (_name, ctx, o, out) => {
+      // buildctl shares one local-source snapshot named "context" across builds and syncs each
+      // context into it, which leaves directory times of earlier cases behind: start afresh
+      sh([buildctl, "--addr", sock, "prune", "--filter", "type=source.local"]);
       const started = Math.floor(Date.now() / 1000);
       const b = sh([
         buildctl,
