@@ -198,8 +198,9 @@ async function startBuildkit(work: string, registry: string): Promise<Builder> {
     stop: d.stop,
     build: async (_name, ctx, o, out) => {
       // buildctl shares one local-source snapshot named "context" across builds and syncs each
-      // context into it, which leaves directory times of earlier cases behind: start afresh
-      sh([buildctl, "--addr", sock, "prune", "--filter", "type=source.local"]);
+      // context into it, skipping files whose size and mtime match what an earlier case left
+      // (every case is stamped alike): start each case from an empty cache
+      sh([buildctl, "--addr", sock, "prune", "--all"]);
       const started = Math.floor(Date.now() / 1000);
       const b = sh([
         buildctl,
