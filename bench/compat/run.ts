@@ -199,8 +199,8 @@ async function startBuildkit(work: string, registry: string): Promise<Builder> {
     build: async (_name, ctx, o, out) => {
       // buildctl shares one local-source snapshot named "context" across builds and syncs each
       // context into it, skipping files whose size and mtime match what an earlier case left
-      // (every case is stamped alike): start each case from an empty cache
-      sh([buildctl, "--addr", sock, "prune", "--all"]);
+      // (every case is stamped alike): drop those snapshots before each case
+      sh([buildctl, "--addr", sock, "prune", "--filter", "type==source.local"]);
       const started = Math.floor(Date.now() / 1000);
       const b = sh([
         buildctl,
