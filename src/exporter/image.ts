@@ -102,7 +102,8 @@ async function mapBounded<T, R>(
 function blobKey(opts: AssembleOptions): string {
   const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
   const epoch = opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  return `${opts.compression}${level}${epoch}`;
+  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
+  return `${opts.compression}${level}${epoch}-d2`;
 }
 
 async function layerBlob(
