@@ -36,6 +36,7 @@ import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
+import { BuildRemoteCache, insecureCacheHosts } from "./remotecache.js";
 import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
 
 export interface EngineOptions {
@@ -210,10 +211,18 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ...req.outputs.flatMap((o) =>
       o.type === "image" && o.insecure ? o.names.map((n) => registryHost(parseReference(n))) : [],
     ),
+    ...insecureCacheHosts(req),
   ];
   const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
   try {
     const images = new Images(state, client, sink);
+    const remoteCache = await BuildRemoteCache.open(req, {
+      state,
+      client,
+      images,
+      sink,
+      signal: opts.signal ?? new AbortController().signal,
+    });
     const conversions: ConvertResult[] = await Promise.all(
       targets.map((targetPlatform) =>
         convertDockerfile(df, {
@@ -255,7 +264,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       ssh: new Map(Object.entries(req.ssh)),
     });
     const noCacheStages = new Set(req.noCacheFilter.map((s) => s.toLowerCase()));
-    const solver = new Solver<FsResult>(worker, state.cache, progress, {
+    const solver = new Solver<FsResult>(worker, remoteCache.results, progress, {
       maxParallelism: req.maxParallelism,
       signal: opts.signal,
       noCache: (v) =>
@@ -269,13 +278,18 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 
-    const platformImages: PlatformImage[] = conversions.map((c) => ({
-      platform: c.platform,
-      result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
-      config: c.config,
-      baseHistoryLength: c.baseHistoryLength,
-      historyProducers: c.historyProducers,
-    }));
+    const keyOf = (v: Vertex): Promise<string> => solver.cacheKey(v);
+    const platformImages: PlatformImage[] = await remoteCache.withInline(
+      conversions.map((c) => ({
+        platform: c.platform,
+        result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
+        config: c.config,
+        baseHistoryLength: c.baseHistoryLength,
+        historyProducers: c.historyProducers,
+      })),
+      conversions,
+      keyOf,
+    );
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
         {
@@ -301,6 +315,11 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       epoch,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
+    if (remoteCache.exports) {
+      await exportStep(sink, "export:cache", "exporting cache", () =>
+        remoteCache.export(roots, keyOf),
+      );
+    }
 
     const outcomes: PlatformOutcome[] = conversions.map((c, i) => {
       const vs = c.root ? topoSort([c.root]) : [];

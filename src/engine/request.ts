@@ -1,5 +1,6 @@
 /** What a build is asked to do: the engine's input, the same in-process and (later) over the wire. */
 import type { Platform } from "../platform/types.js";
+import type { CacheExportSpec, CacheImportSpec } from "../remotecache/spec.js";
 
 export type OutputSpec =
   | {
@@ -47,6 +48,10 @@ export interface BuildRequest {
   /** do not use kernel binfmt_misc handlers; emulate through the QEMU wrapper only */
   ignoreBinfmt: boolean;
   insecureRegistries: string[];
+  /** `--cache-from`: caches to import before solving */
+  cacheFrom?: CacheImportSpec[];
+  /** `--cache-to`: where the build's cache goes */
+  cacheTo?: CacheExportSpec[];
 }
 
 export interface PlatformOutcome {

@@ -104,7 +104,8 @@ function blobKey(opts: AssembleOptions): string {
   return `${opts.compression}${level}${epoch}`;
 }
 
-async function layerBlob(
+/** The compressed blob of one layer (made once per snapshot and compression, then remembered). */
+export async function layerBlob(
   deps: AssembleDeps,
   layer: LayerRecord,
   opts: AssembleOptions,

@@ -33,8 +33,8 @@ export interface Worker<R> {
 }
 
 export interface ResultCache<R> {
-  /** a stored result that is still usable, or undefined */
-  load(key: string): Promise<R | undefined>;
+  /** a stored result that is still usable, or undefined (`v` is the vertex the key is for) */
+  load(key: string, v: Vertex): Promise<R | undefined>;
   save(key: string, result: R): Promise<void>;
 }
 
@@ -148,7 +148,7 @@ export class Solver<R> {
   private async compute(v: Vertex): Promise<R> {
     const key = await this.cacheKey(v);
     if (!this.mustRun(v)) {
-      const hit = await this.cache.load(key);
+      const hit = await this.cache.load(key, v);
       if (hit !== undefined) {
         this.progress.cached(v);
         return hit;

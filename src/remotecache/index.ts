@@ -1,0 +1,427 @@
+/**
+ * Remote build cache: `--cache-from` loads cache records before solving so lookups can hit
+ * them (a hit is unpacked from its blobs only when the build needs it), and `--cache-to`
+ * writes the build's records and layer blobs after solving, in BuildKit's format. The engine
+ * calls `importCaches`, wraps its result cache with `CacheWithImports`, and calls
+ * `exportCaches` / `inlineCache` when the build is solved.
+ */
+import type { Readable } from "node:stream";
+import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
+import type { ContentStore } from "../content/index.js";
+import { KilnError, messageOf } from "../errors.js";
+import { topoSort, type Vertex } from "../graph/index.js";
+import {
+  layerCompression,
+  layerMediaType,
+  MediaType,
+  encodeJSON,
+  type Descriptor,
+} from "../oci/index.js";
+import { parseReference, registryHost } from "../reference/index.js";
+import type { RegistryClient } from "../registry/index.js";
+import type { ResultCache } from "../solver/index.js";
+import {
+  CACHE_CONFIG_MEDIA_TYPE,
+  INLINE_CACHE_KEY,
+  decodeCache,
+  decodeInline,
+  encodeCache,
+  encodeInline,
+  parseCacheConfig,
+  type CacheEntry,
+  type CachedLayer,
+} from "./format.js";
+import type { CacheExportSpec, CacheImportSpec, CacheMode } from "./spec.js";
+import {
+  localSource,
+  localTarget,
+  putJSONBlob,
+  registrySource,
+  registryTarget,
+  type CacheSource,
+  type CacheTarget,
+} from "./store.js";
+
+export { parseCacheFrom, parseCacheTo } from "./spec.js";
+export type { CacheExportSpec, CacheImportSpec, CacheMode } from "./spec.js";
+export { INLINE_CACHE_KEY } from "./format.js";
+
+/** What the remote cache needs from the engine. */
+export interface RemoteCacheDeps {
+  client: RegistryClient;
+  content: ContentStore;
+  local: BuildCache;
+  /** unpacks a chain of blobs into snapshots (bottom first), fetching missing blobs with `fetch` */
+  unpack(
+    v: Vertex,
+    layers: readonly { desc: Descriptor; diffID: string }[],
+    fetch: (desc: Descriptor) => Readable,
+    signal: AbortSignal,
+  ): Promise<string[]>;
+  /** the compressed blob of a result layer (made and stored in `content` if needed) */
+  layerBlob(layer: LayerRecord, compression: "gzip" | "zstd" | "uncompressed"): Promise<BlobRecord>;
+  warn(message: string, detail?: string): void;
+}
+
+interface Imported {
+  layers: CachedLayer[];
+  source: CacheSource;
+}
+
+/** The records of every `--cache-from`, by cache key (the first source that has a key wins). */
+export class ImportedCache {
+  constructor(
+    readonly entries: ReadonlyMap<string, Imported>,
+    readonly sources: readonly CacheSource[],
+  ) {}
+
+  static empty(): ImportedCache {
+    return new ImportedCache(new Map(), []);
+  }
+
+  get(key: string): Imported | undefined {
+    return this.entries.get(key);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+/**
+ * Loads every `--cache-from`. One that is unreachable, missing or invalid is a warning: the
+ * build goes on without it, as BuildKit's does.
+ */
+export async function importCaches(
+  specs: readonly CacheImportSpec[],
+  deps: RemoteCacheDeps,
+): Promise<ImportedCache> {
+  const entries = new Map<string, Imported>();
+  const sources: CacheSource[] = [];
+  for (const spec of specs) {
+    const source =
+      spec.type === "registry"
+        ? registrySource(deps.client, spec.ref)
+        : await localSource(spec.src, spec.tag, spec.digest);
+    try {
+      const read = await readCache(source);
+      if (read === undefined) {
+        deps.warn(`cache ${source.name} not found: building without it`);
+        continue;
+      }
+      sources.push(source);
+      for (const e of read) {
+        if (e.layers && !entries.has(e.key)) entries.set(e.key, { layers: e.layers, source });
+      }
+    } catch (e) {
+      deps.warn(`cannot import cache ${source.name}: ${messageOf(e)}`, "building without it");
+    }
+  }
+  return new ImportedCache(entries, sources);
+}
+
+/** The entries of a cache: a cache index, a cache image manifest, or an image with inline cache. */
+async function readCache(source: CacheSource): Promise<CacheEntry[] | undefined> {
+  const root = await source.root();
+  if (!root) return undefined;
+  const doc = parseJSON(root.bytes, source.name) as {
+    manifests?: Descriptor[];
+    config?: Descriptor;
+    layers?: Descriptor[];
+  };
+  if (Array.isArray(doc.manifests)) {
+    const config = doc.manifests.find((m) => m.mediaType === CACHE_CONFIG_MEDIA_TYPE);
+    if (config) {
+      const c = parseCacheConfig(await source.readBlob(config), source.name);
+      return decodeCache(c, doc.manifests, source.name);
+    }
+    // an image index: each platform's config may carry its inline cache
+    const out: CacheEntry[] = [];
+    for (const m of doc.manifests) {
+      const child = parseJSON(await source.manifest(m.digest), source.name) as typeof doc;
+      out.push(...(await readInline(source, child)));
+    }
+    return out;
+  }
+  if (doc.config?.mediaType === CACHE_CONFIG_MEDIA_TYPE) {
+    const c = parseCacheConfig(await source.readBlob(doc.config), source.name);
+    return decodeCache(c, doc.layers ?? [], source.name);
+  }
+  return readInline(source, doc);
+}
+
+async function readInline(
+  source: CacheSource,
+  manifest: { config?: Descriptor; layers?: Descriptor[] },
+): Promise<CacheEntry[]> {
+  if (!manifest.config || !Array.isArray(manifest.layers)) return [];
+  const config = parseJSON(await source.readBlob(manifest.config), source.name) as {
+    rootfs?: { diff_ids?: string[] };
+    history?: { created?: string; empty_layer?: boolean }[];
+    [INLINE_CACHE_KEY]?: unknown;
+  };
+  const value = config[INLINE_CACHE_KEY];
+  const diffIDs = config.rootfs?.diff_ids ?? [];
+  if (value === undefined || diffIDs.length !== manifest.layers.length) return [];
+  const created = (config.history ?? []).filter((h) => !h.empty_layer).map((h) => h.created);
+  const image: CachedLayer[] = manifest.layers.map((l, i) => ({
+    digest: l.digest,
+    size: l.size,
+    mediaType: l.mediaType,
+    diffID: diffIDs[i]!,
+    createdAt: created[i],
+  }));
+  return decodeInline(value, image, source.name);
+}
+
+function parseJSON(bytes: Buffer, name: string): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    throw new KilnError("E_CACHE_INVALID", `cache ${name}: its manifest is not JSON`);
+  }
+}
+
+/**
+ * The solver's result cache with imported records behind the local ones: an imported hit is
+ * unpacked into snapshots (fetching the blobs the content store lacks) and recorded locally.
+ */
+export class CacheWithImports implements ResultCache<FsResult> {
+  constructor(
+    private readonly deps: RemoteCacheDeps,
+    private readonly imported: ImportedCache,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async load(key: string, v: Vertex): Promise<FsResult | undefined> {
+    const hit = await this.deps.local.load(key);
+    if (hit !== undefined) return hit;
+    const e = this.imported.get(key);
+    if (!e) return undefined;
+    const snapshots = await this.deps.unpack(
+      v,
+      e.layers.map((l) => ({ desc: descriptorOf(l), diffID: l.diffID })),
+      (desc) => e.source.openBlob(desc),
+      this.signal,
+    );
+    const layers: LayerRecord[] = e.layers.map((l, i) => ({
+      snapshot: snapshots[i]!,
+      blob: { digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: l.diffID },
+      created: l.createdAt,
+    }));
+    markProducers(v, layers);
+    for (const l of layers) {
+      // a built layer is exported from its recorded blob, never compressed again
+      const compression = l.producer ? layerCompression(l.blob!.mediaType) : undefined;
+      if (compression) await this.deps.local.recordBlob(l.snapshot, compression, l.blob!);
+    }
+    const result = { layers };
+    await this.deps.local.save(key, result);
+    return result;
+  }
+
+  save(key: string, result: FsResult): Promise<void> {
+    return this.deps.local.save(key, result);
+  }
+}
+
+function descriptorOf(l: CachedLayer): Descriptor {
+  return { mediaType: l.mediaType, digest: l.digest, size: l.size };
+}
+
+/**
+ * Which step made each layer of v's result (the image history matches layers to steps by it):
+ * a RUN, COPY or ADD adds the top layer to the result of its base input.
+ */
+function markProducers(v: Vertex, layers: LayerRecord[]): void {
+  let cur: Vertex | undefined = v;
+  for (let i = layers.length - 1; i >= 0 && cur; i--) {
+    const base = baseInput(cur);
+    if (base === "none") return;
+    layers[i]!.producer = cur.digest;
+    cur = base;
+  }
+}
+
+/** The input a vertex adds its layer on top of; "none" when it adds no layer to anything. */
+function baseInput(v: Vertex): Vertex | undefined | "none" {
+  switch (v.op.kind) {
+    case "exec":
+      return v.inputs[0];
+    case "file":
+      return v.op.dest >= 0 ? v.inputs[v.op.dest] : undefined;
+    case "http":
+      return undefined;
+    default:
+      return "none";
+  }
+}
+
+/** The vertices whose records a cache export holds: all of them, or the final images' chains. */
+function exported(roots: readonly Vertex[], mode: CacheMode): Vertex[] {
+  if (mode === "max") return topoSort(roots);
+  const out = new Map<string, Vertex>();
+  for (const r of roots) {
+    let cur: Vertex | undefined = r;
+    while (cur && !out.has(cur.digest)) {
+      out.set(cur.digest, cur);
+      const base = baseInput(cur);
+      cur = base === "none" ? undefined : base;
+    }
+  }
+  return [...out.values()];
+}
+
+/** The solved build as the exporter sees it. */
+export interface SolvedBuild {
+  roots: readonly Vertex[];
+  keyOf(v: Vertex): Promise<string>;
+  imported: ImportedCache;
+}
+
+/** Writes every `--cache-to` but inline; a failure fails the build unless ignore-error=true. */
+export async function exportCaches(
+  specs: readonly CacheExportSpec[],
+  build: SolvedBuild,
+  deps: RemoteCacheDeps,
+): Promise<void> {
+  for (const spec of specs) {
+    if (spec.type === "inline") continue;
+    const name = spec.type === "registry" ? spec.ref : spec.dest;
+    try {
+      const target =
+        spec.type === "registry"
+          ? registryTarget(deps.client, spec.ref)
+          : await localTarget(spec.dest, spec.tag);
+      await exportTo(target, spec, build, deps);
+    } catch (e) {
+      if (!spec.ignoreError) {
+        throw new KilnError("E_CACHE_EXPORT", `cannot export cache to ${name}: ${messageOf(e)}`, {
+          hint: "fix the destination, or add ignore-error=true to --cache-to to build without it",
+          cause: e,
+        });
+      }
+      deps.warn(`cannot export cache to ${name}: ${messageOf(e)}`, "ignored (ignore-error=true)");
+    }
+  }
+}
+
+async function exportTo(
+  target: CacheTarget,
+  spec: Extract<CacheExportSpec, { type: "registry" | "local" }>,
+  build: SolvedBuild,
+  deps: RemoteCacheDeps,
+): Promise<void> {
+  const entries: CacheEntry[] = [];
+  const open = new Map<string, () => Readable>();
+  const family = spec.ociMediaTypes ? "oci" : "docker";
+  const mountFrom = new Set<string>();
+  const sameRegistry = (repo: { registry: string; repository: string } | undefined): void => {
+    if (repo && target.repo && repo.registry === target.repo.registry)
+      mountFrom.add(repo.repository);
+  };
+  for (const s of build.imported.sources) sameRegistry(s.repo);
+  for (const v of exported(build.roots, spec.mode)) {
+    if (v.op.kind === "image") {
+      const r = parseReference(v.op.ref);
+      sameRegistry({ registry: registryHost(r), repository: r.repository });
+    }
+    const key = await build.keyOf(v);
+    const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
+    const layers = await resultLayers(v, key, build, deps, open, spec.compression);
+    entries.push({
+      key,
+      inputs,
+      layers: layers?.map((l) => ({
+        ...l,
+        mediaType: layerMediaType(layerCompression(l.mediaType) ?? "gzip", family),
+      })),
+    });
+  }
+  const { config, blobs } = encodeCache(entries);
+  if (blobs.length === 0) {
+    deps.warn(`cache export to ${target.name} skipped: no step of this build made a layer`);
+    return;
+  }
+  await target.putBlobs(
+    blobs.map((desc) => ({ desc, open: open.get(desc.digest)! })),
+    [...mountFrom],
+  );
+  const configDesc = await putJSONBlob(target, config, CACHE_CONFIG_MEDIA_TYPE);
+  const root = spec.imageManifest
+    ? {
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        config: configDesc,
+        layers: blobs,
+      }
+    : {
+        schemaVersion: 2,
+        mediaType: spec.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList,
+        manifests: [...blobs, configDesc],
+      };
+  await target.putRoot(encodeJSON(root), root.mediaType);
+}
+
+/**
+ * The layers of v's result for export: a local result (its blobs made if needed), else an
+ * imported one (its blobs stay where they are until the export copies them).
+ */
+async function resultLayers(
+  v: Vertex,
+  key: string,
+  build: SolvedBuild,
+  deps: RemoteCacheDeps,
+  open: Map<string, () => Readable>,
+  compression: "gzip" | "zstd" | "uncompressed",
+): Promise<CachedLayer[] | undefined> {
+  const local = await deps.local.load(key);
+  if (local) {
+    if (local.layers.length === 0) return undefined;
+    const out: CachedLayer[] = [];
+    for (const l of local.layers) {
+      const b = await deps.layerBlob(l, compression);
+      open.set(b.digest, () => deps.content.openRead(b.digest));
+      out.push({ ...b, createdAt: l.created });
+    }
+    return out;
+  }
+  const e = build.imported.get(key);
+  if (!e) return undefined;
+  for (const l of e.layers) {
+    if (open.has(l.digest)) continue;
+    // the content store may hold it from an earlier unpack; the source always does
+    const stored = await deps.content.has(l.digest);
+    open.set(l.digest, () =>
+      stored ? deps.content.openRead(l.digest) : e.source.openBlob(descriptorOf(l)),
+    );
+  }
+  return e.layers;
+}
+
+/**
+ * The inline cache value for one platform's image (the `moby.buildkit.cache.v0` config key):
+ * records of the steps whose results are the image's bottom layers (mode=min, as BuildKit).
+ */
+export async function inlineCache(
+  root: Vertex,
+  result: FsResult,
+  build: SolvedBuild,
+): Promise<string> {
+  const entries: CacheEntry[] = [];
+  const image = result.layers.map((l) => ({
+    digest: l.snapshot,
+    size: 0,
+    mediaType: "",
+    diffID: "",
+  }));
+  let depth = result.layers.length;
+  for (const v of exported([root], "min")) {
+    const key = await build.keyOf(v);
+    const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
+    // a chain vertex's result is the image's bottom `depth` layers; each step below adds one
+    entries.push({ key, inputs, layers: depth > 0 ? image.slice(0, depth) : undefined });
+    if (baseInput(v) !== "none") depth--;
+  }
+  return encodeInline(entries, image);
+}
