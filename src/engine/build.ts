@@ -315,11 +315,11 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       epoch,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
-    if (remoteCache.exports) {
-      await exportStep(sink, "export:cache", "exporting cache", () =>
-        remoteCache.export(roots, keyOf),
-      );
-    }
+    const cacheParts = remoteCache.exports
+      ? await exportStep(sink, "export:cache", "exporting cache", () =>
+          remoteCache.export(roots, keyOf),
+        )
+      : [];
 
     const outcomes: PlatformOutcome[] = conversions.map((c, i) => {
       const vs = c.root ? topoSort([c.root]) : [];
@@ -365,6 +365,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
         assembled.platforms.length === 1 ? assembled.platforms[0]!.configDesc.digest : undefined,
       imageNames: names,
       durationMs,
+      ...(cacheParts.length ? { cacheParts } : {}),
     };
   } finally {
     client.close();

@@ -17,6 +17,7 @@ import {
   exportCaches,
   importCaches,
   inlineCache,
+  type CachePart,
   type RemoteCacheDeps,
 } from "../remotecache/index.js";
 import type { ResultCache } from "../solver/index.js";
@@ -95,9 +96,9 @@ export class BuildRemoteCache {
     );
   }
 
-  /** Writes every registry/local --cache-to. */
-  async export(roots: readonly Vertex[], keyOf: (v: Vertex) => Promise<string>): Promise<void> {
-    await exportCaches(
+  /** Writes every registry/local --cache-to; returns the parts pushed by digest (multi-node). */
+  export(roots: readonly Vertex[], keyOf: (v: Vertex) => Promise<string>): Promise<CachePart[]> {
+    return exportCaches(
       this.req.cacheTo ?? [],
       { roots, keyOf, imported: this.imported },
       this.deps,

@@ -1,6 +1,7 @@
 /** What a build is asked to do: the engine's input, the same in-process and (later) over the wire. */
 import type { Platform } from "../platform/types.js";
 import type { CacheExportSpec, CacheImportSpec } from "../remotecache/spec.js";
+import type { CachePart } from "../remotecache/index.js";
 
 export type OutputSpec =
   | {
@@ -72,4 +73,6 @@ export interface BuildResult {
   configDigest?: string;
   imageNames: string[];
   durationMs: number;
+  /** caches pushed by digest for the client to merge (a node of a multi-node builder) */
+  cacheParts?: CachePart[];
 }

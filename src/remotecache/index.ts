@@ -28,6 +28,7 @@ import {
   encodeCache,
   encodeInline,
   parseCacheConfig,
+  type CacheConfig,
   type CacheEntry,
   type CachedLayer,
 } from "./format.js";
@@ -279,12 +280,22 @@ export interface SolvedBuild {
   imported: ImportedCache;
 }
 
-/** Writes every `--cache-to` but inline; a failure fails the build unless ignore-error=true. */
+/** A cache a node pushed by digest (`part`), for the client to merge under the tag. */
+export interface CachePart {
+  ref: string;
+  digest: string;
+}
+
+/**
+ * Writes every `--cache-to` but inline; a failure fails the build unless ignore-error=true.
+ * Returns the parts pushed by digest.
+ */
 export async function exportCaches(
   specs: readonly CacheExportSpec[],
   build: SolvedBuild,
   deps: RemoteCacheDeps,
-): Promise<void> {
+): Promise<CachePart[]> {
+  const parts: CachePart[] = [];
   for (const spec of specs) {
     if (spec.type === "inline") continue;
     const name = spec.type === "registry" ? spec.ref : spec.dest;
@@ -293,25 +304,40 @@ export async function exportCaches(
         spec.type === "registry"
           ? registryTarget(deps.client, spec.ref)
           : await localTarget(spec.dest, spec.tag);
-      await exportTo(target, spec, build, deps);
-    } catch (e) {
-      if (!spec.ignoreError) {
-        throw new KilnError("E_CACHE_EXPORT", `cannot export cache to ${name}: ${messageOf(e)}`, {
-          hint: "fix the destination, or add ignore-error=true to --cache-to to build without it",
-          cause: e,
-        });
+      const root = await exportTo(target, spec, build, deps);
+      if (root && spec.type === "registry" && spec.part) {
+        parts.push({ ref: spec.ref, digest: root.digest });
       }
-      deps.warn(`cannot export cache to ${name}: ${messageOf(e)}`, "ignored (ignore-error=true)");
+    } catch (e) {
+      failed(spec, name, e, deps);
     }
   }
+  return parts;
 }
+
+function failed(
+  spec: { ignoreError: boolean },
+  name: string,
+  e: unknown,
+  deps: Pick<RemoteCacheDeps, "warn">,
+): void {
+  if (!spec.ignoreError) {
+    throw new KilnError("E_CACHE_EXPORT", `cannot export cache to ${name}: ${messageOf(e)}`, {
+      hint: "fix the destination, or add ignore-error=true to --cache-to to build without it",
+      cause: e,
+    });
+  }
+  deps.warn(`cannot export cache to ${name}: ${messageOf(e)}`, "ignored (ignore-error=true)");
+}
+
+type StoredSpec = Extract<CacheExportSpec, { type: "registry" | "local" }>;
 
 async function exportTo(
   target: CacheTarget,
-  spec: Extract<CacheExportSpec, { type: "registry" | "local" }>,
+  spec: StoredSpec,
   build: SolvedBuild,
   deps: RemoteCacheDeps,
-): Promise<void> {
+): Promise<Descriptor | undefined> {
   const entries: CacheEntry[] = [];
   const open = new Map<string, () => Readable>();
   const family = spec.ociMediaTypes ? "oci" : "docker";
@@ -341,12 +367,23 @@ async function exportTo(
   const { config, blobs } = encodeCache(entries);
   if (blobs.length === 0) {
     deps.warn(`cache export to ${target.name} skipped: no step of this build made a layer`);
-    return;
+    return undefined;
   }
   await target.putBlobs(
     blobs.map((desc) => ({ desc, open: open.get(desc.digest)! })),
     [...mountFrom],
   );
+  return writeRoot(target, spec, config, blobs, spec.type === "registry" && spec.part === true);
+}
+
+/** Writes the config blob and the root (index, or manifest with image-manifest=true). */
+async function writeRoot(
+  target: CacheTarget,
+  spec: Pick<StoredSpec, "imageManifest" | "ociMediaTypes">,
+  config: CacheConfig,
+  blobs: Descriptor[],
+  untagged: boolean,
+): Promise<Descriptor> {
   const configDesc = await putJSONBlob(target, config, CACHE_CONFIG_MEDIA_TYPE);
   const root = spec.imageManifest
     ? {
@@ -360,7 +397,35 @@ async function exportTo(
         mediaType: spec.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList,
         manifests: [...blobs, configDesc],
       };
-  await target.putRoot(encodeJSON(root), root.mediaType);
+  return target.putRoot(encodeJSON(root), root.mediaType, untagged);
+}
+
+/**
+ * Merges the parts several nodes pushed by digest into one cache under the spec's tag (the
+ * blobs are in the repository already): one ref then serves every platform of the build.
+ */
+export async function mergeCacheParts(
+  client: RegistryClient,
+  spec: Extract<CacheExportSpec, { type: "registry" }>,
+  digests: readonly string[],
+  warn: (message: string, detail?: string) => void,
+): Promise<void> {
+  try {
+    const r = parseReference(spec.ref);
+    const entries: CacheEntry[] = [];
+    for (const digest of digests) {
+      const part = await readCache(
+        registrySource(client, `${r.registry}/${r.repository}@${digest}`),
+      );
+      if (!part) throw new KilnError("E_CACHE_EXPORT", `cache part ${digest} is gone`);
+      entries.push(...part);
+    }
+    const { config, blobs } = encodeCache(entries);
+    if (blobs.length === 0) return;
+    await writeRoot(registryTarget(client, spec.ref), spec, config, blobs, false);
+  } catch (e) {
+    failed(spec, spec.ref, e, { warn });
+  }
 }
 
 /**

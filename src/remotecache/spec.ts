@@ -17,6 +17,11 @@ export type CacheExportSpec =
       imageManifest: boolean;
       ignoreError: boolean;
       insecure: boolean;
+      /**
+       * push the cache by digest, untagged (a multi-node builder's node exports its part so;
+       * the client merges the parts under the tag). Not a flag.
+       */
+      part?: boolean;
     }
   | {
       type: "local";

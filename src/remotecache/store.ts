@@ -35,8 +35,8 @@ export interface CacheTarget {
     blobs: readonly { desc: Descriptor; open: () => Readable }[],
     mountFrom: readonly string[],
   ): Promise<void>;
-  /** writes the root document under the cache's tag */
-  putRoot(bytes: Buffer, mediaType: string): Promise<void>;
+  /** writes the root document under the cache's tag, or untagged (by digest) */
+  putRoot(bytes: Buffer, mediaType: string, untagged?: boolean): Promise<Descriptor>;
 }
 
 function repoOf(ref: string): { repo: RepositoryRef; reference: string } {
@@ -83,8 +83,8 @@ export function registryTarget(client: RegistryClient, ref: string): CacheTarget
         await client.pushBlob(repo, b.desc, b.open, { mountFrom });
       });
     },
-    async putRoot(bytes, mediaType) {
-      await client.putManifest(repo, reference, bytes, mediaType);
+    async putRoot(bytes, mediaType, untagged) {
+      return client.putManifest(repo, untagged ? digestOf(bytes) : reference, bytes, mediaType);
     },
   };
 }
@@ -129,7 +129,9 @@ export async function localTarget(dir: string, tag: string): Promise<CacheTarget
     },
     async putRoot(bytes, mediaType) {
       const info = await store.putBytes(bytes);
-      await store.addToIndex({ mediaType, digest: info.digest, size: info.size }, tag);
+      const desc = { mediaType, digest: info.digest, size: info.size };
+      await store.addToIndex(desc, tag);
+      return desc;
     },
   };
 }
