@@ -126,6 +126,7 @@ export function parseCacheConfig(bytes: Uint8Array, source: string): CacheConfig
   const ok =
     typeof c === "object" &&
     c !== null &&
+    !Array.isArray(c) &&
     (!("layers" in c) || Array.isArray(c.layers)) &&
     (!("records" in c) || Array.isArray(c.records));
   if (!ok) throw invalid(source, "the cache config has no layers/records lists");
@@ -154,7 +155,9 @@ export function decodeCache(
     const created = d?.annotations?.[CREATED_ANNOTATION] ?? l.annotations?.createdAt ?? createdAt;
     return { digest: l.blob, size, mediaType, diffID, createdAt: created };
   };
-  const chainFrom = (top: number, createdAt: string): CachedLayer[] | undefined => {
+  const chainFrom = (top: number, recorded: string): CachedLayer[] | undefined => {
+    // Go writes the zero time for a result that has none
+    const createdAt = recorded === ZERO_TIME ? undefined : recorded;
     const out: CachedLayer[] = [];
     const seen = new Set<number>();
     for (let i = top; i >= 0; i = layers[i]?.parent ?? 0) {
