@@ -290,6 +290,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       conversions,
       keyOf,
     );
+    const assembleOpts = assembleOptionsFor(req.outputs, epoch);
+    const toExport = await remoteCache.forExport(platformImages, req.outputs, assembleOpts);
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
         {
@@ -298,8 +300,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           snapshots: state.snapshots,
           tmpDir: state.tmpDir,
         },
-        platformImages,
-        assembleOptionsFor(req.outputs, epoch),
+        toExport,
+        assembleOpts,
       ),
     );
     const root = rootDescriptor(assembled);
@@ -311,8 +313,9 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       sink,
       tmpDir: state.tmpDir,
       assembled,
-      platformImages,
+      platformImages: toExport,
       epoch,
+      remoteBlobs: remoteCache.remoteBlobs,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
     const cacheParts = remoteCache.exports

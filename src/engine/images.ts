@@ -62,6 +62,11 @@ export function chainIDs(diffIDs: readonly string[]): string[] {
   return out;
 }
 
+/** The snapshot each layer of a chain is unpacked into (by chain ID: shared by every image). */
+export function layerSnapshots(diffIDs: readonly string[]): string[] {
+  return chainIDs(diffIDs).map((c) => `layer-${c.slice(7)}`);
+}
+
 export class Images implements ImagePuller {
   private readonly resolving = new Map<string, Promise<ResolvedImage>>();
   private readonly unpacking = new Map<string, Promise<void>>();
@@ -202,12 +207,12 @@ export class Images implements ImagePuller {
     fetch: (desc: Descriptor) => Readable,
     signal: AbortSignal,
   ): Promise<string[]> {
-    const chains = chainIDs(layers.map((l) => l.diffID));
+    const names = layerSnapshots(layers.map((l) => l.diffID));
     const out: string[] = [];
     for (let i = 0; i < layers.length; i++) {
       signal.throwIfAborted();
       const { desc, diffID } = layers[i]!;
-      const snapshot = `layer-${chains[i]!.slice(7)}`;
+      const snapshot = names[i]!;
       const parents = [...out];
       await this.unpackOnce(snapshot, () =>
         this.unpack(v, () => fetch(desc), desc, diffID, snapshot, parents),

@@ -6,7 +6,10 @@ import type { FsResult } from "../cache/index.js";
 import type { ConvertResult } from "../frontend/dockerfile/convert.js";
 import type { Vertex } from "../graph/index.js";
 import { layerBlob } from "../exporter/image.js";
-import type { PlatformImage } from "../exporter/image.js";
+import type { AssembleOptions, PlatformImage } from "../exporter/image.js";
+import type { ExportContext } from "../exporter/export.js";
+import { KilnError } from "../errors.js";
+import { layerCompression } from "../oci/index.js";
 import type { ProgressSink } from "../progress/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient } from "../registry/index.js";
@@ -21,8 +24,8 @@ import {
   type RemoteCacheDeps,
 } from "../remotecache/index.js";
 import type { ResultCache } from "../solver/index.js";
-import type { Images } from "./images.js";
-import type { BuildRequest } from "./request.js";
+import { layerSnapshots, type Images } from "./images.js";
+import type { BuildRequest, OutputSpec } from "./request.js";
 import type { KilnState } from "./state.js";
 
 export class BuildRemoteCache {
@@ -49,6 +52,7 @@ export class BuildRemoteCache {
       client: o.client,
       content: o.state.content,
       local: o.state.cache,
+      snapshotNames: layerSnapshots,
       unpack: (v, layers, fetch, signal) => o.images.unpackLayers(v, layers, fetch, signal),
       layerBlob: (layer, compression) =>
         layerBlob(
@@ -69,6 +73,45 @@ export class BuildRemoteCache {
     const imported = from.length ? await importCaches(from, deps) : ImportedCache.empty();
     const results = imported.size ? new CacheWithImports(deps, imported, o.signal) : o.state.cache;
     return new BuildRemoteCache(req, deps, imported, results);
+  }
+
+  /**
+   * The images with imported layers unpacked where the outputs need them: only pushes of
+   * layers as they are (same compression, no SOURCE_DATE_EPOCH) leave them referenced.
+   */
+  async forExport(
+    images: PlatformImage[],
+    outputs: readonly OutputSpec[],
+    opts: AssembleOptions,
+  ): Promise<PlatformImage[]> {
+    const prepare = this.results.prepare?.bind(this.results);
+    if (!prepare) return images;
+    const pushOnly =
+      outputs.length > 0 &&
+      outputs.every((o) => o.type === "image" && o.push) &&
+      opts.epoch === undefined &&
+      !opts.forceCompression;
+    return Promise.all(
+      images.map(async (img) => {
+        const asIs = img.result.layers.every(
+          (l) => !l.remote || layerCompression(l.blob!.mediaType) === opts.compression,
+        );
+        return pushOnly && asIs ? img : { ...img, result: await prepare(img.result) };
+      }),
+    );
+  }
+
+  /** Where a push finds imported blobs it did not fetch. */
+  get remoteBlobs(): ExportContext["remoteBlobs"] {
+    if (this.imported.size === 0) return undefined;
+    return {
+      mountFrom: (registry) => this.imported.repositoriesOn(registry),
+      open: (desc) => {
+        const source = this.imported.sourceOf(desc.digest);
+        if (!source) throw new KilnError("E_INTERNAL", `no cache holds blob ${desc.digest}`);
+        return source.openBlob(desc);
+      },
+    };
   }
 
   private get wantsInline(): boolean {

@@ -110,7 +110,8 @@ export async function layerBlob(
   layer: LayerRecord,
   opts: AssembleOptions,
 ): Promise<BlobRecord> {
-  const pulled = layer.blob && !layer.producer ? layer.blob : undefined;
+  // an imported layer not unpacked goes out as it is too (the engine unpacks it otherwise)
+  const pulled = layer.blob && (!layer.producer || layer.remote) ? layer.blob : undefined;
   // a pulled layer is exported exactly as pulled unless another compression is forced on it
   if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
     return pulled;

@@ -52,6 +52,8 @@ export interface RemoteCacheDeps {
   client: RegistryClient;
   content: ContentStore;
   local: BuildCache;
+  /** the snapshots a chain of layers (by diff ID, bottom first) is unpacked into */
+  snapshotNames(diffIDs: readonly string[]): string[];
   /** unpacks a chain of blobs into snapshots (bottom first), fetching missing blobs with `fetch` */
   unpack(
     v: Vertex,
@@ -71,10 +73,16 @@ interface Imported {
 
 /** The records of every `--cache-from`, by cache key (the first source that has a key wins). */
 export class ImportedCache {
+  private readonly blobs = new Map<string, CacheSource>();
+
   constructor(
     readonly entries: ReadonlyMap<string, Imported>,
     readonly sources: readonly CacheSource[],
-  ) {}
+  ) {
+    for (const e of entries.values()) {
+      for (const l of e.layers) if (!this.blobs.has(l.digest)) this.blobs.set(l.digest, e.source);
+    }
+  }
 
   static empty(): ImportedCache {
     return new ImportedCache(new Map(), []);
@@ -82,6 +90,16 @@ export class ImportedCache {
 
   get(key: string): Imported | undefined {
     return this.entries.get(key);
+  }
+
+  /** The source a blob of an imported result is read from. */
+  sourceOf(digest: string): CacheSource | undefined {
+    return this.blobs.get(digest);
+  }
+
+  /** The repositories of `registry` that imported caches live in (blobs mount from them). */
+  repositoriesOn(registry: string): string[] {
+    return this.sources.flatMap((s) => (s.repo?.registry === registry ? [s.repo.repository] : []));
   }
 
   get size(): number {
@@ -184,10 +202,15 @@ function parseJSON(bytes: Buffer, name: string): unknown {
 }
 
 /**
- * The solver's result cache with imported records behind the local ones: an imported hit is
- * unpacked into snapshots (fetching the blobs the content store lacks) and recorded locally.
+ * The solver's result cache with imported records behind the local ones. An imported hit is a
+ * result whose layers are only referenced (`remote`): it is unpacked into snapshots — fetching
+ * the blobs the content store lacks — when a step needs it as an input (`prepare`), or when the
+ * export needs its files; a build whose final step hits exports its layers as they are.
  */
 export class CacheWithImports implements ResultCache<FsResult> {
+  private readonly lazy = new WeakMap<FsResult, { v: Vertex; key: string; e: Imported }>();
+  private readonly unpacked = new Map<string, Promise<FsResult>>();
+
   constructor(
     private readonly deps: RemoteCacheDeps,
     private readonly imported: ImportedCache,
@@ -199,30 +222,54 @@ export class CacheWithImports implements ResultCache<FsResult> {
     if (hit !== undefined) return hit;
     const e = this.imported.get(key);
     if (!e) return undefined;
-    const snapshots = await this.deps.unpack(
-      v,
-      e.layers.map((l) => ({ desc: descriptorOf(l), diffID: l.diffID })),
-      (desc) => e.source.openBlob(desc),
-      this.signal,
-    );
+    const snapshots = this.deps.snapshotNames(e.layers.map((l) => l.diffID));
     const layers: LayerRecord[] = e.layers.map((l, i) => ({
       snapshot: snapshots[i]!,
       blob: { digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: l.diffID },
       created: l.createdAt,
+      remote: true,
     }));
     markProducers(v, layers);
-    for (const l of layers) {
-      // a built layer is exported from its recorded blob, never compressed again
-      const compression = l.producer ? layerCompression(l.blob!.mediaType) : undefined;
-      if (compression) await this.deps.local.recordBlob(l.snapshot, compression, l.blob!);
-    }
     const result = { layers };
-    await this.deps.local.save(key, result);
+    this.lazy.set(result, { v, key, e });
     return result;
   }
 
   save(key: string, result: FsResult): Promise<void> {
     return this.deps.local.save(key, result);
+  }
+
+  /** The result with its layers unpacked (once per key), recorded in the local cache. */
+  prepare(result: FsResult): Promise<FsResult> {
+    const lazy = this.lazy.get(result);
+    if (!lazy) return Promise.resolve(result);
+    let p = this.unpacked.get(lazy.key);
+    if (!p) {
+      p = this.unpack(lazy, result);
+      this.unpacked.set(lazy.key, p);
+    }
+    return p;
+  }
+
+  private async unpack(
+    { v, key, e }: { v: Vertex; key: string; e: Imported },
+    result: FsResult,
+  ): Promise<FsResult> {
+    await this.deps.unpack(
+      v,
+      e.layers.map((l) => ({ desc: descriptorOf(l), diffID: l.diffID })),
+      (desc) => e.source.openBlob(desc),
+      this.signal,
+    );
+    const layers = result.layers.map(({ remote: _remote, ...l }) => l);
+    for (const l of layers) {
+      // a built layer is exported from its recorded blob, never compressed again
+      const compression = l.producer ? layerCompression(l.blob!.mediaType) : undefined;
+      if (compression) await this.deps.local.recordBlob(l.snapshot, compression, l.blob!);
+    }
+    const unpacked = { layers };
+    await this.deps.local.save(key, unpacked);
+    return unpacked;
   }
 }
 

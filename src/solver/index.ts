@@ -36,6 +36,8 @@ export interface ResultCache<R> {
   /** a stored result that is still usable, or undefined (`v` is the vertex the key is for) */
   load(key: string, v: Vertex): Promise<R | undefined>;
   save(key: string, result: R): Promise<void>;
+  /** makes a loaded result usable as a step's input (e.g. unpacks what was only referenced) */
+  prepare?(result: R): Promise<R>;
 }
 
 export interface SolveOptions {
@@ -154,7 +156,12 @@ export class Solver<R> {
         return hit;
       }
     }
-    const inputs = await Promise.all(v.inputs.map((i) => this.result(i)));
+    const inputs = await Promise.all(
+      v.inputs.map(async (i) => {
+        const r = await this.result(i);
+        return this.cache.prepare ? this.cache.prepare(r) : r;
+      }),
+    );
     this.throwIfAborted();
     const release = await this.semaphore.acquire();
     try {

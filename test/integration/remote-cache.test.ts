@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import {
   containerStarts,
@@ -115,6 +115,29 @@ test("a cache exported from one state makes an empty state run nothing (registry
       assert.equal(b.art, "built\n");
       assert.equal(b.v, "1\n");
     }
+
+    // a fully cached build that pushes fetches no layer: they are mounted from the cache's repo
+    const pushState = join(dir, "statePush");
+    await kilnOk(["build", "--cache-from", `${repo}:max`, "-t", `${repo}:pushed`, "--push", "."], {
+      root: pushState,
+      cwd: ctx,
+      path: `${wrapper}:${process.env.PATH ?? ""}`,
+    });
+    assert.deepEqual(await containerStarts(log), [], "the push build started no container");
+    const pushed = (await skopeoRaw(`${repo}:pushed`)) as { layers: { digest: string }[] };
+    const fetched = new Set(await readdir(join(pushState, "content", "blobs", "sha256")));
+    assert.ok(pushed.layers.length >= 3);
+    for (const l of pushed.layers) {
+      assert.ok(!fetched.has(l.digest.slice(7)), `layer ${l.digest} was not downloaded`);
+    }
+    // the pushed image is complete (skopeo verifies every blob it copies)
+    await run("skopeo", [
+      "copy",
+      "--quiet",
+      "--src-tls-verify=false",
+      `docker://${repo}:pushed`,
+      `oci:${join(dir, "pushed-copy")}:x`,
+    ]);
 
     // a changed final stage needs the builder stage's result: only mode=max holds it
     const max = await build("--cache-from", `${repo}:max`, "--build-arg", "V=2");
