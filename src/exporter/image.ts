@@ -106,12 +106,14 @@ function blobKey(opts: AssembleOptions): string {
   return `${opts.compression}${level}${epoch}-d2`;
 }
 
-async function layerBlob(
+/** The compressed blob of one layer (made once per snapshot and compression, then remembered). */
+export async function layerBlob(
   deps: AssembleDeps,
   layer: LayerRecord,
   opts: AssembleOptions,
 ): Promise<BlobRecord> {
-  const pulled = layer.blob && !layer.producer ? layer.blob : undefined;
+  // an imported layer not unpacked goes out as it is too (the engine unpacks it otherwise)
+  const pulled = layer.blob && (!layer.producer || layer.remote) ? layer.blob : undefined;
   // a pulled layer is exported exactly as pulled unless another compression is forced on it
   if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
     return pulled;
