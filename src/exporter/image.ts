@@ -32,6 +32,7 @@ import {
 } from "../oci/index.js";
 import type { Platform } from "../platform/types.js";
 import type { Snapshotter } from "../snapshot/index.js";
+import { INLINE_CACHE_KEY } from "../remotecache/format.js";
 import { resolveAnnotations } from "./annotations.js";
 
 export interface PlatformImage {
@@ -213,12 +214,16 @@ export function finalConfig(
     entry.created = last;
     return entry;
   });
-  return goImageConfig({
-    ...img.config,
-    created: clamp(last),
-    rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
-    history,
-  });
+  const inline = (img.config as unknown as Record<string, unknown>)[INLINE_CACHE_KEY];
+  return goImageConfig(
+    {
+      ...img.config,
+      created: clamp(last),
+      rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
+      history,
+    },
+    inline === undefined ? {} : { [INLINE_CACHE_KEY]: inline },
+  );
 }
 
 export async function assembleImages(
