@@ -1,5 +1,6 @@
 /** Supply-chain attestations (SLSA provenance, SPDX SBOM) stored as BuildKit stores them. */
 export {
+  forOutputs,
   parseAttestFlags,
   wantsAttestations,
   type AttestFlags,
@@ -16,7 +17,13 @@ export {
   type ImageMaterial,
   type PlatformFacts,
 } from "./provenance.js";
-export { makeAttestations, scanContextEnabled, type PlatformTarget } from "./make.js";
+export {
+  attestBuild,
+  makeAttestations,
+  scanContextEnabled,
+  type PlatformTarget,
+  type ResolvedImageRecord,
+} from "./make.js";
 export { imagePurl, formatPurl } from "./purl.js";
 export { scanPackages } from "./sbom/scan.js";
 export { SPDX_PREDICATE, spdxDocument } from "./sbom/spdx.js";

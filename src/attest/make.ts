@@ -3,8 +3,15 @@
  * filesystem (plus the build context's when BUILDKIT_SBOM_SCAN_CONTEXT asks for it).
  */
 import type { Dockerfile } from "../frontend/dockerfile/index.js";
+import { topoSort, type HttpSourceOp, type Vertex } from "../graph/index.js";
+import { equal, format } from "../platform/index.js";
 import type { AttestRequest } from "./options.js";
-import { provenancePredicate, type BuildFacts, type PlatformFacts } from "./provenance.js";
+import {
+  provenancePredicate,
+  type BuildFacts,
+  type ImageMaterial,
+  type PlatformFacts,
+} from "./provenance.js";
 import { scanPackages } from "./sbom/scan.js";
 import { SPDX_PREDICATE, spdxDocument } from "./sbom/spdx.js";
 import type { Attestation } from "./storage.js";
@@ -94,4 +101,78 @@ export function scanContextEnabled(
     for (const a of c.args) if (a.key === key) value = buildArgs[key] ?? a.value ?? value;
   }
   return value !== undefined && enabledFor(stage?.name, value);
+}
+
+/** A base image as resolved during conversion, keyed by the manifest digest the graph pins. */
+export interface ResolvedImageRecord extends ImageMaterial {
+  manifestDigest: string;
+}
+
+/**
+ * The materials and local sources of one platform's graph: the images it pulls (by the name
+ * they were written as and the digest that name resolved to), its ADD URLs with their content
+ * digest, the local contexts it reads.
+ */
+export async function collectPlatformFacts(
+  root: Vertex | undefined,
+  resolved: readonly ResolvedImageRecord[],
+  httpDigest: (op: HttpSourceOp) => Promise<string | undefined>,
+): Promise<PlatformFacts> {
+  const facts: PlatformFacts = { images: [], http: [], locals: [], root };
+  const seen = new Set<string>();
+  for (const v of root ? topoSort([root]) : []) {
+    const op = v.op;
+    if (op.kind === "image") {
+      const r = resolved.find(
+        (x) =>
+          x.manifestDigest === op.manifestDigest && (!v.platform || equal(x.platform, v.platform)),
+      );
+      const m: ImageMaterial = r
+        ? { ref: r.ref, platform: r.platform, digest: r.digest }
+        : {
+            ref: op.ref,
+            platform: v.platform ?? { os: "linux", architecture: "amd64" },
+            digest: op.manifestDigest,
+          };
+      const key = `${m.ref} ${m.digest} ${format(m.platform)}`;
+      if (!seen.has(key)) facts.images.push(m);
+      seen.add(key);
+    } else if (op.kind === "http") {
+      const digest = await httpDigest(op);
+      if (digest !== undefined && !seen.has(op.url)) facts.http.push({ url: op.url, digest });
+      seen.add(op.url);
+    } else if (op.kind === "local" && !facts.locals.includes(op.name)) facts.locals.push(op.name);
+  }
+  return facts;
+}
+
+export interface AttestBuildInput {
+  request: AttestRequest;
+  facts: BuildFacts;
+  df: Dockerfile;
+  target?: string;
+  buildArgs: Readonly<Record<string, string>>;
+  contextDir: string;
+  epoch?: number;
+  /** image names (for the SBOM's root package) */
+  names: readonly string[];
+  platforms: readonly { root: Vertex | undefined; withRootfs: PlatformTarget["withRootfs"] }[];
+  resolved: readonly ResolvedImageRecord[];
+  httpDigest: (op: HttpSourceOp) => Promise<string | undefined>;
+}
+
+/** Everything a build attests, per platform (the engine's one call). */
+export async function attestBuild(i: AttestBuildInput): Promise<Attestation[][]> {
+  const targets: PlatformTarget[] = [];
+  for (const p of i.platforms) {
+    targets.push({
+      facts: await collectPlatformFacts(p.root, i.resolved, i.httpDigest),
+      withRootfs: p.withRootfs,
+    });
+  }
+  return makeAttestations(i.request, i.facts, targets, {
+    name: i.names[0] ?? "image",
+    epoch: i.epoch,
+    contextDir: scanContextEnabled(i.df, i.target, i.buildArgs) ? i.contextDir : undefined,
+  });
 }

@@ -233,3 +233,18 @@ export function parseAttestFlags(
 export function wantsAttestations(r: AttestRequest | undefined): r is AttestRequest {
   return r !== undefined && (r.provenance !== undefined || r.sbom !== undefined);
 }
+
+/**
+ * The request narrowed to what the outputs can carry: inline-only provenance (buildx's default)
+ * needs an image output, and kiln leaves the implicit default out when an image output uses
+ * Docker media types (which cannot list attestation manifests).
+ */
+export function forOutputs(
+  r: AttestRequest,
+  o: { imageOutput: boolean; dockerMediaTypes: boolean; implicitProvenance: boolean },
+): AttestRequest {
+  const out: AttestRequest = { ...r };
+  if (out.provenance?.inlineOnly && !o.imageOutput) delete out.provenance;
+  if (o.implicitProvenance && o.dockerMediaTypes) delete out.provenance;
+  return out;
+}

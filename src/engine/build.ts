@@ -37,6 +37,8 @@ import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
 import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
+import { attestBuild, wantsAttestations, type ResolvedImageRecord } from "../attest/index.js";
+import { randomBytes } from "node:crypto";
 
 export interface EngineOptions {
   root?: string;
@@ -177,7 +179,11 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const t0 = Date.now();
   const sink = opts.progress;
   await checkContext(req.contextDir);
-  const { df, path: dockerfilePath } = await readDockerfile(req.contextDir, req.dockerfile);
+  const {
+    df,
+    path: dockerfilePath,
+    text: dockerfileText,
+  } = await readDockerfile(req.contextDir, req.dockerfile);
   for (const w of df.warnings) {
     sink.write({ type: "warning", message: w.message, location: { file: df.file, line: w.line } });
   }
@@ -214,6 +220,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
   try {
     const images = new Images(state, client, sink);
+    // base images as the Dockerfile names them, for provenance materials
+    const resolvedImages: ResolvedImageRecord[] = [];
     const conversions: ConvertResult[] = await Promise.all(
       targets.map((targetPlatform) =>
         convertDockerfile(df, {
@@ -230,7 +238,16 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           contexts: new Map(
             [...contexts].map(([k, v]) => [k, { dir: v.dir, excludePatterns: v.filter.patterns }]),
           ),
-          resolveImage: (name, platform) => images.resolve(name, platform),
+          resolveImage: async (name, platform) => {
+            const r = await images.resolve(name, platform);
+            resolvedImages.push({
+              ref: name,
+              platform,
+              digest: r.resolvedDigest,
+              manifestDigest: r.manifestDigest,
+            });
+            return r;
+          },
         }),
       ),
     );
@@ -276,6 +293,49 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       baseHistoryLength: c.baseHistoryLength,
       historyProducers: c.historyProducers,
     }));
+    const attestations = wantsAttestations(req.attestations)
+      ? await exportStep(sink, "export:attest", "creating attestations", () =>
+          attestBuild({
+            request: req.attestations!,
+            facts: {
+              dockerfileName: basename(dockerfilePath),
+              dockerfileText,
+              buildArgs: req.buildArgs,
+              labels: req.labels,
+              target: req.target,
+              network: req.network,
+              noCache: req.noCache,
+              secretIds: Object.keys(req.secrets).sort(),
+              sshIds: Object.keys(req.ssh).sort(),
+              builderPlatform: planner.native,
+              invocationId: randomBytes(13).toString("hex").slice(0, 25),
+              startedOn: new Date(t0),
+            },
+            df,
+            target: req.target,
+            buildArgs: req.buildArgs,
+            contextDir: resolve(req.contextDir),
+            epoch,
+            names: req.outputs.flatMap((o) => ("names" in o ? o.names : [])),
+            platforms: platformImages.map((img, i) => ({
+              root: conversions[i]!.root,
+              withRootfs: async (fn) => {
+                const view = await state.snapshots.prepare(
+                  `attest-${randomBytes(8).toString("hex")}`,
+                  img.result.layers.map((l) => l.snapshot),
+                );
+                try {
+                  return await fn(view.rootfs);
+                } finally {
+                  await view.release();
+                }
+              },
+            })),
+            resolved: resolvedImages,
+            httpDigest: (op) => worker.httpDigest(op),
+          }),
+        )
+      : undefined;
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
         {
@@ -285,7 +345,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           tmpDir: state.tmpDir,
         },
         platformImages,
-        assembleOptionsFor(req.outputs, epoch),
+        assembleOptionsFor(req.outputs, epoch, attestations),
       ),
     );
     const root = rootDescriptor(assembled);
@@ -299,6 +359,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       assembled,
       platformImages,
       epoch,
+      attestations,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
 

@@ -1,5 +1,6 @@
 /** What a build is asked to do: the engine's input, the same in-process and (later) over the wire. */
 import type { Platform } from "../platform/types.js";
+import type { AttestRequest } from "../attest/options.js";
 
 export type OutputSpec =
   | {
@@ -47,6 +48,8 @@ export interface BuildRequest {
   /** do not use kernel binfmt_misc handlers; emulate through the QEMU wrapper only */
   ignoreBinfmt: boolean;
   insecureRegistries: string[];
+  /** SLSA provenance / SBOM to attach (none when absent; the CLI adds buildx's defaults) */
+  attestations?: AttestRequest;
 }
 
 export interface PlatformOutcome {

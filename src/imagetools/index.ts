@@ -7,6 +7,13 @@ export {
   type InspectJSON,
 } from "./inspect.js";
 export {
+  attestationView,
+  imageAttestations,
+  type ImageAttestations,
+  type ProvenanceStub,
+  type SbomStub,
+} from "./attestations.js";
+export {
   mergeSources,
   parseAnnotation,
   platformFromConfig,

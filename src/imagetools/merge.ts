@@ -4,6 +4,11 @@
  * entries with the same digest are merged (later platform and annotations win), the result is a
  * Docker manifest list when every entry is a Docker type, else an OCI index.
  */
+import {
+  ATTESTATION_REFERENCE_TYPE,
+  REFERENCE_DIGEST_ANNOTATION,
+  REFERENCE_TYPE_ANNOTATION,
+} from "../attest/index.js";
 import { KilnError } from "../errors.js";
 import { encodeJSON, describe } from "../oci/encode.js";
 import { MediaType, isIndexType } from "../oci/mediatypes.js";
@@ -44,9 +49,9 @@ export interface MergeResult {
   carbonCopy: boolean;
 }
 
-const attestationType = "attestation-manifest";
-const referenceTypeKey = "vnd.docker.reference.type";
-const referenceDigestKey = "vnd.docker.reference.digest";
+const attestationType = ATTESTATION_REFERENCE_TYPE;
+const referenceTypeKey = REFERENCE_TYPE_ANNOTATION;
+const referenceDigestKey = REFERENCE_DIGEST_ANNOTATION;
 
 /** Parse `index:k=v`, `manifest-descriptor:k=v` or `manifest-descriptor[os/arch]:k=v`. */
 export function parseAnnotation(flag: string): AnnotationSpec {

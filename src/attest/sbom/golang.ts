@@ -51,7 +51,7 @@ export async function goBuildInfoSection(path: string): Promise<Buffer | undefin
       const s = section(i);
       const end = names.indexOf(0, s.name);
       if (names.toString("latin1", s.name, end < 0 ? undefined : end) !== ".go.buildinfo") continue;
-      return readAt(fh, s.offset, s.size);
+      return await readAt(fh, s.offset, s.size);
     }
     return undefined;
   } finally {
