@@ -20,8 +20,8 @@ const SOURCE_INFO: Record<FoundPackage["ecosystem"], string> = {
 };
 
 const PURPOSE: Record<FoundPackage["ecosystem"], string> = {
-  deb: "OPERATING-SYSTEM",
-  apk: "OPERATING-SYSTEM",
+  deb: "OPERATING_SYSTEM",
+  apk: "OPERATING_SYSTEM",
   npm: "LIBRARY",
   python: "LIBRARY",
   go: "LIBRARY",
