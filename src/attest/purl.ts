@@ -14,9 +14,9 @@ function enc(s: string): string {
   );
 }
 
-/** A path segment (namespace part, name, version): as `enc`, but `:` and `+` stay readable. */
+/** A path segment (namespace part, name, version): as `enc`, but `:+()` stay readable. */
 function segment(s: string): string {
-  return enc(s).replace(/%3A/g, ":").replace(/%2B/g, "+");
+  return enc(s).replace(/%(3A|2B|28|29)/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
 }
 
 export interface Purl {
