@@ -36,6 +36,7 @@ export {
   REFERENCE_DIGEST_ANNOTATION,
   REFERENCE_TYPE_ANNOTATION,
   fileSubject,
+  isAttestationManifest,
   imageSubjects,
   statementOf,
   storeAttestations,

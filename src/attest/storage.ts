@@ -20,6 +20,11 @@ export const REFERENCE_TYPE_ANNOTATION = "vnd.docker.reference.type";
 export const REFERENCE_DIGEST_ANNOTATION = "vnd.docker.reference.digest";
 export const ATTESTATION_REFERENCE_TYPE = "attestation-manifest";
 
+/** True for an index entry that is an attestation manifest (not a runnable image). */
+export function isAttestationManifest(d: Descriptor): boolean {
+  return d.annotations?.[REFERENCE_TYPE_ANNOTATION] === ATTESTATION_REFERENCE_TYPE;
+}
+
 /** One attestation of a platform's result, before it is wrapped in a statement. */
 export interface Attestation {
   predicateType: string;

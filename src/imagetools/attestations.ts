@@ -6,6 +6,7 @@
  */
 import {
   IN_TOTO_MEDIA_TYPE,
+  isAttestationManifest,
   PREDICATE_TYPE_ANNOTATION,
   REFERENCE_DIGEST_ANNOTATION,
   SPDX_PREDICATE,
@@ -17,7 +18,6 @@ import type { Descriptor } from "../oci/types.js";
 import { format } from "../platform/index.js";
 import { formatRef, type RegistryClient, type RepositoryRef } from "../registry/index.js";
 import type { Inspected } from "./inspect.js";
-import { isAttestation } from "./merge.js";
 
 export interface ProvenanceStub {
   SLSA?: unknown;
@@ -73,13 +73,13 @@ export async function imageAttestations(
   const repo = { registry: img.ref.registry, repository: img.ref.repository };
   const manifests = img.document.index.manifests;
   const images = manifests.filter(
-    (d) => isManifestType(d.mediaType) && d.platform !== undefined && !isAttestation(d),
+    (d) => isManifestType(d.mediaType) && d.platform !== undefined && !isAttestationManifest(d),
   );
   for (const image of images) {
     const platform = format(toPlatform(image.platform!));
     out.platforms.push(platform);
     const refs = manifests.filter(
-      (d) => isAttestation(d) && d.annotations?.[REFERENCE_DIGEST_ANNOTATION] === image.digest,
+      (d) => isAttestationManifest(d) && d.annotations?.[REFERENCE_DIGEST_ANNOTATION] === image.digest,
     );
     for (const r of refs) {
       const m = await client.getManifest(repo, r.digest);

@@ -18,7 +18,6 @@ export {
   parseAnnotation,
   platformFromConfig,
   platformKey,
-  isAttestation,
   type AnnotationSpec,
   type AnnotationTarget,
   type MergeOptions,
