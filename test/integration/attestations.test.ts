@@ -9,7 +9,15 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { run } from "../fixtures/exec.js";
-import { kilnOk, removeTree, tempDir, testRegistry, writeContext } from "../fixtures/build-cli.js";
+import {
+  collect,
+  kilnOk,
+  removeTree,
+  startKiln,
+  tempDir,
+  testRegistry,
+  writeContext,
+} from "../fixtures/build-cli.js";
 import { statementErrors } from "../unit/attest/attest-schema.js";
 import { assertSchema, type Descriptor } from "../unit/exporter/layout-check.js";
 
@@ -51,6 +59,15 @@ async function blob(repo: string, d: Descriptor): Promise<Buffer> {
   const bytes = Buffer.from(await res.arrayBuffer());
   assert.equal(`sha256:${createHash("sha256").update(bytes).digest("hex")}`, d.digest);
   return bytes;
+}
+
+/** `kiln imagetools inspect REF --format F`, its stdout as JSON. */
+async function inspect(ref: string, format: string): Promise<unknown> {
+  const r = await collect(
+    await startKiln(["imagetools", "inspect", ref, "--format", format], opts()),
+  );
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
 }
 
 before(async () => {
@@ -201,24 +218,22 @@ test("a two-platform push with --sbom and mode=max provenance: BuildKit's storag
   for (const t of everything) assert.ok(!t.includes(SECRET), "a secret's value is never attested");
 
   // buildx's inspect templates, per platform
-  const sbomView = JSON.parse(
-    (await kilnOk(["imagetools", "inspect", `${repo}:1`, "--format", "{{json .SBOM}}"], opts()))
-      .stdout,
-  ) as Record<string, { SPDX: { spdxVersion: string } }>;
+  const sbomView = (await inspect(`${repo}:1`, "{{json .SBOM}}")) as Record<
+    string,
+    { SPDX: { spdxVersion: string } }
+  >;
   assert.deepEqual(Object.keys(sbomView).sort(), ["linux/amd64", "linux/arm64"]);
   assert.equal(sbomView["linux/arm64"]!.SPDX.spdxVersion, "SPDX-2.3");
-  const provView = JSON.parse(
-    (
-      await kilnOk(
-        ["imagetools", "inspect", `${repo}:1`, "--format", "{{json .Provenance}}"],
-        opts(),
-      )
-    ).stdout,
-  ) as Record<string, { SLSA: { buildDefinition: unknown } }>;
+  const provView = (await inspect(`${repo}:1`, "{{json .Provenance}}")) as Record<
+    string,
+    { SLSA: { buildDefinition: unknown } }
+  >;
   assert.ok(provView["linux/amd64"]!.SLSA.buildDefinition);
-  const all = JSON.parse(
-    (await kilnOk(["imagetools", "inspect", `${repo}:1`, "--format", "json"], opts())).stdout,
-  ) as { provenance: unknown; sbom: unknown; image: Record<string, unknown> };
+  const all = (await inspect(`${repo}:1`, "json")) as {
+    provenance: unknown;
+    sbom: unknown;
+    image: Record<string, unknown>;
+  };
   assert.deepEqual(all.sbom, sbomView);
   assert.deepEqual(all.provenance, provView);
   assert.deepEqual(Object.keys(all.image).sort(), ["linux/amd64", "linux/arm64"]);
