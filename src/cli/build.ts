@@ -80,6 +80,7 @@ Outputs (-o/--output, repeatable; buildx's syntax):
 Environment:
   SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
                      for reproducible images; also accepted as --build-arg
+  BUILDX_NO_DEFAULT_ATTESTATIONS=1  no default provenance attestation
   KILN_ROOT          kiln's state directory
   BUILDKIT_PROGRESS  default --progress mode
 `;

@@ -116,7 +116,9 @@ function inspectCommand(): Command {
         '{"name", "manifest", "image"} like buildx\'s {{json .}}: manifest is the index\n' +
         "(schemaVersion, mediaType, digest, size, manifests, annotations) or the manifest with\n" +
         "its digest and size; image is the image config, or an object of configs keyed by\n" +
-        'platform ("linux/arm64/v8") when the index has several.',
+        'platform ("linux/arm64/v8") when the index has several; plus provenance and sbom\n' +
+        "(the attestations) when there are any. '{{json .}}' prints buildx's object as is,\n" +
+        "'{{json .Provenance}}' and '{{json .SBOM}}' buildx's per-platform attestation views.",
     )
     .argument("<name>", "image reference, e.g. registry/app:1 or registry/app@sha256:…")
     .option("--raw", "print the manifest or index exactly as stored")
