@@ -23,6 +23,7 @@ import {
 } from "./options.js";
 import { parseCacheFrom, parseCacheTo } from "../remotecache/index.js";
 import { reportResult } from "./results.js";
+import { forOutputs, parseAttestFlags } from "../attest/index.js";
 
 // no default value: commander would print "(default: [])" in the help
 // commander gives `--no-*` options a default of true; a list starts empty whatever it was given
@@ -64,6 +65,9 @@ interface BuildFlags {
   insecureRegistry?: string[];
   builder?: string;
   strictPlatforms?: boolean;
+  provenance?: string;
+  sbom?: string;
+  attest?: string[];
 }
 
 const OUTPUTS_HELP = `
@@ -94,6 +98,7 @@ Cache (--cache-to / --cache-from, repeatable; buildx's syntax, BuildKit's format
 Environment:
   SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
                      for reproducible images; also accepted as --build-arg
+  BUILDX_NO_DEFAULT_ATTESTATIONS=1  no default provenance attestation
   KILN_ROOT          kiln's state directory
   BUILDKIT_PROGRESS  default --progress mode
 `;
@@ -210,6 +215,19 @@ export function buildCommand(): Command {
       "--strict-platforms",
       "with a builder: never build a platform on a node that emulates it",
     )
+    .option(
+      "--provenance <value>",
+      "SLSA provenance: true, false, or mode=min|max[,version=v1|v0.2][,builder-id=ID] (default: mode=min on images)",
+    )
+    .option(
+      "--sbom <value>",
+      "SPDX SBOM of the image from kiln's scanner: true or false (default: false)",
+    )
+    .option(
+      "--attest <spec>",
+      "attestation: type=provenance,… or type=sbom (disabled=true turns one off) (repeatable)",
+      collect,
+    )
     .option("--call <method>", "outline or targets[,format=json]: describe instead of building")
     .addHelpText("after", OUTPUTS_HELP)
     .action(async (context: string, flags: BuildFlags & { call?: string }) => {
@@ -314,6 +332,20 @@ async function runBuildIn(contextDir: string, flags: BuildFlags): Promise<void> 
       parseCacheFrom(v, v.includes("=") ? parseAttributes("--cache-from", v) : new Map()),
     ),
     cacheTo: (flags.cacheTo ?? []).map((v) => parseCacheTo(v, parseAttributes("--cache-to", v))),
+    attestations: forOutputs(
+      parseAttestFlags({
+        provenance: flags.provenance,
+        sbom: flags.sbom,
+        attest: flags.attest ?? [],
+      }),
+      {
+        imageOutput: outputs.some((o) => o.type !== "local" && o.type !== "tar"),
+        dockerMediaTypes: outputs.some((o) => o.type === "image" && !o.ociMediaTypes),
+        implicitProvenance:
+          flags.provenance === undefined &&
+          !(flags.attest ?? []).some((a) => /(^|,)\s*type=provenance\s*(,|$)/i.test(a)),
+      },
+    ),
   };
   const mode = flags.quiet
     ? "quiet"

@@ -14,6 +14,7 @@ import { toPlatform } from "../oci/index.js";
 import { formatBytes } from "../progress/index.js";
 import { formatReference, parseReference, registryHost } from "../reference/index.js";
 import { RegistryClient, dockerCredentials, pushImage } from "../registry/index.js";
+import { isAttestationManifest } from "../attest/index.js";
 
 export interface StoredImage {
   /** the full reference, or undefined for an untagged result */
@@ -37,6 +38,8 @@ async function describeStored(content: ContentStore, root: Descriptor): Promise<
       return;
     }
     for (const d of [doc.manifest.config, ...doc.manifest.layers]) blobs.set(d.digest, d.size);
+    // an attestation manifest is part of the image, not one of its platforms
+    if (isAttestationManifest(desc)) return;
     if (desc.platform) platforms.push(formatAll(toPlatform(desc.platform)));
     else {
       const config = parseConfig(await content.readBytes(doc.manifest.config.digest));

@@ -2,8 +2,10 @@
 import { Command } from "commander";
 import { KilnError } from "../errors.js";
 import {
+  attestationView,
   createImage,
   formatInspect,
+  imageAttestations,
   inspectImage,
   inspectJSON,
   parseAnnotation,
@@ -93,6 +95,20 @@ function createCommand(): Command {
     });
 }
 
+/**
+ * `json` (kiln's: buildx's `{{json .}}` plus provenance and sbom), or one of buildx's
+ * templates `{{json .}}`, `{{json .Provenance}}`, `{{json .SBOM}}`.
+ */
+function parseInspectFormat(f: string): "kiln" | "all" | "provenance" | "sbom" {
+  const t = f.trim();
+  if (t === "json") return "kiln";
+  const m = /^\{\{\s*json\s+\.(Provenance|SBOM)?\s*\}\}$/.exec(t);
+  if (m !== null) return m[1] === "Provenance" ? "provenance" : m[1] === "SBOM" ? "sbom" : "all";
+  throw new KilnError("E_FLAG", `unsupported --format ${JSON.stringify(f)}`, {
+    hint: "use --format json, '{{json .}}', '{{json .Provenance}}' or '{{json .SBOM}}', or --raw for the stored bytes",
+  });
+}
+
 function inspectCommand(): Command {
   return new Command("inspect")
     .description(
@@ -100,11 +116,16 @@ function inspectCommand(): Command {
         '{"name", "manifest", "image"} like buildx\'s {{json .}}: manifest is the index\n' +
         "(schemaVersion, mediaType, digest, size, manifests, annotations) or the manifest with\n" +
         "its digest and size; image is the image config, or an object of configs keyed by\n" +
-        'platform ("linux/arm64/v8") when the index has several.',
+        'platform ("linux/arm64/v8") when the index has several; plus provenance and sbom\n' +
+        "(the attestations) when there are any. '{{json .}}' prints buildx's object as is,\n" +
+        "'{{json .Provenance}}' and '{{json .SBOM}}' buildx's per-platform attestation views.",
     )
     .argument("<name>", "image reference, e.g. registry/app:1 or registry/app@sha256:…")
     .option("--raw", "print the manifest or index exactly as stored")
-    .option("--format <format>", 'output format: json (also accepted: "{{json .}}")')
+    .option(
+      "--format <format>",
+      "output format: json (with provenance and sbom), or '{{json .}}', '{{json .Provenance}}', '{{json .SBOM}}'",
+    )
     .option(
       "--insecure-registry <host>",
       "allow plain HTTP to this registry (loopback always is) (repeatable)",
@@ -112,11 +133,7 @@ function inspectCommand(): Command {
       [],
     )
     .action(async (name: string, flags: InspectFlags) => {
-      if (flags.format !== undefined && !["json", "{{json .}}"].includes(flags.format.trim())) {
-        throw new KilnError("E_FLAG", `unsupported --format ${JSON.stringify(flags.format)}`, {
-          hint: "use --format json, or --raw for the stored bytes",
-        });
-      }
+      const format = flags.format === undefined ? undefined : parseInspectFormat(flags.format);
       if (flags.raw && flags.format !== undefined) {
         throw new KilnError("E_FLAG", "--raw and --format cannot be combined", {
           hint: "choose one",
@@ -128,9 +145,23 @@ function inspectCommand(): Command {
       });
       try {
         const img = await inspectImage(client, parseReference(name));
+        const print = (v: unknown): void => {
+          process.stdout.write(JSON.stringify(v, null, 2) + "\n");
+        };
         if (flags.raw) process.stdout.write(img.bytes);
-        else if (flags.format !== undefined)
-          process.stdout.write(JSON.stringify(await inspectJSON(client, img), null, 2) + "\n");
+        else if (format === "all") print(await inspectJSON(client, img));
+        else if (format === "kiln") {
+          const base = await inspectJSON(client, img);
+          const att = await imageAttestations(client, img);
+          print({
+            ...base,
+            ...(Object.keys(att.provenance).length > 0
+              ? { provenance: attestationView(att, "provenance") }
+              : {}),
+            ...(Object.keys(att.sbom).length > 0 ? { sbom: attestationView(att, "sbom") } : {}),
+          });
+        } else if (format !== undefined)
+          print(attestationView(await imageAttestations(client, img), format));
         else process.stdout.write(formatInspect(img));
       } finally {
         client.close();

@@ -43,6 +43,8 @@ import {
   type PlatformOutcome,
 } from "./request.js";
 import { BuildRemoteCache, insecureCacheHosts } from "./remotecache.js";
+import { attestBuild, wantsAttestations, type ResolvedImageRecord } from "../attest/index.js";
+import { randomBytes } from "node:crypto";
 
 export interface EngineOptions {
   root?: string;
@@ -183,7 +185,11 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const t0 = Date.now();
   const sink = opts.progress;
   await checkContext(req.contextDir);
-  const { df, path: dockerfilePath } = await readDockerfile(req.contextDir, req.dockerfile);
+  const {
+    df,
+    path: dockerfilePath,
+    text: dockerfileText,
+  } = await readDockerfile(req.contextDir, req.dockerfile);
   for (const w of df.warnings) {
     sink.write({ type: "warning", message: w.message, location: { file: df.file, line: w.line } });
   }
@@ -228,6 +234,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       sink,
       signal: opts.signal ?? new AbortController().signal,
     });
+    // base images as the Dockerfile names them, for provenance materials
+    const resolvedImages: ResolvedImageRecord[] = [];
     const conversions: ConvertResult[] = await Promise.all(
       targets.map((targetPlatform) =>
         convertDockerfile(df, {
@@ -245,7 +253,16 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           contexts: new Map(
             [...contexts].map(([k, v]) => [k, { dir: v.dir, excludePatterns: v.filter.patterns }]),
           ),
-          resolveImage: (name, platform) => images.resolve(name, platform),
+          resolveImage: async (name, platform) => {
+            const r = await images.resolve(name, platform);
+            resolvedImages.push({
+              ref: name,
+              platform,
+              digest: r.resolvedDigest,
+              manifestDigest: r.manifestDigest,
+            });
+            return r;
+          },
         }),
       ),
     );
@@ -296,7 +313,50 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       conversions,
       keyOf,
     );
-    const assembleOpts = assembleOptionsFor(req.outputs, epoch);
+    const attestations = wantsAttestations(req.attestations)
+      ? await exportStep(sink, "export:attest", "creating attestations", () =>
+          attestBuild({
+            request: req.attestations!,
+            facts: {
+              dockerfileName: basename(dockerfilePath),
+              dockerfileText,
+              buildArgs: req.buildArgs,
+              labels: req.labels,
+              target: req.target,
+              network: req.network,
+              noCache: req.noCache,
+              secretIds: Object.keys(req.secrets).sort(),
+              sshIds: Object.keys(req.ssh).sort(),
+              builderPlatform: planner.native,
+              invocationId: randomBytes(13).toString("hex").slice(0, 25),
+              startedOn: new Date(t0),
+            },
+            df,
+            target: req.target,
+            buildArgs: req.buildArgs,
+            contextDir: resolve(req.contextDir),
+            epoch,
+            names: req.outputs.flatMap((o) => ("names" in o ? o.names : [])),
+            platforms: platformImages.map((img, i) => ({
+              root: conversions[i]!.root,
+              withRootfs: async (fn) => {
+                const view = await state.snapshots.prepare(
+                  `attest-${randomBytes(8).toString("hex")}`,
+                  img.result.layers.map((l) => l.snapshot),
+                );
+                try {
+                  return await fn(view.rootfs);
+                } finally {
+                  await view.release();
+                }
+              },
+            })),
+            resolved: resolvedImages,
+            httpDigest: (op) => worker.httpDigest(op),
+          }),
+        )
+      : undefined;
+    const assembleOpts = assembleOptionsFor(req.outputs, epoch, attestations);
     const toExport = await remoteCache.forExport(platformImages, req.outputs, assembleOpts);
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
@@ -322,6 +382,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       platformImages: toExport,
       epoch,
       remoteBlobs: remoteCache.remoteBlobs,
+      attestations,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
     const cacheParts = remoteCache.exports

@@ -32,6 +32,8 @@ export interface ResolvedImage {
   /** `registry/repo@sha256:…` of the platform manifest */
   ref: string;
   manifestDigest: string;
+  /** what the name resolved to: its index, or the manifest of a single-platform image */
+  resolvedDigest: string;
   config: ImageConfig;
 }
 
@@ -152,6 +154,7 @@ export class Images implements ImagePuller {
     return {
       ref: formatReference(withDigest({ ...r, tag: undefined }, manifestDigest)),
       manifestDigest,
+      resolvedDigest: topDigest,
       config,
     };
   }

@@ -3,6 +3,7 @@ import type { Entitlement } from "../entitlements/index.js";
 import type { Platform } from "../platform/types.js";
 import type { CacheExportSpec, CacheImportSpec } from "../remotecache/spec.js";
 import type { CachePart } from "../remotecache/index.js";
+import type { AttestRequest } from "../attest/options.js";
 
 export type OutputSpec =
   | {
@@ -64,6 +65,8 @@ export interface BuildRequest {
   cacheFrom?: CacheImportSpec[];
   /** `--cache-to`: where the build's cache goes */
   cacheTo?: CacheExportSpec[];
+  /** SLSA provenance / SBOM to attach (none when absent; the CLI adds buildx's defaults) */
+  attestations?: AttestRequest;
 }
 
 export interface PlatformOutcome {

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, writeFile, chown } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
-import type { ExecMount, ExecOp, FileOp, Vertex } from "../graph/index.js";
+import type { ExecMount, ExecOp, FileOp, HttpSourceOp, Vertex } from "../graph/index.js";
 import type { Worker, RunContext } from "../solver/index.js";
 import type { FsResult, LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
@@ -71,6 +71,11 @@ export class BuildWorker implements Worker<FsResult> {
     this.cacheMounts = new CacheMounts(o.state.cacheMountsDir, o.state.metadata, (message) => {
       o.progress.write({ type: "warning", message });
     });
+  }
+
+  /** The content digest an ADD <url> step used (for provenance). */
+  httpDigest(op: HttpSourceOp): Promise<string | undefined> {
+    return this.http.contentDigest(op);
   }
 
   emulated(v: Vertex): boolean {

@@ -22,6 +22,8 @@ import { pushImage, type RegistryClient } from "../registry/index.js";
 import type { Snapshotter } from "../snapshot/index.js";
 import type { AssembleOptions, AssembledImage, PlatformImage } from "./image.js";
 import { rootDescriptor, writeImageTar, writeOciDir } from "./outputs.js";
+import { writeAttestationFiles } from "../attest/files.js";
+import type { Attestation } from "../attest/index.js";
 
 export interface ExportContext {
   content: ContentStore;
@@ -39,6 +41,8 @@ export interface ExportContext {
     mountFrom(registry: string): string[];
     open(desc: Descriptor): Readable;
   };
+  /** per platform: attestations; local/tar outputs write the non-inline-only ones as files */
+  attestations?: readonly (readonly Attestation[])[];
 }
 
 /** Wraps a step of the export in a progress vertex of its own. */
@@ -68,10 +72,15 @@ export async function exportStep<T>(
 export function assembleOptionsFor(
   outputs: readonly OutputSpec[],
   epoch: number | undefined,
+  attestations?: readonly (readonly Attestation[])[],
 ): AssembleOptions {
   const image = outputs.find((o) => o.type === "image");
   const annotations: Record<string, string> = {};
   for (const o of outputs) if ("annotations" in o) Object.assign(annotations, o.annotations);
+  // statements name the image as the first output that names it (BuildKit: per exporter)
+  const named = outputs.find(
+    (o): o is Extract<OutputSpec, { names: string[] }> => "names" in o && o.names.length > 0,
+  );
   return {
     compression: image?.compression ?? "gzip",
     compressionLevel: image?.compressionLevel,
@@ -79,6 +88,8 @@ export function assembleOptionsFor(
     epoch,
     ociMediaTypes: image?.ociMediaTypes ?? true,
     annotations,
+    attestations,
+    subjectNames: named?.names ?? [],
   };
 }
 
@@ -170,14 +181,17 @@ async function exportFiles(
       hint: "build one platform, or drop platform-split=false to get one directory per platform",
     });
   }
-  // a tar is written from one directory: several platforms are staged side by side first
+  const files = (i: number): readonly Attestation[] =>
+    (x.attestations?.[i] ?? []).filter((a) => !a.inlineOnly);
+  // a tar is written from one directory: several platforms (or files and their attestations)
+  // are staged side by side first
   const staging =
-    out.type === "tar" && split
+    out.type === "tar" && (split || files(0).length > 0)
       ? join(x.tmpDir, `export-${randomBytes(8).toString("hex")}`)
       : undefined;
   const base = staging ?? (out.type === "local" ? out.dest : undefined);
   try {
-    for (const img of x.platformImages) {
+    for (const [i, img] of x.platformImages.entries()) {
       const view = await x.snapshots.prepare(
         `export-${randomBytes(8).toString("hex")}`,
         img.result.layers.map((l) => l.snapshot),
@@ -190,6 +204,7 @@ async function exportFiles(
         const dir = split ? join(base, platformDir(img)) : base;
         await mkdir(dir, { recursive: true });
         await runChecked("cp", ["-a", "--", `${view.rootfs}/.`, dir], { errorCode: "E_OUTPUT" });
+        await writeAttestationFiles(dir, files(i));
         if (x.epoch !== undefined && staging === undefined) await clampTimes(dir, x.epoch);
       } finally {
         await view.release();

@@ -34,6 +34,13 @@ import type { Platform } from "../platform/types.js";
 import type { Snapshotter } from "../snapshot/index.js";
 import { INLINE_CACHE_KEY } from "../remotecache/format.js";
 import { resolveAnnotations } from "./annotations.js";
+import {
+  imageSubjects,
+  statementOf,
+  storeAttestations,
+  type Attestation,
+  type StoredAttestations,
+} from "../attest/index.js";
 
 export interface PlatformImage {
   platform: Platform;
@@ -58,6 +65,10 @@ export interface AssembleOptions {
   annotations?: Readonly<Record<string, string>>;
   /** how many layers are compressed at once */
   parallelism?: number;
+  /** per platform (in `images` order): attestations stored beside its manifest */
+  attestations?: readonly (readonly Attestation[])[];
+  /** image names the attestations' subjects are named after */
+  subjectNames?: readonly string[];
 }
 
 export interface AssembledPlatform {
@@ -73,6 +84,8 @@ export interface AssembledImage {
   indexDesc: Descriptor;
   /** `index-descriptor` annotations: for the top descriptor where a layout's index.json lists it */
   rootAnnotations: Record<string, string>;
+  /** attestation manifests, listed in the index after the images */
+  attestations: StoredAttestations[];
 }
 
 export interface AssembleDeps {
@@ -296,10 +309,11 @@ export async function assembleImages(
     );
     platforms.push({ platform: img.platform, manifest, manifestDesc, configDesc });
   }
+  const attestations = await attestationManifests(deps, platforms, opts);
   const index = setAnnotations(
     appendManifests(
       emptyIndex(opts.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList),
-      platforms.map((p) => p.manifestDesc),
+      [...platforms.map((p) => p.manifestDesc), ...attestations.map((a) => a.descriptor)],
     ),
     indexNotes,
   );
@@ -314,5 +328,38 @@ export async function assembleImages(
       size: indexInfo.size,
     },
     rootAnnotations: notes.indexDescriptor,
+    attestations,
   };
+}
+
+/** Each platform's inline attestations as an attestation manifest (BuildKit's storage). */
+async function attestationManifests(
+  deps: AssembleDeps,
+  platforms: readonly AssembledPlatform[],
+  opts: AssembleOptions,
+): Promise<StoredAttestations[]> {
+  const out: StoredAttestations[] = [];
+  for (const [i, p] of platforms.entries()) {
+    const atts = opts.attestations?.[i] ?? [];
+    if (atts.length === 0) continue;
+    if (!opts.ociMediaTypes) {
+      throw new KilnError("E_OUTPUT", 'cannot export attestations with "oci-mediatypes=false"', {
+        hint: "drop oci-mediatypes=false, or build with --provenance=false (and no --sbom/--attest)",
+      });
+    }
+    const subject = imageSubjects(opts.subjectNames ?? [], p.platform, p.manifestDesc.digest);
+    const target: Descriptor = {
+      mediaType: p.manifestDesc.mediaType,
+      digest: p.manifestDesc.digest,
+      size: p.manifestDesc.size,
+    };
+    out.push(
+      await storeAttestations(
+        deps.content,
+        target,
+        atts.map((a) => statementOf(a, subject)),
+      ),
+    );
+  }
+  return out;
 }

@@ -15,15 +15,25 @@ import { encodeJSON, MediaType, setAnnotations, type Descriptor } from "../oci/i
 import type { AssembledImage } from "./image.js";
 
 /** Every blob an image needs, index first: manifests, configs, layers. */
-export function blobsOf(img: AssembledImage, single: boolean): Descriptor[] {
+export function blobsOf(img: AssembledImage): Descriptor[] {
   const out = new Map<string, Descriptor>();
-  if (!single) out.set(img.indexDesc.digest, img.indexDesc);
+  if (!isSingleManifest(img)) out.set(img.indexDesc.digest, img.indexDesc);
   for (const p of img.platforms) {
     out.set(p.manifestDesc.digest, p.manifestDesc);
     out.set(p.configDesc.digest, p.configDesc);
     for (const l of p.manifest.layers) out.set(l.digest, l);
   }
+  for (const a of img.attestations) {
+    out.set(a.descriptor.digest, a.descriptor);
+    out.set(a.manifest.config.digest, a.manifest.config);
+    for (const l of a.manifest.layers) out.set(l.digest, l);
+  }
   return [...out.values()];
+}
+
+/** One platform and no attestations: the manifest itself is the image, without an index. */
+export function isSingleManifest(img: AssembledImage): boolean {
+  return img.platforms.length === 1 && img.attestations.length === 0;
 }
 
 /**
@@ -32,7 +42,7 @@ export function blobsOf(img: AssembledImage, single: boolean): Descriptor[] {
  */
 export function rootDescriptor(img: AssembledImage): Descriptor {
   let desc: Descriptor;
-  if (img.platforms.length === 1) {
+  if (isSingleManifest(img)) {
     desc = { ...img.platforms[0]!.manifestDesc };
     delete desc.platform;
   } else desc = { ...img.indexDesc };
@@ -62,7 +72,7 @@ export async function writeOciDir(
 ): Promise<void> {
   const blobDir = join(dest, "blobs", "sha256");
   await mkdir(blobDir, { recursive: true });
-  for (const d of blobsOf(img, img.platforms.length === 1)) {
+  for (const d of blobsOf(img)) {
     const target = join(blobDir, d.digest.slice(7));
     await rm(target, { force: true });
     // a hard link costs nothing when dest is on the store's filesystem; else copy
@@ -99,7 +109,7 @@ function* layoutEntries(
   });
   yield dir("blobs/");
   yield dir("blobs/sha256/");
-  for (const d of blobsOf(img, img.platforms.length === 1)) {
+  for (const d of blobsOf(img)) {
     yield {
       entry: {
         name: `blobs/sha256/${d.digest.slice(7)}`,

@@ -7,11 +7,17 @@ export {
   type InspectJSON,
 } from "./inspect.js";
 export {
+  attestationView,
+  imageAttestations,
+  type ImageAttestations,
+  type ProvenanceStub,
+  type SbomStub,
+} from "./attestations.js";
+export {
   mergeSources,
   parseAnnotation,
   platformFromConfig,
   platformKey,
-  isAttestation,
   type AnnotationSpec,
   type AnnotationTarget,
   type MergeOptions,

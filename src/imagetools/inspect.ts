@@ -8,9 +8,9 @@ import { format } from "../platform/index.js";
 import { formatReference, type Reference } from "../reference/index.js";
 import { mapLimit, type RegistryClient, type RepositoryRef } from "../registry/index.js";
 import { fetchConfig } from "./fetch.js";
-import { isAttestation } from "./merge.js";
 import { toPlatform } from "../oci/platform.js";
 import { isManifestType } from "../oci/mediatypes.js";
+import { isAttestationManifest } from "../attest/index.js";
 
 export interface Inspected {
   ref: Reference;
@@ -67,7 +67,7 @@ export async function inspectJSON(client: RegistryClient, img: Inspected): Promi
   };
   if (index.annotations !== undefined) manifest.annotations = index.annotations;
   const images = index.manifests.filter(
-    (d) => isManifestType(d.mediaType) && d.platform !== undefined && !isAttestation(d),
+    (d) => isManifestType(d.mediaType) && d.platform !== undefined && !isAttestationManifest(d),
   );
   const configs = new Array<ImageConfig | undefined>(images.length);
   await mapLimit([...images.keys()], client.maxConcurrency, async (i) => {

@@ -4,6 +4,7 @@
  * entries with the same digest are merged (later platform and annotations win), the result is a
  * Docker manifest list when every entry is a Docker type, else an OCI index.
  */
+import { REFERENCE_DIGEST_ANNOTATION, isAttestationManifest } from "../attest/index.js";
 import { KilnError } from "../errors.js";
 import { encodeJSON, describe } from "../oci/encode.js";
 import { MediaType, isIndexType } from "../oci/mediatypes.js";
@@ -44,9 +45,7 @@ export interface MergeResult {
   carbonCopy: boolean;
 }
 
-const attestationType = "attestation-manifest";
-const referenceTypeKey = "vnd.docker.reference.type";
-const referenceDigestKey = "vnd.docker.reference.digest";
+const referenceDigestKey = REFERENCE_DIGEST_ANNOTATION;
 
 /** Parse `index:k=v`, `manifest-descriptor:k=v` or `manifest-descriptor[os/arch]:k=v`. */
 export function parseAnnotation(flag: string): AnnotationSpec {
@@ -101,10 +100,6 @@ export function platformFromConfig(config: ImageConfig, existing?: OciPlatform):
   return fromPlatform(p);
 }
 
-/** True for BuildKit's attestation manifests (`unknown/unknown` with a reference type). */
-export function isAttestation(d: Descriptor): boolean {
-  return d.annotations?.[referenceTypeKey] === attestationType;
-}
 
 /** Merge sources into one index (or pass a lone index through unchanged). */
 export function mergeSources(
@@ -216,7 +211,7 @@ function filterPlatforms(descs: Descriptor[], platforms: readonly Platform[]): D
     descs
       .filter(
         (d) =>
-          !isAttestation(d) &&
+          !isAttestationManifest(d) &&
           !isIndexType(d.mediaType) &&
           d.platform !== undefined &&
           wanted.has(platformKey(d.platform)),
@@ -226,7 +221,7 @@ function filterPlatforms(descs: Descriptor[], platforms: readonly Platform[]): D
   return descs.filter(
     (d) =>
       kept.has(d.digest) ||
-      (isAttestation(d) && kept.has(d.annotations?.[referenceDigestKey] ?? "")),
+      (isAttestationManifest(d) && kept.has(d.annotations?.[referenceDigestKey] ?? "")),
   );
 }
 

@@ -114,6 +114,11 @@ export class HttpSource {
     return r.lastModified ? `${r.digest} ${r.lastModified}` : r.digest;
   }
 
+  /** The digest of the content this build used for the URL (a provenance material). */
+  async contentDigest(op: HttpSourceOp): Promise<string | undefined> {
+    return op.checksum ?? (await this.readRecord(op.url))?.digest;
+  }
+
   /**
    * Writes the URL's file into `dir` as BuildKit's http source does: named by the op's
    * filename, mode 0600, mtime from Last-Modified (else the epoch). Downloads only when the

@@ -132,16 +132,29 @@ RUN head -c 300000 /dev/urandom > /other
       manifests: { digest: string }[];
     };
     const blobs = new Set(await readdir(join(o.root, "content", "blobs", "sha256")));
-    const manifest = JSON.parse(
-      await readFile(
-        join(o.root, "content", "blobs", "sha256", index.manifests[0]!.digest.slice(7)),
-        "utf8",
-      ),
-    ) as { config: { digest: string }; layers: { digest: string }[] };
-    for (const d of [manifest.config, ...manifest.layers].map((x) => x.digest.slice(7))) {
-      assert.ok(blobs.has(d), `named image blob ${d} kept`);
-    }
-    assert.equal(blobs.size, manifest.layers.length + 2, "nothing but the named image's blobs");
+    // the named image: its index, manifests (the image's and its provenance attestation's),
+    // configs and layers
+    const reachable = new Set<string>();
+    const walk = async (digest: string): Promise<void> => {
+      reachable.add(digest.slice(7));
+      const doc = JSON.parse(
+        await readFile(join(o.root, "content", "blobs", "sha256", digest.slice(7)), "utf8"),
+      ) as {
+        manifests?: { digest: string }[];
+        config?: { digest: string };
+        layers?: { digest: string }[];
+      };
+      for (const m of doc.manifests ?? []) await walk(m.digest);
+      for (const d of [...(doc.config ? [doc.config] : []), ...(doc.layers ?? [])])
+        reachable.add(d.digest.slice(7));
+    };
+    await walk(index.manifests[0]!.digest);
+    for (const d of reachable) assert.ok(blobs.has(d), `named image blob ${d} kept`);
+    assert.deepEqual(
+      [...blobs].sort(),
+      [...reachable].sort(),
+      "nothing but the named image's blobs",
+    );
     assert.deepEqual(MetadataStore.open(o.root).results(), [], "no cache record is left");
   } finally {
     await removeTree(dir);

@@ -153,9 +153,19 @@ test("kiln builder create/ls/inspect/use, build --builder, rm", async () => {
     const m = await client.getManifest({ registry: reg, repository: "builder-cli" }, "1");
     assert.equal(m.document.kind, "index");
     if (m.document.kind === "index") {
+      const all = m.document.index.manifests;
+      const attests = all.filter(
+        (d) => d.annotations?.["vnd.docker.reference.type"] === "attestation-manifest",
+      );
+      const images = all.filter((d) => !attests.includes(d));
       assert.deepEqual(
-        m.document.index.manifests.map((d) => d.platform?.architecture),
+        images.map((d) => d.platform?.architecture),
         ["amd64", "arm64"],
+      );
+      // each node's default provenance attestation lands in the merged index
+      assert.deepEqual(
+        attests.map((d) => d.annotations?.["vnd.docker.reference.digest"]).sort(),
+        images.map((d) => d.digest).sort(),
       );
     }
   } finally {

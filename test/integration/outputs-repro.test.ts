@@ -43,6 +43,8 @@ async function buildTar(
       "linux/amd64,linux/arm64",
       "-o",
       `type=oci,dest=${tarball}`,
+      // provenance records when the build ran (as BuildKit's does): reproducible digests need it off
+      "--provenance=false",
       ...args,
       ctx,
     ],

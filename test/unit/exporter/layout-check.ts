@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { schemaErrors, type SchemaName } from "../oci/oci-schema.js";
+import { statementErrors } from "../attest/attest-schema.js";
 
 export interface Descriptor {
   mediaType: string;
@@ -61,6 +62,17 @@ export async function checkLayout(dir: string): Promise<LayoutSummary> {
     }
     assertSchema("manifest", doc, `manifest ${d.digest}`);
     const config = doc.config as Descriptor;
+    if (config.mediaType === "application/vnd.oci.empty.v1+json") {
+      // an attestation manifest: the empty config, layers are in-toto statements
+      assert.equal((await blob(config)).toString(), "{}");
+      for (const layer of doc.layers as Descriptor[]) {
+        const stmt = JSON.parse((await blob(layer)).toString("utf8")) as Record<string, unknown>;
+        assert.equal(statementErrors(stmt), "", `statement ${layer.digest}`);
+        documents.set(layer.digest, stmt);
+        validated++;
+      }
+      return;
+    }
     const configDoc = JSON.parse((await blob(config)).toString("utf8")) as Record<string, unknown>;
     assertSchema("config", configDoc, `config ${config.digest}`);
     documents.set(config.digest, configDoc);
