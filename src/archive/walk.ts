@@ -24,9 +24,19 @@ const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 const OVERLAY_XATTR = "trusted.overlay.";
 
+/** Which extended attributes (overlayfs' own aside) an entry carries. */
+type XattrFilter = (key: string) => boolean;
+
+/**
+ * The only extended attribute a built layer carries: containerd's diff writer (which BuildKit
+ * exports layers with) records file capabilities and drops user.*, trusted.* and the rest.
+ */
+const layerXattr: XattrFilter = (key) => key === "security.capability";
+const anyXattr: XattrFilter = () => true;
+
 /** An overlayfs upperdir as an OCI layer tar (with whiteouts). */
 export function diffUpperDir(upperdir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(upperdir, opts, true));
+  return packTar(walk(upperdir, opts, true, layerXattr));
 }
 
 /**
@@ -43,9 +53,9 @@ export function diffTrees(
   return packTar(changes(lower, upper, opts));
 }
 
-/** A whole directory as a layer tar (no whiteout semantics). */
+/** A whole directory as a tar (no whiteout semantics), with all its extended attributes. */
 export function dirToTar(dir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(dir, opts, false));
+  return packTar(walk(dir, opts, false, anyXattr));
 }
 
 function byteOrder(a: string, b: string): number {
@@ -73,6 +83,7 @@ async function describe(
   st: BigIntStats,
   opts: WalkOptions,
   overlay: boolean,
+  keepXattr: XattrFilter,
 ): Promise<{ entry: TarEntry; opaque: boolean }> {
   let mtime = Number(st.mtimeNs / 1_000_000_000n);
   if (opts.mtime !== undefined && mtime > opts.mtime) mtime = opts.mtime;
@@ -98,6 +109,7 @@ async function describe(
         if (rest === "opaque") opaque = (await getAttribute(abs, key))?.toString() === "y";
         continue;
       }
+      if (!keepXattr(key)) continue;
       const value = await getAttribute(abs, key);
       if (value !== null) entry.xattrs[key] = value;
     }
@@ -149,7 +161,12 @@ class Hardlinks {
   }
 }
 
-async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGenerator<TarInput> {
+async function* walk(
+  root: string,
+  opts: WalkOptions,
+  overlay: boolean,
+  keepXattr: XattrFilter,
+): AsyncGenerator<TarInput> {
   const hardlinks = new Hardlinks();
 
   async function* visit(dirRel: string): AsyncGenerator<TarInput> {
@@ -166,7 +183,7 @@ async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGe
         };
         continue;
       }
-      const { entry, opaque } = await describe(abs, rel, st, opts, overlay);
+      const { entry, opaque } = await describe(abs, rel, st, opts, overlay, keepXattr);
       const link = hardlinks.linkFor(entry, st);
       if (link) {
         yield { entry: link };
@@ -278,7 +295,7 @@ async function* changes(
       const abs = join(upper, rel);
       const st = await lstat(abs, { bigint: true });
       if (st.isSocket()) continue;
-      const { entry } = await describe(abs, rel, st, opts, false);
+      const { entry } = await describe(abs, rel, st, opts, false, layerXattr);
       const lowAbs = lower !== undefined && lowSet.has(name) ? join(lower, rel) : undefined;
       const lowSt = lowAbs === undefined ? null : await lstatOrNull(lowAbs);
       const same =
@@ -289,7 +306,7 @@ async function* changes(
           {
             abs: lowAbs,
             st: lowSt,
-            entry: (await describe(lowAbs, rel, lowSt, opts, false)).entry,
+            entry: (await describe(lowAbs, rel, lowSt, opts, false, layerXattr)).entry,
           },
         ));
       if (st.isDirectory()) {

@@ -74,6 +74,8 @@ export interface ExecOp {
   cwd: string;
   user: string;
   network: "default" | "none" | "host";
+  /** only when insecure (`RUN --security=insecure`): absent keeps sandboxed digests stable */
+  security?: "insecure";
   /** root filesystem is always input 0 */
   mounts: ExecMount[];
   extraHosts?: { host: string; ip: string }[];

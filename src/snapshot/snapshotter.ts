@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { applyLayer, diffTrees, diffUpperDir, type WalkOptions } from "../archive/index.js";
 import { KilnError, messageOf } from "../errors.js";
+import { flatSnapshotId } from "./ids.js";
 import { isOwnerAlive, onCleanup, ownerTag, runChecked } from "../process/index.js";
 import { mountsUnder, readMountInfo } from "./mountinfo.js";
 import {
@@ -37,11 +38,6 @@ import {
  */
 
 export type SnapshotDriver = "overlay" | "copy";
-
-/** The plain-tree snapshot equal to a whole chain (overlay: of a long prefix; copy: of a merge). */
-function flatIdOf(chain: readonly string[]): string {
-  return `flat:${createHash("sha256").update(chain.join("\n")).digest("hex")}`;
-}
 
 function sameChain(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((id, i) => id === b[i]);
@@ -288,13 +284,19 @@ export class Snapshotter {
     return { snapshots: this.#snapshots, active: this.#activeRoot };
   }
 
+  /** Whether an entry of the snapshots dir is the snapshotter's own (not one snapshot's). */
+  isOwnEntry(name: string): boolean {
+    return name === EMPTY;
+  }
+
   /**
-   * Every committed snapshot directory with its metadata (undefined when meta.json is missing
-   * or unreadable: a leftover that no mount can use). The empty lower dir is not listed.
+   * Every committed snapshot directory (`name` in the snapshots dir) with its metadata
+   * (undefined when meta.json is missing or unreadable: a leftover that no mount can use).
+   * The empty lower dir is not listed.
    */
-  async list(): Promise<{ dir: string; info: SnapshotInfo | undefined }[]> {
+  async list(): Promise<{ name: string; dir: string; info: SnapshotInfo | undefined }[]> {
     await this.driver();
-    const out: { dir: string; info: SnapshotInfo | undefined }[] = [];
+    const out: { name: string; dir: string; info: SnapshotInfo | undefined }[] = [];
     for (const name of await readdir(this.#snapshots)) {
       if (name === EMPTY) continue;
       const dir = join(this.#snapshots, name);
@@ -306,7 +308,7 @@ export class Snapshotter {
       } catch {
         // no or torn metadata: listed as a leftover
       }
-      out.push({ dir, info });
+      out.push({ name, dir, info });
     }
     return out;
   }
@@ -505,11 +507,11 @@ export class Snapshotter {
     const fits = (ids: readonly string[]) =>
       overlayFits({ ...upper, lowers: this.#lowers(ids) }, this.#optionsLimit);
     if (chain.length === 0 || fits(chain)) return chain;
-    const placeholder = "flat:";
+    const placeholder = flatSnapshotId([]);
     let keep = chain.length - 1;
     while (keep > 0 && !fits([placeholder, ...chain.slice(chain.length - keep)])) keep--;
     const prefix = chain.slice(0, chain.length - keep);
-    const flatId = flatIdOf(prefix);
+    const flatId = flatSnapshotId(prefix);
     if (!(await this.exists(flatId))) await this.#flatten(prefix, flatId);
     return [flatId, ...chain.slice(chain.length - keep)];
   }
@@ -577,7 +579,7 @@ export class Snapshotter {
     const info = await this.info(top);
     if (info !== undefined && sameChain(info.parents, chain.slice(0, -1)))
       return { id: top, path: this.path(top) };
-    const flatId = flatIdOf(chain);
+    const flatId = flatSnapshotId(chain);
     if (!(await this.exists(flatId))) {
       const below = await this.#treeOf(chain.slice(0, -1));
       const ws = await this.#workspace(`flatten ${flatId}`);

@@ -96,7 +96,9 @@ before(async () => {
   await mkdir(m(join("new", LONG, "..")), { recursive: true });
   await writeFile(m(join("new", LONG)), Buffer.alloc(100_000, 0x5a));
   await writeFile(m("bin/newtool"), "#!/bin/sh\necho new\n", { mode: 0o755 });
-  expected = describeTree(merged, { mtimes: true });
+  // a layer carries no user.* xattrs (containerd's diff writer keeps only capabilities)
+  expected = describeTree(merged, { mtimes: true, skipXattrs: /^user\./ });
+  assert.ok(describeTree(merged)["new/a"]!.xattrs?.["user.comment"], "the step set a user xattr");
   umount(merged);
 });
 
@@ -155,6 +157,21 @@ test("diffUpperDir emits OCI whiteouts, opaque markers and hardlinks in sorted o
   for await (const { entry } of readTar(diffUpperDir(upper, { mtime: 1000 })))
     clamped.push(entry.mtime);
   assert.ok(clamped.every((t) => t <= 1000));
+});
+
+test("a layer keeps security.capability and drops user.* xattrs; a plain tar keeps them all", async () => {
+  const xattrsOf = async (tar: Readable, name: string): Promise<string[]> => {
+    for await (const { entry } of readTar(tar))
+      if (entry.name === name) return Object.keys(entry.xattrs);
+    throw new Error(`${name} is not in the tar`);
+  };
+  assert.deepEqual(await xattrsOf(diffUpperDir(upper), "new/cap"), ["security.capability"]);
+  assert.deepEqual(await xattrsOf(diffUpperDir(upper), "new/a"), []);
+  const dir = join(work, "plain");
+  await mkdir(dir);
+  await writeFile(join(dir, "f"), "x");
+  setAttributeSync(join(dir, "f"), "user.comment", Buffer.from([0xc3, 0x28, 0x00, 0x80]));
+  assert.deepEqual(await xattrsOf(dirToTar(dir), "f"), ["user.comment"]);
 });
 
 /** umoci's unpack of an image made of these layer tars (bottom first); returns its rootfs. */

@@ -37,6 +37,8 @@ const APPLETS = [
   "tr",
   "uname",
   "mount",
+  "unshare",
+  "grep",
 ];
 
 let base = "";
@@ -242,3 +244,25 @@ test("emulator: arm64 busybox through the bind-mounted qemu, argv rewritten", op
     "emulator is not written into the rootfs",
   );
 });
+
+test(
+  "seccomp: the default profile blocks unshare(CLONE_NEWUSER); --security=insecure lifts it",
+  opts,
+  async () => {
+    // creating a user namespace needs no capability: only the seccomp filter refuses it
+    const script =
+      "grep '^Seccomp:' /proc/self/status; unshare -U true && echo unshared || echo refused";
+    const sandboxed = await exec(spec(["sh", "-c", script]));
+    assert.equal(sandboxed.exitCode, 0, sandboxed.err);
+    assert.equal(sandboxed.out, "Seccomp:\t2\nrefused\n");
+    assert.match(sandboxed.err, /Operation not permitted/);
+    const insecure = await exec(spec(["sh", "-c", script], { security: "insecure" }));
+    assert.equal(insecure.exitCode, 0, insecure.err);
+    assert.equal(insecure.out, "Seccomp:\t0\nunshared\n");
+    // every capability, including CAP_SYS_ADMIN (bit 21)
+    const caps = await exec(
+      spec(["grep", "^CapEff:", "/proc/self/status"], { security: "insecure" }),
+    );
+    assert.ok(BigInt(`0x${caps.out.split(/\s+/)[1] ?? ""}`) & (1n << 21n), caps.out);
+  },
+);
