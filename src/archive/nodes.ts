@@ -20,8 +20,9 @@ export interface SpecialNode {
 export function splitDev(rdev: bigint | number): { major: number; minor: number } {
   const d = BigInt(rdev);
   return {
-    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn)),
-    minor: Number((d & 0xffn) | ((d >> 12n) & ~0xffn)),
+    // masks to 32 bits as glibc's unsigned ints do (a BigInt ~ would keep every higher bit)
+    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n)),
+    minor: Number((d & 0xffn) | ((d >> 12n) & 0xffffff00n)),
   };
 }
 
