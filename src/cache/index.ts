@@ -23,6 +23,11 @@ export interface LayerRecord {
   producer?: string;
   /** when the step made it (ISO 8601): the image history's timestamp */
   created?: string;
+  /**
+   * imported from a remote cache and not unpacked yet: `blob` is the layer as it is (exported
+   * untouched, pushed by mounting it from the cache's repository), `snapshot` does not exist
+   */
+  remote?: boolean;
 }
 
 /** The result of every op: a root filesystem as a stack of layers, bottom first. */

@@ -28,6 +28,7 @@ import { packUpload } from "./context.js";
 import { assembleFileOutput, type FileOutput, type NodeFiles } from "./results.js";
 import { NODE_FAULTS, NodeClient, type ProgressLine } from "./node.js";
 import { routePlatforms, type NodeOffer, type Route } from "./route.js";
+import { checkRemoteCaches, mergeNodeCaches, nodeCacheTo } from "./cache.js";
 
 export interface RemoteBuildOptions {
   progress: ProgressSink;
@@ -49,6 +50,7 @@ export async function remoteBuild(
     sink.write({ type: "warning", message });
   };
   const { pushes, files } = checkOutputs(req, warn);
+  checkRemoteCaches(req);
   if (Object.keys(req.ssh).length > 0) {
     throw new KilnError("E_REMOTE_SSH", "--ssh cannot be forwarded to a remote builder", {
       hint: "build with the embedded engine (--builder default) to use --ssh",
@@ -111,6 +113,7 @@ export async function remoteBuild(
       platforms,
       tags: [],
       outputs: [...pushes.map(nodeOutput), ...files.map((o) => fileOutput(o, req.platforms))],
+      cacheTo: nodeCacheTo(req.cacheTo),
     };
     // local paths travel as tar members, secrets base64-encoded
     delete request.contextDir;
@@ -211,6 +214,7 @@ export async function remoteBuild(
       layoutRoot ??= root;
     }
     merged = await mergeAndTag(req, pushes, results, sink);
+    await mergeNodeCaches(req, results, sink, (id, name, fn) => step(sink, id, name, fn));
   } finally {
     opts.signal?.removeEventListener("abort", onOuterAbort);
     await rm(tmpRoot, { recursive: true, force: true });

@@ -333,6 +333,14 @@ function toRequest(h: BuildHeader, dir: string): BuildRequest {
       hint: "use type=oci or type=local with a remote builder",
     });
   });
+  // a local cache is a directory of the client's; the node never reads or writes one
+  if (
+    [...(h.request.cacheFrom ?? []), ...(h.request.cacheTo ?? [])].some((c) => c.type === "local")
+  ) {
+    throw new KilnError("E_REMOTE_CACHE", "a node cannot use type=local caches", {
+      hint: "use a registry cache with a remote builder",
+    });
+  }
   const namedContexts: Record<string, string> = {};
   for (const n of h.namedContexts) {
     if (!safeName.test(n))

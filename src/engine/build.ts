@@ -42,6 +42,7 @@ import {
   type BuildResult,
   type PlatformOutcome,
 } from "./request.js";
+import { BuildRemoteCache, insecureCacheHosts } from "./remotecache.js";
 
 export interface EngineOptions {
   root?: string;
@@ -215,10 +216,18 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ...req.outputs.flatMap((o) =>
       o.type === "image" && o.insecure ? o.names.map((n) => registryHost(parseReference(n))) : [],
     ),
+    ...insecureCacheHosts(req),
   ];
   const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
   try {
     const images = new Images(state, client, sink);
+    const remoteCache = await BuildRemoteCache.open(req, {
+      state,
+      client,
+      images,
+      sink,
+      signal: opts.signal ?? new AbortController().signal,
+    });
     const conversions: ConvertResult[] = await Promise.all(
       targets.map((targetPlatform) =>
         convertDockerfile(df, {
@@ -261,7 +270,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       ssh: new Map(Object.entries(req.ssh)),
     });
     const noCacheStages = new Set(req.noCacheFilter.map((s) => s.toLowerCase()));
-    const solver = new Solver<FsResult>(worker, state.cache, progress, {
+    const solver = new Solver<FsResult>(worker, remoteCache.results, progress, {
       maxParallelism: req.maxParallelism,
       signal: opts.signal,
       noCache: (v) =>
@@ -275,13 +284,20 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 
-    const platformImages: PlatformImage[] = conversions.map((c) => ({
-      platform: c.platform,
-      result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
-      config: c.config,
-      baseHistoryLength: c.baseHistoryLength,
-      historyProducers: c.historyProducers,
-    }));
+    const keyOf = (v: Vertex): Promise<string> => solver.cacheKey(v);
+    const platformImages: PlatformImage[] = await remoteCache.withInline(
+      conversions.map((c) => ({
+        platform: c.platform,
+        result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
+        config: c.config,
+        baseHistoryLength: c.baseHistoryLength,
+        historyProducers: c.historyProducers,
+      })),
+      conversions,
+      keyOf,
+    );
+    const assembleOpts = assembleOptionsFor(req.outputs, epoch);
+    const toExport = await remoteCache.forExport(platformImages, req.outputs, assembleOpts);
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
         {
@@ -290,8 +306,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           snapshots: state.snapshots,
           tmpDir: state.tmpDir,
         },
-        platformImages,
-        assembleOptionsFor(req.outputs, epoch),
+        toExport,
+        assembleOpts,
       ),
     );
     const root = rootDescriptor(assembled);
@@ -303,10 +319,16 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       sink,
       tmpDir: state.tmpDir,
       assembled,
-      platformImages,
+      platformImages: toExport,
       epoch,
+      remoteBlobs: remoteCache.remoteBlobs,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
+    const cacheParts = remoteCache.exports
+      ? await exportStep(sink, "export:cache", "exporting cache", () =>
+          remoteCache.export(roots, keyOf),
+        )
+      : [];
 
     const outcomes: PlatformOutcome[] = conversions.map((c, i) => {
       const vs = c.root ? topoSort([c.root]) : [];
@@ -352,6 +374,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
         assembled.platforms.length === 1 ? assembled.platforms[0]!.configDesc.digest : undefined,
       imageNames: names,
       durationMs,
+      ...(cacheParts.length ? { cacheParts } : {}),
     };
   } finally {
     client.close();

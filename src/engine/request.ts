@@ -1,6 +1,8 @@
 /** What a build is asked to do: the engine's input, the same in-process and over the wire to kilnd. */
 import type { Entitlement } from "../entitlements/index.js";
 import type { Platform } from "../platform/types.js";
+import type { CacheExportSpec, CacheImportSpec } from "../remotecache/spec.js";
+import type { CachePart } from "../remotecache/index.js";
 
 export type OutputSpec =
   | {
@@ -58,6 +60,10 @@ export interface BuildRequest {
   /** do not use kernel binfmt_misc handlers; emulate through the QEMU wrapper only */
   ignoreBinfmt: boolean;
   insecureRegistries: string[];
+  /** `--cache-from`: caches to import before solving */
+  cacheFrom?: CacheImportSpec[];
+  /** `--cache-to`: where the build's cache goes */
+  cacheTo?: CacheExportSpec[];
 }
 
 export interface PlatformOutcome {
@@ -78,4 +84,6 @@ export interface BuildResult {
   configDigest?: string;
   imageNames: string[];
   durationMs: number;
+  /** caches pushed by digest for the client to merge (a node of a multi-node builder) */
+  cacheParts?: CachePart[];
 }

@@ -379,6 +379,7 @@ export class BuildWorker implements Worker<FsResult> {
               dest: a.dest,
               owner: await ownerOf(a.chown),
               mode: a.chmod ? parseChmod(a.chmod) : undefined,
+              ...(a.linkedParents ? { defaultParentMode: true } : {}),
               dirContents: a.dirContents,
               allowWildcard: a.allowWildcard,
               allowEmptyWildcard: a.allowEmptyWildcard,

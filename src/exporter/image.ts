@@ -32,6 +32,7 @@ import {
 } from "../oci/index.js";
 import type { Platform } from "../platform/types.js";
 import type { Snapshotter } from "../snapshot/index.js";
+import { INLINE_CACHE_KEY } from "../remotecache/format.js";
 import { resolveAnnotations } from "./annotations.js";
 
 export interface PlatformImage {
@@ -102,15 +103,18 @@ async function mapBounded<T, R>(
 function blobKey(opts: AssembleOptions): string {
   const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
   const epoch = opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  return `${opts.compression}${level}${epoch}`;
+  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
+  return `${opts.compression}${level}${epoch}-d2`;
 }
 
-async function layerBlob(
+/** The compressed blob of one layer (made once per snapshot and compression, then remembered). */
+export async function layerBlob(
   deps: AssembleDeps,
   layer: LayerRecord,
   opts: AssembleOptions,
 ): Promise<BlobRecord> {
-  const pulled = layer.blob && !layer.producer ? layer.blob : undefined;
+  // an imported layer not unpacked goes out as it is too (the engine unpacks it otherwise)
+  const pulled = layer.blob && (!layer.producer || layer.remote) ? layer.blob : undefined;
   // a pulled layer is exported exactly as pulled unless another compression is forced on it
   if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
     return pulled;
@@ -210,12 +214,16 @@ export function finalConfig(
     entry.created = last;
     return entry;
   });
-  return goImageConfig({
-    ...img.config,
-    created: clamp(last),
-    rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
-    history,
-  });
+  const inline = (img.config as unknown as Record<string, unknown>)[INLINE_CACHE_KEY];
+  return goImageConfig(
+    {
+      ...img.config,
+      created: clamp(last),
+      rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
+      history,
+    },
+    inline === undefined ? {} : { [INLINE_CACHE_KEY]: inline },
+  );
 }
 
 export async function assembleImages(

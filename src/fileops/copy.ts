@@ -57,6 +57,8 @@ export interface CopyRequest {
   owner?: Owner;
   /** --chmod (see parseChmod); an octal one also sets the mode of created parent directories */
   mode?: ((current: number, isDir: boolean) => number) & { octal?: number };
+  /** created parent directories get the default mode whatever `mode` is (COPY --link) */
+  defaultParentMode?: boolean;
   dirContents: boolean;
   allowWildcard: boolean;
   allowEmptyWildcard: boolean;
@@ -271,7 +273,10 @@ async function copyOne(
 ): Promise<void> {
   const destClean = cleanInRoot(req.dest);
   const wantsDir = destClean === "/" || req.dest.endsWith("/") || req.dest.endsWith("/.");
-  const parentMode = req.mode?.octal !== undefined ? req.mode.octal & 0o777 : DEFAULT_DIR_MODE;
+  const parentMode =
+    req.mode?.octal !== undefined && !req.defaultParentMode
+      ? req.mode.octal & 0o777
+      : DEFAULT_DIR_MODE;
   const ensure = wantsDir ? destClean : posix.dirname(destClean);
   await mkdirAllHost(
     destRoot,

@@ -16,6 +16,7 @@
  * Transactions are synchronous (better-sqlite3): never await inside one.
  */
 import Database from "better-sqlite3";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { isOwnerAlive, ownerTag } from "../process/index.js";
@@ -65,10 +66,12 @@ const stores = new Map<string, MetadataStore>();
 export class MetadataStore {
   readonly path: string;
   readonly #db: DB;
+  readonly #ino: number;
 
-  private constructor(path: string, db: DB) {
+  private constructor(path: string, db: DB, ino: number) {
     this.path = path;
     this.#db = db;
+    this.#ino = ino;
   }
 
   /**
@@ -78,7 +81,8 @@ export class MetadataStore {
   static open(root: string): MetadataStore {
     const path = join(root, DB_FILE);
     const known = stores.get(path);
-    if (known) return known;
+    // the same file still (a state dir removed and made anew needs a new connection)
+    if (known && statSync(path, { throwIfNoEntry: false })?.ino === known.#ino) return known;
     let db: DB;
     try {
       db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
@@ -88,12 +92,15 @@ export class MetadataStore {
       db.pragma("foreign_keys = ON");
     } catch (e) {
       throw new KilnError("E_STATE_METADATA", `cannot open ${path}: ${messageOf(e)}`, {
-        hint: "check permissions and free space of the state dir (KILN_ROOT)",
+        hint: /better_sqlite3\.node|bindings/.test(messageOf(e))
+          ? "the SQLite module is not built: run scripts/setup (npm ci compiles better-sqlite3)"
+          : "check permissions and free space of the state dir (KILN_ROOT)",
         cause: e,
       });
     }
     migrate(db, root);
-    const store = new MetadataStore(path, db);
+    if (known) known.#db.close();
+    const store = new MetadataStore(path, db, statSync(path).ino);
     stores.set(path, store);
     return store;
   }

@@ -52,7 +52,14 @@ function pick<T extends object>(src: T, keys: readonly (keyof T)[]): T {
   return out;
 }
 
-export function goImageConfig(c: ImageConfig): ImageConfig {
+/**
+ * `mapKeys`: keys BuildKit's exporter adds to the config map beside the struct's (the inline
+ * build cache), kept in their sorted place.
+ */
+export function goImageConfig(
+  c: ImageConfig,
+  mapKeys: Readonly<Record<string, unknown>> = {},
+): ImageConfig {
   const cc = c.config ?? {};
   const config = pick(cc, CONTAINER_KEYS);
   if (cc.Healthcheck && !isEmpty(cc.Healthcheck))
@@ -68,9 +75,10 @@ export function goImageConfig(c: ImageConfig): ImageConfig {
     "os.version": c["os.version"],
     rootfs: { type: c.rootfs.type, diff_ids: c.rootfs.diff_ids },
     variant: c.variant,
+    ...mapKeys,
   };
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(top)) {
+  for (const [k, v] of Object.entries(top).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     // rootfs and config are not omitempty in Go (config is a struct, always written)
     if (k === "config" || k === "rootfs" || !isEmpty(v)) out[k] = v;
   }

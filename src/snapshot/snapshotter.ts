@@ -250,6 +250,10 @@ export class Snapshotter {
     return join(this.#dir(id), "fs");
   }
 
+  /**
+   * The committed dirs an overlay snapshot's diff sits on, top-most first (undefined for the
+   * copy driver, whose snapshots are full trees).
+   */
   async info(id: string): Promise<SnapshotInfo | undefined> {
     await this.driver();
     let meta: SnapshotInfo;
@@ -563,7 +567,11 @@ export class Snapshotter {
         hint: "The build cache may have been pruned meanwhile; run the build again.",
       });
     }
-    if (info.driver === "overlay") return diffUpperDir(this.path(id), opts);
+    if (info.driver === "overlay") {
+      // the lowers let the diff leave out what the step left as it was (BuildKit's differ)
+      const lowers = info.parents.map((p) => this.path(p)).reverse();
+      return diffUpperDir(this.path(id), { ...opts, lowers });
+    }
     const base = await this.#treeOf(info.parents);
     return diffTrees(base?.path, this.path(id), opts);
   }

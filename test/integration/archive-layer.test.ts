@@ -66,6 +66,8 @@ before(async () => {
     await writeFile(join(base, f), `base ${f}\n`);
   }
   await writeFile(join(base, "bin/tool"), "#!/bin/sh\n", { mode: 0o755 });
+  await mkdir(join(base, "quiet"));
+  await writeFile(join(base, "quiet/same.txt"), "same\n");
 
   // A build step, performed through a real overlay mount.
   mountOverlay(base, merged, upper, join(work, "ovl-work"));
@@ -96,6 +98,10 @@ before(async () => {
   await mkdir(m(join("new", LONG, "..")), { recursive: true });
   await writeFile(m(join("new", LONG)), Buffer.alloc(100_000, 0x5a));
   await writeFile(m("bin/newtool"), "#!/bin/sh\necho new\n", { mode: 0o755 });
+  // copied up but left as it was: a stub made and removed again, a file rewritten unchanged
+  await writeFile(m("quiet/stub"), "");
+  await rm(m("quiet/stub"));
+  sh("cp", ["-p", join(base, "quiet/same.txt"), m("quiet/same.txt")]);
   // a layer carries no user.* xattrs (containerd's diff writer keeps only capabilities)
   expected = describeTree(merged, { mtimes: true, skipXattrs: /^user\./ });
   assert.ok(describeTree(merged)["new/a"]!.xattrs?.["user.comment"], "the step set a user xattr");
@@ -172,6 +178,23 @@ test("a layer keeps security.capability and drops user.* xattrs; a plain tar kee
   await writeFile(join(dir, "f"), "x");
   setAttributeSync(join(dir, "f"), "user.comment", Buffer.from([0xc3, 0x28, 0x00, 0x80]));
   assert.deepEqual(await xattrsOf(dirToTar(dir), "f"), ["user.comment"]);
+});
+
+test("with its lowers, the diff leaves out what the step did not change (BuildKit's differ)", async () => {
+  const up = describeTree(upper);
+  assert.ok(up["quiet"] && up["quiet/same.txt"], "quiet/ was copied up");
+  const names = (await tarEntries(diffUpperDir(upper, { lowers: [base] }))).map((e) => e.name);
+  assert.ok(!names.some((n) => n.startsWith("quiet")), names.join(" "));
+  // the opaque dir becomes a whiteout per name that went away, in name order, no marker
+  const opq = names.filter((n) => n.startsWith("opq/"));
+  assert.deepEqual(opq, ["opq/", "opq/new1", "opq/.wh.old1", "opq/.wh.sub"]);
+  // an unchanged parent is written in front of the change inside it
+  assert.ok(names.indexOf("bin/") >= 0 && names.indexOf("bin/") < names.indexOf("bin/newtool"));
+  const flat = join(work, "flat-lowers");
+  await mkdir(flat);
+  await applyLayer(dirToTar(base), flat, { whiteouts: "delete" });
+  await applyLayer(diffUpperDir(upper, { lowers: [base] }), flat, { whiteouts: "delete" });
+  assert.deepEqual(describeTree(flat, { mtimes: true }), expected);
 });
 
 /** umoci's unpack of an image made of these layer tars (bottom first); returns its rootfs. */

@@ -1471,8 +1471,12 @@ class Converter {
       inputs.push(v);
       return inputs.length - 1;
     };
-    const link = c.link && !chmod;
-    // with --link the files land in an empty layer that is merged onto the stage
+    // With --link the files land in an empty layer that is merged onto the stage. BuildKit
+    // drops --link when --chmod is given, silently, because an octal --chmod also sets the
+    // mode of created parent directories, and on merge those would replace the stage's
+    // (COPY --link --chmod=600 f /usr/bin/f would leave /usr/bin 0600). kiln keeps --link and
+    // creates the parents with the default mode instead (linkedParents).
+    const link = c.link;
     const base = link ? undefined : st.fs;
     if (base) inputs.push(base);
     let from: Vertex | undefined;
@@ -1594,6 +1598,9 @@ class Converter {
         excludes: c.excludes,
         parents: false,
       });
+    }
+    if (link && chmod) {
+      for (const a of actions) if (a.action === "copy") a.linkedParents = true;
     }
     const kw = isAdd ? "ADD" : "COPY";
     let msg = kw;

@@ -644,7 +644,7 @@ for (const [chmod, ok] of [
   });
 }
 
-test("COPY --link makes a copy onto scratch merged onto the stage (not with --chmod)", async () => {
+test("COPY --link makes a copy onto scratch merged onto the stage (with --chmod too)", async () => {
   const r = await convert(
     "FROM alpine\nRUN make\nCOPY --link a /a\nCOPY --link --chmod=600 b /b\n",
     {
@@ -652,15 +652,27 @@ test("COPY --link makes a copy onto scratch merged onto the stage (not with --ch
       platform: "linux/arm64",
     },
   );
-  const merge = vertices(r).find((v) => v.op.kind === "merge")!;
+  const merges = vertices(r).filter((v) => v.op.kind === "merge");
+  assert.equal(merges.length, 2);
+  const merge = merges[0]!;
   assert.equal(merge.inputs.length, 2);
   assert.equal(merge.inputs[0]!.op.kind, "exec");
   const copy = merge.inputs[1]!;
   assert.equal(copy.op.kind === "file" && copy.op.dest, -1);
   assert.equal(copy.name, "[linux/arm64 3/4] COPY --link a /a");
   assert.equal(merge.name, "[linux/arm64 3/4] LINK COPY --link a /a");
-  assert.equal(r.root!.op.kind, "file");
+  assert.equal(r.root!.digest, merges[1]!.digest);
   assert.equal(r.root!.inputs[0]!.digest, merge.digest);
+  const chmodCopy = r.root!.inputs[1]!;
+  assert.equal(chmodCopy.op.kind === "file" && chmodCopy.op.dest, -1, "onto scratch");
+  assert.equal(
+    chmodCopy.op.kind === "file" &&
+      chmodCopy.op.actions[0]!.action === "copy" &&
+      chmodCopy.op.actions[0]!.chmod,
+    "600",
+  );
+  const linked = chmodCopy.op.kind === "file" ? chmodCopy.op.actions[0] : undefined;
+  assert.equal(linked?.action === "copy" && linked.linkedParents, true, "parents: default mode");
   assert.deepEqual(
     history(r)
       .slice(-2)

@@ -48,3 +48,13 @@ test("goImageConfig: BuildKit's bytes — sorted top level, struct order inside,
     '{"architecture":"amd64","config":{},"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
   );
 });
+
+test("encodeJSON escapes <, >, &, U+2028 and U+2029 as Go's encoding/json does", () => {
+  const doc = { created_by: "RUN a > b && c < d \u2028\u2029 é" };
+  const text = encodeJSON(doc).toString();
+  assert.equal(
+    text,
+    '{"created_by":"RUN a \\u003e b \\u0026\\u0026 c \\u003c d \\u2028\\u2029 é"}',
+  );
+  assert.deepEqual(JSON.parse(text), doc);
+});
