@@ -20,36 +20,42 @@ export interface SpecialNode {
 export function splitDev(rdev: bigint | number): { major: number; minor: number } {
   const d = BigInt(rdev);
   return {
-    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn)),
-    minor: Number((d & 0xffn) | ((d >> 12n) & ~0xffn)),
+    // masks to 32 bits as glibc's unsigned ints do (a BigInt ~ would keep every higher bit)
+    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n)),
+    minor: Number((d & 0xffn) | ((d >> 12n) & 0xffffff00n)),
   };
 }
 
 const BATCH = 256;
-// Five arguments per node: path, p|c|b, mode, major, minor.
+// Five arguments per node (path, p|c|b, mode, major, minor); mknod(1) takes no numbers for a FIFO.
 const SCRIPT =
   'while [ $# -gt 0 ]; do if [ "$2" = p ]; then mknod -m "$3" -- "$1" p || exit 1; ' +
   'else mknod -m "$3" -- "$1" "$2" "$4" "$5" || exit 1; fi; shift 5; done';
 
+function nodeArgs(n: SpecialNode): string[] {
+  const type = n.type === "fifo" ? "p" : n.type === "char" ? "c" : "b";
+  return [n.path, type, (n.mode & 0o7777).toString(8), String(n.major ?? 0), String(n.minor ?? 0)];
+}
+
 /**
- * Create the nodes in order. `fail` turns mknod's complaint (which names the path) into the
- * caller's error.
+ * Create the nodes in order: one mknod for a single node, else one shell per BATCH. `fail`
+ * turns mknod's complaint (which names the path) into the caller's error.
  */
 export async function makeNodes(
   nodes: readonly SpecialNode[],
   fail: (detail: string, cause?: unknown) => KilnError,
 ): Promise<void> {
   for (let i = 0; i < nodes.length; i += BATCH) {
-    const args = nodes
-      .slice(i, i + BATCH)
-      .flatMap((n) => [
-        n.path,
-        n.type === "fifo" ? "p" : n.type === "char" ? "c" : "b",
-        (n.mode & 0o7777).toString(8),
-        String(n.major ?? 0),
-        String(n.minor ?? 0),
-      ]);
-    const r = await run("sh", ["-c", SCRIPT, "sh", ...args]).catch((e: unknown) => {
+    const batch = nodes.slice(i, i + BATCH);
+    let argv: [string, string[]];
+    if (batch.length === 1) {
+      const [path, type, mode, major, minor] = nodeArgs(batch[0]!);
+      const numbers = type === "p" ? [] : [major!, minor!];
+      argv = ["mknod", ["-m", mode!, "--", path!, type!, ...numbers]];
+    } else {
+      argv = ["sh", ["-c", SCRIPT, "sh", ...batch.flatMap(nodeArgs)]];
+    }
+    const r = await run(...argv).catch((e: unknown) => {
       throw fail(messageOf(e), e);
     });
     if (r.exitCode !== 0) throw fail(r.stderr.trim() || `mknod exited ${r.exitCode}`);

@@ -24,7 +24,10 @@ export function stepSnapshotId(purpose: string, key: string): string {
   return `${purpose}-${key.replace(/^sha256:/, "").slice(0, 16)}-${randomBytes(4).toString("hex")}`;
 }
 
-/** The flattening of a chain's bottom layers (Snapshotter's answer to mount(2)'s page limit). */
+/**
+ * A chain as one plain tree: overlay flattens a chain's bottom layers (mount(2)'s page limit),
+ * the copy driver builds a merged chain's tree.
+ */
 export function flatSnapshotId(prefix: readonly string[]): string {
   return `${FLAT}${createHash("sha256").update(prefix.join("\n")).digest("hex")}`;
 }

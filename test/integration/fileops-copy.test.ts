@@ -731,3 +731,41 @@ test("COPY/ADD table", async (t) => {
     });
   }
 });
+
+test("COPY re-creates FIFOs and device nodes with their mode and numbers", async () => {
+  const src = await mkdtemp(join(sandbox, "nodes-src-"));
+  const dest = await mkdtemp(join(sandbox, "nodes-dest-"));
+  try {
+    await mkdir(join(src, "n"));
+    execFileSync("mknod", ["-m", "640", join(src, "n/fifo"), "p"]);
+    execFileSync("mknod", ["-m", "620", join(src, "n/null"), "c", "1", "3"]);
+    // major 259 / minor 0x12345 use dev_t's high bits
+    execFileSync("mknod", ["-m", "600", join(src, "n/nvme"), "b", "259", String(0x12345)]);
+    await copyInto(
+      dest,
+      { root: src, label: '"nodes"' },
+      {
+        src: "n",
+        dest: "/out/",
+        dirContents: true,
+        allowWildcard: false,
+        allowEmptyWildcard: false,
+        excludes: [],
+        parents: false,
+      },
+    );
+    for (const name of ["fifo", "null", "nvme"]) {
+      const [a, b] = await Promise.all([
+        lstat(join(src, "n", name)),
+        lstat(join(dest, "out", name)),
+      ]);
+      assert.equal(b.mode, a.mode, name);
+      assert.equal(b.rdev, a.rdev, name);
+    }
+    assert.ok((await lstat(join(dest, "out/fifo"))).isFIFO());
+    assert.ok((await lstat(join(dest, "out/nvme"))).isBlockDevice());
+  } finally {
+    await rm(src, { recursive: true, force: true });
+    await rm(dest, { recursive: true, force: true });
+  }
+});
