@@ -75,6 +75,12 @@ Outputs (-o/--output, repeatable; buildx's syntax):
   type=tar         the files as a tar: dest=FILE|-  platform-split=false
   No output: the image stays in kiln's store (kiln images, kiln push NAME).
 
+RUN sandbox (containerd's default seccomp profile and capabilities on every RUN):
+  RUN --security=insecure  needs --allow security.insecure: no filter, all capabilities
+  RUN --network=host       needs --allow network.host (so does --network host)
+  RUN --device=NAME        a CDI device: kiln has none; optional ones are skipped,
+                           required ones (NAME,required) fail the build
+
 Environment:
   SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
                      for reproducible images; also accepted as --build-arg
