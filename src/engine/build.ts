@@ -4,7 +4,7 @@
  * platform and one index, and send it to every requested output.
  */
 import { readFile, stat, mkdir } from "node:fs/promises";
-import { basename, join, relative, resolve } from "node:path";
+import { basename, relative, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
 import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
@@ -192,8 +192,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   await cleanupStaleSecrets();
 
   const epoch = sourceDateEpoch(req);
-  const hashCache = join(state.root, "cache", "context-hashes.json");
-  await loadHashCache(hashCache);
+  await loadHashCache(state.contextHashesFile);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
@@ -272,7 +271,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
-    await saveHashCache(hashCache);
+    await saveHashCache(state.contextHashesFile);
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 

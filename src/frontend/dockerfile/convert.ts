@@ -201,6 +201,26 @@ function withoutCreated(config: ImageConfig): ImageConfig {
   return c;
 }
 
+/**
+ * BuildKit writes the target's platform into the config in containerd's normalized form, so an
+ * arm64 base whose config says variant "v8" exports none, and an arm base without one gets "v7".
+ */
+function normalizeConfigPlatform(config: ImageConfig): void {
+  const p = normalize({
+    os: config.os,
+    architecture: config.architecture,
+    variant: config.variant,
+    osVersion: config["os.version"],
+    osFeatures: config["os.features"],
+  });
+  config.os = p.os;
+  config.architecture = p.architecture;
+  if (p.variant) config.variant = p.variant;
+  else delete config.variant;
+  if (p.osFeatures) config["os.features"] = p.osFeatures;
+  else delete config["os.features"];
+}
+
 function emptyImage(p: Platform): ImageConfig {
   const c: ImageConfig = {
     architecture: p.architecture,
@@ -413,8 +433,14 @@ class Converter {
         if (t.variant) config.variant = t.variant;
         else delete config.variant;
       }
+      if (t.osVersion || !sameOsArch) {
+        if (t.osVersion) config["os.version"] = t.osVersion;
+        else delete config["os.version"];
+      }
+      if (t.osFeatures) config["os.features"] = [...t.osFeatures];
       platform = t;
     }
+    normalizeConfigPlatform(config);
     return {
       root: st.fs,
       platform: normalize(platform),
@@ -876,6 +902,10 @@ class Converter {
     if (!def.base) {
       st.env = Env.fromList(cc.Env);
       st.workdir = cc.WorkingDir ? normalizeWorkdir("/", cc.WorkingDir) : "/";
+    } else {
+      // BuildKit re-applies the config's Env over the inherited state, so a name the parent
+      // declared as both ARG and ENV reaches the child's RUN with its ENV value
+      for (const [k, v] of Env.fromList(cc.Env).pairs) st.env.set(k, v);
     }
     for (const { c, onbuild } of commands) {
       st.isOnBuild = onbuild;

@@ -126,6 +126,24 @@ for (const [target, tp, arch, variant] of [
   });
 }
 
+test("the config's platform is containerd-normalized: arm64 'v8' from the base is dropped, arm gets v7", async () => {
+  const images = {
+    arm64v8: { only: "linux/arm64", configPlatform: { variant: "v8" } },
+    aarch64: { configPlatform: { architecture: "aarch64", variant: "8" } },
+    armnovariant: { only: "linux/arm/v7", configPlatform: { variant: "" } },
+  };
+  for (const platform of ["linux/arm64", "linux/arm64/v8", undefined]) {
+    const r = await convert("FROM arm64v8\nRUN true\n", { platform, images });
+    assert.equal(r.config.architecture, "arm64");
+    assert.equal(r.config.variant, undefined, `platform ${platform}`);
+  }
+  const a = await convert("FROM aarch64\n", { platform: "linux/arm64", images });
+  assert.deepEqual([a.config.architecture, a.config.variant], ["arm64", undefined]);
+  // the implicit target keeps the base's platform, still normalized
+  const b = await convert("FROM armnovariant\n", { images });
+  assert.deepEqual([b.config.architecture, b.config.variant], ["arm", "v7"]);
+});
+
 test("automatic platform ARGs can be overridden with --build-arg; TARGETSTAGE names the target", async () => {
   const src = "FROM alpine AS one\nARG TARGETARCH TARGETSTAGE\nRUN true\nFROM alpine AS two\n";
   const r = await convert(src, { buildArgs: { TARGETARCH: "mips" }, target: "one" });
@@ -501,6 +519,24 @@ test("only the stages the target needs are converted: an unreachable base is nev
 });
 
 // ---------------------------------------------------------------- COPY / ADD
+
+test("FROM <stage>: a name the parent declared as ARG and ENV reaches the child's RUN as the ENV value", async () => {
+  const parent =
+    "FROM alpine AS parent\nENV B=envb\nARG A=arga B=argb OTHER=o\nENV A=enva\nRUN p\n";
+  const r = await convert(parent + "FROM parent\nRUN c\n");
+  const env = envOf(lastExec(r));
+  assert.deepEqual([env.A, env.B, env.OTHER], ["enva", "envb", "o"]);
+  assert.match(history(r).at(-1)!.created_by!, /^RUN \|3 A=enva B=envb OTHER=o \/bin\/sh -c c/);
+  // the parent's own RUN saw the later declaration of each
+  const p = await convert(parent, { target: "parent" });
+  assert.deepEqual([envOf(lastExec(p)).A, envOf(lastExec(p)).B], ["enva", "argb"]);
+  // `ARG A` re-declared without a default in the child keeps the ENV value
+  const a = await convert(parent + "FROM parent\nARG A B\nRUN c\n");
+  assert.deepEqual([envOf(lastExec(a)).A, envOf(lastExec(a)).B], ["enva", "envb"]);
+  // a build arg still wins for a name the child declares
+  const b = await convert(parent + "FROM parent\nARG A\nRUN c\n", { buildArgs: { A: "cli" } });
+  assert.equal(envOf(lastExec(b)).A, "cli");
+});
 
 test("COPY --from a stage (by name and by index), an image and a named context", async () => {
   const src =
