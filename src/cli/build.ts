@@ -95,6 +95,12 @@ Cache (--cache-to / --cache-from, repeatable; buildx's syntax, BuildKit's format
   An import that cannot be read is a warning; a failed export fails the build unless
   ignore-error=true.
 
+RUN sandbox (containerd's default seccomp profile and capabilities on every RUN):
+  RUN --security=insecure  needs --allow security.insecure: no filter, all capabilities
+  RUN --network=host       needs --allow network.host (so does --network host)
+  RUN --device=NAME        a CDI device: kiln has none; optional ones are skipped,
+                           required ones (NAME,required) fail the build
+
 Environment:
   SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
                      for reproducible images; also accepted as --build-arg

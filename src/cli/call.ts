@@ -3,6 +3,7 @@
  * Dockerfile instead of building it. Output goes to stdout, as buildx prints it.
  */
 import { resolve } from "node:path";
+import { ENTITLEMENTS } from "../entitlements/index.js";
 import { KilnError } from "../errors.js";
 import { parseBuildArgs } from "./options.js";
 import { convertDockerfile } from "../frontend/dockerfile/convert.js";
@@ -75,6 +76,8 @@ export async function runCall(
     target: req.target,
     labels: {},
     network: "default",
+    // an outline runs nothing: a step needing an entitlement is described, not refused
+    entitlements: new Set(ENTITLEMENTS),
     extraHosts: [],
     contexts: new Map([["context", { dir: req.contextDir, excludePatterns: [] }]]),
     // The outline describes the Dockerfile's own arguments, secrets and ssh; it does not need

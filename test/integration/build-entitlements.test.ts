@@ -39,6 +39,9 @@ test("RUN --security=insecure without --allow fails on its line with the fix", a
   const host = await kiln(["build", "-f", join(ctx, "host.Dockerfile"), ctx], opts());
   assert.equal(host.code, 1);
   assert.match(host.messages.join("\n"), /host\.Dockerfile:2:5: network\.host is not allowed/);
+  // describing runs nothing: no entitlement needed
+  const outline = await kiln(["build", "--call", "outline", ctx], opts());
+  assert.equal(outline.code, 0, outline.stderr);
   await kilnOk(
     ["build", "--allow", "network.host", "-f", join(ctx, "host.Dockerfile"), ctx],
     opts(),

@@ -124,7 +124,14 @@ test("a cache exported from one state makes an empty state run nothing (registry
       path: `${wrapper}:${process.env.PATH ?? ""}`,
     });
     assert.deepEqual(await containerStarts(log), [], "the push build started no container");
-    const pushed = (await skopeoRaw(`${repo}:pushed`)) as { layers: { digest: string }[] };
+    // an index: the image and its (default) provenance attestation manifest
+    const top = (await skopeoRaw(`${repo}:pushed`)) as {
+      manifests: { digest: string; platform?: { os: string } }[];
+    };
+    const image = top.manifests.find((m) => m.platform?.os !== "unknown")!;
+    const pushed = (await skopeoRaw(`${repo}@${image.digest}`)) as {
+      layers: { digest: string }[];
+    };
     const fetched = new Set(await readdir(join(pushState, "content", "blobs", "sha256")));
     assert.ok(pushed.layers.length >= 3);
     for (const l of pushed.layers) {
