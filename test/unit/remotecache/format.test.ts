@@ -169,6 +169,13 @@ test("flags: buildx's attributes, a bare --cache-from is a registry ref, bad val
     ignoreError: true,
     insecure: false,
   });
+  // BuildKit's defaults: an image manifest, an index when Docker media types are asked for
+  const ref = (extra: [string, string][]) => parseCacheTo("x", new Map([["ref", "r/c"], ...extra]));
+  assert.equal((ref([]) as { imageManifest: boolean }).imageManifest, true);
+  assert.equal(
+    (ref([["oci-mediatypes", "false"]]) as { imageManifest: boolean }).imageManifest,
+    false,
+  );
   const bad = (f: () => unknown, re: RegExp): void => {
     assert.throws(f, (e: unknown) => isKilnError(e) && e.code === "E_FLAG" && re.test(e.message));
   };
