@@ -15,7 +15,6 @@ import {
   type ParsedDocument,
   parseConfig,
   parseManifest,
-  toPlatform,
   type ImageConfig,
   type ImageManifest,
 } from "../oci/index.js";
@@ -24,6 +23,7 @@ import type { Platform } from "../platform/types.js";
 import { formatReference, parseReference, registryHost, withDigest } from "../reference/index.js";
 import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
 import { applyLayerBlob } from "../archive/index.js";
+import { pulledLayerId, stepSnapshotId } from "../snapshot/index.js";
 import type { LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
 import type { ProgressSink } from "../progress/index.js";
@@ -64,7 +64,7 @@ export function chainIDs(diffIDs: readonly string[]): string[] {
 
 /** The snapshot each layer of a chain is unpacked into (by chain ID: shared by every image). */
 export function layerSnapshots(diffIDs: readonly string[]): string[] {
-  return chainIDs(diffIDs).map((c) => `layer-${c.slice(7)}`);
+  return chainIDs(diffIDs).map(pulledLayerId);
 }
 
 export class Images implements ImagePuller {
@@ -269,7 +269,7 @@ export class Images implements ImagePuller {
         completed: Date.now(),
       });
     }
-    const active = await snapshots.newEmpty(`unpack-${snapshot}-${process.pid}`, parents);
+    const active = await snapshots.newEmpty(stepSnapshotId("unpack", snapshot), parents);
     try {
       await applyLayerBlob(this.state.content.openRead(desc.digest), desc.mediaType, active.dir, {
         expectedDiffID: diffID,
@@ -284,9 +284,4 @@ export class Images implements ImagePuller {
       throw e;
     }
   }
-}
-
-/** The platform an image config says it is for (for InvalidBaseImagePlatform warnings). */
-export function configPlatform(config: ImageConfig): Platform {
-  return toPlatform(config);
 }
