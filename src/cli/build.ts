@@ -85,7 +85,7 @@ Outputs (-o/--output, repeatable; buildx's syntax):
 
 Cache (--cache-to / --cache-from, repeatable; buildx's syntax, BuildKit's format):
   type=registry    ref=REPO:TAG  mode=min|max  compression=gzip|zstd|uncompressed
-                   oci-mediatypes=false  image-manifest=true  ignore-error=true
+                   oci-mediatypes=false  image-manifest=false  ignore-error=true
                    registry.insecure=true; a bare --cache-from REF is type=registry
   type=local       --cache-to dest=DIR  --cache-from src=DIR; tag=T (default latest),
                    digest=sha256:… (import)

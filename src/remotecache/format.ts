@@ -91,6 +91,11 @@ export function encodeCache(entries: readonly CacheEntry[]): {
     const prev = unique.get(e.key);
     if (!prev || (!prev.layers && e.layers)) unique.set(e.key, e);
   }
+  // BuildKit refuses a record with an empty input link: an input not exported gets a record
+  // of its own (no result, no inputs)
+  for (const e of entries) {
+    for (const k of e.inputs) if (!unique.has(k)) unique.set(k, { key: k, inputs: [] });
+  }
   const recordIndex = new Map([...unique.keys()].map((k, i) => [k, i]));
   const records: ConfigRecord[] = [...unique.values()].map((e) => {
     const r: ConfigRecord = { digest: e.key };
@@ -99,11 +104,7 @@ export function encodeCache(entries: readonly CacheEntry[]): {
         { layer: chainTop(e.layers), createdAt: e.layers.at(-1)!.createdAt ?? ZERO_TIME },
       ];
     }
-    const links = e.inputs.map((k) => {
-      const link = recordIndex.get(k);
-      return link === undefined ? [] : [{ link }];
-    });
-    if (links.some((l) => l.length > 0)) r.inputs = links;
+    if (e.inputs.length) r.inputs = e.inputs.map((k) => [{ link: recordIndex.get(k)! }]);
     return r;
   });
   return { config: { layers, records }, blobs: [...blobs.values()] };

@@ -278,45 +278,52 @@ function descriptorOf(l: CachedLayer): Descriptor {
 }
 
 /**
- * Which step made each layer of v's result (the image history matches layers to steps by it):
- * a RUN, COPY or ADD adds the top layer to the result of its base input.
+ * The inputs whose results v's result is stacked from (bottom first), and whether v adds a
+ * layer of its own on top: a RUN, COPY or ADD adds one to its base input's layers (a COPY
+ * --link is a single-layer copy merged onto the stage); an image's layers are its own.
  */
-function markProducers(v: Vertex, layers: LayerRecord[]): void {
-  let cur: Vertex | undefined = v;
-  for (let i = layers.length - 1; i >= 0 && cur; i--) {
-    const base = baseInput(cur);
-    if (base === "none") return;
-    layers[i]!.producer = cur.digest;
-    cur = base;
-  }
-}
-
-/** The input a vertex adds its layer on top of; "none" when it adds no layer to anything. */
-function baseInput(v: Vertex): Vertex | undefined | "none" {
+function layerInputs(v: Vertex): { inputs: Vertex[]; adds: boolean } {
   switch (v.op.kind) {
     case "exec":
-      return v.inputs[0];
+      return { inputs: v.inputs.slice(0, 1), adds: true };
     case "file":
-      return v.op.dest >= 0 ? v.inputs[v.op.dest] : undefined;
+      return { inputs: v.op.dest >= 0 ? [v.inputs[v.op.dest]!] : [], adds: true };
     case "http":
-      return undefined;
-    default:
-      return "none";
+      return { inputs: [], adds: true };
+    case "merge":
+      return { inputs: [...v.inputs], adds: false };
+    case "image":
+    case "local":
+      return { inputs: [], adds: false };
   }
 }
 
-/** The vertices whose records a cache export holds: all of them, or the final images' chains. */
+/**
+ * Marks which step made each layer of v's result, from the top down (the image history matches
+ * layers to steps by it); returns the index below v's layers. An image's layers are unmarked
+ * (pulled), and take all that is left below.
+ */
+function markProducers(v: Vertex, layers: LayerRecord[], top = layers.length - 1): number {
+  if (v.op.kind === "image") return -1;
+  const { inputs, adds } = layerInputs(v);
+  if (adds && top >= 0) layers[top--]!.producer = v.digest;
+  for (const i of [...inputs].reverse()) top = markProducers(i, layers, top);
+  return top;
+}
+
+/**
+ * The vertices whose records a cache export holds: every one (mode=max), or those whose
+ * layers make up the final images (mode=min: not a stage only reached through COPY --from).
+ */
 function exported(roots: readonly Vertex[], mode: CacheMode): Vertex[] {
   if (mode === "max") return topoSort(roots);
   const out = new Map<string, Vertex>();
-  for (const r of roots) {
-    let cur: Vertex | undefined = r;
-    while (cur && !out.has(cur.digest)) {
-      out.set(cur.digest, cur);
-      const base = baseInput(cur);
-      cur = base === "none" ? undefined : base;
-    }
-  }
+  const visit = (v: Vertex): void => {
+    if (out.has(v.digest)) return;
+    out.set(v.digest, v);
+    layerInputs(v).inputs.forEach(visit);
+  };
+  roots.forEach(visit);
   return [...out.values()];
 }
 
@@ -513,27 +520,52 @@ async function resultLayers(
 
 /**
  * The inline cache value for one platform's image (the `moby.buildkit.cache.v0` config key):
- * records of the steps whose results are the image's bottom layers (mode=min, as BuildKit).
+ * records of the steps whose results are the image's bottom layers (mode=min, as BuildKit),
+ * with their layer indexes into the image.
  */
 export async function inlineCache(
   root: Vertex,
   result: FsResult,
   build: SolvedBuild,
 ): Promise<string> {
-  const entries: CacheEntry[] = [];
   const image = result.layers.map((l) => ({
     digest: l.snapshot,
     size: 0,
     mediaType: "",
     diffID: "",
   }));
-  let depth = result.layers.length;
-  for (const v of exported([root], "min")) {
+  const entries: CacheEntry[] = [];
+  const seen = new Set<string>();
+  // v's result is the image's bottom `depth` layers
+  const visit = async (v: Vertex, depth: number): Promise<void> => {
+    if (seen.has(v.digest) || depth < 0) return;
+    seen.add(v.digest);
     const key = await build.keyOf(v);
     const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
-    // a chain vertex's result is the image's bottom `depth` layers; each step below adds one
     entries.push({ key, inputs, layers: depth > 0 ? image.slice(0, depth) : undefined });
-    if (baseInput(v) !== "none") depth--;
-  }
+    const { inputs: below, adds } = layerInputs(v);
+    // only the bottom input of a stack is a prefix; the layers above it must be countable
+    let rest = depth - (adds ? 1 : 0);
+    for (const i of below.slice(1)) {
+      const n = layerCount(i);
+      if (n === undefined) return;
+      rest -= n;
+    }
+    if (below[0]) await visit(below[0], rest);
+  };
+  await visit(root, result.layers.length);
   return encodeInline(entries, image);
+}
+
+/** How many layers v's result has, from the graph alone (undefined: an image's are unknown). */
+function layerCount(v: Vertex): number | undefined {
+  if (v.op.kind === "image") return undefined;
+  const { inputs, adds } = layerInputs(v);
+  let n = adds ? 1 : 0;
+  for (const i of inputs) {
+    const c = layerCount(i);
+    if (c === undefined) return undefined;
+    n += c;
+  }
+  return n;
 }

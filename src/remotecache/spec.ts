@@ -98,21 +98,28 @@ export function parseCacheTo(value: string, a: ReadonlyMap<string, string>): Cac
       "use mode=min (the image's steps) or mode=max (every step)",
     );
   }
-  const common = {
-    mode: mode,
-    compression: compressionOf(flag, value, a.get("compression")),
-    ociMediaTypes: bool(flag, value, "oci-mediatypes", a.get("oci-mediatypes") ?? "true"),
-    imageManifest: bool(flag, value, "image-manifest", a.get("image-manifest") ?? "false"),
-    ignoreError: bool(flag, value, "ignore-error", a.get("ignore-error") ?? "false"),
-  };
-  if (common.imageManifest && !common.ociMediaTypes) {
+  const ociMediaTypes = bool(flag, value, "oci-mediatypes", a.get("oci-mediatypes") ?? "true");
+  const imageManifestAttr = a.get("image-manifest");
+  // BuildKit's default: an image manifest, unless Docker media types ask for a manifest list
+  const imageManifest =
+    imageManifestAttr === undefined
+      ? ociMediaTypes
+      : bool(flag, value, "image-manifest", imageManifestAttr);
+  if (imageManifest && !ociMediaTypes) {
     throw flagError(
       flag,
       value,
       "image-manifest=true needs OCI media types",
-      "drop oci-mediatypes=false",
+      "drop oci-mediatypes=false, or use image-manifest=false",
     );
   }
+  const common = {
+    mode: mode,
+    compression: compressionOf(flag, value, a.get("compression")),
+    ociMediaTypes,
+    imageManifest,
+    ignoreError: bool(flag, value, "ignore-error", a.get("ignore-error") ?? "false"),
+  };
   const shared = [
     "type",
     "mode",

@@ -13,6 +13,7 @@ import {
   kilnOk,
   named,
   removeTree,
+  type RawEvent,
   runcLogger,
   tempDir,
   testRegistry,
@@ -30,7 +31,16 @@ FROM ${reg}/base/busybox
 ARG V=1
 RUN echo "$V" > /v
 COPY --from=builder /art /art
+COPY --link --from=builder /art /linked
 `;
+
+/** The image digest of a one-platform build, from its summary event. */
+function imageDigest(events: readonly RawEvent[]): string | undefined {
+  const summary: (RawEvent & { platforms?: { digest?: string }[] }) | undefined = events.find(
+    (e) => e.type === "summary",
+  );
+  return summary?.platforms?.[0]?.digest;
+}
 
 async function skopeoRaw(ref: string): Promise<Record<string, unknown>> {
   const out = await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`]);
@@ -43,16 +53,20 @@ test("a cache exported from one state makes an empty state run nothing (registry
     const log = join(dir, "runc.log");
     const wrapper = await runcLogger(join(dir, "bin"), log);
     const ctx = await writeContext(join(dir, "ctx"), { Dockerfile: dockerfile });
+    // the importing builds run from another checkout of the same files
+    const ctxB = await writeContext(join(dir, "ctxB"), { Dockerfile: dockerfile });
+    const path = `${wrapper}:${process.env.PATH ?? ""}`;
     const repo = `${reg}/cache-${randomBytes(4).toString("hex")}`;
     let states = 0;
     const build = async (...flags: string[]) => {
       const out = join(dir, `out${++states}`);
       const r = await kilnOk(["build", ...flags, "-o", `type=local,dest=${out}`, "."], {
         root: join(dir, `state${states}`),
-        cwd: ctx,
-        path: `${wrapper}:${process.env.PATH ?? ""}`,
+        cwd: ctxB,
+        path,
       });
       return {
+        digest: imageDigest(r.events),
         vs: vertexRecords(r.events),
         starts: await containerStarts(log),
         art: await readFile(join(out, "art"), "utf8"),
@@ -61,27 +75,31 @@ test("a cache exported from one state makes an empty state run nothing (registry
       };
     };
 
-    // state A: one build exports every kind of cache
+    // state A exports every kind of cache (inline in a second, fully cached build that pushes)
+    const stateA = { root: join(dir, "stateA"), cwd: ctx, path };
     const a = await kilnOk(
       [
         "build",
         "--cache-to",
-        `type=registry,ref=${repo}:max,mode=max`,
+        `type=registry,ref=${repo}:max,mode=max,image-manifest=false`,
         "--cache-to",
-        `type=registry,ref=${repo}:min,mode=min,image-manifest=true`,
+        `type=registry,ref=${repo}:min,mode=min`,
         "--cache-to",
         `type=local,dest=${join(dir, "local")},mode=max`,
-        "--cache-to",
-        "type=inline",
-        "-t",
-        `${repo}:image`,
-        "--push",
+        "-o",
+        `type=local,dest=${join(dir, "outA")}`,
         ".",
       ],
-      { root: join(dir, "stateA"), cwd: ctx, path: `${wrapper}:${process.env.PATH ?? ""}` },
+      stateA,
     );
     assert.equal(named(vertexRecords(a.events), /RUN /).length, 2);
     assert.equal((await containerStarts(log)).length, 2, "state A ran both RUNs");
+    assert.match(imageDigest(a.events) ?? "", /^sha256:/);
+    await kilnOk(
+      ["build", "--cache-to", "type=inline", "-t", `${repo}:image`, "--push", "."],
+      stateA,
+    );
+    assert.deepEqual(await containerStarts(log), []);
 
     // BuildKit's layout, read by an independent tool
     const index = await skopeoRaw(`${repo}:max`);
@@ -113,6 +131,8 @@ test("a cache exported from one state makes an empty state run nothing (registry
         `${from}: every step cached`,
       );
       assert.equal(b.art, "built\n");
+      // the same image, layer for layer and in its history, as state A built
+      assert.equal(b.digest, imageDigest(a.events), `${from}: image digest`);
       assert.equal(b.v, "1\n");
     }
 
@@ -120,8 +140,8 @@ test("a cache exported from one state makes an empty state run nothing (registry
     const pushState = join(dir, "statePush");
     await kilnOk(["build", "--cache-from", `${repo}:max`, "-t", `${repo}:pushed`, "--push", "."], {
       root: pushState,
-      cwd: ctx,
-      path: `${wrapper}:${process.env.PATH ?? ""}`,
+      cwd: ctxB,
+      path,
     });
     assert.deepEqual(await containerStarts(log), [], "the push build started no container");
     // an index: the image and its (default) provenance attestation manifest

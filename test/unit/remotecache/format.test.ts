@@ -48,6 +48,7 @@ test("encode: BuildKit's structure — layers with parent indexes, records linki
     inputs: [[{ link: 1 }], [{ link: 4 }]],
   });
   assert.deepEqual(config.records![4], { digest: d("9") });
+  for (const r of config.records!) assert.ok((r.inputs ?? []).every((l) => l.length > 0));
   assert.deepEqual(
     blobs.map((b) => b.digest),
     [d("a"), d("b"), d("c"), d("1")],
@@ -120,12 +121,14 @@ test("inline: records only, layer indexes are the image's layers", () => {
       [d("0"), 0],
       [d("2"), 1],
       [d("3"), 2],
+      // an input that is not exported still gets a record: BuildKit refuses empty links
+      [d("9"), undefined],
     ],
   );
   const back = decodeInline(value, image, "t");
   assert.deepEqual(
     back.map((e) => e.layers?.map((l) => l.digest)),
-    [[d("a")], [d("a"), d("b")], [d("a"), d("b"), d("c")]],
+    [[d("a")], [d("a"), d("b")], [d("a"), d("b"), d("c")], undefined],
   );
   assert.throws(() => decodeInline(42, image, "t"), /not a string/);
 });
@@ -166,6 +169,13 @@ test("flags: buildx's attributes, a bare --cache-from is a registry ref, bad val
     ignoreError: true,
     insecure: false,
   });
+  // BuildKit's defaults: an image manifest, an index when Docker media types are asked for
+  const ref = (extra: [string, string][]) => parseCacheTo("x", new Map([["ref", "r/c"], ...extra]));
+  assert.equal((ref([]) as { imageManifest: boolean }).imageManifest, true);
+  assert.equal(
+    (ref([["oci-mediatypes", "false"]]) as { imageManifest: boolean }).imageManifest,
+    false,
+  );
   const bad = (f: () => unknown, re: RegExp): void => {
     assert.throws(f, (e: unknown) => isKilnError(e) && e.code === "E_FLAG" && re.test(e.message));
   };
