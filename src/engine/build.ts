@@ -36,7 +36,12 @@ import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
-import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
+import {
+  imageContextRef,
+  type BuildRequest,
+  type BuildResult,
+  type PlatformOutcome,
+} from "./request.js";
 
 export interface EngineOptions {
   root?: string;
@@ -194,8 +199,9 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   ]);
   const imageContexts = new Map<string, string>();
   for (const [name, dir] of Object.entries(req.namedContexts)) {
-    if (dir.startsWith("docker-image://")) {
-      imageContexts.set(name, dir.slice("docker-image://".length));
+    const ref = imageContextRef(dir);
+    if (ref !== undefined) {
+      imageContexts.set(name, ref);
       continue;
     }
     await checkContext(dir);
@@ -224,6 +230,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           target: req.target,
           labels: req.labels,
           network: req.network,
+          entitlements: new Set(req.allow ?? []),
           extraHosts: req.extraHosts,
           imageContexts,
           contexts: new Map(

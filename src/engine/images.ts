@@ -13,7 +13,6 @@ import {
   type ParsedDocument,
   parseConfig,
   parseManifest,
-  toPlatform,
   type ImageConfig,
   type ImageManifest,
 } from "../oci/index.js";
@@ -255,9 +254,4 @@ export class Images implements ImagePuller {
       throw e;
     }
   }
-}
-
-/** The platform an image config says it is for (for InvalidBaseImagePlatform warnings). */
-export function configPlatform(config: ImageConfig): Platform {
-  return toPlatform(config);
 }

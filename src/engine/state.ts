@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { BuildCache } from "../cache/index.js";
 import { ContentStore } from "../content/index.js";
 import { MetadataStore } from "../metadata/index.js";
-import { Snapshotter } from "../snapshot/index.js";
+import { Snapshotter, driverFromEnv } from "../snapshot/index.js";
 
 export function defaultRoot(): string {
   if (process.env.KILN_ROOT) return process.env.KILN_ROOT;
@@ -34,7 +34,7 @@ export interface KilnState {
 export async function openState(root: string = defaultRoot()): Promise<KilnState> {
   await mkdir(root, { recursive: true, mode: 0o700 });
   const metadata = MetadataStore.open(root);
-  const snapshots = new Snapshotter(join(root, "snapshots"));
+  const snapshots = new Snapshotter(join(root, "snapshots"), { driver: driverFromEnv() });
   const state: KilnState = {
     root,
     metadata,

@@ -1,5 +1,5 @@
 // Layers on disk: overlayfs snapshots (copy fallback), mount stacks, crash-safe commits.
-export { Snapshotter } from "./snapshotter.js";
+export { Snapshotter, driverFromEnv } from "./snapshotter.js";
 export type {
   ActiveLayer,
   ActiveMount,
