@@ -142,7 +142,7 @@ async function walk(roots: string[], classify: Classify, owner = "store"): Promi
     await Promise.all(
       names.map((n) => {
         const o = classify(path, n);
-        return o === SKIP ? undefined : visit(join(path, n), o ?? owner, st.dev);
+        return o === SKIP ? Promise.resolve() : visit(join(path, n), o ?? owner, st.dev);
       }),
     );
   };

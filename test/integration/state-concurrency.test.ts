@@ -1,8 +1,10 @@
-// Many kiln processes on one state dir: 4 tagged builds and a `prune` started at once.
+// Many kiln processes on one state dir: 4 tagged builds at once, and a `prune` while they run.
 // A sharing=locked cache mount is held by one RUN at a time across the processes (each RUN
-// takes a marker dir that fails if another holder is inside, and logs start/end), every tag is
-// kept, and every stored image is complete (skopeo copies each one out of the store, which
-// reads and verifies every blob).
+// takes a marker dir that fails if another holder is inside, and logs start/end; the first
+// holder stays inside until all 4 builds have reached the step before, so without a lock
+// between processes they would all be inside at once), every tag is kept, and every stored
+// image is complete (skopeo copies each one out of the store, which reads and verifies every
+// blob).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readFile, readdir } from "node:fs/promises";
@@ -28,9 +30,15 @@ test("4 builds and a prune at once on one state dir: locked cache exclusive, tag
     const ctx = await writeContext(join(dir, "ctx"), {
       Dockerfile: `FROM ${reg}/base/busybox
 ARG N
-RUN --mount=type=cache,id=conc,target=/c,sharing=locked sh -c '\\
+ARG ALL=0
+RUN --mount=type=cache,id=rendezvous,target=/r touch /r/ready-$N
+RUN --mount=type=cache,id=rendezvous,target=/r \\
+    --mount=type=cache,id=conc,target=/c,sharing=locked sh -c '\\
   mkdir /c/inside || { echo "another RUN is inside the locked cache" >&2; exit 1; }; \\
-  echo "start $N" >> /c/log; sleep 1; echo "end $N" >> /c/log; rmdir /c/inside'
+  echo "start $N" >> /c/log; \\
+  i=0; while [ $(ls /r | grep -c "^ready-[1-4]$") -lt $ALL ] && [ $i -lt 300 ]; do \\
+    sleep 0.1; i=$((i+1)); done; \\
+  sleep 1; echo "end $N" >> /c/log; rmdir /c/inside'
 RUN echo "$N" > /n
 `,
     });
@@ -39,13 +47,31 @@ RUN echo "$N" > /n
     await kilnOk(["build", "--build-arg", "N=0", "-t", "local/conc:0", "."], o);
     await kilnOk(["build", "--build-arg", "N=9", "-o", `type=local,dest=${dir}/o9`, "."], o);
 
-    const started = await Promise.all([
-      ...BUILDS.map((n) =>
-        startKiln(["build", "--build-arg", `N=${n}`, "-t", `local/conc:${n}`, "."], o),
+    const children = await Promise.all(
+      BUILDS.map((n) =>
+        startKiln(
+          ["build", "--build-arg", `N=${n}`, "--build-arg", `ALL=${BUILDS.length}`].concat([
+            "-t",
+            `local/conc:${n}`,
+            ".",
+          ]),
+          o,
+        ),
       ),
-      startKiln(["prune", "--force"], o),
-    ]);
-    const results = await Promise.all(started.map((c) => collect(c)));
+    );
+    let ended = 0;
+    const builds = children.map((c) =>
+      collect(c).finally(() => {
+        ended++;
+      }),
+    );
+    // the prune starts once every build is running (each has made its ready file): it must
+    // neither remove what they use nor lose what they make
+    await until(
+      async () => ended > 0 || (await readyFiles(join(o.root, "cache-mounts"))) === BUILDS.length,
+    );
+    const pruning = collect(await startKiln(["prune", "--force"], o));
+    const results = await Promise.all([...builds, pruning]);
     for (const r of results) assert.equal(r.code, 0, r.stderr);
     const freed = /Total: \S+ \((\d+) bytes\)/.exec(results.at(-1)!.stdout)?.[1];
     assert.ok(
@@ -97,3 +123,18 @@ RUN echo "$N" > /n
     await removeTree(dir);
   }
 });
+
+/** How many of the concurrent builds have made their ready file (in any cache-mount dir). */
+async function readyFiles(mounts: string): Promise<number> {
+  let n = 0;
+  for (const d of await readdir(mounts).catch((): string[] => [])) {
+    const names = await readdir(join(mounts, d)).catch((): string[] => []);
+    n += names.filter((f) => /^ready-[1-4]$/.test(f)).length;
+  }
+  return n;
+}
+
+/** Polls a condition (for ordering, not timing: no assertion depends on how long it takes). */
+async function until(cond: () => Promise<boolean>): Promise<void> {
+  while (!(await cond())) await new Promise((r) => setTimeout(r, 50));
+}
