@@ -6,7 +6,14 @@ import { createHash, type Hash } from "node:crypto";
 import { accessSync, constants as fsConstants, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
-import { PassThrough, Readable, Transform, type Duplex, type TransformCallback } from "node:stream";
+import {
+  PassThrough,
+  Readable,
+  Transform,
+  Writable,
+  type Duplex,
+  type TransformCallback,
+} from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { constants as zc, createGunzip, createGzip } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
@@ -77,18 +84,43 @@ function zstdLevel(level: number | undefined): string {
   return `-${level ?? 3}`;
 }
 
+/** Where a compressed blob goes: consumes the stream, returns its digest and size. */
+export type BlobWriter = (blob: Readable) => Promise<{ digest: string; size: number }>;
+
 /**
  * Compress a layer tar into destFile, hashing the tar (diffID) and the blob (digest) in the
- * same pass. gzip output is deterministic (node:zlib writes mtime 0, no name); zstd runs the
- * zstd CLI, whose multi-threaded output does not depend on the thread count.
+ * same pass.
  */
 export async function compressLayer(
   tar: Readable,
   destFile: string,
   opts: { compression: Compression; level?: number },
 ): Promise<CompressedLayer> {
+  const toFile: BlobWriter = async (blob) => {
+    const packed = new Digester();
+    await pipeline(blob, packed, createWriteStream(destFile));
+    return { digest: packed.digest(), size: packed.size };
+  };
+  try {
+    return await compressLayerTo(tar, toFile, opts);
+  } catch (e) {
+    await rm(destFile, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Compress a layer tar straight into `write` (e.g. the content store's ingest, which hashes
+ * the blob as it writes it), hashing the tar (diffID) on the way: one pass, one write. gzip
+ * output is deterministic (pigz -n, or node:zlib: mtime 0, no name); zstd runs the zstd CLI,
+ * whose multi-threaded output does not depend on the thread count.
+ */
+export async function compressLayerTo(
+  tar: Readable,
+  write: BlobWriter,
+  opts: { compression: Compression; level?: number },
+): Promise<CompressedLayer> {
   const raw = new Digester();
-  const packed = new Digester();
   const fail = (detail: string, cause?: unknown) =>
     new KilnError("E_LAYER_COMPRESS", `compressing layer: ${detail}`, {
       hint: "check free space where the blob is written",
@@ -111,20 +143,46 @@ export async function compressLayer(
       compressor = new PassThrough();
       break;
   }
+  const blob = new PassThrough();
+  // a writer that gives up must stop the compressor too (else the pipeline waits forever)
+  const writing = write(blob).catch((e: unknown) => {
+    blob.destroy(e instanceof Error ? e : new Error(String(e)));
+    throw e;
+  });
+  let written: { digest: string; size: number };
   try {
-    await pipeline(tar, raw, compressor, packed, createWriteStream(destFile));
+    [, written] = await Promise.all([pipeline(tar, raw, compressor, blob), writing]);
   } catch (e) {
-    await rm(destFile, { force: true });
     if (isKilnError(e)) throw e;
     throw fail(messageOf(e), e);
   }
   return {
-    digest: packed.digest(),
-    size: packed.size,
+    digest: written.digest,
+    size: written.size,
     diffID: raw.digest(),
     uncompressedSize: raw.size,
     mediaType: LAYER_MEDIA_TYPES[opts.compression],
   };
+}
+
+/** The diffID (sha256 of the uncompressed tar) and size of a layer tar, without storing it. */
+export async function hashLayer(tar: Readable): Promise<{ diffID: string; size: number }> {
+  const raw = new Digester();
+  try {
+    await pipeline(
+      tar,
+      raw,
+      new Writable({
+        write: (_c, _e, cb) => {
+          cb();
+        },
+      }),
+    );
+  } catch (e) {
+    if (isKilnError(e)) throw e;
+    throw new KilnError("E_LAYER_COMPRESS", `hashing layer: ${messageOf(e)}`, { cause: e });
+  }
+  return { diffID: raw.digest(), size: raw.size };
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);

@@ -8,8 +8,11 @@ export {
   LAYER_MEDIA_TYPES,
   applyLayerBlob,
   compressLayer,
+  compressLayerTo,
+  hashLayer,
   compressionOf,
   decompressStream,
+  type BlobWriter,
   type CompressedLayer,
   type Compression,
 } from "./compress.js";

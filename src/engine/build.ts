@@ -23,7 +23,8 @@ import {
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import { cleanupStaleContainers } from "../executor/index.js";
-import { assembleImages, type PlatformImage } from "../exporter/image.js";
+import { assembleImages, layerBlobsFor, type PlatformImage } from "../exporter/image.js";
+import { PushAhead } from "../exporter/pushahead.js";
 import { rootDescriptor } from "../exporter/outputs.js";
 import {
   assembleOptionsFor,
@@ -36,6 +37,7 @@ import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
+import { preparingWorker } from "./earlyexport.js";
 import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
 
 export interface EngineOptions {
@@ -212,6 +214,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ),
   ];
   const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
+  // export work started during the build: never left running once the build returns
+  let background: { settle(): Promise<void> }[] = [];
   try {
     const images = new Images(state, client, sink);
     const conversions: ConvertResult[] = await Promise.all(
@@ -255,14 +259,34 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       ssh: new Map(Object.entries(req.ssh)),
     });
     const noCacheStages = new Set(req.noCacheFilter.map((s) => s.toLowerCase()));
-    const solver = new Solver<FsResult>(worker, state.cache, progress, {
-      maxParallelism: req.maxParallelism,
-      signal: opts.signal,
-      noCache: (v) =>
-        req.noCache ||
-        conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),
-    });
     const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
+    // layers are compressed (and pushed) as their steps end, while the build goes on
+    const assembleDeps = {
+      content: state.content,
+      cache: state.cache,
+      snapshots: state.snapshots,
+      tmpDir: state.tmpDir,
+    };
+    const assembleOpts = assembleOptionsFor(req.outputs, epoch);
+    const layerBlobs = layerBlobsFor(assembleDeps, conversions, assembleOpts);
+    const pushAhead = new PushAhead(client, state.content, req.outputs);
+    if (pushAhead.active)
+      layerBlobs.onBlob((b) => {
+        pushAhead.blob(b);
+      });
+    background = [layerBlobs, pushAhead];
+    const solver = new Solver<FsResult>(
+      preparingWorker(worker, roots, layerBlobs),
+      state.cache,
+      progress,
+      {
+        maxParallelism: req.maxParallelism,
+        signal: opts.signal,
+        noCache: (v) =>
+          req.noCache ||
+          conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),
+      },
+    );
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
     await saveHashCache(hashCache);
@@ -277,17 +301,9 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       historyProducers: c.historyProducers,
     }));
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
-      assembleImages(
-        {
-          content: state.content,
-          cache: state.cache,
-          snapshots: state.snapshots,
-          tmpDir: state.tmpDir,
-        },
-        platformImages,
-        assembleOptionsFor(req.outputs, epoch),
-      ),
+      assembleImages(assembleDeps, platformImages, assembleOpts, layerBlobs),
     );
+    await pushAhead.settle();
     const root = rootDescriptor(assembled);
     const names: string[] = [];
     const exportCtx: ExportContext = {
@@ -348,6 +364,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       durationMs,
     };
   } finally {
+    for (const b of background) await b.settle();
     client.close();
   }
 }

@@ -4,11 +4,6 @@
  * layers keep the blobs they were pulled as (never recompressed); built layers are diffed
  * and compressed once, and the blob is remembered for the next export.
  */
-import { createReadStream } from "node:fs";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { compressLayer, decompressStream, diffUpperDir } from "../archive/index.js";
 import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -32,6 +27,7 @@ import {
 import type { Platform } from "../platform/types.js";
 import type { Snapshotter } from "../snapshot/index.js";
 import { resolveAnnotations } from "./annotations.js";
+import { LayerBlobs } from "./layers.js";
 
 export interface PlatformImage {
   platform: Platform;
@@ -80,6 +76,15 @@ export interface AssembleDeps {
   tmpDir: string;
 }
 
+/** The layer blob maker for an export of these images. */
+export function layerBlobsFor(
+  deps: AssembleDeps,
+  images: readonly unknown[],
+  opts: AssembleOptions,
+): LayerBlobs {
+  return new LayerBlobs(deps, { ...opts, dedupe: images.length > 1 });
+}
+
 /** Runs `fn` over items with at most `limit` at once, keeping order in the result. */
 async function mapBounded<T, R>(
   items: readonly T[],
@@ -96,59 +101,6 @@ async function mapBounded<T, R>(
   });
   await Promise.all(lanes);
   return out;
-}
-
-function blobKey(opts: AssembleOptions): string {
-  const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
-  const epoch = opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  return `${opts.compression}${level}${epoch}`;
-}
-
-async function layerBlob(
-  deps: AssembleDeps,
-  layer: LayerRecord,
-  opts: AssembleOptions,
-): Promise<BlobRecord> {
-  const pulled = layer.blob && !layer.producer ? layer.blob : undefined;
-  // a pulled layer is exported exactly as pulled unless another compression is forced on it
-  if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
-    return pulled;
-  // pulled content never changes with the epoch; built layers clamp their mtimes to it
-  const key = pulled ? blobKey({ ...opts, epoch: undefined }) : blobKey(opts);
-  const known = await deps.cache.blobFor(layer.snapshot, key);
-  if (known && (await deps.content.has(known.digest))) return known;
-  const tmp = join(deps.tmpDir, `layer-${randomBytes(8).toString("hex")}`);
-  try {
-    const tar = pulled
-      ? decompressStream(deps.content.openRead(pulled.digest), pulled.mediaType)
-      : diffUpperDir(deps.snapshots.path(layer.snapshot), { mtime: opts.epoch });
-    const c = await compressLayer(tar, tmp, {
-      compression: opts.compression,
-      level: opts.compressionLevel,
-    });
-    if (pulled && c.diffID !== pulled.diffID) {
-      throw new KilnError(
-        "E_LAYER_COMPRESS",
-        `recompressing layer ${pulled.digest} changed its content (${pulled.diffID} → ${c.diffID})`,
-        { hint: "remove kiln's content store so the base image is pulled again" },
-      );
-    }
-    await deps.content.ingest(createReadStream(tmp), { digest: c.digest, size: c.size });
-    const blob: BlobRecord = {
-      digest: c.digest,
-      size: c.size,
-      mediaType: c.mediaType,
-      diffID: c.diffID,
-    };
-    await deps.cache.recordBlob(layer.snapshot, key, blob);
-    return blob;
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
-
-function compressionOfBlob(b: BlobRecord): Compression | undefined {
-  return layerCompression(b.mediaType);
 }
 
 /** A layer's media type in the manifest's family (OCI or Docker), as BuildKit converts them. */
@@ -214,10 +166,15 @@ export function finalConfig(
   };
 }
 
+/**
+ * `layers` holds the blobs made so far (started while the build ran); without it every
+ * layer is made here.
+ */
 export async function assembleImages(
   deps: AssembleDeps,
   images: readonly PlatformImage[],
   opts: AssembleOptions,
+  layers: LayerBlobs = layerBlobsFor(deps, images, opts),
 ): Promise<AssembledImage> {
   const notes = resolveAnnotations(opts.annotations ?? {});
   const indexNotes = notes.index;
@@ -240,15 +197,7 @@ export async function assembleImages(
   }
   const parallelism = opts.parallelism ?? 2;
   // layers shared between platforms (a common base) are resolved once
-  const pending = new Map<string, Promise<BlobRecord>>();
-  const blobOf = (l: LayerRecord): Promise<BlobRecord> => {
-    let p = pending.get(l.snapshot);
-    if (!p) {
-      p = layerBlob(deps, l, opts);
-      pending.set(l.snapshot, p);
-    }
-    return p;
-  };
+  const blobOf = (l: LayerRecord): Promise<BlobRecord> => layers.blobOf(l);
   const platforms: AssembledPlatform[] = [];
   for (const img of images) {
     const blobs = await mapBounded(img.result.layers, parallelism, blobOf);
