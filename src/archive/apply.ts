@@ -28,7 +28,7 @@ import {
 } from "node:fs/promises";
 import { join, posix } from "node:path";
 import type { Readable } from "node:stream";
-import { setAttribute } from "@napi-rs/xattr";
+import { setAttribute } from "../xattr.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { run, runChecked } from "../process/index.js";
 import { unsafeLayer } from "./errors.js";

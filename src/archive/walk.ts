@@ -7,7 +7,7 @@ import { constants } from "node:fs";
 import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { getAttribute, listAttributes } from "@napi-rs/xattr";
+import { getAttribute, listAttributes } from "../xattr.js";
 import { KilnError } from "../errors.js";
 import type { TarEntry } from "./tar-format.js";
 import { packTar, type TarInput } from "./tar-writer.js";

@@ -24,7 +24,7 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { dirname, join, posix, relative } from "node:path";
-import { getAttribute, listAttributes, setAttribute } from "@napi-rs/xattr";
+import { getAttribute, listAttributes, setAttribute } from "../xattr.js";
 import { KilnError } from "../errors.js";
 import { runChecked } from "../process/index.js";
 import { compileGlob, hasWildcard, splitWildcards } from "./glob.js";

@@ -22,7 +22,7 @@ import {
 import { join, posix, relative } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { setAttribute } from "@napi-rs/xattr";
+import { setAttribute } from "../xattr.js";
 import { readTar, type TarEntry } from "../archive/index.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { filterThrough, runChecked } from "../process/index.js";
