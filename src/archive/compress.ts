@@ -15,9 +15,9 @@ import {
   type TransformCallback,
 } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { constants as zc, createGunzip, createGzip } from "node:zlib";
+import { constants as zc, createGunzip, createGzip, gzipSync } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import { filterThrough } from "../process/index.js";
+import { filterThrough, type FilterFailure } from "../process/index.js";
 import { applyLayer, type ApplyOptions } from "./apply.js";
 import { invalidLayer } from "./errors.js";
 
@@ -129,11 +129,7 @@ export async function compressLayerTo(
   let compressor: Duplex | ((src: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>);
   switch (opts.compression) {
     case "gzip":
-      // pigz compresses on every core; its output (-n: no name, no time) is the same whatever
-      // the thread count, so layers stay reproducible. node:zlib is the fallback.
-      compressor = hasPigz()
-        ? (src) => filterThrough("pigz", ["-c", "-n", `-${opts.level ?? 6}`], src, fail)
-        : createGzip({ level: opts.level ?? zc.Z_DEFAULT_COMPRESSION, chunkSize: 64 * 1024 });
+      compressor = (src) => gzipLayer(src, opts.level, fail);
       break;
     case "zstd":
       compressor = (src) =>
@@ -163,6 +159,43 @@ export async function compressLayerTo(
     uncompressedSize: raw.size,
     mediaType: LAYER_MEDIA_TYPES[opts.compression],
   };
+}
+
+/** A tar this small is gzipped in-process: starting pigz would cost more than compressing. */
+const SMALL_TAR = 256 * 1024;
+
+/**
+ * gzip of a layer tar. A small tar (the whole of it within SMALL_TAR) is compressed with
+ * node:zlib in one call; a larger one with pigz on every core, whose output (-n: no name, no
+ * time) is the same whatever the thread count, or node:zlib streaming when pigz is missing.
+ * The choice depends only on the content, so a layer always gets the same bytes here.
+ */
+async function* gzipLayer(
+  src: AsyncIterable<Uint8Array>,
+  level: number | undefined,
+  fail: FilterFailure,
+): AsyncGenerator<Buffer> {
+  const it = src[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  while (size <= SMALL_TAR) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    head.push(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
+    size += r.value.byteLength;
+  }
+  const zlevel = level ?? zc.Z_DEFAULT_COMPRESSION;
+  if (ended) {
+    yield gzipSync(Buffer.concat(head), { level: zlevel });
+    return;
+  }
+  const rest = prepend(Buffer.concat(head), it);
+  if (hasPigz()) yield* filterThrough("pigz", ["-c", "-n", `-${level ?? 6}`], rest, fail);
+  else yield* through(rest, createGzip({ level: zlevel, chunkSize: 64 * 1024 }));
 }
 
 /** The diffID (sha256 of the uncompressed tar) and size of a layer tar, without storing it. */
