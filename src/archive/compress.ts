@@ -6,14 +6,7 @@ import { createHash, type Hash } from "node:crypto";
 import { accessSync, constants as fsConstants, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
-import {
-  PassThrough,
-  Readable,
-  Transform,
-  Writable,
-  type Duplex,
-  type TransformCallback,
-} from "node:stream";
+import { PassThrough, Readable, Transform, type Duplex, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { constants as zc, createGunzip, createGzip, gzipSync } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
@@ -196,26 +189,6 @@ async function* gzipLayer(
   const rest = prepend(Buffer.concat(head), it);
   if (hasPigz()) yield* filterThrough("pigz", ["-c", "-n", `-${level ?? 6}`], rest, fail);
   else yield* through(rest, createGzip({ level: zlevel, chunkSize: 64 * 1024 }));
-}
-
-/** The diffID (sha256 of the uncompressed tar) and size of a layer tar, without storing it. */
-export async function hashLayer(tar: Readable): Promise<{ diffID: string; size: number }> {
-  const raw = new Digester();
-  try {
-    await pipeline(
-      tar,
-      raw,
-      new Writable({
-        write: (_c, _e, cb) => {
-          cb();
-        },
-      }),
-    );
-  } catch (e) {
-    if (isKilnError(e)) throw e;
-    throw new KilnError("E_LAYER_COMPRESS", `hashing layer: ${messageOf(e)}`, { cause: e });
-  }
-  return { diffID: raw.digest(), size: raw.size };
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);

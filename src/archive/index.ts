@@ -9,7 +9,6 @@ export {
   applyLayerBlob,
   compressLayer,
   compressLayerTo,
-  hashLayer,
   compressionOf,
   decompressStream,
   type BlobWriter,

@@ -268,7 +268,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       tmpDir: state.tmpDir,
     };
     const assembleOpts = assembleOptionsFor(req.outputs, epoch);
-    const layerBlobs = layerBlobsFor(assembleDeps, conversions, assembleOpts);
+    const layerBlobs = layerBlobsFor(assembleDeps, assembleOpts);
     const pushAhead = new PushAhead(client, state.content, req.outputs);
     if (pushAhead.active)
       layerBlobs.onBlob((b) => {

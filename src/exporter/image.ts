@@ -76,13 +76,9 @@ export interface AssembleDeps {
   tmpDir: string;
 }
 
-/** The layer blob maker for an export of these images. */
-export function layerBlobsFor(
-  deps: AssembleDeps,
-  images: readonly unknown[],
-  opts: AssembleOptions,
-): LayerBlobs {
-  return new LayerBlobs(deps, { ...opts, dedupe: images.length > 1 });
+/** The layer blob maker for an export with these options. */
+export function layerBlobsFor(deps: AssembleDeps, opts: AssembleOptions): LayerBlobs {
+  return new LayerBlobs(deps, opts);
 }
 
 /** Runs `fn` over items with at most `limit` at once, keeping order in the result. */
@@ -174,7 +170,7 @@ export async function assembleImages(
   deps: AssembleDeps,
   images: readonly PlatformImage[],
   opts: AssembleOptions,
-  layers: LayerBlobs = layerBlobsFor(deps, images, opts),
+  layers: LayerBlobs = layerBlobsFor(deps, opts),
 ): Promise<AssembledImage> {
   const notes = resolveAnnotations(opts.annotations ?? {});
   const indexNotes = notes.index;

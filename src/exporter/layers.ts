@@ -1,12 +1,15 @@
 /**
  * The layer blobs of one export, made as early as possible: a built layer can be diffed and
  * compressed as soon as its step ends, while later steps still run (`prepare`), and the image
- * assembly then finds it done (`blobOf`). Layers of several platforms with the same content
- * (same diffID, e.g. a COPY of the context) are compressed and stored once. Each blob is
- * compressed straight into the content store, hashed on both sides as it is written.
+ * assembly then finds it done (`blobOf`). Each blob is compressed straight into the content
+ * store, hashed on both sides as it is written. Pulled layers recompressed to another format
+ * are shared by diffID. Built layers are not hashed ahead to find twins among platforms: a COPY
+ * into each platform's image differs in the mtimes of the directories it creates whenever the
+ * two steps fall in different seconds, so the extra pass over the layer mostly only delays its
+ * compression (measured on the bench's simple workload).
  */
 import type { Readable } from "node:stream";
-import { compressLayerTo, decompressStream, diffUpperDir, hashLayer } from "../archive/index.js";
+import { compressLayerTo, decompressStream, diffUpperDir } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -28,12 +31,6 @@ export interface LayerBlobOptions {
   epoch?: number;
   /** how many layers are compressed at once */
   parallelism?: number;
-  /**
-   * Hash a built layer's tar before compressing it, so a layer whose content another layer of
-   * this export already has reuses that blob. Worth a second read of the layer only when
-   * several platforms are exported (their context COPYs are the same bytes).
-   */
-  dedupe?: boolean;
 }
 
 /** The cache's name for a blob made with these options. */
@@ -119,15 +116,12 @@ export class LayerBlobs {
       pulled
         ? decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType)
         : diffUpperDir(this.deps.snapshots.path(layer.snapshot), { mtime: this.opts.epoch });
-    const diffID =
-      pulled?.diffID ??
-      (this.opts.dedupe ? (await this.lanes.run(() => hashLayer(tar()))).diffID : undefined);
     let blob: Promise<BlobRecord> | undefined;
-    if (diffID !== undefined) {
-      const same = `${key} ${diffID}`;
+    if (pulled) {
+      const same = `${key} ${pulled.diffID}`;
       blob = this.byDiffID.get(same);
       if (!blob) {
-        blob = this.lanes.run(() => this.compress(tar, diffID));
+        blob = this.lanes.run(() => this.compress(tar, pulled.diffID));
         this.byDiffID.set(same, blob);
       }
     } else {
@@ -149,9 +143,9 @@ export class LayerBlobs {
     if (expectedDiffID !== undefined && c.diffID !== expectedDiffID) {
       throw new KilnError(
         "E_LAYER_COMPRESS",
-        `compressing a layer changed its content (${expectedDiffID} → ${c.diffID})`,
+        `recompressing a pulled layer changed its content (${expectedDiffID} → ${c.diffID})`,
         {
-          hint: "a pulled layer: remove kiln's content store so the base image is pulled again; a built one: build again",
+          hint: "remove kiln's content store so the base image is pulled again",
         },
       );
     }
