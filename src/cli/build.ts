@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
+import { parseEntitlements } from "../entitlements/index.js";
 import { build } from "../engine/build.js";
 import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
@@ -50,6 +51,7 @@ interface BuildFlags {
   ssh?: string[];
   buildContext?: string[];
   network: string;
+  allow?: string[];
   addHost?: string[];
   maxParallelism?: string;
   quiet?: boolean;
@@ -149,6 +151,11 @@ export function buildCommand(): Command {
       new Option("--network <mode>", "network for RUN steps")
         .choices(["default", "none", "host"])
         .default("default"),
+    )
+    .option(
+      "--allow <entitlement>",
+      "allow network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)",
+      collect,
     )
     .option("--add-host <host:ip>", "add a line to /etc/hosts in RUN steps (repeatable)", collect)
     .option(
@@ -267,6 +274,11 @@ async function runBuildIn(contextDir: string, flags: BuildFlags): Promise<void> 
       (flags.ssh ?? []).map((s) => parseSsh(s, process.env)).map((s) => [s.id, s.path]),
     ),
     network: flags.network as BuildRequest["network"],
+    // --network=host asks for its entitlement itself, as in buildx
+    allow: parseEntitlements(
+      [...(flags.allow ?? []), ...(flags.network === "host" ? ["network.host"] : [])],
+      "--allow",
+    ),
     extraHosts: parseAddHosts(flags.addHost ?? []),
     maxParallelism:
       flags.maxParallelism === undefined ? undefined : parsePositive(flags.maxParallelism),

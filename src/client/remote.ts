@@ -9,7 +9,12 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { applyLayer } from "../archive/index.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import type { BuildRequest, BuildResult, OutputSpec } from "../engine/request.js";
+import {
+  imageContextRef,
+  type BuildRequest,
+  type BuildResult,
+  type OutputSpec,
+} from "../engine/request.js";
 import { PROTOCOL_VERSION, type BuildHeader, type NodeInfo } from "../daemon/index.js";
 import { createImage } from "../imagetools/index.js";
 import { formatAll, parse, normalize } from "../platform/index.js";
@@ -99,6 +104,7 @@ export async function remoteBuild(
 
   const dockerfile = resolve(req.contextDir, req.dockerfile);
   const upload = { contextDir: req.contextDir, dockerfile, namedContexts: req.namedContexts };
+  const names = Object.keys(req.namedContexts);
   const headerFor = (platforms: Platform[]): BuildHeader => {
     const request: Partial<BuildRequest> = {
       ...req,
@@ -115,7 +121,12 @@ export async function remoteBuild(
       protocol: PROTOCOL_VERSION,
       request: request as BuildHeader["request"],
       dockerfile: basename(dockerfile),
-      namedContexts: Object.keys(req.namedContexts),
+      namedContexts: names.filter((n) => imageContextRef(req.namedContexts[n]!) === undefined),
+      imageContexts: Object.fromEntries(
+        names
+          .filter((n) => imageContextRef(req.namedContexts[n]!) !== undefined)
+          .map((n) => [n, req.namedContexts[n]!]),
+      ),
       secrets: Object.fromEntries(
         Object.entries(req.secrets).map(([k, v]) => [k, v.toString("base64")]),
       ),

@@ -4,7 +4,7 @@
  * platform and one index, and send it to every requested output.
  */
 import { readFile, stat, mkdir } from "node:fs/promises";
-import { basename, join, relative, resolve } from "node:path";
+import { basename, relative, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
 import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
@@ -38,7 +38,12 @@ import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
 import { preparingWorker } from "./earlyexport.js";
-import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
+import {
+  imageContextRef,
+  type BuildRequest,
+  type BuildResult,
+  type PlatformOutcome,
+} from "./request.js";
 
 export interface EngineOptions {
   root?: string;
@@ -189,16 +194,16 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   await cleanupStaleSecrets();
 
   const epoch = sourceDateEpoch(req);
-  const hashCache = join(state.root, "cache", "context-hashes.json");
-  await loadHashCache(hashCache);
+  await loadHashCache(state.contextHashesFile);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
   ]);
   const imageContexts = new Map<string, string>();
   for (const [name, dir] of Object.entries(req.namedContexts)) {
-    if (dir.startsWith("docker-image://")) {
-      imageContexts.set(name, dir.slice("docker-image://".length));
+    const ref = imageContextRef(dir);
+    if (ref !== undefined) {
+      imageContexts.set(name, ref);
       continue;
     }
     await checkContext(dir);
@@ -229,6 +234,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           target: req.target,
           labels: req.labels,
           network: req.network,
+          entitlements: new Set(req.allow ?? []),
           extraHosts: req.extraHosts,
           imageContexts,
           contexts: new Map(
@@ -289,7 +295,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     );
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
-    await saveHashCache(hashCache);
+    await saveHashCache(state.contextHashesFile);
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 

@@ -13,7 +13,6 @@ import {
   type ParsedDocument,
   parseConfig,
   parseManifest,
-  toPlatform,
   type ImageConfig,
   type ImageManifest,
 } from "../oci/index.js";
@@ -22,6 +21,7 @@ import type { Platform } from "../platform/types.js";
 import { formatReference, parseReference, registryHost, withDigest } from "../reference/index.js";
 import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
 import { applyLayerBlob } from "../archive/index.js";
+import { pulledLayerId, stepSnapshotId } from "../snapshot/index.js";
 import type { LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
 import type { ProgressSink } from "../progress/index.js";
@@ -174,7 +174,7 @@ export class Images implements ImagePuller {
     for (let i = 0; i < manifest.layers.length; i++) {
       signal.throwIfAborted();
       const desc = manifest.layers[i]!;
-      const snapshot = `layer-${chains[i]!.slice(7)}`;
+      const snapshot = pulledLayerId(chains[i]!);
       const parents = layers.map((l) => l.snapshot);
       await this.unpackOnce(snapshot, () =>
         this.unpack(v, repo, desc, diffIDs[i]!, snapshot, parents),
@@ -239,7 +239,7 @@ export class Images implements ImagePuller {
         completed: Date.now(),
       });
     }
-    const active = await snapshots.newEmpty(`unpack-${snapshot}-${process.pid}`, parents);
+    const active = await snapshots.newEmpty(stepSnapshotId("unpack", snapshot), parents);
     try {
       await applyLayerBlob(this.state.content.openRead(desc.digest), desc.mediaType, active.dir, {
         expectedDiffID: diffID,
@@ -254,9 +254,4 @@ export class Images implements ImagePuller {
       throw e;
     }
   }
-}
-
-/** The platform an image config says it is for (for InvalidBaseImagePlatform warnings). */
-export function configPlatform(config: ImageConfig): Platform {
-  return toPlatform(config);
 }

@@ -14,6 +14,7 @@ import {
   layerMediaType,
   emptyIndex,
   encodeJSON,
+  goImageConfig,
   fromPlatform,
   manifestFor,
   setAnnotations,
@@ -124,7 +125,8 @@ export function epochTime(seconds: number): string {
  * The final config: diff_ids of the actual layers; steps that made no layer marked empty.
  * Timestamps come from when each layer was made, not from the export, so rebuilding from the
  * cache gives the same image digest. With SOURCE_DATE_EPOCH, the build's own history entries
- * and `created` are clamped to it (BuildKit's rule); inherited entries stay as the base has them.
+ * are dated at it and `created` is clamped to it (BuildKit's rule); inherited entries stay as the
+ * base has them.
  */
 export function finalConfig(
   img: PlatformImage,
@@ -151,15 +153,17 @@ export function finalConfig(
       entry.empty_layer = true;
     }
     if (made !== undefined) last = made;
-    entry.created = clamp(last);
+    // BuildKit's frontend stamps each entry it writes with the epoch, metadata-only ones too
+    if (epoch !== undefined) last = epochTime(epoch);
+    entry.created = last;
     return entry;
   });
-  return {
+  return goImageConfig({
     ...img.config,
     created: clamp(last),
     rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
     history,
-  };
+  });
 }
 
 /**

@@ -9,7 +9,7 @@
  * compression (measured on the bench's simple workload).
  */
 import type { Readable } from "node:stream";
-import { compressLayerTo, decompressStream, diffUpperDir } from "../archive/index.js";
+import { compressLayerTo, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -37,7 +37,8 @@ export interface LayerBlobOptions {
 function blobKey(opts: LayerBlobOptions, withEpoch: boolean): string {
   const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
   const epoch = !withEpoch || opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  return `${opts.compression}${level}${epoch}`;
+  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
+  return `${opts.compression}${level}${epoch}-d2`;
 }
 
 /** Runs at most `limit` tasks at once, in the order they were queued. */
@@ -112,10 +113,10 @@ export class LayerBlobs {
     const key = blobKey(this.opts, !pulled);
     const known = await this.deps.cache.blobFor(layer.snapshot, key);
     if (known && (await this.deps.content.has(known.digest))) return known;
-    const tar = () =>
+    const tar = async (): Promise<Readable> =>
       pulled
         ? decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType)
-        : diffUpperDir(this.deps.snapshots.path(layer.snapshot), { mtime: this.opts.epoch });
+        : this.deps.snapshots.diff(layer.snapshot, { mtime: this.opts.epoch });
     let blob: Promise<BlobRecord> | undefined;
     if (pulled) {
       const same = `${key} ${pulled.diffID}`;
@@ -133,10 +134,10 @@ export class LayerBlobs {
   }
 
   private async compress(
-    tar: () => Readable,
+    tar: () => Promise<Readable>,
     expectedDiffID: string | undefined,
   ): Promise<BlobRecord> {
-    const c = await compressLayerTo(tar(), (blob) => this.deps.content.ingest(blob), {
+    const c = await compressLayerTo(await tar(), (blob) => this.deps.content.ingest(blob), {
       compression: this.opts.compression,
       level: this.opts.compressionLevel,
     });

@@ -11,6 +11,7 @@ import { gunzipSync } from "node:zlib";
 import { BuildCache } from "../../src/cache/index.js";
 import { ContentStore } from "../../src/content/index.js";
 import { LayerBlobs } from "../../src/exporter/layers.js";
+import { MetadataStore } from "../../src/metadata/index.js";
 import { Snapshotter } from "../../src/snapshot/index.js";
 
 const opts = { skip: process.getuid?.() === 0 ? false : "needs root for overlayfs mounts" };
@@ -33,8 +34,9 @@ test("each layer is compressed once into the store, announced and remembered", o
   const root = await mkdtemp(join(tmpdir(), "kiln-layers-"));
   try {
     const snapshots = new Snapshotter(join(root, "snapshots"));
-    const content = await ContentStore.open(join(root, "content"));
-    const cache = await BuildCache.open(join(root, "cache"), (id) => snapshots.exists(id));
+    const metadata = MetadataStore.open(root);
+    const content = await ContentStore.open(join(root, "content"), metadata);
+    const cache = new BuildCache(metadata, (id) => snapshots.exists(id));
     let writes = 0;
     const ingest = content.ingest.bind(content);
     content.ingest = (source, expected) => {
@@ -68,7 +70,7 @@ test("each layer is compressed once into the store, announced and remembered", o
       assert.equal(diffID, blob.diffID);
     }
     // remembered per snapshot: a later export finds them without compressing
-    assert.deepEqual(await cache.blobFor("copy-arm64", "gzip"), b);
+    assert.deepEqual(await cache.blobFor("copy-arm64", "gzip-d2"), b);
     const again = new LayerBlobs({ content, cache, snapshots }, { compression: "gzip" });
     assert.deepEqual(await again.blobOf(arm64), b);
     assert.equal(writes, 3);
