@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { rm } from "node:fs/promises";
 import { PassThrough, Readable, Transform, type Duplex, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { constants as zc, createGunzip, createGzip } from "node:zlib";
+import { constants as zc, createGunzip, createGzip, gzipSync } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import { filterThrough } from "../process/index.js";
+import { filterThrough, type FilterFailure } from "../process/index.js";
 import { applyLayer, type ApplyOptions } from "./extract.js";
 import { invalidLayer } from "./errors.js";
 
@@ -77,18 +77,43 @@ function zstdLevel(level: number | undefined): string {
   return `-${level ?? 3}`;
 }
 
+/** Where a compressed blob goes: consumes the stream, returns its digest and size. */
+export type BlobWriter = (blob: Readable) => Promise<{ digest: string; size: number }>;
+
 /**
  * Compress a layer tar into destFile, hashing the tar (diffID) and the blob (digest) in the
- * same pass. gzip output is deterministic (node:zlib writes mtime 0, no name); zstd runs the
- * zstd CLI, whose multi-threaded output does not depend on the thread count.
+ * same pass.
  */
 export async function compressLayer(
   tar: Readable,
   destFile: string,
   opts: { compression: Compression; level?: number },
 ): Promise<CompressedLayer> {
+  const toFile: BlobWriter = async (blob) => {
+    const packed = new Digester();
+    await pipeline(blob, packed, createWriteStream(destFile));
+    return { digest: packed.digest(), size: packed.size };
+  };
+  try {
+    return await compressLayerTo(tar, toFile, opts);
+  } catch (e) {
+    await rm(destFile, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Compress a layer tar straight into `write` (e.g. the content store's ingest, which hashes
+ * the blob as it writes it), hashing the tar (diffID) on the way: one pass, one write. gzip
+ * output is deterministic (pigz -n, or node:zlib: mtime 0, no name); zstd runs the zstd CLI,
+ * whose multi-threaded output does not depend on the thread count.
+ */
+export async function compressLayerTo(
+  tar: Readable,
+  write: BlobWriter,
+  opts: { compression: Compression; level?: number },
+): Promise<CompressedLayer> {
   const raw = new Digester();
-  const packed = new Digester();
   const fail = (detail: string, cause?: unknown) =>
     new KilnError("E_LAYER_COMPRESS", `compressing layer: ${detail}`, {
       hint: "check free space where the blob is written",
@@ -97,11 +122,7 @@ export async function compressLayer(
   let compressor: Duplex | ((src: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>);
   switch (opts.compression) {
     case "gzip":
-      // pigz compresses on every core; its output (-n: no name, no time) is the same whatever
-      // the thread count, so layers stay reproducible. node:zlib is the fallback.
-      compressor = hasPigz()
-        ? (src) => filterThrough("pigz", ["-c", "-n", `-${opts.level ?? 6}`], src, fail)
-        : createGzip({ level: opts.level ?? zc.Z_DEFAULT_COMPRESSION, chunkSize: 64 * 1024 });
+      compressor = (src) => gzipLayer(src, opts.level, fail);
       break;
     case "zstd":
       compressor = (src) =>
@@ -111,20 +132,63 @@ export async function compressLayer(
       compressor = new PassThrough();
       break;
   }
+  const blob = new PassThrough();
+  // a writer that gives up must stop the compressor too (else the pipeline waits forever)
+  const writing = write(blob).catch((e: unknown) => {
+    blob.destroy(e instanceof Error ? e : new Error(String(e)));
+    throw e;
+  });
+  let written: { digest: string; size: number };
   try {
-    await pipeline(tar, raw, compressor, packed, createWriteStream(destFile));
+    [, written] = await Promise.all([pipeline(tar, raw, compressor, blob), writing]);
   } catch (e) {
-    await rm(destFile, { force: true });
     if (isKilnError(e)) throw e;
     throw fail(messageOf(e), e);
   }
   return {
-    digest: packed.digest(),
-    size: packed.size,
+    digest: written.digest,
+    size: written.size,
     diffID: raw.digest(),
     uncompressedSize: raw.size,
     mediaType: LAYER_MEDIA_TYPES[opts.compression],
   };
+}
+
+/** A tar this small is gzipped in-process: starting pigz would cost more than compressing. */
+const SMALL_TAR = 256 * 1024;
+
+/**
+ * gzip of a layer tar. A small tar (the whole of it within SMALL_TAR) is compressed with
+ * node:zlib in one call; a larger one with pigz on every core, whose output (-n: no name, no
+ * time) is the same whatever the thread count, or node:zlib streaming when pigz is missing.
+ * The choice depends only on the content, so a layer always gets the same bytes here.
+ */
+async function* gzipLayer(
+  src: AsyncIterable<Uint8Array>,
+  level: number | undefined,
+  fail: FilterFailure,
+): AsyncGenerator<Buffer> {
+  const it = src[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  while (size <= SMALL_TAR) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    head.push(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
+    size += r.value.byteLength;
+  }
+  const zlevel = level ?? zc.Z_DEFAULT_COMPRESSION;
+  if (ended) {
+    yield gzipSync(Buffer.concat(head), { level: zlevel });
+    return;
+  }
+  const rest = prepend(Buffer.concat(head), it);
+  if (hasPigz()) yield* filterThrough("pigz", ["-c", "-n", `-${level ?? 6}`], rest, fail);
+  else yield* through(rest, createGzip({ level: zlevel, chunkSize: 64 * 1024 }));
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);

@@ -40,7 +40,7 @@ import {
 } from "node:fs/promises";
 import { join, posix, relative } from "node:path";
 import type { Readable } from "node:stream";
-import { setAttribute } from "@napi-rs/xattr";
+import { setAttribute } from "../xattr.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { resolveInRoot } from "../rootpath/index.js";
 import { unsafeLayer } from "./errors.js";

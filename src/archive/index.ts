@@ -15,8 +15,10 @@ export {
   LAYER_MEDIA_TYPES,
   applyLayerBlob,
   compressLayer,
+  compressLayerTo,
   compressionOf,
   decompressStream,
+  type BlobWriter,
   type CompressedLayer,
   type Compression,
 } from "./compress.js";

@@ -6,7 +6,7 @@
 import type { BigIntStats } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { getAttribute } from "@napi-rs/xattr";
+import { getAttribute } from "../xattr.js";
 
 export interface LowerEntry {
   /** where the visible file is on disk */

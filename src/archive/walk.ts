@@ -5,10 +5,10 @@
  * in byte order of names, never follows symlinks, and maps inodes seen twice to tar hardlinks.
  */
 import { constants, type BigIntStats } from "node:fs";
-import { lstat, open, readdir, readlink } from "node:fs/promises";
+import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { getAttribute, listAttributes } from "@napi-rs/xattr";
+import { getAttribute, listAttributes } from "../xattr.js";
 import { KilnError } from "../errors.js";
 import { isWhiteout, OverlayLowers, type LowerEntry } from "./lower.js";
 import { splitDev } from "./nodes.js";
@@ -83,6 +83,27 @@ function unsupportedUpper(path: string, what: string): KilnError {
       hint: "mount overlay snapshots with redirect_dir=off and metacopy=off",
     },
   );
+}
+
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * The first `size` bytes of an open file, read in buffers of exactly the size still needed
+ * (a stream would allocate a full chunk per read and copy small files out of it). A file that
+ * shrank ends early, which the tar writer reports; growth past `size` is not read.
+ */
+async function* fileBody(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+  try {
+    for (let left = size; left > 0;) {
+      const buf = Buffer.allocUnsafeSlow(Math.min(left, READ_CHUNK));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, size - left);
+      if (bytesRead === 0) return;
+      left -= bytesRead;
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 async function* walk(
@@ -232,7 +253,7 @@ async function* walk(
           hint: "nothing may write to a directory while it is turned into a layer",
         });
       }
-      yield { entry, body: fh.createReadStream({ highWaterMark: 1024 * 1024 }) };
+      yield { entry, body: fileBody(fh, entry.size) };
     } else if (st.isSymbolicLink()) {
       yield { entry: { ...entry, type: "symlink", linkname: await readlink(abs) } };
     } else if (st.isFIFO()) {

@@ -47,6 +47,11 @@ export interface ProbeOptions {
   cacheMaxAgeMs?: number;
   /** Where binfmt_misc is mounted (default /proc/sys/fs/binfmt_misc). */
   mountPoint?: string;
+  /**
+   * Probe only these architectures (Go names): a build needs the answer for its target
+   * platforms, not a process per architecture kiln knows. Default: all of them.
+   */
+  architectures?: readonly string[];
 }
 
 const DEFAULT_CACHE_MAX_AGE_MS = 20_000;
@@ -54,7 +59,11 @@ const DEFAULT_CACHE_MAX_AGE_MS = 20_000;
 const cache = new Map<string, { at: number; result: Promise<SupportedPlatforms> }>();
 
 export function probeSupported(opts: ProbeOptions = {}): Promise<SupportedPlatforms> {
-  const key = JSON.stringify([opts.ignoreBinfmt ?? false, opts.mountPoint ?? DEFAULT_BINFMT_MOUNT]);
+  const key = JSON.stringify([
+    opts.ignoreBinfmt ?? false,
+    opts.mountPoint ?? DEFAULT_BINFMT_MOUNT,
+    opts.architectures ?? null,
+  ]);
   const maxAge = opts.cacheMaxAgeMs ?? DEFAULT_CACHE_MAX_AGE_MS;
   const hit = cache.get(key);
   if (hit !== undefined && Date.now() - hit.at < maxAge) return hit.result;
@@ -102,7 +111,9 @@ async function detect(opts: ProbeOptions): Promise<SupportedPlatforms> {
   const failures: ProbeFailure[] = [];
   if (native.os !== "linux") return { native, supported: [native], binfmt, failures };
 
-  const candidates = PROBE_ARCHITECTURES.filter((a) => a !== native.architecture);
+  const candidates = PROBE_ARCHITECTURES.filter(
+    (a) => a !== native.architecture && (opts.architectures?.includes(a) ?? true),
+  );
   if (opts.ignoreBinfmt) {
     const runsNatively = only(native);
     for (const arch of candidates) {

@@ -23,7 +23,8 @@ import {
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import { cleanupStaleContainers } from "../executor/index.js";
-import { assembleImages, type PlatformImage } from "../exporter/image.js";
+import { assembleImages, layerBlobsFor, type PlatformImage } from "../exporter/image.js";
+import { PushAhead } from "../exporter/pushahead.js";
 import { rootDescriptor } from "../exporter/outputs.js";
 import {
   assembleOptionsFor,
@@ -36,6 +37,7 @@ import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
+import { preparingWorker } from "./earlyexport.js";
 import {
   imageContextRef,
   type BuildRequest,
@@ -225,6 +227,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ...insecureCacheHosts(req),
   ];
   const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
+  // export work started during the build: never left running once the build returns
+  let background: { settle(): Promise<void> }[] = [];
   try {
     const images = new Images(state, client, sink);
     const remoteCache = await BuildRemoteCache.open(req, {
@@ -287,14 +291,33 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       ssh: new Map(Object.entries(req.ssh)),
     });
     const noCacheStages = new Set(req.noCacheFilter.map((s) => s.toLowerCase()));
-    const solver = new Solver<FsResult>(worker, remoteCache.results, progress, {
-      maxParallelism: req.maxParallelism,
-      signal: opts.signal,
-      noCache: (v) =>
-        req.noCache ||
-        conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),
-    });
     const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
+    // layers are compressed (and pushed) as their steps end, while the build goes on
+    const assembleDeps = {
+      content: state.content,
+      cache: state.cache,
+      snapshots: state.snapshots,
+      tmpDir: state.tmpDir,
+    };
+    const layerBlobs = layerBlobsFor(assembleDeps, assembleOptionsFor(req.outputs, epoch));
+    const pushAhead = new PushAhead(client, state.content, req.outputs);
+    if (pushAhead.active)
+      layerBlobs.onBlob((b) => {
+        pushAhead.blob(b);
+      });
+    background = [layerBlobs, pushAhead];
+    const solver = new Solver<FsResult>(
+      preparingWorker(worker, roots, layerBlobs),
+      remoteCache.results,
+      progress,
+      {
+        maxParallelism: req.maxParallelism,
+        signal: opts.signal,
+        noCache: (v) =>
+          req.noCache ||
+          conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),
+      },
+    );
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
     await saveHashCache(state.contextHashesFile);
@@ -359,17 +382,9 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     const assembleOpts = assembleOptionsFor(req.outputs, epoch, attestations);
     const toExport = await remoteCache.forExport(platformImages, req.outputs, assembleOpts);
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
-      assembleImages(
-        {
-          content: state.content,
-          cache: state.cache,
-          snapshots: state.snapshots,
-          tmpDir: state.tmpDir,
-        },
-        toExport,
-        assembleOpts,
-      ),
+      assembleImages(assembleDeps, toExport, assembleOpts, layerBlobs),
     );
+    await pushAhead.settle();
     const root = rootDescriptor(assembled);
     const names: string[] = [];
     const exportCtx: ExportContext = {
@@ -438,6 +453,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       ...(cacheParts.length ? { cacheParts } : {}),
     };
   } finally {
+    for (const b of background) await b.settle();
     client.close();
   }
 }

@@ -51,7 +51,12 @@ export class ExecutionPlanner {
     const key = formatAll(p);
     let plan = this.plans.get(key);
     if (!plan) {
-      plan = this.supported().then((s) => planExecution(p, s));
+      // a plan needs only its own architecture probed (one process; none when native)
+      const probed = probeSupported({
+        ignoreBinfmt: this.opts.ignoreBinfmt,
+        architectures: [p.architecture],
+      });
+      plan = probed.then((s) => planExecution(p, s));
       this.plans.set(key, plan);
     }
     return plan;

@@ -5,7 +5,7 @@
 import type { FsResult } from "../cache/index.js";
 import type { ConvertResult } from "../frontend/dockerfile/convert.js";
 import type { Vertex } from "../graph/index.js";
-import { layerBlob } from "../exporter/image.js";
+import { layerBlobsFor } from "../exporter/image.js";
 import type { AssembleOptions, PlatformImage } from "../exporter/image.js";
 import type { ExportContext } from "../exporter/export.js";
 import { KilnError } from "../errors.js";
@@ -55,16 +55,15 @@ export class BuildRemoteCache {
       snapshotNames: layerSnapshots,
       unpack: (v, layers, fetch, signal) => o.images.unpackLayers(v, layers, fetch, signal),
       layerBlob: (layer, compression) =>
-        layerBlob(
+        layerBlobsFor(
           {
             content: o.state.content,
             cache: o.state.cache,
             snapshots: o.state.snapshots,
             tmpDir: o.state.tmpDir,
           },
-          layer,
           { compression, ociMediaTypes: true },
-        ),
+        ).blobOf(layer),
       warn: (message, detail) => {
         o.sink.write({ type: "warning", message, detail });
       },

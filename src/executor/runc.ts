@@ -169,7 +169,9 @@ export async function runContainer(
     });
   }
   const removeAll = async () => {
-    await deleteContainer(runcRoot, id);
+    // `runc run` deletes the container when its process exits; only a runc that was itself
+    // killed leaves state behind (one process less per step when nothing is left)
+    if (await exists(join(runcRoot, id))) await deleteContainer(runcRoot, id);
     await rm(bundle, { recursive: true, force: true });
   };
   const unregister = onCleanup(`container ${id}`, removeAll);

@@ -4,11 +4,6 @@
  * layers keep the blobs they were pulled as (never recompressed); built layers are diffed
  * and compressed once, and the blob is remembered for the next export.
  */
-import { createReadStream } from "node:fs";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { compressLayer, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -41,6 +36,7 @@ import {
   type Attestation,
   type StoredAttestations,
 } from "../attest/index.js";
+import { LayerBlobs } from "./layers.js";
 
 export interface PlatformImage {
   platform: Platform;
@@ -95,6 +91,11 @@ export interface AssembleDeps {
   tmpDir: string;
 }
 
+/** The layer blob maker for an export with these options. */
+export function layerBlobsFor(deps: AssembleDeps, opts: AssembleOptions): LayerBlobs {
+  return new LayerBlobs(deps, opts);
+}
+
 /** Runs `fn` over items with at most `limit` at once, keeping order in the result. */
 async function mapBounded<T, R>(
   items: readonly T[],
@@ -111,62 +112,6 @@ async function mapBounded<T, R>(
   });
   await Promise.all(lanes);
   return out;
-}
-
-function blobKey(opts: AssembleOptions): string {
-  const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
-  const epoch = opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
-  return `${opts.compression}${level}${epoch}-d2`;
-}
-
-/** The compressed blob of one layer (made once per snapshot and compression, then remembered). */
-export async function layerBlob(
-  deps: AssembleDeps,
-  layer: LayerRecord,
-  opts: AssembleOptions,
-): Promise<BlobRecord> {
-  // an imported layer not unpacked goes out as it is too (the engine unpacks it otherwise)
-  const pulled = layer.blob && (!layer.producer || layer.remote) ? layer.blob : undefined;
-  // a pulled layer is exported exactly as pulled unless another compression is forced on it
-  if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
-    return pulled;
-  // pulled content never changes with the epoch; built layers clamp their mtimes to it
-  const key = pulled ? blobKey({ ...opts, epoch: undefined }) : blobKey(opts);
-  const known = await deps.cache.blobFor(layer.snapshot, key);
-  if (known && (await deps.content.has(known.digest))) return known;
-  const tmp = join(deps.tmpDir, `layer-${randomBytes(8).toString("hex")}`);
-  try {
-    const tar = pulled
-      ? decompressStream(deps.content.openRead(pulled.digest), pulled.mediaType)
-      : await deps.snapshots.diff(layer.snapshot, { mtime: opts.epoch });
-    const c = await compressLayer(tar, tmp, {
-      compression: opts.compression,
-      level: opts.compressionLevel,
-    });
-    if (pulled && c.diffID !== pulled.diffID) {
-      throw new KilnError(
-        "E_LAYER_COMPRESS",
-        `recompressing layer ${pulled.digest} changed its content (${pulled.diffID} → ${c.diffID})`,
-        { hint: "remove kiln's content store so the base image is pulled again" },
-      );
-    }
-    await deps.content.ingest(createReadStream(tmp), { digest: c.digest, size: c.size });
-    const blob: BlobRecord = {
-      digest: c.digest,
-      size: c.size,
-      mediaType: c.mediaType,
-      diffID: c.diffID,
-    };
-    await deps.cache.recordBlob(layer.snapshot, key, blob);
-    return blob;
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
-
-function compressionOfBlob(b: BlobRecord): Compression | undefined {
-  return layerCompression(b.mediaType);
 }
 
 /** A layer's media type in the manifest's family (OCI or Docker), as BuildKit converts them. */
@@ -239,10 +184,15 @@ export function finalConfig(
   );
 }
 
+/**
+ * `layers` holds the blobs made so far (started while the build ran); without it every
+ * layer is made here.
+ */
 export async function assembleImages(
   deps: AssembleDeps,
   images: readonly PlatformImage[],
   opts: AssembleOptions,
+  layers: LayerBlobs = layerBlobsFor(deps, opts),
 ): Promise<AssembledImage> {
   const notes = resolveAnnotations(opts.annotations ?? {});
   const indexNotes = notes.index;
@@ -265,15 +215,7 @@ export async function assembleImages(
   }
   const parallelism = opts.parallelism ?? 2;
   // layers shared between platforms (a common base) are resolved once
-  const pending = new Map<string, Promise<BlobRecord>>();
-  const blobOf = (l: LayerRecord): Promise<BlobRecord> => {
-    let p = pending.get(l.snapshot);
-    if (!p) {
-      p = layerBlob(deps, l, opts);
-      pending.set(l.snapshot, p);
-    }
-    return p;
-  };
+  const blobOf = (l: LayerRecord): Promise<BlobRecord> => layers.blobOf(l);
   const platforms: AssembledPlatform[] = [];
   for (const img of images) {
     const blobs = await mapBounded(img.result.layers, parallelism, blobOf);

@@ -24,7 +24,7 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { dirname, join, posix, relative } from "node:path";
-import { getAttribute, listAttributes, setAttribute } from "@napi-rs/xattr";
+import { getAttribute, listAttributes, setAttribute } from "../xattr.js";
 import { KilnError } from "../errors.js";
 import { makeNodes, splitDev } from "../archive/index.js";
 import { compileGlob, hasWildcard, splitWildcards } from "./glob.js";
@@ -139,6 +139,9 @@ export async function mkdirAllHost(
   await chmod(host, mode);
   if (owner) await lchown(host, owner.uid, owner.gid);
 }
+
+/** How many plain files of one directory are copied at once. */
+const PARALLEL_FILES = 8;
 
 /** Whether a path of the source is visible, i.e. not hidden by .dockerignore. */
 async function visible(source: CopySource, host: string, st: Stats): Promise<boolean> {
@@ -420,12 +423,30 @@ class TreeCopier {
     this.pending.push(pending);
     try {
       if (excluded && !this.exclude?.hasExclusions) return false;
+      // Plain files (one link, parents already made) are copied several at once: a copy is a
+      // handful of syscalls, each a round trip to the thread pool. Anything else goes alone,
+      // after the files before it, so hard links and pending parents see a settled tree.
+      const files: Promise<void>[] = [];
+      const settle = async (): Promise<void> => {
+        const results = await Promise.allSettled(files.splice(0));
+        const failed = results.find((r) => r.status === "rejected");
+        if (failed) throw failed.reason;
+      };
       for (const name of (await readdir(src)).sort()) {
         const child = join(src, name);
-        if (!(await visible(this.source, child, await lstat(child)))) continue;
+        const cst = await lstat(child);
+        if (!(await visible(this.source, child, cst))) continue;
         const childComps = comps === "" ? name : `${comps}/${name}`;
-        await this.copy(child, childComps, join(dst, name), true, incInfo, excInfo);
+        const copy = () => this.copy(child, childComps, join(dst, name), true, incInfo, excInfo);
+        if (cst.isFile() && cst.nlink === 1 && this.pending.every((p) => p.copied)) {
+          files.push(copy());
+          if (files.length >= PARALLEL_FILES) await settle();
+        } else {
+          await settle();
+          await copy();
+        }
       }
+      await settle();
     } finally {
       this.pending.pop();
     }

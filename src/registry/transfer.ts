@@ -90,6 +90,9 @@ export async function pushImage(
     openMissing?: (desc: Descriptor) => Readable;
   } = {},
 ): Promise<Descriptor> {
+  // Every tag already names this root: the registry holds it and all it references (a
+  // registry accepts a manifest only when what it lists is there), so one HEAD is the push.
+  if (tags.length > 0 && (await allTagged(client, repo, tags, root.digest))) return root;
   const blobs = new Map<Digest, Descriptor>();
   // Post-order: a manifest appears after everything it references.
   const manifests: { desc: Descriptor; bytes: Buffer }[] = [];
@@ -120,6 +123,20 @@ export async function pushImage(
   let pushed = root;
   for (const tag of tags) pushed = await client.putManifest(repo, tag, top.bytes, root.mediaType);
   return pushed;
+}
+
+async function allTagged(
+  client: RegistryClient,
+  repo: RepositoryRef,
+  tags: readonly string[],
+  digest: Digest,
+): Promise<boolean> {
+  for (const tag of tags) {
+    // a missing tag (or any error) just means: push it all
+    const d = await client.resolve(repo, tag).catch(() => undefined);
+    if (d?.digest !== digest) return false;
+  }
+  return true;
 }
 
 /** Run `fn` over `items` with at most `limit` in flight; the first failure rejects. */

@@ -1,0 +1,156 @@
+/**
+ * The layer blobs of one export, made as early as possible: a built layer can be diffed and
+ * compressed as soon as its step ends, while later steps still run (`prepare`), and the image
+ * assembly then finds it done (`blobOf`). Each blob is compressed straight into the content
+ * store, hashed on both sides as it is written. Pulled layers recompressed to another format
+ * are shared by diffID. Built layers are not hashed ahead to find twins among platforms: a COPY
+ * into each platform's image differs in the mtimes of the directories it creates whenever the
+ * two steps fall in different seconds, so the extra pass over the layer mostly only delays its
+ * compression (measured on the bench's simple workload).
+ */
+import type { Readable } from "node:stream";
+import { compressLayerTo, decompressStream } from "../archive/index.js";
+import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
+import type { ContentStore } from "../content/index.js";
+import { KilnError } from "../errors.js";
+import { layerCompression, type Compression } from "../oci/index.js";
+import type { Snapshotter } from "../snapshot/index.js";
+
+export interface LayerBlobDeps {
+  content: ContentStore;
+  cache: BuildCache;
+  snapshots: Snapshotter;
+}
+
+export interface LayerBlobOptions {
+  compression: Compression;
+  compressionLevel?: number;
+  /** recompress pulled layers that use another compression too (else they go out as pulled) */
+  forceCompression?: boolean;
+  /** SOURCE_DATE_EPOCH (seconds): clamps built layers' mtimes */
+  epoch?: number;
+  /** how many layers are compressed at once */
+  parallelism?: number;
+}
+
+/** The cache's name for a blob made with these options. */
+function blobKey(opts: LayerBlobOptions, withEpoch: boolean): string {
+  const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
+  const epoch = !withEpoch || opts.epoch === undefined ? "" : `-e${opts.epoch}`;
+  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
+  return `${opts.compression}${level}${epoch}-d2`;
+}
+
+/** Runs at most `limit` tasks at once, in the order they were queued. */
+export class Lanes {
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((r) => this.queue.push(r));
+    else this.running++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
+export class LayerBlobs {
+  private readonly bySnapshot = new Map<string, Promise<BlobRecord>>();
+  private readonly byDiffID = new Map<string, Promise<BlobRecord>>();
+  private readonly lanes: Lanes;
+  private readonly listeners: ((blob: BlobRecord) => void)[] = [];
+
+  constructor(
+    private readonly deps: LayerBlobDeps,
+    private readonly opts: LayerBlobOptions,
+  ) {
+    this.lanes = new Lanes(opts.parallelism ?? 2);
+  }
+
+  /** Calls `fn` with each blob as it becomes ready (e.g. to push it while the build goes on). */
+  onBlob(fn: (blob: BlobRecord) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Starts making a layer's blob in the background; its failure surfaces from `blobOf`. */
+  prepare(layer: LayerRecord): void {
+    this.blobOf(layer).catch(() => undefined);
+  }
+
+  /** The blob of a layer: made once per snapshot, whoever asks first. */
+  blobOf(layer: LayerRecord): Promise<BlobRecord> {
+    let p = this.bySnapshot.get(layer.snapshot);
+    if (!p) {
+      p = this.make(layer).then((blob) => {
+        for (const fn of this.listeners) fn(blob);
+        return blob;
+      });
+      this.bySnapshot.set(layer.snapshot, p);
+    }
+    return p;
+  }
+
+  /** Waits until no blob is being written (a failed build must not leave writers behind). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.bySnapshot.values(), ...this.byDiffID.values()]);
+  }
+
+  private async make(layer: LayerRecord): Promise<BlobRecord> {
+    // an imported cache layer not unpacked goes out as it is too (the engine unpacks it otherwise)
+    const pulled = layer.blob && (!layer.producer || layer.remote) ? layer.blob : undefined;
+    // a pulled layer is exported exactly as pulled unless another compression is forced on it
+    if (
+      pulled &&
+      !(this.opts.forceCompression && layerCompression(pulled.mediaType) !== this.opts.compression)
+    )
+      return pulled;
+    // pulled content never changes with the epoch; built layers clamp their mtimes to it
+    const key = blobKey(this.opts, !pulled);
+    const known = await this.deps.cache.blobFor(layer.snapshot, key);
+    if (known && (await this.deps.content.has(known.digest))) return known;
+    const tar = async (): Promise<Readable> =>
+      pulled
+        ? decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType)
+        : this.deps.snapshots.diff(layer.snapshot, { mtime: this.opts.epoch });
+    let blob: Promise<BlobRecord> | undefined;
+    if (pulled) {
+      const same = `${key} ${pulled.diffID}`;
+      blob = this.byDiffID.get(same);
+      if (!blob) {
+        blob = this.lanes.run(() => this.compress(tar, pulled.diffID));
+        this.byDiffID.set(same, blob);
+      }
+    } else {
+      blob = this.lanes.run(() => this.compress(tar, undefined));
+    }
+    const made = await blob;
+    await this.deps.cache.recordBlob(layer.snapshot, key, made);
+    return made;
+  }
+
+  private async compress(
+    tar: () => Promise<Readable>,
+    expectedDiffID: string | undefined,
+  ): Promise<BlobRecord> {
+    const c = await compressLayerTo(await tar(), (blob) => this.deps.content.ingest(blob), {
+      compression: this.opts.compression,
+      level: this.opts.compressionLevel,
+    });
+    if (expectedDiffID !== undefined && c.diffID !== expectedDiffID) {
+      throw new KilnError(
+        "E_LAYER_COMPRESS",
+        `recompressing a pulled layer changed its content (${expectedDiffID} → ${c.diffID})`,
+        {
+          hint: "remove kiln's content store so the base image is pulled again",
+        },
+      );
+    }
+    return { digest: c.digest, size: c.size, mediaType: c.mediaType, diffID: c.diffID };
+  }
+}
