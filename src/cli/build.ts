@@ -5,6 +5,8 @@ import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
+import { defaultRoot } from "../engine/state.js";
+import { newRef, recordBuild } from "../history/index.js";
 import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
 import type { BuildRequest } from "../engine/request.js";
@@ -287,19 +289,23 @@ async function runBuildIn(contextDir: string, flags: BuildFlags): Promise<void> 
   process.once("SIGTERM", onSignal);
   try {
     const builder = await selectBuilder(flags.builder);
-    const result = builder
-      ? await remoteBuild(req, builder, {
-          progress,
-          signal: abort.signal,
-          strictPlatforms: flags.strictPlatforms ?? false,
-        })
-      : await build(req, {
-          progress,
-          signal: abort.signal,
-          onGraph: flags.printGraph ? (g) => process.stderr.write(`${g}\n`) : undefined,
-        });
+    const ref = newRef();
+    const recorded = { root: defaultRoot(), ref, request: req, progress, builder: builder?.name };
+    const result = await recordBuild(recorded, (sink) =>
+      builder
+        ? remoteBuild(req, builder, {
+            progress: sink,
+            signal: abort.signal,
+            strictPlatforms: flags.strictPlatforms ?? false,
+          })
+        : build(req, {
+            progress: sink,
+            signal: abort.signal,
+            onGraph: flags.printGraph ? (g) => process.stderr.write(`${g}\n`) : undefined,
+          }),
+    );
     await progress.close();
-    await reportResult(result, outputs, implicit, flags);
+    await reportResult(result, outputs, implicit, flags, ref);
   } catch (e) {
     await progress.close();
     throw e;
