@@ -10,7 +10,7 @@ import { basename, join, resolve } from "node:path";
 import { isKilnError, messageOf } from "../errors.js";
 import type { BuildRequest, BuildResult } from "../engine/request.js";
 import { ProgressBus, type ProgressEvent, type ProgressSink } from "../progress/index.js";
-import { ownerTag } from "../process/owner.js";
+import { ownerTag } from "../process/index.js";
 import {
   RECORD_VERSION,
   buildName,

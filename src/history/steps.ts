@@ -108,7 +108,8 @@ export function timedSteps(steps: readonly Step[]): (Step & { started: number })
  * the step that ended last before it started. Returns step ids, first step first.
  */
 export function criticalPath(steps: readonly Step[], now: number): string[] {
-  const timed = timedSteps(steps);
+  // canceled steps end when a failure stops them: they never held the build up
+  const timed = timedSteps(steps).filter((s) => !s.canceled);
   const end = (s: Step & { started: number }): number => s.completed ?? now;
   const byId = new Map(timed.map((s) => [s.id, s]));
   let cur = timed.reduce<(Step & { started: number }) | undefined>(

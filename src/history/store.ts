@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { KilnError } from "../errors.js";
 import type { ProgressEvent } from "../progress/index.js";
-import { isOwnerAlive } from "../process/owner.js";
+import { isOwnerAlive } from "../process/index.js";
 import { REF_PATTERN, type BuildRecord } from "./record.js";
 import { countSteps, foldSteps } from "./steps.js";
 
