@@ -206,7 +206,8 @@ export async function recordBuild(
     });
   }
   if (recorder === undefined) return build(opts.progress);
-  const sink = new ProgressBus([opts.progress, recorder]);
+  // history first: whatever the user saw is already on disk, however the process ends
+  const sink = new ProgressBus([recorder, opts.progress]);
   let result: BuildResult;
   try {
     result = await build(sink);
