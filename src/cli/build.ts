@@ -79,6 +79,7 @@ Environment:
   SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
                      for reproducible images; also accepted as --build-arg
   KILN_ROOT          kiln's state directory
+  KILN_HISTORY_KEEP  build records kept for kiln history (default 50, 0: none)
   BUILDKIT_PROGRESS  default --progress mode
 `;
 

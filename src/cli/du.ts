@@ -2,8 +2,9 @@
 import { createInterface } from "node:readline";
 import { Command } from "commander";
 import { KilnError } from "../errors.js";
-import { diskUsageReport, prune, type UsageRecord } from "../engine/gc.js";
+import { diskUsage, diskUsageReport, prune, type UsageRecord } from "../engine/gc.js";
 import { openState } from "../engine/state.js";
+import { HistoryStore, keepFromEnv } from "../history/index.js";
 
 /** Sizes as docker prints them: decimal units, four significant digits ("1.234MB"). */
 export function humanSize(bytes: number): string {
@@ -211,10 +212,17 @@ export function pruneCommand(): Command {
           onWait: (n) =>
             process.stderr.write(`waiting for ${n} running build${n > 1 ? "s" : ""} to finish\n`),
         });
+        // build records are not cache: they follow the history retention and the until
+        // filter (`kiln history rm --all` removes them all)
+        const history = HistoryStore.at(state.root);
+        const historyBefore = await diskUsage(history.dir);
+        const records = await history.prune({ keep: keepFromEnv(), olderThanMs: keepDurationMs });
+        const freed = result.freed + historyBefore - (await diskUsage(history.dir));
         if (result.removed.length > 0) {
           process.stdout.write(`${table(recordRows(result.removed, false))}\n`);
         }
-        process.stdout.write(`Total: ${humanSize(result.freed)} (${result.freed} bytes)\n`);
+        if (records.length > 0) process.stdout.write(`Build records removed: ${records.length}\n`);
+        process.stdout.write(`Total: ${humanSize(freed)} (${freed} bytes)\n`);
       },
     );
 }

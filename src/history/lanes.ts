@@ -39,9 +39,14 @@ function laneName(s: Step): string {
 
 /**
  * `now` ends the steps still running (or cut off); rows are packed as if each step lasted at
- * least `minMs` (a bar's smallest visible width).
+ * least `minMs` (a bar's smallest visible width); platform lanes follow `order`.
  */
-export function layoutSteps(steps: readonly Step[], now: number, minMs = 0): Layout {
+export function layoutSteps(
+  steps: readonly Step[],
+  now: number,
+  minMs = 0,
+  order: readonly string[] = [],
+): Layout {
   const timed = timedSteps(steps);
   const origin = Math.min(...timed.map((s) => s.started));
   const lanes = new Map<string, Lane>();
@@ -68,9 +73,13 @@ export function layoutSteps(steps: readonly Step[], now: number, minMs = 0): Lay
     lane.rows = Math.max(lane.rows, row + 1);
     lane.steps.push({ step, start, end, row });
   }
+  // platforms in the order they were asked for, then the rest; the build lane last
+  const rank = (l: Lane): number => {
+    const i = l.platform === undefined ? -1 : order.indexOf(l.platform);
+    return l.name === BUILD_LANE ? Infinity : i < 0 ? order.length : i;
+  };
   const sorted = [...lanes.values()].sort(
-    (a, b) =>
-      Number(a.name === BUILD_LANE) - Number(b.name === BUILD_LANE) || a.name.localeCompare(b.name),
+    (a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name),
   );
   return { origin: timed.length ? origin : 0, span, lanes: sorted };
 }

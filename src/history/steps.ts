@@ -103,33 +103,32 @@ export function timedSteps(steps: readonly Step[]): (Step & { started: number })
 }
 
 /**
- * The critical path: from the step that ended last, back through what it waited for — the
- * input that ended last, or, for a step with no recorded inputs (exports, context transfers),
- * the step that ended last before it started. Returns step ids, first step first.
+ * The critical path: from the step that ended last, back through the dependencies that held
+ * each step up — the input that ended last; for a step with no input that ran before it
+ * (exports, context transfers, a FROM started late), the step that ended last before it
+ * started (it waited for that one or for its slot). Cached steps take no time, so they never
+ * hold up a step that does not depend on them. Returns step ids, first step first.
  */
 export function criticalPath(steps: readonly Step[], now: number): string[] {
   // canceled steps end when a failure stops them: they never held the build up
   const timed = timedSteps(steps).filter((s) => !s.canceled);
-  const end = (s: Step & { started: number }): number => s.completed ?? now;
+  type Timed = (typeof timed)[number];
+  const end = (s: Timed): number => s.completed ?? now;
+  const latest = (xs: Timed[]): Timed | undefined =>
+    xs.reduce<Timed | undefined>((a, s) => (a === undefined || end(s) > end(a) ? s : a), undefined);
   const byId = new Map(timed.map((s) => [s.id, s]));
-  let cur = timed.reduce<(Step & { started: number }) | undefined>(
-    (a, s) => (a === undefined || end(s) > end(a) ? s : a),
-    undefined,
-  );
+  let cur = latest(timed);
   const path: string[] = [];
   const seen = new Set<string>();
   while (cur && !seen.has(cur.id)) {
     seen.add(cur.id);
     path.push(cur.id);
-    const from: Step & { started: number } = cur;
-    const candidates =
-      from.inputs !== undefined
-        ? from.inputs.map((i) => byId.get(i)).filter((s) => s !== undefined)
-        : timed.filter((s) => s !== from && !seen.has(s.id) && end(s) <= from.started);
-    cur = candidates.reduce<(Step & { started: number }) | undefined>(
-      (a, s) => (a === undefined || end(s) > end(a) ? s : a),
-      undefined,
-    );
+    const from: Timed = cur;
+    const before = (s: Timed): boolean => !seen.has(s.id) && end(s) <= from.started;
+    const inputs = (from.inputs ?? []).map((i) => byId.get(i)).filter((s) => s !== undefined);
+    cur =
+      latest(inputs.filter(before)) ??
+      latest(timed.filter((s) => s.mode !== "cached" && before(s)));
   }
   return path.reverse();
 }

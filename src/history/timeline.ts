@@ -139,7 +139,10 @@ function barOf(
   ];
 }
 
-function svgOf(layout: Layout, critical: Set<string>): string {
+function svgOf(layout: Layout, path: readonly string[]): string {
+  const critical = new Set(path);
+  /** where each step on the critical path sits, for the line that links them */
+  const anchors = new Map<string, { x0: number; x1: number; y: number }>();
   const span = Math.max(layout.span, 1);
   const x = (ms: number): number => GUTTER + (ms / span) * PLOT;
   let y = AXIS;
@@ -153,8 +156,15 @@ function svgOf(layout: Layout, critical: Set<string>): string {
       `<text x="10" y="${y + 35}" font-size="11" fill="#6b7280">${escapeXml(lane.name === BUILD_LANE ? "no platform" : laneSummary(lane.steps))}</text>`,
     );
     bars.push(`<g class="lane" data-lane="${escapeXml(lane.name)}">`);
-    for (const p of lane.steps)
-      bars.push(...barOf(p, x, y, layout.origin, critical.has(p.step.id)));
+    for (const p of lane.steps) {
+      const onPath = critical.has(p.step.id);
+      bars.push(...barOf(p, x, y, layout.origin, onPath));
+      if (onPath) {
+        const x0 = x(p.start);
+        const mid = y + LANE_PAD + p.row * ROW + ROW / 2;
+        anchors.set(p.step.id, { x0, x1: Math.max(x0 + MIN_BAR_PX, x(p.end)), y: mid });
+      }
+    }
     bars.push(`</g>`);
     y += h + LANE_GAP;
   });
@@ -168,6 +178,16 @@ function svgOf(layout: Layout, critical: Set<string>): string {
       `<text x="${tx}" y="${AXIS - 10}" font-size="11" fill="#4b5563" text-anchor="middle">${tickLabel(t, tick)}</text>`,
     );
   }
+  // the critical path as one line from each step's end to the next one's start
+  const links: string[] = [];
+  for (let i = 1; i < path.length; i++) {
+    const a = anchors.get(path[i - 1]!);
+    const b = anchors.get(path[i]!);
+    if (!a || !b || (a.y === b.y && b.x0 - a.x1 < 2)) continue;
+    links.push(
+      `<path class="critical-link" d="M${a.x1.toFixed(1)} ${a.y} C${(a.x1 + 12).toFixed(1)} ${a.y} ${(b.x0 - 12).toFixed(1)} ${b.y} ${b.x0.toFixed(1)} ${b.y}" fill="none" stroke="${COLORS.critical}" stroke-width="1.5" stroke-dasharray="4 3"/>`,
+    );
+  }
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" role="img" aria-label="build timeline">`,
     `<defs><pattern id="emulated-stripes" width="7" height="7" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="3" height="7" fill="#ffffff" fill-opacity="0.25"/></pattern></defs>`,
@@ -176,6 +196,9 @@ function svgOf(layout: Layout, critical: Set<string>): string {
     ...grid,
     `</g>`,
     ...bars,
+    `<g class="critical-path" pointer-events="none">`,
+    ...links,
+    `</g>`,
     `</svg>`,
   ].join("\n");
 }
@@ -199,10 +222,11 @@ export function timelineHtml(
   now = Date.now(),
 ): string {
   const end = record.completedAt ?? now;
-  const layout = layoutSteps(steps, end, 0);
-  // pack rows by visible width: a bar is at least MIN_BAR_PX (and a label's worth when it has one)
+  const order = record.request.platforms;
+  const layout = layoutSteps(steps, end, 0, order);
+  // pack rows by visible width: a bar is at least MIN_BAR_PX wide
   const minMs = (Math.max(layout.span, 1) / PLOT) * (MIN_BAR_PX + 2);
-  const packed = layoutSteps(steps, end, minMs);
+  const packed = layoutSteps(steps, end, minMs, order);
   const path = criticalPath(steps, end);
   const critical = new Set(path);
   const byId = new Map(steps.map((s) => [s.id, s]));
@@ -275,7 +299,7 @@ code { font-size: 12px; }
 <h1>${escapeXml(record.name)}<span class="status ${escapeXml(status)}">${escapeXml(status)}</span></h1>
 <dl>${meta.map(([k, v]) => `<dt>${escapeXml(k)}</dt><dd>${escapeXml(v)}</dd>`).join("")}</dl>
 <div class="legend">${legend()}</div>
-${svgOf(packed, critical)}
+${svgOf(packed, path)}
 ${failure}
 <h2>Slowest steps</h2>
 <table>${rows}</table>

@@ -25,7 +25,7 @@ export interface Trace {
 }
 
 export function traceOf(record: BuildRecord, steps: readonly Step[], now = Date.now()): Trace {
-  const layout = layoutSteps(steps, record.completedAt ?? now);
+  const layout = layoutSteps(steps, record.completedAt ?? now, 0, record.request.platforms);
   const events: TraceEvent[] = [];
   layout.lanes.forEach((lane, i) => {
     const pid = i + 1;
