@@ -9,7 +9,7 @@ import type { BuildRecord } from "./record.js";
 import { countSteps, criticalPath, failedStep, type Step } from "./steps.js";
 
 const WIDTH = 1240;
-const GUTTER = 200;
+const GUTTER = 236;
 const RIGHT = 16;
 const PLOT = WIDTH - GUTTER - RIGHT;
 const AXIS = 28;
