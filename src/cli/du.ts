@@ -57,7 +57,8 @@ export function parseDuration(text: string): number {
   return ms;
 }
 
-function ago(d: Date, now = Date.now()): string {
+/** "3 minutes ago", as docker prints times. */
+export function ago(d: Date, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - d.getTime()) / 1000));
   const steps: [number, string][] = [
     [86_400 * 365, "year"],
@@ -74,7 +75,8 @@ function ago(d: Date, now = Date.now()): string {
   return "just now";
 }
 
-function table(rows: string[][]): string {
+/** Columns padded to their widest cell, two spaces apart (the first row is the header). */
+export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows
     .map((r) =>

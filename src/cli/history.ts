@@ -20,7 +20,7 @@ import {
 } from "../history/index.js";
 import { importBundle, writeBundle } from "../history/bundle.js";
 import { createRenderer, parseProgressMode, type ProgressEvent } from "../progress/index.js";
-import { parseDuration } from "./du.js";
+import { ago, parseDuration, table } from "./du.js";
 
 function store(): HistoryStore {
   return HistoryStore.at(defaultRoot());
@@ -55,29 +55,6 @@ function lsLine(r: BuildRecord, counts: { total: number; completed: number; cach
   };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows
-    .map((r) =>
-      r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("   "),
-    )
-    .join("\n");
-}
-
-function ago(ms: number, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  for (const [size, name] of [
-    [86_400, "day"],
-    [3600, "hour"],
-    [60, "minute"],
-    [1, "second"],
-  ] as const) {
-    const n = Math.floor(s / size);
-    if (n >= 1) return `${n} ${name}${n > 1 ? "s" : ""} ago`;
-  }
-  return "just now";
-}
-
 const STATUS_TEXT: Record<BuildRecord["status"], string> = {
   running: "Running",
   completed: "Completed",
@@ -105,7 +82,7 @@ async function ls(flags: { format: string }): Promise<void> {
       r.ref,
       r.name.length > 36 ? `…${r.name.slice(-35)}` : r.name,
       STATUS_TEXT[r.status],
-      ago(r.createdAt, now),
+      ago(new Date(r.createdAt), now),
       d === undefined ? `${formatDuration(now - r.createdAt)}+` : formatDuration(d),
       (r.result?.platforms.map((p) => p.platform) ?? r.request.platforms).join(",") || "host",
     ]);
@@ -328,11 +305,7 @@ async function emit(text: string, file: string | undefined): Promise<void> {
   }
 }
 
-async function pictureOf(ref: string | undefined): Promise<{ r: BuildRecord; steps: Step[] }> {
-  const s = store();
-  const r = await s.resolve(ref);
-  return { r, steps: await stepsOf(s, r) };
-}
+type Render = (r: BuildRecord, steps: Step[]) => string;
 
 function parseKeep(v: string): number {
   if (!/^\d+$/.test(v)) {
@@ -456,28 +429,30 @@ export function historyCommand(): Command {
       const r = await importBundle(store(), text, file);
       process.stdout.write(`${r.ref}\n`);
     });
-  cmd
-    .command("trace")
-    .description(
-      "Write a build's steps as Chrome trace events (open in Perfetto or chrome://tracing)",
-    )
-    .argument("[ref]", REF_HELP)
-    .option("-o, --output <file>", "the JSON file to write (- or absent: stdout)")
-    .action(async (ref: string | undefined, flags: { output?: string }) => {
-      const { r, steps } = await pictureOf(ref);
-      await emit(`${JSON.stringify(traceOf(r, steps))}\n`, flags.output);
-    });
-  cmd
-    .command("timeline")
-    .description(
-      "Write a build's timeline as one self-contained HTML page: a lane per platform, the critical path",
-    )
-    .argument("[ref]", REF_HELP)
-    .option("-o, --output <file>", "the HTML file to write (- or absent: stdout)")
-    .action(async (ref: string | undefined, flags: { output?: string }) => {
-      const { r, steps } = await pictureOf(ref);
-      await emit(timelineHtml(r, steps), flags.output);
-    });
+  const picture = (name: string, description: string, file: string, render: Render): void => {
+    cmd
+      .command(name)
+      .description(description)
+      .argument("[ref]", REF_HELP)
+      .option("-o, --output <file>", `the ${file} file to write (- or absent: stdout)`)
+      .action(async (ref: string | undefined, flags: { output?: string }) => {
+        const s = store();
+        const r = await s.resolve(ref);
+        await emit(render(r, await stepsOf(s, r)), flags.output);
+      });
+  };
+  picture(
+    "trace",
+    "Write a build's steps as Chrome trace events (open in Perfetto or chrome://tracing)",
+    "JSON",
+    (r, steps) => `${JSON.stringify(traceOf(r, steps))}\n`,
+  );
+  picture(
+    "timeline",
+    "Write a build's timeline as one self-contained HTML page: a lane per platform, the critical path",
+    "HTML",
+    timelineHtml,
+  );
   return cmd;
 }
 

@@ -12,6 +12,7 @@ import {
   kilnOk,
   removeTree,
   startKiln,
+  stderrSays,
   tempDir,
   testRegistry,
   vertexRecords,
@@ -172,16 +173,7 @@ RUN echo start && sleep 1241
   });
   const child = await startKiln(["build", "--progress", "rawjson", "."], opts(slow));
   const done = collect(child);
-  await new Promise<void>((resolve) => {
-    let seen = "";
-    child.stderr!.on("data", (b: Buffer) => {
-      seen += b.toString("utf8");
-      if (/"type":"log".*"data":"start/.test(seen)) resolve();
-    });
-    child.on("close", () => {
-      resolve();
-    });
-  });
+  await stderrSays(child, /"type":"log".*"data":"start/);
   child.kill("SIGKILL");
   assert.equal((await done).signal, "SIGKILL");
 
