@@ -1,13 +1,14 @@
 // Pure summary of benchmark samples: min/median per (workload, scenario, tool), kiln/peer ratios,
 // and the Markdown tables docs/benchmarks.md shows.
 
-export const SCENARIOS = ["cold", "noop", "changed"] as const;
+export const SCENARIOS = ["cold", "noop", "changed", "imported"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export const SCENARIO_LABEL: Record<Scenario, string> = {
   cold: "cold",
   noop: "no-op rebuild",
   changed: "one file changed",
+  imported: "cold, cache imported",
 };
 
 export interface Sample {

@@ -15,6 +15,10 @@ export interface BuildJob {
   platforms: readonly string[];
   /** registry/repo:tag to push the multi-platform index to. */
   ref: string;
+  /** a registry cache ref to import before building */
+  cacheFrom?: string;
+  /** a registry cache ref to export every step to (mode=max) */
+  cacheTo?: string;
 }
 
 export interface Tool {
@@ -27,6 +31,8 @@ export interface Tool {
   beforeBuild(job: BuildJob): Promise<void>;
   /** The commands of one build-and-push, timed together. */
   build(job: BuildJob): Cmd[];
+  /** Whether `build` honours the job's cacheFrom/cacheTo (a registry build cache). */
+  readonly remoteCache: boolean;
   /** Stops whatever the tool started. */
   stop(): Promise<void>;
 }
@@ -108,6 +114,7 @@ async function startKiln(env: ToolEnv): Promise<Tool> {
       await mkdir(root, { recursive: true });
     },
     beforeBuild: async () => {},
+    remoteCache: true,
     build: (job) => [
       {
         argv: [
@@ -120,6 +127,8 @@ async function startKiln(env: ToolEnv): Promise<Tool> {
           "--push",
           "--progress",
           "plain",
+          ...(job.cacheFrom ? ["--cache-from", job.cacheFrom] : []),
+          ...(job.cacheTo ? ["--cache-to", `type=registry,ref=${job.cacheTo},mode=max`] : []),
           job.context,
         ],
         env: { KILN_ROOT: root },
@@ -158,6 +167,7 @@ async function startContainersTool(name: "buildah" | "podman", env: ToolEnv): Pr
     beforeBuild: async () => {
       await probe([...pre, "manifest", "rm", list]);
     },
+    remoteCache: false,
     build: (job) => [
       {
         argv: [
@@ -289,6 +299,7 @@ async function startDocker(env: ToolEnv): Promise<Tool> {
       await probe([docker, "builder", "prune", "-af"], cenv);
     },
     beforeBuild: async () => {},
+    remoteCache: false,
     build: (job) => {
       const perPlatform = job.platforms.map((p) => tagOf(job.ref, p));
       return [
@@ -365,6 +376,7 @@ async function startBuildctl(env: ToolEnv): Promise<Tool> {
       await probe(["buildctl", ...addr, "prune", "--all"]);
     },
     beforeBuild: async () => {},
+    remoteCache: true,
     build: (job) => [
       {
         argv: [
@@ -383,6 +395,12 @@ async function startBuildctl(env: ToolEnv): Promise<Tool> {
           `platform=${job.platforms.join(",")}`,
           "--output",
           `type=image,name=${job.ref},push=true,registry.insecure=true`,
+          ...(job.cacheFrom
+            ? ["--import-cache", `type=registry,ref=${job.cacheFrom},registry.insecure=true`]
+            : []),
+          ...(job.cacheTo
+            ? ["--export-cache", `type=registry,ref=${job.cacheTo},mode=max,registry.insecure=true`]
+            : []),
         ],
       },
     ],

@@ -1,12 +1,21 @@
-// What differs between the peer's image and kiln's, and which differences are by design: the
-// peer is Docker 20.10's BuildKit (v0.8); where current BuildKit changed behaviour, kiln follows
-// current BuildKit and the difference is explained here (generic rules) or in a case's `expect`
-// file (lines "<regex> => <reason>", matched against the text of one difference).
+// What differs between the peer's image and kiln's, and which differences are by design. Against
+// current BuildKit (buildctl) everything must agree: config bytes, history, diff_ids, files and
+// mtimes, per platform; a case's `expect-buildkit` file lists differences kiln makes on purpose.
+// Against Docker 20.10's BuildKit (v0.8, the older mode), kiln follows current BuildKit where
+// they differ: explained here (generic rules) or in a case's `expect` file (lines
+// "<regex> => <reason>", matched against the text of one difference).
 import type { ImageSummary } from "./image.js";
 
-/** `started`: seconds when the build began; files stamped later were made by the build. */
+/**
+ * `images`: one summary per platform (`linux/arm/v7`). `started`: seconds when the build began;
+ * files stamped later were made by the build.
+ */
 export type Outcome =
-  { ok: true; image: ImageSummary; started: number } | { ok: false; error: string };
+  | { ok: true; images: Record<string, ImageSummary>; started: number }
+  | { ok: false; error: string };
+
+/** Which peer the images come from: current BuildKit (exact comparison) or Docker 20.10. */
+export type Peer = "buildkit" | "docker20";
 
 export interface Diff {
   kind: "build" | "config" | "history" | "layers" | "tree" | "mtime";
@@ -33,12 +42,14 @@ function indent(s: string): string {
   return s.replace(/\n/g, "\n      ");
 }
 
-export function compare(d: Outcome, k: Outcome): Diff[] {
+export function compare(d: Outcome, k: Outcome, peer: Peer): Diff[] {
   if (!d.ok && !k.ok) return [];
   if (!d.ok || !k.ok) {
     // what kiln made is then checked by eye against current BuildKit: show its small files
     const made = k.ok
-      ? Object.entries(k.image.small)
+      ? Object.values(k.images)
+          .slice(0, 1)
+          .flatMap((img) => Object.entries(img.small))
           .filter(([p]) => !p.startsWith("etc/"))
           .map(([p, c]) => `\n      kiln /${p}: ${JSON.stringify(c)}`)
           .join("")
@@ -48,8 +59,48 @@ export function compare(d: Outcome, k: Outcome): Diff[] {
       : `kiln failed, docker built:\n      ${indent(k.ok ? "" : k.error)}`;
     return [{ kind: "build", docker: d.ok ? "ok" : d.error, kiln: k.ok ? "ok" : k.error, text }];
   }
-  const a = d.image;
-  const b = k.image;
+  const diffs: Diff[] = [];
+  const platforms = [...new Set([...Object.keys(d.images), ...Object.keys(k.images)])].sort();
+  for (const p of platforms) {
+    const a = d.images[p];
+    const b = k.images[p];
+    const at = platforms.length > 1 ? `[${p}] ` : "";
+    if (a === undefined || b === undefined) {
+      const text = `${at}image: peer ${a ? "built" : "(none)"} | kiln ${b ? "built" : "(none)"}`;
+      diffs.push({ kind: "layers", docker: a ? p : "", kiln: b ? p : "", text });
+      continue;
+    }
+    const found = peer === "buildkit" ? exactDiffs(a, b) : docker20Diffs(a, b, d.started);
+    for (const x of found) diffs.push({ ...x, text: at + x.text });
+  }
+  return diffs;
+}
+
+/** Current BuildKit: every config field, history entry, diff_id, file and mtime must agree. */
+function exactDiffs(a: ImageSummary, b: ImageSummary): Diff[] {
+  const diffs: Diff[] = [];
+  const x = a.raw ?? {};
+  const y = b.raw ?? {};
+  for (const key of new Set([...Object.keys(x), ...Object.keys(y)])) {
+    const u = x[key] ?? "(unset)";
+    const v = y[key] ?? "(unset)";
+    if (u === v) continue;
+    const kind = key.startsWith("history")
+      ? "history"
+      : key.startsWith("rootfs")
+        ? "layers"
+        : "config";
+    diffs.push({ kind, docker: u, kiln: v, text: `${key}: buildkit ${u}\n      kiln     ${v}` });
+  }
+  if (diffs.length === 0 && a.configDigest !== b.configDigest) {
+    const text = `config bytes: same fields, other encoding (buildkit ${a.configDigest} | kiln ${b.configDigest})`;
+    diffs.push({ kind: "config", docker: a.configDigest ?? "", kiln: b.configDigest ?? "", text });
+  }
+  diffs.push(...treeDiffs(a, b, () => true, "buildkit"));
+  return diffs;
+}
+
+function docker20Diffs(a: ImageSummary, b: ImageSummary, started: number): Diff[] {
   const diffs: Diff[] = [];
   const add = (kind: Diff["kind"], docker: string, kiln: string, text: string) =>
     diffs.push({ kind, docker, kiln, text });
@@ -73,15 +124,28 @@ export function compare(d: Outcome, k: Outcome): Diff[] {
       String(b.layers),
       `layers: docker ${a.layers} | kiln ${b.layers}`,
     );
+  // Only stamps older than the build came from the context (or an archive) and must agree.
+  diffs.push(...treeDiffs(a, b, (mtime) => mtime < started - 1, "docker"));
+  return diffs;
+}
+
+/** The file trees; `checkMtime` says which of the peer's stamps must be matched. */
+function treeDiffs(
+  a: ImageSummary,
+  b: ImageSummary,
+  checkMtime: (t: number) => boolean,
+  peer: string,
+): Diff[] {
+  const diffs: Diff[] = [];
   for (const p of new Set([...Object.keys(a.tree), ...Object.keys(b.tree)])) {
     const x = a.tree[p];
     const y = b.tree[p];
     if (x !== y) {
-      let text = `/${p}: docker ${x ?? "(absent)"} | kiln ${y ?? "(absent)"}`;
+      let text = `/${p}: ${peer} ${x ?? "(absent)"} | kiln ${y ?? "(absent)"}`;
       const ca = a.small[p];
       const cb = b.small[p];
       if (x?.startsWith("file") && y?.startsWith("file") && ca !== cb)
-        text += `\n      contents: docker ${show(ca)} | kiln ${show(cb)}`;
+        text += `\n      contents: ${peer} ${show(ca)} | kiln ${show(cb)}`;
       diffs.push({
         kind: "tree",
         docker: x ?? "(absent)",
@@ -91,11 +155,12 @@ export function compare(d: Outcome, k: Outcome): Diff[] {
       });
       continue;
     }
-    // Only stamps older than the build came from the context (or an archive) and must agree.
     const ma = a.mtimes[p];
     const mb = b.mtimes[p];
-    if (ma !== undefined && mb !== undefined && ma < d.started - 1 && ma !== mb)
-      add("mtime", String(ma), String(mb), `/${p} mtime: docker ${ma} | kiln ${mb}`);
+    if (ma !== undefined && mb !== undefined && checkMtime(ma) && ma !== mb) {
+      const text = `/${p} mtime: ${peer} ${ma} | kiln ${mb}`;
+      diffs.push({ kind: "mtime", docker: String(ma), kiln: String(mb), text });
+    }
   }
   return diffs;
 }
@@ -173,10 +238,11 @@ const GENERIC: { reason: string; test: (d: Diff) => boolean }[] = [
   },
 ];
 
-export function explain(diffs: Diff[], known: KnownDiff[]): void {
+export function explain(diffs: Diff[], known: KnownDiff[], peer: Peer): void {
+  const generic = peer === "docker20" ? GENERIC : [];
   for (const d of diffs) {
     d.reason =
-      GENERIC.find((r) => r.test(d))?.reason ?? known.find((k) => k.pattern.test(d.text))?.reason;
+      generic.find((r) => r.test(d))?.reason ?? known.find((k) => k.pattern.test(d.text))?.reason;
   }
 }
 

@@ -44,6 +44,12 @@ export interface ImageSummary {
   layers: number;
   /** Contents of small files, to show what differs (e.g. the output of `RUN id`). */
   small: Record<string, string>;
+  /**
+   * OCI archives only: the whole config flattened (`variant`, `config.Env`, `history[3]`,
+   * `rootfs.diff_ids[1]` → JSON), and the sha256 of its bytes (key order counts there).
+   */
+  raw?: Record<string, string>;
+  configDigest?: string;
 }
 
 interface DockerManifest {
@@ -54,6 +60,88 @@ interface DockerManifest {
 interface RawConfig {
   config?: Record<string, unknown>;
   history?: { created_by?: string; empty_layer?: boolean }[];
+}
+
+/** Summarizes each platform's image in an OCI layout tar (one index, possibly nested). */
+export async function readOciArchive(tarPath: string): Promise<Record<string, ImageSummary>> {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-compat-img-"));
+  try {
+    const x = spawnSync("tar", ["-xf", tarPath, "-C", dir], { encoding: "utf8" });
+    if (x.status !== 0) throw new Error(`tar -xf ${tarPath}: ${x.stderr}`);
+    const blob = (digest: string): string => join(dir, "blobs", "sha256", digest.slice(7));
+    const out: Record<string, ImageSummary> = {};
+    const visit = async (descs: OciDescriptor[]): Promise<void> => {
+      for (const d of descs) {
+        const doc = JSON.parse(await readFile(blob(d.digest), "utf8")) as OciDocument;
+        if (doc.manifests) {
+          await visit(doc.manifests);
+          continue;
+        }
+        if (!doc.config || !doc.layers) continue;
+        const bytes = await readFile(blob(doc.config.digest));
+        const raw = JSON.parse(bytes.toString("utf8")) as Record<string, unknown>;
+        if (raw.architecture === undefined) continue; // an attestation manifest
+        const p = d.platform ?? (raw as unknown as OciPlatform);
+        const name = [p.os, p.architecture, p.variant].filter(Boolean).join("/");
+        out[name] = await summarize(
+          raw,
+          doc.layers.map((l) => blob(l.digest)),
+          true,
+        );
+        out[name].raw = flatten(raw);
+        out[name].configDigest = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+      }
+    };
+    const index = JSON.parse(await readFile(join(dir, "index.json"), "utf8")) as OciDocument;
+    await visit(index.manifests ?? []);
+    return out;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface OciPlatform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+interface OciDescriptor {
+  digest: string;
+  platform?: OciPlatform;
+}
+
+interface OciDocument {
+  manifests?: OciDescriptor[];
+  config?: OciDescriptor;
+  layers?: OciDescriptor[];
+}
+
+function sortedJson(v: unknown): string {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return JSON.stringify(v);
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${JSON.stringify(o[k])}`)
+    .join(",")}}`;
+}
+
+/** One entry per config field, history entry and diff_id, so a difference names its place. */
+function flatten(raw: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (k === "config" && v && typeof v === "object") {
+      for (const [ck, cv] of Object.entries(v)) out[`config.${ck}`] = JSON.stringify(cv);
+    } else if (k === "history" && Array.isArray(v)) {
+      // keys sorted: their order is the config bytes' business (configDigest)
+      v.forEach((h, i) => (out[`history[${i}]`] = sortedJson(h)));
+    } else if (k === "rootfs" && v && typeof v === "object") {
+      const r = v as { type?: string; diff_ids?: string[] };
+      out["rootfs.type"] = JSON.stringify(r.type);
+      (r.diff_ids ?? []).forEach((id, i) => (out[`rootfs.diff_ids[${i}]`] = id));
+    } else out[k] = JSON.stringify(v);
+  }
+  return out;
 }
 
 /** Summarizes the single image in a docker-archive tar. */
@@ -67,6 +155,26 @@ export async function readDockerArchive(tarPath: string): Promise<ImageSummary> 
     ];
     const m = manifests[0];
     const raw = JSON.parse(await readFile(join(dir, m.Config), "utf8")) as RawConfig;
+    return await summarize(
+      raw,
+      m.Layers.map((l) => join(dir, l)),
+      false,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Config, history and the file tree of an image. `allMtimes`: record every entry's mtime (the
+ * builds run with SOURCE_DATE_EPOCH, so all agree); otherwise only files COPY/ADD took.
+ */
+async function summarize(
+  raw: RawConfig,
+  layerFiles: string[],
+  allMtimes: boolean,
+): Promise<ImageSummary> {
+  {
     const cfg = raw.config ?? {};
     const config: Record<string, unknown> = {};
     for (const k of CONFIG_KEYS) {
@@ -85,22 +193,20 @@ export async function readDockerArchive(tarPath: string): Promise<ImageSummary> 
     const tree = new Map<string, string>();
     const mtimes = new Map<string, number>();
     const small = new Map<string, string>();
-    for (const [i, layer] of m.Layers.entries()) {
+    for (const [i, layer] of layerFiles.entries()) {
       const step = layerSteps[i] ?? "";
       const fromContext =
-        /^(COPY|ADD) /.test(step) || /^\/bin\/sh -c #\(nop\) (COPY|ADD)/.test(step);
-      await applyLayer(join(dir, layer), { tree, mtimes, small }, fromContext);
+        allMtimes || /^(COPY|ADD) /.test(step) || /^\/bin\/sh -c #\(nop\) (COPY|ADD)/.test(step);
+      await applyLayer(layer, { tree, mtimes, small }, fromContext, allMtimes);
     }
     return {
       config,
       history,
       tree: Object.fromEntries([...tree].sort(([a], [b]) => (a < b ? -1 : 1))),
       mtimes: Object.fromEntries([...mtimes].sort(([a], [b]) => (a < b ? -1 : 1))),
-      layers: m.Layers.length,
+      layers: layerFiles.length,
       small: Object.fromEntries([...small].filter(([p]) => tree.has(p))),
     };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -124,7 +230,12 @@ function remove(t: Tree, path: string, andSelf: boolean): void {
   }
 }
 
-async function applyLayer(file: string, t: Tree, fromContext: boolean): Promise<void> {
+async function applyLayer(
+  file: string,
+  t: Tree,
+  fromContext: boolean,
+  dirMtimes: boolean,
+): Promise<void> {
   // Whiteouts apply to the layers below, so entries of this layer are collected first.
   const added: [string, string, TarEntry][] = [];
   const opaque: string[] = [];
@@ -163,7 +274,8 @@ async function applyLayer(file: string, t: Tree, fromContext: boolean): Promise<
     // A non-directory replacing a directory hides what was under it.
     if (t.tree.get(name)?.startsWith("dir ") && entry.type !== "dir") remove(t, name, false);
     t.tree.set(name, desc);
-    if (fromContext && entry.type !== "dir") t.mtimes.set(name, Math.floor(entry.mtime));
+    if (fromContext && (dirMtimes || entry.type !== "dir"))
+      t.mtimes.set(name, Math.floor(entry.mtime));
     else t.mtimes.delete(name);
   }
 }

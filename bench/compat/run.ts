@@ -1,14 +1,22 @@
-// Dockerfile compatibility: builds every case under bench/compat/cases with Docker 20.10's
-// BuildKit and with kiln (linux/amd64), and prints where the images differ: config, history and
-// the final file tree. Not part of CI (it needs docker.io: bash bench/setup).
+// Dockerfile compatibility: builds every case under bench/compat/cases with a peer and with kiln
+// and prints where the images differ. Not part of CI.
 //
 //   node --import tsx bench/compat/run.ts [case…]
 //
+// Peers (COMPAT_PEER): "buildkit" (default) — current BuildKit through buildctl, started here
+// from BUILDKIT_BIN (default /var/tmp/buildkit-ref/bin, built by the shared buildkit-from-source
+// script), every case built for COMPAT_PLATFORMS (default linux/amd64,linux/arm64,linux/arm/v7)
+// with SOURCE_DATE_EPOCH and rewrite-timestamp, compared per platform down to the config bytes,
+// diff_ids, files and mtimes; "docker20" — the older mode: Docker 20.10's BuildKit v0.8
+// (docker.io: bash bench/setup), linux/amd64, config fields, history and tree.
+//
 // Each case is a directory: a Dockerfile (the token BASE_IMAGE stands for the fixture busybox in
 // a loopback registry), context files, and optionally `prepare.sh` (run in a temp copy of the
-// case to make what git cannot hold: tars, modes, empty dirs; removed before the build) and
-// `args` (KEY=VALUE lines passed as --build-arg to both builders).
-// Env: KILN (the kiln command, default <repo>/bin/kiln), COMPAT_JSON (write all results there).
+// case to make what git cannot hold: tars, modes, empty dirs; removed before the build), `args`
+// (KEY=VALUE lines passed as build args to both builders), `opts` (`target=NAME`,
+// `platforms=a,b` lines), `expect` (docker20) and `expect-buildkit` (differences by design).
+// Env: KILN (the kiln command, default <repo>/bin/kiln), COMPAT_JSON (write all results there),
+// COMPAT_REGISTRY (use this running registry holding base/busybox instead of starting one).
 // The peer's summaries are cached in .cache/compat by case content, so reruns only build kiln.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -20,8 +28,8 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startRegistry } from "../../test/fixtures/registry.js";
 import { pushBaseImages } from "../../test/fixtures/base-images.js";
-import { readDockerArchive } from "./image.js";
-import { compare, explain, parseExpect, type Diff, type Outcome } from "./compare.js";
+import { readDockerArchive, readOciArchive } from "./image.js";
+import { compare, explain, parseExpect, type Diff, type Outcome, type Peer } from "./compare.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "..", "..");
@@ -29,16 +37,23 @@ const casesDir = join(here, "cases");
 const cacheDir = join(repo, ".cache", "compat");
 const DOCKER = "/usr/bin/docker";
 const DOCKERD = "/usr/sbin/dockerd";
-const PLATFORM = "linux/amd64";
+const BUILDKIT_BIN = process.env.BUILDKIT_BIN ?? "/var/tmp/buildkit-ref/bin";
+const PEER: Peer = process.env.COMPAT_PEER === "docker20" ? "docker20" : "buildkit";
+const PLATFORMS =
+  PEER === "docker20"
+    ? "linux/amd64"
+    : (process.env.COMPAT_PLATFORMS ?? "linux/amd64,linux/arm64,linux/arm/v7");
+/** SOURCE_DATE_EPOCH of every buildkit-mode build, so that timestamps and diff_ids compare. */
+const EPOCH = "1700000000";
 /** The registry port is pinned so cached peer results stay valid across runs. */
 const REGISTRY_PORT = 5391;
 
 /** Bump when what is recorded about an image changes, so cached peer results are rebuilt. */
-const SUMMARY_VERSION = 3;
+const SUMMARY_VERSION = 5;
 
 interface CaseResult {
   name: string;
-  docker: Outcome;
+  peer: Outcome;
   kiln: Outcome;
   diffs: Diff[];
 }
@@ -64,7 +79,8 @@ async function hashDir(dir: string): Promise<string> {
     for (const e of (await readdir(d, { withFileTypes: true })).sort((a, b) =>
       a.name < b.name ? -1 : 1,
     )) {
-      if (rel === "" && e.name === "expect") continue; // what kiln is expected to differ in
+      // what kiln is expected to differ in
+      if (rel === "" && (e.name === "expect" || e.name === "expect-buildkit")) continue;
       const p = join(d, e.name);
       h.update(`${rel}/${e.name}\0${e.isDirectory() ? "d" : e.isSymbolicLink() ? "l" : "f"}\0`);
       if (e.isDirectory()) await walk(p, `${rel}/${e.name}`);
@@ -89,23 +105,134 @@ async function materialize(caseDir: string, base: string): Promise<string> {
   // One fixed stamp for everything, so files made by prepare.sh compare across runs too.
   const t = sh(["find", dir, "-exec", "touch", "-h", "-d", "@1577836800", "{}", "+"]);
   if (t.code !== 0) throw new Error(`touch: ${t.out}`);
-  await rm(join(dir, "args"), { force: true });
-  await rm(join(dir, "expect"), { force: true });
+  for (const f of ["args", "opts", "expect", "expect-buildkit"])
+    await rm(join(dir, f), { force: true });
   return dir;
 }
 
-async function buildArgs(caseDir: string): Promise<string[]> {
-  const f = join(caseDir, "args");
+/** What a case asks of both builders. */
+interface CaseOptions {
+  /** KEY=VALUE build args */
+  args: string[];
+  target?: string;
+  platforms: string;
+}
+
+async function lines(f: string): Promise<string[]> {
   if (!existsSync(f)) return [];
-  return (await readFile(f, "utf8"))
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .flatMap((l) => ["--build-arg", l]);
+  return (await readFile(f, "utf8")).split("\n").filter((l) => l.trim() !== "");
+}
+
+async function caseOptions(caseDir: string): Promise<CaseOptions> {
+  const args = await lines(join(caseDir, "args"));
+  if (PEER === "buildkit" && !args.some((a) => a.startsWith("SOURCE_DATE_EPOCH=")))
+    args.push(`SOURCE_DATE_EPOCH=${EPOCH}`);
+  const o: CaseOptions = { args, platforms: PLATFORMS };
+  for (const l of await lines(join(caseDir, "opts"))) {
+    const [k, v] = [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)];
+    if (k === "target") o.target = v;
+    else if (k === "platforms" && PEER === "buildkit") o.platforms = v;
+  }
+  return o;
+}
+
+interface Builder {
+  build: (name: string, ctx: string, o: CaseOptions, out: string) => Promise<Outcome>;
+  stop: () => Promise<void>;
+}
+
+/** Spawns a daemon in its own process group; stop() ends that group only. */
+function daemon(
+  argv: string[],
+  logFile: string,
+): { stop: () => Promise<void>; exited: () => boolean } {
+  const log = openSync(logFile, "a");
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", log, log], detached: true });
+  closeSync(log);
+  return {
+    exited: () => child.exitCode !== null,
+    stop: async () => {
+      if (child.exitCode !== null || child.pid === undefined) return;
+      process.kill(-child.pid, "SIGTERM");
+      for (let i = 0; i < 80 && child.exitCode === null; i++) await sleep(250);
+    },
+  };
+}
+
+async function startBuildkit(work: string, registry: string): Promise<Builder> {
+  const buildkitd = join(BUILDKIT_BIN, "buildkitd");
+  const buildctl = join(BUILDKIT_BIN, "buildctl");
+  if (!existsSync(buildkitd) || !existsSync(buildctl))
+    throw new Error(`no buildkitd/buildctl in ${BUILDKIT_BIN} (set BUILDKIT_BIN)`);
+  await mkdir(work, { recursive: true });
+  const sock = `unix://${join(work, "buildkitd.sock")}`;
+  const config = join(work, "buildkitd.toml");
+  await writeFile(
+    config,
+    [
+      "[worker.oci]",
+      "  enabled = true",
+      `  platforms = ${JSON.stringify(PLATFORMS.split(","))}`,
+      "[worker.containerd]",
+      "  enabled = false",
+      `[registry."${registry}"]`,
+      "  http = true",
+      "  insecure = true",
+      "",
+    ].join("\n"),
+  );
+  const d = daemon(
+    [buildkitd, "--config", config, "--root", join(work, "root"), "--addr", sock],
+    join(work, "buildkitd.log"),
+  );
+  for (let i = 0; i < 60; i++) {
+    if (sh([buildctl, "--addr", sock, "debug", "workers"]).code === 0) break;
+    if (d.exited() || i === 59) {
+      await d.stop();
+      const log = await readFile(join(work, "buildkitd.log"), "utf8");
+      throw new Error(`buildkitd did not start: ${tail(log)}`);
+    }
+    await sleep(500);
+  }
+  return {
+    stop: d.stop,
+    build: async (_name, ctx, o, out) => {
+      // buildctl shares one local-source snapshot named "context" across builds and syncs each
+      // context into it, skipping files whose size and mtime match what an earlier case left
+      // (every case is stamped alike): drop those snapshots before each case
+      sh([buildctl, "--addr", sock, "prune", "--filter", "type==source.local"]);
+      const started = Math.floor(Date.now() / 1000);
+      const b = sh([
+        buildctl,
+        "--addr",
+        sock,
+        "build",
+        "--progress",
+        "plain",
+        "--frontend",
+        "dockerfile.v0",
+        "--local",
+        `context=${ctx}`,
+        "--local",
+        `dockerfile=${ctx}`,
+        "--opt",
+        `platform=${o.platforms}`,
+        "--opt",
+        "force-network-mode=none",
+        ...(o.target ? ["--opt", `target=${o.target}`] : []),
+        ...o.args.flatMap((a) => ["--opt", `build-arg:${a}`]),
+        "--output",
+        `type=oci,dest=${out},rewrite-timestamp=true`,
+      ]);
+      if (b.code !== 0) return { ok: false, error: tail(b.out) };
+      return { ok: true, images: await readOciArchive(out), started };
+    },
+  };
 }
 
 interface Docker {
   env: Record<string, string>;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 async function startDocker(work: string, registry: string): Promise<Docker> {
@@ -125,10 +252,9 @@ async function startDocker(work: string, registry: string): Promise<Docker> {
       features: { buildkit: true },
     }),
   );
-  const log = openSync(join(work, "dockerd.log"), "a");
-  const child = spawn(
-    DOCKERD,
+  const d = daemon(
     [
+      DOCKERD,
       "--config-file",
       config,
       "--data-root",
@@ -140,22 +266,17 @@ async function startDocker(work: string, registry: string): Promise<Docker> {
       "-H",
       `unix://${sock}`,
     ],
-    { stdio: ["ignore", log, log], detached: true },
+    join(work, "dockerd.log"),
   );
-  closeSync(log);
   const env = {
     DOCKER_HOST: `unix://${sock}`,
     DOCKER_CONFIG: join(work, "client"),
     DOCKER_BUILDKIT: "1",
   };
-  const stop = async () => {
-    if (child.exitCode !== null || child.pid === undefined) return;
-    process.kill(-child.pid, "SIGTERM");
-    for (let i = 0; i < 80 && child.exitCode === null; i++) await sleep(250);
-  };
+  const stop = d.stop;
   for (let i = 0; i < 60; i++) {
     if (sh([DOCKER, "version"], env).code === 0) return { env, stop };
-    if (child.exitCode !== null) break;
+    if (d.exited()) break;
     await sleep(500);
   }
   await stop();
@@ -164,31 +285,42 @@ async function startDocker(work: string, registry: string): Promise<Docker> {
   );
 }
 
-async function buildDocker(
-  docker: Docker,
-  name: string,
-  ctx: string,
-  args: string[],
-  out: string,
-): Promise<Outcome> {
-  const tag = `compat/${name}:latest`;
-  const started = Math.floor(Date.now() / 1000);
-  const b = sh(
-    [DOCKER, "build", "--platform", PLATFORM, "--network", "none", ...args, "-t", tag, ctx],
-    docker.env,
-  );
-  if (b.code !== 0) return { ok: false, error: tail(b.out) };
-  const s = sh([DOCKER, "save", "-o", out, tag], docker.env);
-  sh([DOCKER, "rmi", tag], docker.env);
-  if (s.code !== 0) return { ok: false, error: `docker save: ${tail(s.out)}` };
-  return { ok: true, image: await readDockerArchive(out), started };
+function dockerBuilder(docker: Docker): Builder {
+  return {
+    stop: docker.stop,
+    build: async (name, ctx, o, out) => {
+      const tag = `compat/${name}:latest`;
+      const started = Math.floor(Date.now() / 1000);
+      const b = sh(
+        [
+          DOCKER,
+          "build",
+          "--platform",
+          o.platforms,
+          "--network",
+          "none",
+          ...(o.target ? ["--target", o.target] : []),
+          ...o.args.flatMap((a) => ["--build-arg", a]),
+          "-t",
+          tag,
+          ctx,
+        ],
+        docker.env,
+      );
+      if (b.code !== 0) return { ok: false, error: tail(b.out) };
+      const s = sh([DOCKER, "save", "-o", out, tag], docker.env);
+      sh([DOCKER, "rmi", tag], docker.env);
+      if (s.code !== 0) return { ok: false, error: `docker save: ${tail(s.out)}` };
+      return { ok: true, images: { [o.platforms]: await readDockerArchive(out) }, started };
+    },
+  };
 }
 
 async function buildKiln(
   kiln: string[],
   root: string,
   ctx: string,
-  args: string[],
+  o: CaseOptions,
   out: string,
 ): Promise<Outcome> {
   const started = Math.floor(Date.now() / 1000);
@@ -197,20 +329,25 @@ async function buildKiln(
       ...kiln,
       "build",
       "--platform",
-      PLATFORM,
+      o.platforms,
       "--network",
       "none",
       "--progress",
       "plain",
-      ...args,
+      ...(o.target ? ["--target", o.target] : []),
+      ...o.args.flatMap((a) => ["--build-arg", a]),
       "-o",
-      `type=docker,dest=${out}`,
+      PEER === "docker20" ? `type=docker,dest=${out}` : `type=oci,dest=${out}`,
       ctx,
     ],
     { KILN_ROOT: root },
   );
   if (b.code !== 0) return { ok: false, error: tail(b.out) };
-  return { ok: true, image: await readDockerArchive(out), started };
+  const images =
+    PEER === "docker20"
+      ? { [o.platforms]: await readDockerArchive(out) }
+      : await readOciArchive(out);
+  return { ok: true, images, started };
 }
 
 function statusOf(d: Outcome, diffs: Diff[]): string {
@@ -226,41 +363,53 @@ async function main(): Promise<void> {
   const kiln = (process.env.KILN ?? join(repo, "bin", "kiln")).split(" ");
   const work = await mkdtemp(join(tmpdir(), "kiln-compat-"));
   await mkdir(cacheDir, { recursive: true });
-  const registry = await startRegistry({ port: REGISTRY_PORT });
-  let docker: Docker | undefined;
+  const own = process.env.COMPAT_REGISTRY
+    ? undefined
+    : await startRegistry({ port: REGISTRY_PORT });
+  const registryHost = process.env.COMPAT_REGISTRY ?? own!.host;
+  let peer: Builder | undefined;
   const results: CaseResult[] = [];
   try {
-    await pushBaseImages(registry.host);
-    const base = `${registry.host}/base/busybox:latest`;
+    if (own) await pushBaseImages(registryHost);
+    const base = `${registryHost}/base/busybox:latest`;
     for (const name of names) {
       const caseDir = join(casesDir, name);
-      const args = await buildArgs(caseDir);
+      const o = await caseOptions(caseDir);
       const ctx = await materialize(caseDir, base);
       try {
-        const key = `${await hashDir(caseDir)}-${registry.host.replace(/\W/g, "_")}-v${SUMMARY_VERSION}`;
+        const key = `${PEER}-${await hashDir(caseDir)}-${registryHost.replace(/\W/g, "_")}-${o.platforms.replace(/\W/g, "_")}-v${SUMMARY_VERSION}`;
         const cached = join(cacheDir, `${name}-${key}.json`);
         let d: Outcome;
         if (existsSync(cached)) d = JSON.parse(await readFile(cached, "utf8")) as Outcome;
         else {
-          docker ??= await startDocker(join(work, "docker"), registry.host);
-          d = await buildDocker(docker, name, ctx, args, join(work, `${name}.docker.tar`));
+          peer ??=
+            PEER === "docker20"
+              ? dockerBuilder(await startDocker(join(work, "docker"), registryHost))
+              : await startBuildkit(join(work, "buildkit"), registryHost);
+          d = await peer.build(name, ctx, o, join(work, `${name}.peer.tar`));
           await writeFile(cached, JSON.stringify(d));
         }
         const k = await buildKiln(
           kiln,
           join(work, "kiln-root"),
           ctx,
-          args,
+          o,
           join(work, `${name}.kiln.tar`),
         );
-        const diffs = compare(d, k);
-        const expectFile = join(caseDir, "expect");
+        await rm(join(work, `${name}.peer.tar`), { force: true });
+        await rm(join(work, `${name}.kiln.tar`), { force: true });
+        const diffs = compare(d, k, PEER);
+        const expectFile = join(caseDir, PEER === "docker20" ? "expect" : "expect-buildkit");
         explain(
           diffs,
           existsSync(expectFile) ? parseExpect(await readFile(expectFile, "utf8")) : [],
+          PEER,
         );
-        results.push({ name, docker: d, kiln: k, diffs });
+        results.push({ name, peer: d, kiln: k, diffs });
         process.stdout.write(`${statusOf(d, diffs).padEnd(16)} ${name}\n`);
+        if (!d.ok && !k.ok) {
+          process.stdout.write(`    peer: ${lastLine(d.error)}\n    kiln: ${lastLine(k.error)}\n`);
+        }
         for (const x of diffs.filter((x) => x.reason === undefined))
           process.stdout.write(`    ${x.text}\n`);
         for (const reason of new Set(diffs.flatMap((x) => x.reason ?? [])))
@@ -273,13 +422,13 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await docker?.stop();
-    await registry.stop();
+    await peer?.stop();
+    await own?.stop();
     await rm(work, { recursive: true, force: true });
   }
   const counts = new Map<string, number>();
   for (const r of results) {
-    const st = statusOf(r.docker, r.diffs);
+    const st = statusOf(r.peer, r.diffs);
     counts.set(st, (counts.get(st) ?? 0) + 1);
   }
   process.stdout.write(
@@ -287,6 +436,12 @@ async function main(): Promise<void> {
   );
   if (process.env.COMPAT_JSON !== undefined)
     await writeFile(process.env.COMPAT_JSON, JSON.stringify(results, null, 2));
+}
+
+/** The line of a failed build's output that says why. */
+function lastLine(out: string): string {
+  const ls = out.trim().split("\n");
+  return (ls.findLast((l) => /error|ERROR|failed/.test(l)) ?? ls.at(-1) ?? "").trim();
 }
 
 await main();

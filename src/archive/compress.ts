@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { constants as zc, createGunzip, createGzip } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { filterThrough } from "../process/index.js";
-import { applyLayer, type ApplyOptions } from "./apply.js";
+import { applyLayer, type ApplyOptions } from "./extract.js";
 import { invalidLayer } from "./errors.js";
 
 export type Compression = "gzip" | "zstd" | "uncompressed";

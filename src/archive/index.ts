@@ -2,8 +2,15 @@
 export type { TarEntry, TarEntryType } from "./tar-format.js";
 export { readTar, type TarReadEntry } from "./tar-reader.js";
 export { encodeTar, packTar, type TarInput } from "./tar-writer.js";
-export { diffUpperDir, dirToTar, type WalkOptions } from "./walk.js";
-export { applyLayer, type ApplyOptions } from "./apply.js";
+export { diffTrees, diffUpperDir, dirToTar, type WalkOptions } from "./walk.js";
+export {
+  applyLayer,
+  extractTar,
+  type ApplyOptions,
+  type ExtractErrors,
+  type ExtractOptions,
+} from "./extract.js";
+export { makeNodes, splitDev, type SpecialNode } from "./nodes.js";
 export {
   LAYER_MEDIA_TYPES,
   applyLayerBlob,

@@ -1,46 +1,74 @@
 /**
- * Directory → layer tar. One walker serves both an overlayfs upperdir (whiteouts and opaque
- * directories become OCI whiteout entries) and a plain directory. The walk is depth-first in
- * byte order of names, never follows symlinks, and maps inodes seen twice to tar hardlinks.
+ * Directory → layer tar. One walker serves an overlayfs upperdir (whiteouts and opaque
+ * directories become OCI whiteout entries), a plain directory, and a plain tree compared with
+ * the plain tree it was made from (the copy snapshot driver's layers). The walk is depth-first
+ * in byte order of names, never follows symlinks, and maps inodes seen twice to tar hardlinks.
  */
-import { constants } from "node:fs";
+import { constants, type BigIntStats } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { getAttribute, listAttributes } from "@napi-rs/xattr";
 import { KilnError } from "../errors.js";
+import { isWhiteout, OverlayLowers, type LowerEntry } from "./lower.js";
+import { splitDev } from "./nodes.js";
 import type { TarEntry } from "./tar-format.js";
 import { packTar, type TarInput } from "./tar-writer.js";
 
 export interface WalkOptions {
   /** SOURCE_DATE_EPOCH: mtimes later than this are clamped to it. */
   mtime?: number;
+  /**
+   * diffUpperDir: the lowerdirs below the upperdir, top-most first. With them the diff follows
+   * BuildKit's overlay differ: entries the step left as they were are left out (directories
+   * come back in front of a change inside), whiteouts of nothing are dropped, and an opaque
+   * directory becomes a whiteout per name that went away.
+   */
+  lowers?: readonly string[];
 }
 
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 const OVERLAY_XATTR = "trusted.overlay.";
 
+/** Which extended attributes (overlayfs' own aside) an entry carries. */
+type XattrFilter = (key: string) => boolean;
+
+/**
+ * The only extended attribute a built layer carries: containerd's diff writer (which BuildKit
+ * exports layers with) records file capabilities and drops user.*, trusted.* and the rest.
+ */
+const layerXattr: XattrFilter = (key) => key === "security.capability";
+
+/** How the walked root relates to what is below it. */
+type WalkMode = "upperdir" | "plain" | "plain-over-lower";
+
 /** An overlayfs upperdir as an OCI layer tar (with whiteouts). */
 export function diffUpperDir(upperdir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(upperdir, opts, true));
+  return packTar(walk(upperdir, opts, "upperdir", layerXattr));
 }
 
-/** A whole directory as a layer tar (no whiteout semantics). */
+/**
+ * The changes from a plain tree `lower` (undefined: empty) to the plain tree `upper` as a
+ * layer tar, by the same rules as an upperdir with lowers: what is new or differs (unchanged
+ * parent directories written in front of a change), a whiteout for each name that went away.
+ */
+export function diffTrees(
+  lower: string | undefined,
+  upper: string,
+  opts: WalkOptions = {},
+): Readable {
+  if (lower === undefined) return packTar(walk(upper, opts, "plain", layerXattr));
+  return packTar(walk(upper, { ...opts, lowers: [lower] }, "plain-over-lower", layerXattr));
+}
+
+/** A whole directory as a tar (no whiteout semantics), with all its extended attributes. */
 export function dirToTar(dir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(dir, opts, false));
+  return packTar(walk(dir, opts, "plain", (key) => !key.startsWith(OVERLAY_XATTR)));
 }
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-/** Linux dev_t → (major, minor), as glibc's gnu_dev_major/minor. */
-function splitDev(rdev: bigint): { major: number; minor: number } {
-  return {
-    major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)),
-    minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)),
-  };
 }
 
 function whiteoutEntry(name: string): TarEntry {
@@ -57,10 +85,59 @@ function unsupportedUpper(path: string, what: string): KilnError {
   );
 }
 
-async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGenerator<TarInput> {
+async function* walk(
+  root: string,
+  opts: WalkOptions,
+  mode: WalkMode,
+  keepXattr: XattrFilter,
+): AsyncGenerator<TarInput> {
+  const overlay = mode === "upperdir";
   const firstPathOfInode = new Map<string, string>();
+  const lowers =
+    (overlay || mode === "plain-over-lower") && opts.lowers
+      ? new OverlayLowers(opts.lowers)
+      : undefined;
+  // Directories the step left as they were below: written only in front of something changed
+  // inside them (containerd's includeParents), else left out of the layer.
+  const pending: { rel: string; entry: TarEntry }[] = [];
+  function* flush(): Generator<TarInput> {
+    for (const p of pending) yield { entry: p.entry };
+    pending.length = 0;
+  }
 
-  async function* visit(dirRel: string): AsyncGenerator<TarInput> {
+  async function describe(rel: string, abs: string, st: BigIntStats) {
+    let mtime = Number(st.mtimeNs / 1_000_000_000n);
+    if (opts.mtime !== undefined && mtime > opts.mtime) mtime = opts.mtime;
+    const entry: TarEntry = {
+      name: rel,
+      type: "file",
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: 0,
+      mtime,
+      xattrs: {},
+    };
+    let opaque = false;
+    // Symlinks carry no xattrs here: the xattr binding has no l* calls and would follow them.
+    if (!st.isSymbolicLink()) {
+      for (const key of (await listAttributes(abs)).sort(byteOrder)) {
+        if (overlay && key.startsWith(OVERLAY_XATTR)) {
+          const rest = key.slice(OVERLAY_XATTR.length);
+          if (rest === "redirect") throw unsupportedUpper(abs, "a directory redirect");
+          if (rest === "metacopy") throw unsupportedUpper(abs, "a metadata-only copy-up");
+          if (rest === "opaque") opaque = (await getAttribute(abs, key))?.toString() === "y";
+          continue;
+        }
+        if (!keepXattr(key)) continue;
+        const value = await getAttribute(abs, key);
+        if (value !== null) entry.xattrs[key] = value;
+      }
+    }
+    return { entry, opaque };
+  }
+
+  async function* visit(dirRel: string, inLower: boolean): AsyncGenerator<TarInput> {
     const names = (await readdir(dirRel === "" ? root : join(root, dirRel))).sort(byteOrder);
     for (const name of names) {
       const rel = dirRel === "" ? name : `${dirRel}/${name}`;
@@ -68,79 +145,153 @@ async function* walk(root: string, opts: WalkOptions, overlay: boolean): AsyncGe
       const st = await lstat(abs, { bigint: true });
       if (st.isSocket()) continue; // sockets cannot be archived, as with tar and Docker
       // Before the hardlink check: the kernel shares one inode among whiteouts (nlink > 1).
-      if (overlay && st.isCharacterDevice() && st.rdev === 0n) {
+      if (overlay && isWhiteout(st)) {
+        // a whiteout of nothing the layers below have is left out, as BuildKit's differ does
+        if (lowers && !(inLower && (await lowers.lookup(rel)))) continue;
+        yield* flush();
         yield {
           entry: whiteoutEntry(dirRel === "" ? WHITEOUT + name : `${dirRel}/${WHITEOUT}${name}`),
         };
         continue;
       }
-      let mtime = Number(st.mtimeNs / 1_000_000_000n);
-      if (opts.mtime !== undefined && mtime > opts.mtime) mtime = opts.mtime;
-      const entry: TarEntry = {
-        name: rel,
-        type: "file",
-        mode: Number(st.mode & 0o7777n),
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-        size: 0,
-        mtime,
-        xattrs: {},
-      };
-      let opaque = false;
-      // Symlinks carry no xattrs here: the xattr binding has no l* calls and would follow them.
-      if (!st.isSymbolicLink()) {
-        for (const key of (await listAttributes(abs)).sort(byteOrder)) {
-          if (key.startsWith(OVERLAY_XATTR)) {
-            if (!overlay) continue;
-            const rest = key.slice(OVERLAY_XATTR.length);
-            if (rest === "redirect") throw unsupportedUpper(abs, "a directory redirect");
-            if (rest === "metacopy") throw unsupportedUpper(abs, "a metadata-only copy-up");
-            if (rest === "opaque") opaque = (await getAttribute(abs, key))?.toString() === "y";
-            continue;
-          }
-          const value = await getAttribute(abs, key);
-          if (value !== null) entry.xattrs[key] = value;
-        }
-      }
-
-      if (!st.isDirectory() && !st.isSymbolicLink() && st.nlink > 1n) {
-        const inode = `${st.dev}:${st.ino}`;
-        const first = firstPathOfInode.get(inode);
-        if (first !== undefined) {
-          yield { entry: { ...entry, type: "hardlink", linkname: first, xattrs: {} } };
-          continue;
-        }
-        firstPathOfInode.set(inode, rel);
-      }
-
-      if (st.isDirectory()) {
-        yield { entry: { ...entry, name: `${rel}/`, type: "dir" } };
-        if (opaque) yield { entry: whiteoutEntry(`${rel}/${OPAQUE}`) };
-        yield* visit(rel);
-      } else if (st.isFile()) {
-        entry.size = Number(st.size);
-        const fh = await open(
-          abs,
-          constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-        );
-        if ((await fh.stat({ bigint: true })).ino !== st.ino) {
-          await fh.close();
-          throw new KilnError("E_LAYER_SOURCE", `${abs} was replaced while it was being archived`, {
-            hint: "nothing may write to a directory while it is turned into a layer",
-          });
-        }
-        yield { entry, body: fh.createReadStream({ highWaterMark: 1024 * 1024 }) };
-      } else if (st.isSymbolicLink()) {
-        yield { entry: { ...entry, type: "symlink", linkname: await readlink(abs) } };
-      } else if (st.isFIFO()) {
-        yield { entry: { ...entry, type: "fifo" } };
-      } else {
-        const { major, minor } = splitDev(st.rdev);
-        const type = st.isCharacterDevice() ? "char" : "block";
-        yield { entry: { ...entry, type, devmajor: major, devminor: minor } };
-      }
+      const base = lowers && inLower ? await lowers.lookup(rel) : undefined;
+      yield* node(rel, abs, st, base, false);
     }
   }
 
-  yield* visit("");
+  /**
+   * Inside an opaque directory the upperdir holds the whole view (as a plain tree does
+   * everywhere): compare it with the lower view name by name, writing a whiteout for each name
+   * that went away (no opaque marker), as BuildKit's overlay differ does.
+   */
+  async function* viewDiff(dirRel: string): AsyncGenerator<TarInput> {
+    const below = await lowers!.list(dirRel);
+    const here = new Set(await readdir(dirRel === "" ? root : join(root, dirRel)));
+    for (const name of [...new Set([...below, ...here])].sort(byteOrder)) {
+      const rel = dirRel === "" ? name : `${dirRel}/${name}`;
+      if (!here.has(name)) {
+        yield* flush();
+        yield {
+          entry: whiteoutEntry(dirRel === "" ? WHITEOUT + name : `${dirRel}/${WHITEOUT}${name}`),
+        };
+        continue;
+      }
+      const abs = join(root, rel);
+      const st = await lstat(abs, { bigint: true });
+      if (st.isSocket() || (overlay && isWhiteout(st))) continue;
+      const base = below.has(name) ? await lowers!.lookup(rel) : undefined;
+      yield* node(rel, abs, st, base, true);
+    }
+  }
+
+  async function* node(
+    rel: string,
+    abs: string,
+    st: BigIntStats,
+    base: LowerEntry | undefined,
+    inView: boolean,
+  ): AsyncGenerator<TarInput> {
+    const { entry, opaque } = await describe(rel, abs, st);
+    const unchanged = base !== undefined && (await sameDirent(base, abs, st));
+
+    if (!st.isDirectory() && !st.isSymbolicLink() && st.nlink > 1n) {
+      const inode = `${st.dev}:${st.ino}`;
+      const first = firstPathOfInode.get(inode);
+      if (first !== undefined) {
+        yield* flush();
+        yield { entry: { ...entry, type: "hardlink", linkname: first, xattrs: {} } };
+        return;
+      }
+      if (!unchanged) firstPathOfInode.set(inode, rel);
+    }
+
+    if (st.isDirectory()) {
+      const dirEntry: TarEntry = { ...entry, name: `${rel}/`, type: "dir" };
+      if (unchanged) pending.push({ rel, entry: dirEntry });
+      else {
+        yield* flush();
+        yield { entry: dirEntry };
+      }
+      const baseIsDir = base?.st.isDirectory() ?? false;
+      if (lowers && baseIsDir && (opaque || inView)) yield* viewDiff(rel);
+      else {
+        if (opaque && !lowers) yield { entry: whiteoutEntry(`${rel}/${OPAQUE}`) };
+        yield* visit(rel, baseIsDir);
+      }
+      if (pending.at(-1)?.rel === rel) pending.pop();
+      return;
+    }
+    if (unchanged) return;
+    yield* flush();
+    if (st.isFile()) {
+      entry.size = Number(st.size);
+      const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      if ((await fh.stat({ bigint: true })).ino !== st.ino) {
+        await fh.close();
+        throw new KilnError("E_LAYER_SOURCE", `${abs} was replaced while it was being archived`, {
+          hint: "nothing may write to a directory while it is turned into a layer",
+        });
+      }
+      yield { entry, body: fh.createReadStream({ highWaterMark: 1024 * 1024 }) };
+    } else if (st.isSymbolicLink()) {
+      yield { entry: { ...entry, type: "symlink", linkname: await readlink(abs) } };
+    } else if (st.isFIFO()) {
+      yield { entry: { ...entry, type: "fifo" } };
+    } else {
+      const { major, minor } = splitDev(st.rdev);
+      const type = st.isCharacterDevice() ? "char" : "block";
+      yield { entry: { ...entry, type, devmajor: major, devminor: minor } };
+    }
+  }
+
+  if (mode === "plain-over-lower") yield* viewDiff("");
+  else yield* visit("", true);
+}
+
+/**
+ * Whether an upperdir entry is what the lower view already has, by BuildKit's overlay differ
+ * (sameDirent): same type, mode, owner, device and capabilities; for non-directories also the
+ * size and mtime, and when both mtimes are whole seconds (as unpacked from a tar) the content.
+ */
+async function sameDirent(base: LowerEntry, abs: string, st: BigIntStats): Promise<boolean> {
+  const b = base.st;
+  if (b.mode !== st.mode || b.uid !== st.uid || b.gid !== st.gid || b.rdev !== st.rdev)
+    return false;
+  if (!st.isSymbolicLink()) {
+    const [x, y] = await Promise.all([capability(base.abs), capability(abs)]);
+    if (!(x === undefined ? y === undefined : y !== undefined && x.equals(y))) return false;
+  }
+  if (st.isDirectory()) return true;
+  if (b.size !== st.size) return false;
+  const billion = 1_000_000_000n;
+  if (b.mtimeNs / billion !== st.mtimeNs / billion) return false;
+  if (b.mtimeNs % billion !== 0n || st.mtimeNs % billion !== 0n)
+    return b.mtimeNs % billion === st.mtimeNs % billion;
+  if (st.isSymbolicLink()) return (await readlink(base.abs)) === (await readlink(abs));
+  if (st.size === 0n || !st.isFile()) return true;
+  return sameContent(base.abs, abs);
+}
+
+async function capability(abs: string): Promise<Buffer | undefined> {
+  try {
+    return (await getAttribute(abs, "security.capability")) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function sameContent(a: string, b: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([open(a, "r"), open(b, "r")]);
+  try {
+    const ba = Buffer.alloc(64 * 1024);
+    const bb = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, ba.length), fb.read(bb, 0, bb.length)]);
+      if (ra.bytesRead !== rb.bytesRead) return false;
+      if (ra.bytesRead === 0) return true;
+      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
 }

@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
+import { parseEntitlements } from "../entitlements/index.js";
 import { build } from "../engine/build.js";
 import { defaultRoot } from "../engine/state.js";
 import { newRef, recordBuild } from "../history/index.js";
@@ -20,7 +21,9 @@ import {
   parseSecret,
   planOutputs,
   parseSsh,
+  parseAttributes,
 } from "./options.js";
+import { parseCacheFrom, parseCacheTo } from "../remotecache/index.js";
 import { reportResult } from "./results.js";
 
 // no default value: commander would print "(default: [])" in the help
@@ -44,6 +47,8 @@ interface BuildFlags {
   cache?: boolean;
   // commander files `--no-cache-filter <stage>` under cacheFilter
   cacheFilter?: string[] | true;
+  cacheFrom?: string[];
+  cacheTo?: string[];
   pull?: boolean;
   progress?: string;
   metadataFile?: string;
@@ -52,6 +57,7 @@ interface BuildFlags {
   ssh?: string[];
   buildContext?: string[];
   network: string;
+  allow?: string[];
   addHost?: string[];
   maxParallelism?: string;
   quiet?: boolean;
@@ -74,6 +80,18 @@ Outputs (-o/--output, repeatable; buildx's syntax):
   type=local       the files: dest=DIR (one os_arch/ directory per platform)
   type=tar         the files as a tar: dest=FILE|-  platform-split=false
   No output: the image stays in kiln's store (kiln images, kiln push NAME).
+
+Cache (--cache-to / --cache-from, repeatable; buildx's syntax, BuildKit's format):
+  type=registry    ref=REPO:TAG  mode=min|max  compression=gzip|zstd|uncompressed
+                   oci-mediatypes=false  image-manifest=true  ignore-error=true
+                   registry.insecure=true; a bare --cache-from REF is type=registry
+  type=local       --cache-to dest=DIR  --cache-from src=DIR; tag=T (default latest),
+                   digest=sha256:… (import)
+  type=inline      --cache-to only: the records go into the pushed image's config;
+                   import with --cache-from IMAGE
+  mode=min (default) exports the final image's steps, mode=max every step of every stage.
+  An import that cannot be read is a warning; a failed export fails the build unless
+  ignore-error=true.
 
 Environment:
   SOURCE_DATE_EPOCH  clamp every timestamp (layers, config, history, local/tar files)
@@ -126,6 +144,16 @@ export function buildCommand(): Command {
       "do not use the cache for this stage (repeatable)",
       collect,
     )
+    .option(
+      "--cache-from <spec>",
+      "import build cache: type=registry,ref=R | type=local,src=DIR[,tag=T|digest=D] | R (repeatable)",
+      collect,
+    )
+    .option(
+      "--cache-to <spec>",
+      "export build cache: type=registry,ref=R | type=local,dest=DIR | type=inline; mode=min|max (see Cache below; repeatable)",
+      collect,
+    )
     .option("--pull", "always resolve base images again (kiln resolves tags on every build)")
     .option("--progress <mode>", "auto, tty, plain, rawjson or quiet (env BUILDKIT_PROGRESS)")
     .option(
@@ -152,6 +180,11 @@ export function buildCommand(): Command {
       new Option("--network <mode>", "network for RUN steps")
         .choices(["default", "none", "host"])
         .default("default"),
+    )
+    .option(
+      "--allow <entitlement>",
+      "allow network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)",
+      collect,
     )
     .option("--add-host <host:ip>", "add a line to /etc/hosts in RUN steps (repeatable)", collect)
     .option(
@@ -270,11 +303,20 @@ async function runBuildIn(contextDir: string, flags: BuildFlags): Promise<void> 
       (flags.ssh ?? []).map((s) => parseSsh(s, process.env)).map((s) => [s.id, s.path]),
     ),
     network: flags.network as BuildRequest["network"],
+    // --network=host asks for its entitlement itself, as in buildx
+    allow: parseEntitlements(
+      [...(flags.allow ?? []), ...(flags.network === "host" ? ["network.host"] : [])],
+      "--allow",
+    ),
     extraHosts: parseAddHosts(flags.addHost ?? []),
     maxParallelism:
       flags.maxParallelism === undefined ? undefined : parsePositive(flags.maxParallelism),
     ignoreBinfmt: flags.ignoreBinfmt ?? process.env.KILN_IGNORE_BINFMT === "1",
     insecureRegistries: flags.insecureRegistry ?? [],
+    cacheFrom: (flags.cacheFrom ?? []).map((v) =>
+      parseCacheFrom(v, v.includes("=") ? parseAttributes("--cache-from", v) : new Map()),
+    ),
+    cacheTo: (flags.cacheTo ?? []).map((v) => parseCacheTo(v, parseAttributes("--cache-to", v))),
   };
   const mode = flags.quiet
     ? "quiet"

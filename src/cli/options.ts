@@ -4,7 +4,7 @@
  * environment. Pure functions; errors name the flag and the value.
  */
 import { KilnError, messageOf } from "../errors.js";
-import type { OutputSpec } from "../engine/request.js";
+import { IMAGE_CONTEXT, type OutputSpec } from "../engine/request.js";
 import { parseAnnotationKey } from "../exporter/annotations.js";
 import type { Compression } from "../oci/index.js";
 
@@ -438,9 +438,6 @@ export function parseSsh(value: string, env: NodeJS.ProcessEnv): { id: string; p
   }
   return { id, path };
 }
-
-/** `--build-context name=docker-image://ref`: an image replaces `FROM name` / `--from=name`. */
-export const IMAGE_CONTEXT = "docker-image://";
 
 export function parseBuildContexts(values: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};

@@ -10,6 +10,7 @@ import type { Readable } from "node:stream";
 import { packTar, type TarEntry, type TarInput } from "../archive/index.js";
 import { loadContextFilter, type ContextFilter } from "../context/index.js";
 import { TAR_CONTEXT, TAR_DOCKERFILE, TAR_NAMED } from "../daemon/index.js";
+import { imageContextRef } from "../engine/request.js";
 
 export interface UploadSpec {
   contextDir: string;
@@ -37,7 +38,7 @@ async function* members(spec: UploadSpec): AsyncGenerator<TarInput> {
   yield dirEntry(TAR_NAMED);
   for (const [n, dir] of Object.entries(spec.namedContexts)) {
     // docker-image:// contexts are references, resolved by the node, not files to upload
-    if (dir.startsWith("docker-image://")) continue;
+    if (imageContextRef(dir) !== undefined) continue;
     yield* tree(dir, `${TAR_NAMED}/${n}`, await loadContextFilter(dir));
   }
 }

@@ -9,7 +9,12 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { applyLayer } from "../archive/index.js";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import type { BuildRequest, BuildResult, OutputSpec } from "../engine/request.js";
+import {
+  imageContextRef,
+  type BuildRequest,
+  type BuildResult,
+  type OutputSpec,
+} from "../engine/request.js";
 import { PROTOCOL_VERSION, type BuildHeader, type NodeInfo } from "../daemon/index.js";
 import { createImage } from "../imagetools/index.js";
 import { formatAll, parse, normalize } from "../platform/index.js";
@@ -23,6 +28,7 @@ import { packUpload } from "./context.js";
 import { assembleFileOutput, type FileOutput, type NodeFiles } from "./results.js";
 import { NODE_FAULTS, NodeClient, type ProgressLine } from "./node.js";
 import { routePlatforms, type NodeOffer, type Route } from "./route.js";
+import { checkRemoteCaches, mergeNodeCaches, nodeCacheTo } from "./cache.js";
 
 export interface RemoteBuildOptions {
   progress: ProgressSink;
@@ -44,6 +50,7 @@ export async function remoteBuild(
     sink.write({ type: "warning", message });
   };
   const { pushes, files } = checkOutputs(req, warn);
+  checkRemoteCaches(req);
   if (Object.keys(req.ssh).length > 0) {
     throw new KilnError("E_REMOTE_SSH", "--ssh cannot be forwarded to a remote builder", {
       hint: "build with the embedded engine (--builder default) to use --ssh",
@@ -99,12 +106,14 @@ export async function remoteBuild(
 
   const dockerfile = resolve(req.contextDir, req.dockerfile);
   const upload = { contextDir: req.contextDir, dockerfile, namedContexts: req.namedContexts };
+  const names = Object.keys(req.namedContexts);
   const headerFor = (platforms: Platform[]): BuildHeader => {
     const request: Partial<BuildRequest> = {
       ...req,
       platforms,
       tags: [],
       outputs: [...pushes.map(nodeOutput), ...files.map((o) => fileOutput(o, req.platforms))],
+      cacheTo: nodeCacheTo(req.cacheTo),
     };
     // local paths travel as tar members, secrets base64-encoded
     delete request.contextDir;
@@ -115,7 +124,12 @@ export async function remoteBuild(
       protocol: PROTOCOL_VERSION,
       request: request as BuildHeader["request"],
       dockerfile: basename(dockerfile),
-      namedContexts: Object.keys(req.namedContexts),
+      namedContexts: names.filter((n) => imageContextRef(req.namedContexts[n]!) === undefined),
+      imageContexts: Object.fromEntries(
+        names
+          .filter((n) => imageContextRef(req.namedContexts[n]!) !== undefined)
+          .map((n) => [n, req.namedContexts[n]!]),
+      ),
       secrets: Object.fromEntries(
         Object.entries(req.secrets).map(([k, v]) => [k, v.toString("base64")]),
       ),
@@ -200,6 +214,7 @@ export async function remoteBuild(
       layoutRoot ??= root;
     }
     merged = await mergeAndTag(req, pushes, results, sink);
+    await mergeNodeCaches(req, results, sink, (id, name, fn) => step(sink, id, name, fn));
   } finally {
     opts.signal?.removeEventListener("abort", onOuterAbort);
     await rm(tmpRoot, { recursive: true, force: true });

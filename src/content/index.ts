@@ -3,5 +3,6 @@ export {
   checkExpected,
   refNameAnnotation,
   type BlobInfo,
+  type IndexRecords,
   type Expected,
 } from "./store.js";

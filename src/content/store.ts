@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, renameSync, writeFileSync } from "node:fs";
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
@@ -22,6 +22,21 @@ export interface BlobInfo {
   size: number;
 }
 
+/**
+ * Where a shared store keeps its index entries (kiln's state dir: the metadata database). The
+ * update is one cross-process transaction; `mirror` writes index.json inside it.
+ */
+export interface IndexRecords {
+  /** the index's entries, oldest first */
+  imageRefs(): unknown[];
+  /** a named entry replaces that name's entry, an unnamed one the unnamed entry of its digest */
+  putImageRef(
+    entry: Descriptor,
+    name: string | undefined,
+    mirror: (entries: unknown[]) => void,
+  ): void;
+}
+
 /** Temp files live inside the store so the final rename never crosses a file system. */
 const ingestDir = ".ingest";
 
@@ -33,13 +48,19 @@ const ingestDir = ".ingest";
  * each rename identical bytes. Reads verify the digest as they stream.
  */
 export class ContentStore {
-  /** Serialises index.json updates within this process (the rename keeps readers safe). */
+  /** Serialises index.json updates within this process when there are no shared records. */
   private indexQueue: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly root: string) {}
+  private constructor(
+    readonly root: string,
+    private readonly records: IndexRecords | undefined,
+  ) {}
 
-  /** Open (creating if needed) the layout at `root`. */
-  static async open(root: string): Promise<ContentStore> {
+  /**
+   * Open (creating if needed) the layout at `root`. With `records`, index entries live there
+   * (index.json becomes their mirror); without, in index.json (one process at a time).
+   */
+  static async open(root: string, records?: IndexRecords): Promise<ContentStore> {
     await mkdir(join(root, "blobs", "sha256"), { recursive: true });
     await mkdir(join(root, ingestDir), { recursive: true });
     await writeIfAbsent(join(root, "oci-layout"), encodeJSON({ imageLayoutVersion: "1.0.0" }));
@@ -47,7 +68,7 @@ export class ContentStore {
       join(root, "index.json"),
       encodeJSON({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] }, 2),
     );
-    return new ContentStore(root);
+    return new ContentStore(root, records);
   }
 
   path(digest: Digest): string {
@@ -142,6 +163,13 @@ export class ContentStore {
   }
 
   async readIndex(): Promise<ImageIndex> {
+    if (this.records) {
+      return parseIndex(
+        encodeJSON(indexOf(this.records.imageRefs())),
+        undefined,
+        `${this.root} index records`,
+      );
+    }
     const file = join(this.root, "index.json");
     return parseIndex(await readFile(file), undefined, file);
   }
@@ -151,12 +179,21 @@ export class ContentStore {
    * `org.opencontainers.image.ref.name` annotation and replaces any entry of that name.
    */
   addToIndex(desc: Descriptor, refName?: string): Promise<void> {
+    const entry: Descriptor =
+      refName === undefined
+        ? desc
+        : { ...desc, annotations: { ...desc.annotations, [refNameAnnotation]: refName } };
+    if (this.records) {
+      this.records.putImageRef(entry, refName, (entries) => {
+        // synchronous: it runs inside the records' transaction
+        const tmp = join(this.root, ingestDir, `index-${randomBytes(8).toString("hex")}.json`);
+        writeFileSync(tmp, encodeJSON(indexOf(entries), 2));
+        renameSync(tmp, join(this.root, "index.json"));
+      });
+      return Promise.resolve();
+    }
     const next = this.indexQueue.then(async () => {
       const index = await this.readIndex();
-      const entry: Descriptor =
-        refName === undefined
-          ? desc
-          : { ...desc, annotations: { ...desc.annotations, [refNameAnnotation]: refName } };
       const kept = index.manifests.filter((m) =>
         refName === undefined
           ? !(m.digest === desc.digest && m.annotations?.[refNameAnnotation] === undefined)
@@ -171,6 +208,10 @@ export class ContentStore {
     this.indexQueue = next.catch(() => undefined);
     return next;
   }
+}
+
+function indexOf(manifests: unknown[]): unknown {
+  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
 }
 
 /** Hashes and counts what passes through; optionally enforces a size limit or verifies a digest. */

@@ -8,7 +8,6 @@ import { createReadStream } from "node:fs";
 import { lstat, readFile, readdir, readlink, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import dockerignore from "@balena/dockerignore";
-import { KilnError } from "../errors.js";
 import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
 
 export interface ContextFilter {
@@ -178,12 +177,4 @@ export async function contextChecksum(
     await walk("");
   }
   return "sha256:" + h.digest("hex");
-}
-
-export function checkContextDir(dir: string, isDir: boolean): void {
-  if (!isDir) {
-    throw new KilnError("E_CONTEXT", `build context ${dir} is not a directory`, {
-      hint: "pass a directory (or - for a tar on stdin) as the build context",
-    });
-  }
 }

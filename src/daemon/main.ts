@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { Command } from "commander";
 import { isKilnError, messageOf } from "../errors.js";
 import { defaultRoot } from "../engine/state.js";
+import { parseEntitlements } from "../entitlements/index.js";
 import { parsePlatformList } from "../platform/index.js";
 import { VERSION } from "../version.js";
 import { KilnDaemon, parseAddress } from "./server.js";
@@ -16,6 +17,7 @@ interface Flags {
   tlscert?: string;
   tlskey?: string;
   insecure?: boolean;
+  allowInsecureEntitlement: string[];
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -37,6 +39,12 @@ function program(): Command {
     .option("--tlscert <file>", "this node's certificate")
     .option("--tlskey <file>", "this node's private key")
     .option("--insecure", "serve TCP without TLS: anyone who reaches the port can build and read")
+    .option(
+      "--allow-insecure-entitlement <name>",
+      "let clients ask for network.host or security.insecure with kiln build --allow (repeatable)",
+      collect,
+      [],
+    )
     .action(async (flags: Flags) => {
       await serve(flags);
     });
@@ -64,6 +72,7 @@ async function serve(flags: Flags): Promise<void> {
     name: flags.name ?? hostname(),
     root: flags.root ?? defaultRoot(),
     platforms: parsePlatformList(flags.platform),
+    entitlements: parseEntitlements(flags.allowInsecureEntitlement, "--allow-insecure-entitlement"),
     log,
   });
   // probe before listening, so the first client's /info is answered at once

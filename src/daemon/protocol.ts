@@ -15,7 +15,10 @@ export interface BuildHeader {
   request: Omit<BuildRequest, "contextDir" | "dockerfile" | "namedContexts" | "secrets">;
   /** the Dockerfile's file name under `dockerfile/` */
   dockerfile: string;
+  /** names of the directory contexts uploaded under `named/` */
   namedContexts: string[];
+  /** `--build-context name=docker-image://REF`: name → that value, resolved by the node */
+  imageContexts?: Record<string, string>;
   secrets: Record<string, string>;
 }
 

@@ -17,7 +17,13 @@ import { join } from "node:path";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
 import { newRef, recordBuild } from "../history/index.js";
-import type { BuildRequest, BuildResult, OutputSpec } from "../engine/request.js";
+import {
+  imageContextRef,
+  type BuildRequest,
+  type BuildResult,
+  type OutputSpec,
+} from "../engine/request.js";
+import { checkGranted, type Entitlement } from "../entitlements/index.js";
 import { applyLayer, dirToTar } from "../archive/index.js";
 import { format } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
@@ -66,6 +72,8 @@ export interface DaemonOptions {
   root: string;
   /** platforms the operator says this node builds (routing prefers them) */
   platforms: Platform[];
+  /** entitlements a client may ask for (`--allow-insecure-entitlement`); default none */
+  entitlements?: Entitlement[];
   log: (line: string) => void;
 }
 
@@ -241,6 +249,7 @@ export class KilnDaemon {
         throw new KilnError("E_PROTOCOL", `bad build request: ${messageOf(e)}`);
       });
       const header = parseHeader(line ?? "");
+      checkGranted(header.request.allow ?? [], this.#opts.entitlements ?? []);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await applyLayer(body.rest(), dir, { whiteouts: "delete" });
       const request = toRequest(header, dir);
@@ -330,11 +339,24 @@ function toRequest(h: BuildHeader, dir: string): BuildRequest {
       hint: "use type=oci or type=local with a remote builder",
     });
   });
+  // a local cache is a directory of the client's; the node never reads or writes one
+  if (
+    [...(h.request.cacheFrom ?? []), ...(h.request.cacheTo ?? [])].some((c) => c.type === "local")
+  ) {
+    throw new KilnError("E_REMOTE_CACHE", "a node cannot use type=local caches", {
+      hint: "use a registry cache with a remote builder",
+    });
+  }
   const namedContexts: Record<string, string> = {};
   for (const n of h.namedContexts) {
     if (!safeName.test(n))
       throw new KilnError("E_PROTOCOL", `bad named context ${JSON.stringify(n)}`);
     namedContexts[n] = join(dir, TAR_NAMED, n);
+  }
+  for (const [n, ref] of Object.entries(h.imageContexts ?? {})) {
+    if (!safeName.test(n) || imageContextRef(ref) === undefined || n in namedContexts)
+      throw new KilnError("E_PROTOCOL", `bad image context ${JSON.stringify(n)}`);
+    namedContexts[n] = ref;
   }
   return {
     ...h.request,

@@ -4,7 +4,7 @@
  * platform and one index, and send it to every requested output.
  */
 import { readFile, stat, mkdir } from "node:fs/promises";
-import { basename, join, relative, resolve } from "node:path";
+import { basename, relative, resolve } from "node:path";
 import { KilnError, messageOf } from "../errors.js";
 import { parseDockerfile, type Dockerfile } from "../frontend/dockerfile/index.js";
 import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/convert.js";
@@ -36,7 +36,13 @@ import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images } from "./images.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
-import type { BuildRequest, BuildResult, PlatformOutcome } from "./request.js";
+import {
+  imageContextRef,
+  type BuildRequest,
+  type BuildResult,
+  type PlatformOutcome,
+} from "./request.js";
+import { BuildRemoteCache, insecureCacheHosts } from "./remotecache.js";
 
 export interface EngineOptions {
   root?: string;
@@ -187,16 +193,16 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   await cleanupStaleSecrets();
 
   const epoch = sourceDateEpoch(req);
-  const hashCache = join(state.root, "cache", "context-hashes.json");
-  await loadHashCache(hashCache);
+  await loadHashCache(state.contextHashesFile);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
   ]);
   const imageContexts = new Map<string, string>();
   for (const [name, dir] of Object.entries(req.namedContexts)) {
-    if (dir.startsWith("docker-image://")) {
-      imageContexts.set(name, dir.slice("docker-image://".length));
+    const ref = imageContextRef(dir);
+    if (ref !== undefined) {
+      imageContexts.set(name, ref);
       continue;
     }
     await checkContext(dir);
@@ -210,10 +216,18 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ...req.outputs.flatMap((o) =>
       o.type === "image" && o.insecure ? o.names.map((n) => registryHost(parseReference(n))) : [],
     ),
+    ...insecureCacheHosts(req),
   ];
   const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
   try {
     const images = new Images(state, client, sink);
+    const remoteCache = await BuildRemoteCache.open(req, {
+      state,
+      client,
+      images,
+      sink,
+      signal: opts.signal ?? new AbortController().signal,
+    });
     const conversions: ConvertResult[] = await Promise.all(
       targets.map((targetPlatform) =>
         convertDockerfile(df, {
@@ -225,6 +239,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           target: req.target,
           labels: req.labels,
           network: req.network,
+          entitlements: new Set(req.allow ?? []),
           extraHosts: req.extraHosts,
           imageContexts,
           contexts: new Map(
@@ -255,7 +270,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       ssh: new Map(Object.entries(req.ssh)),
     });
     const noCacheStages = new Set(req.noCacheFilter.map((s) => s.toLowerCase()));
-    const solver = new Solver<FsResult>(worker, state.cache, progress, {
+    const solver = new Solver<FsResult>(worker, remoteCache.results, progress, {
       maxParallelism: req.maxParallelism,
       signal: opts.signal,
       noCache: (v) =>
@@ -265,17 +280,24 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     const roots = conversions.map((c) => c.root).filter((r): r is Vertex => r !== undefined);
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
-    await saveHashCache(hashCache);
+    await saveHashCache(state.contextHashesFile);
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 
-    const platformImages: PlatformImage[] = conversions.map((c) => ({
-      platform: c.platform,
-      result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
-      config: c.config,
-      baseHistoryLength: c.baseHistoryLength,
-      historyProducers: c.historyProducers,
-    }));
+    const keyOf = (v: Vertex): Promise<string> => solver.cacheKey(v);
+    const platformImages: PlatformImage[] = await remoteCache.withInline(
+      conversions.map((c) => ({
+        platform: c.platform,
+        result: c.root ? resultOf.get(c.root.digest)! : { layers: [] },
+        config: c.config,
+        baseHistoryLength: c.baseHistoryLength,
+        historyProducers: c.historyProducers,
+      })),
+      conversions,
+      keyOf,
+    );
+    const assembleOpts = assembleOptionsFor(req.outputs, epoch);
+    const toExport = await remoteCache.forExport(platformImages, req.outputs, assembleOpts);
     const assembled = await exportStep(sink, "export:layers", "exporting layers", () =>
       assembleImages(
         {
@@ -284,8 +306,8 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
           snapshots: state.snapshots,
           tmpDir: state.tmpDir,
         },
-        platformImages,
-        assembleOptionsFor(req.outputs, epoch),
+        toExport,
+        assembleOpts,
       ),
     );
     const root = rootDescriptor(assembled);
@@ -297,10 +319,16 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       sink,
       tmpDir: state.tmpDir,
       assembled,
-      platformImages,
+      platformImages: toExport,
       epoch,
+      remoteBlobs: remoteCache.remoteBlobs,
     };
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
+    const cacheParts = remoteCache.exports
+      ? await exportStep(sink, "export:cache", "exporting cache", () =>
+          remoteCache.export(roots, keyOf),
+        )
+      : [];
 
     const outcomes: PlatformOutcome[] = conversions.map((c, i) => {
       const vs = c.root ? topoSort([c.root]) : [];
@@ -346,6 +374,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
         assembled.platforms.length === 1 ? assembled.platforms[0]!.configDesc.digest : undefined,
       imageNames: names,
       durationMs,
+      ...(cacheParts.length ? { cacheParts } : {}),
     };
   } finally {
     client.close();

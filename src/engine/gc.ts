@@ -10,52 +10,39 @@
  * `until`/`--keep-storage` keep), removes every record not reachable from them, and reports the
  * bytes freed: the disk blocks of every inode all of whose links were in removed records.
  *
- * Locking (files in the root named by owner tag, so a dead owner's file is simply ignored and
- * removed): a build creates `lock-build-<owner>-<rand>`, then backs off while a live
- * `lock-prune-*` exists; a prune creates `lock-prune-<owner>-<rand>`, then waits until no live
- * build lock is left. Each creates its file before it looks for the other's, so at least one of
- * them sees the other.
+ * Locking (leases in the state dir's metadata database, each row tagged with its process, so a
+ * dead owner's row is swept and never blocks): a build inserts a build lease unless a prune
+ * lease exists, in one transaction; a prune inserts its lease, then waits until no build lease
+ * is left (and no earlier prune). As both check-and-insert in transactions, one always sees
+ * the other: a build's lease covers everything it may read or create, and a prune never runs
+ * beside one.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { lstat, readdir, rm, writeFile } from "node:fs/promises";
+import { lstat, readdir, rm } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FsResult } from "../cache/index.js";
 import { cleanupStaleContainers } from "../executor/index.js";
+import { MetadataStore } from "../metadata/index.js";
 import { isIndexType, isManifestType } from "../oci/mediatypes.js";
-import { isOwnerAlive, ownerTag } from "../process/index.js";
-import type { SnapshotInfo } from "../snapshot/index.js";
+import {
+  flatSnapshotId,
+  isFlatSnapshot,
+  snapshotKind,
+  type SnapshotInfo,
+  type SnapshotKind,
+} from "../snapshot/index.js";
 import type { KilnState } from "./state.js";
 
 // ---------------------------------------------------------------------------------------------
 // Locks
 
 const LOCK_POLL_MS = 100;
-const LOCK_NAME = /^lock-(build|prune)-(\d+-\d+)-[0-9a-f]+$/;
 
-type LockKind = "build" | "prune";
-
-/** Live lock files of a kind (oldest names first); dead owners' files are removed on the way. */
-async function liveLocks(root: string, kind: LockKind): Promise<string[]> {
-  const out: string[] = [];
-  for (const name of await readdir(root).catch(() => [])) {
-    const m = LOCK_NAME.exec(name);
-    if (m?.[1] !== kind) continue;
-    if (await isOwnerAlive(m[2]!)) out.push(name);
-    // only this owner could ever write this name, and it is gone: safe to remove
-    else await rm(join(root, name), { force: true });
-  }
-  return out.sort();
-}
-
-async function createLock(root: string, kind: LockKind): Promise<string> {
-  const name = `lock-${kind}-${await ownerTag()}-${randomBytes(4).toString("hex")}`;
-  await writeFile(join(root, name), "", { flag: "wx" });
-  return name;
-}
-
-function releaser(root: string, name: string): () => Promise<void> {
-  return () => rm(join(root, name), { force: true });
+function releaser(metadata: MetadataStore, lease: number): () => Promise<void> {
+  return () => {
+    metadata.releaseLease(lease);
+    return Promise.resolve();
+  };
 }
 
 /**
@@ -65,14 +52,15 @@ export async function acquireBuildLock(
   root: string,
   opts: { signal?: AbortSignal; onWait?: () => void } = {},
 ): Promise<() => Promise<void>> {
+  const metadata = MetadataStore.open(root);
   let told = false;
   for (;;) {
-    const mine = await createLock(root, "build");
-    if ((await liveLocks(root, "prune")).length === 0) return releaser(root, mine);
-    await rm(join(root, mine), { force: true });
+    await metadata.sweepDeadOwners();
+    const lease = await metadata.tryBuildLease();
+    if (lease !== undefined) return releaser(metadata, lease);
     if (!told) opts.onWait?.();
     told = true;
-    while ((await liveLocks(root, "prune")).length > 0) await sleep(LOCK_POLL_MS, undefined, opts);
+    await sleep(LOCK_POLL_MS, undefined, { signal: opts.signal });
   }
 }
 
@@ -84,17 +72,17 @@ export async function acquirePruneLock(
   root: string,
   onWait?: (builds: number) => void,
 ): Promise<() => Promise<void>> {
-  const mine = await createLock(root, "prune");
-  const release = releaser(root, mine);
+  const metadata = MetadataStore.open(root);
+  const lease = await metadata.pruneLease();
+  const release = releaser(metadata, lease);
   try {
-    // two prunes: the one with the smaller name goes first
-    while ((await liveLocks(root, "prune")).some((n) => n < mine)) await sleep(LOCK_POLL_MS);
-    let told = -1;
+    let told = 0;
     for (;;) {
-      const builds = (await liveLocks(root, "build")).length;
-      if (builds === 0) return release;
-      if (builds !== told) onWait?.(builds);
-      told = builds;
+      await metadata.sweepDeadOwners();
+      const s = metadata.pruneMayStart(lease);
+      if (s.start) return release;
+      if (s.builds > 0 && s.builds !== told) onWait?.(s.builds);
+      told = s.builds;
       await sleep(LOCK_POLL_MS);
     }
   } catch (e) {
@@ -120,7 +108,10 @@ interface Walk {
 }
 
 /** Owner of everything under a collection dir's entry `name`, or undefined to keep walking. */
-type Classify = (dir: string, name: string) => string | undefined;
+type Classify = (dir: string, name: string) => string | undefined | typeof SKIP;
+
+/** Not counted at all: the metadata database, whose size moves with its own journal. */
+const SKIP = Symbol("skip");
 
 /**
  * A du-like walk: every inode once, never into another file system (mounts of running or
@@ -148,7 +139,12 @@ async function walk(roots: string[], classify: Classify, owner = "store"): Promi
     } catch {
       return;
     }
-    await Promise.all(names.map((n) => visit(join(path, n), classify(path, n) ?? owner, st.dev)));
+    await Promise.all(
+      names.map((n) => {
+        const o = classify(path, n);
+        return o === SKIP ? undefined : visit(join(path, n), o ?? owner, st.dev);
+      }),
+    );
   };
   for (const r of roots) await visit(r, owner, undefined);
   return w;
@@ -230,12 +226,16 @@ interface Inventory {
   buildsRunning: boolean;
 }
 
+const SNAPSHOT_RECORD: Record<SnapshotKind, RecordType> = {
+  pulled: "source",
+  exec: "exec",
+  file: "file",
+  flat: "flat",
+  other: "snapshot",
+};
+
 function snapshotType(id: string): RecordType {
-  if (id.startsWith("layer-")) return "source";
-  if (id.startsWith("exec-")) return "exec";
-  if (id.startsWith("file-")) return "file";
-  if (id.startsWith("flat:")) return "flat";
-  return "snapshot";
+  return SNAPSHOT_RECORD[snapshotKind(id)];
 }
 
 const SNAPSHOT_TYPES: ReadonlySet<RecordType> = new Set([
@@ -258,11 +258,6 @@ const TYPE_TEXT: Record<RecordType, string> = {
   "cache-mount": "RUN --mount=type=cache directory",
   leftover: "leftover of an interrupted build",
 };
-
-/** The id `flat:` snapshots of a chain prefix get (Snapshotter's flattening of long chains). */
-function flatId(prefix: readonly string[]): string {
-  return `flat:${createHash("sha256").update(prefix.join("\n")).digest("hex")}`;
-}
 
 async function namedImageBlobs(state: KilnState): Promise<Set<string>> {
   const out = new Set<string>();
@@ -295,44 +290,37 @@ async function namedImageBlobs(state: KilnState): Promise<Set<string>> {
 }
 
 async function inventory(state: KilnState): Promise<Inventory> {
+  await state.metadata.sweepDeadOwners();
   const snapshots = await state.snapshots.list();
-  const snapshotOfKey = new Map<string, string>();
-  for (const s of snapshots) {
-    if (s.info) snapshotOfKey.set(s.dir.slice(s.dir.lastIndexOf("/") + 1), s.info.id);
-  }
+  const snapshotOfEntry = new Map<string, string>();
+  for (const s of snapshots) if (s.info) snapshotOfEntry.set(s.name, s.info.id);
   const content = state.content.dirs;
   const snaps = state.snapshots.dirs;
-  const cache = state.cache.dirs;
   const leftover = (dir: string, name: string) =>
     `leftover:${relative(state.root, join(dir, name))}`;
   const classify: Classify = (dir, name) => {
     switch (dir) {
+      case state.root:
+        return state.metadata.ownsFile(name) ? SKIP : undefined;
       case content.blobs:
         return /^[0-9a-f]{64}$/.test(name) ? `sha256:${name}` : leftover(dir, name);
       case snaps.snapshots:
-        if (name === ".empty") return undefined;
-        return snapshotOfKey.get(name) ?? leftover(dir, name);
+        if (state.snapshots.isOwnEntry(name)) return undefined;
+        return snapshotOfEntry.get(name) ?? leftover(dir, name);
       case snaps.active:
       case content.ingest:
       case state.tmpDir:
         return leftover(dir, name);
-      case cache.results:
-        return name.endsWith(".json") ? `result:${name.slice(0, -5)}` : leftover(dir, name);
-      case cache.layerBlobs:
-        return name.endsWith(".json") ? `layer-blob:${name.slice(0, -5)}` : leftover(dir, name);
       case state.cacheMountsDir:
         return `cache-mount:${name}`;
       default:
         return undefined;
     }
   };
-  const [w, results, blobRecords, named, builds] = await Promise.all([
-    walk([state.root], classify),
-    state.cache.resultFiles(),
-    state.cache.blobRecordFiles(),
-    namedImageBlobs(state),
-    liveLocks(state.root, "build"),
-  ]);
+  const [w, named] = await Promise.all([walk([state.root], classify), namedImageBlobs(state)]);
+  const results = state.cache.results();
+  const blobRecords = state.cache.blobRecords();
+  const buildsRunning = state.metadata.liveLeases("build") > 0;
   const nodes = new Map<string, Node>();
   const sizeOf = new Map<string, number>();
   for (const i of w.inodes.values()) {
@@ -365,20 +353,20 @@ async function inventory(state: KilnState): Promise<Inventory> {
   // snapshots
   const infos = new Map<string, SnapshotInfo>();
   for (const s of snapshots) if (s.info) infos.set(s.info.id, s.info);
-  const anyFlat = [...infos.keys()].some((id) => id.startsWith("flat:"));
+  const anyFlat = [...infos.keys()].some(isFlatSnapshot);
   // the flattened prefixes of a chain that exist (mounting the chain may reuse them)
   const flatsOf = (chain: readonly string[]): string[] => {
     if (!anyFlat) return [];
     const out: string[] = [];
     for (let n = 1; n < chain.length; n++) {
-      const f = flatId(chain.slice(0, n));
+      const f = flatSnapshotId(chain.slice(0, n));
       if (infos.has(f)) out.push(f);
     }
     return out;
   };
   for (const s of snapshots) {
     if (!s.info) {
-      const id = leftover(snaps.snapshots, s.dir.slice(s.dir.lastIndexOf("/") + 1));
+      const id = leftover(snaps.snapshots, s.name);
       add(
         {
           id,
@@ -411,18 +399,20 @@ async function inventory(state: KilnState): Promise<Inventory> {
 
   // layer-blob records: kept by their snapshot, keeping their blob
   for (const r of blobRecords) {
-    const name = r.path.slice(r.path.lastIndexOf("/") + 1, -5);
-    const id = `layer-blob:${name}`;
+    const id = `layer-blob:${r.snapshot}.${r.compression}`;
     add(
       {
         id,
         type: "layer-blob",
         description: `${r.compression} blob of ${r.snapshot}${r.blob ? ` (${r.blob.digest})` : ""}`,
-        createdAt: undefined,
-        lastUsed: mtime(id),
+        createdAt: r.created,
+        lastUsed: r.lastUsed,
       },
       r.blob ? [r.blob.digest] : [],
-      () => rm(r.path, { force: true }),
+      () => {
+        state.cache.removeBlobRecord(r.snapshot, r.compression);
+        return Promise.resolve();
+      },
     );
     nodes.get(r.snapshot)?.refs.push(id);
   }
@@ -437,7 +427,7 @@ async function inventory(state: KilnState): Promise<Inventory> {
   for (const r of blobRecords) if (r.blob) link(r.blob.digest, r.snapshot);
   const resultLayers = new Map<string, FsResult["layers"]>();
   for (const r of results) {
-    const name = r.path.slice(r.path.lastIndexOf("/") + 1, -5);
+    const name = r.key.replace(/^sha256:/, "");
     const id = `result:${name}`;
     const layers = r.result?.layers ?? [];
     for (const l of layers) if (l.blob) link(l.blob.digest, l.snapshot);
@@ -450,15 +440,18 @@ async function inventory(state: KilnState): Promise<Inventory> {
         description: r.result
           ? `sha256:${name.slice(0, 12)}… → ${top ? top.snapshot : "empty filesystem"}`
           : "unreadable cache record",
-        createdAt: undefined,
-        lastUsed: mtime(id),
+        createdAt: r.created,
+        lastUsed: r.lastUsed,
       },
       [
         ...layers.flatMap((l) => (l.blob ? [l.snapshot, l.blob.digest] : [l.snapshot])),
         // a merge's chain is no snapshot's parents: exporting it may reuse its flattening
         ...flatsOf(layers.map((l) => l.snapshot)),
       ],
-      () => rm(r.path, { force: true }),
+      () => {
+        state.cache.removeResult(r.key);
+        return Promise.resolve();
+      },
       r.result === undefined,
     );
   }
@@ -497,15 +490,14 @@ async function inventory(state: KilnState): Promise<Inventory> {
         {
           id: owner,
           type: "leftover",
-          description:
-            builds.length > 0 ? "temporary file (a build is running)" : TYPE_TEXT.leftover,
+          description: buildsRunning ? "temporary file (a build is running)" : TYPE_TEXT.leftover,
           createdAt: undefined,
           lastUsed: mtime(owner),
         },
         [],
         () => rm(path, { recursive: true, force: true }),
         // while builds run, their temporary files are theirs
-        builds.length === 0,
+        !buildsRunning,
       );
     }
   }
@@ -536,7 +528,7 @@ async function inventory(state: KilnState): Promise<Inventory> {
   for (const [id, layers] of resultLayers) {
     if (layers.length > 0 && layers.every((l) => shared.has(l.snapshot))) shared.add(id);
   }
-  return { nodes, walk: w, namedBlobs: named, shared, buildsRunning: builds.length > 0 };
+  return { nodes, walk: w, namedBlobs: named, shared, buildsRunning };
 }
 
 function closure(nodes: Map<string, Node>, roots: Iterable<string>): Set<string> {

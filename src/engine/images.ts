@@ -7,13 +7,14 @@
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
 import type { Vertex } from "../graph/index.js";
+import type { Readable } from "node:stream";
 import {
+  type Descriptor,
   isDigest,
   parseManifestOrIndex,
   type ParsedDocument,
   parseConfig,
   parseManifest,
-  toPlatform,
   type ImageConfig,
   type ImageManifest,
 } from "../oci/index.js";
@@ -22,6 +23,7 @@ import type { Platform } from "../platform/types.js";
 import { formatReference, parseReference, registryHost, withDigest } from "../reference/index.js";
 import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
 import { applyLayerBlob } from "../archive/index.js";
+import { pulledLayerId, stepSnapshotId } from "../snapshot/index.js";
 import type { LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
 import type { ProgressSink } from "../progress/index.js";
@@ -58,6 +60,11 @@ export function chainIDs(diffIDs: readonly string[]): string[] {
     );
   }
   return out;
+}
+
+/** The snapshot each layer of a chain is unpacked into (by chain ID: shared by every image). */
+export function layerSnapshots(diffIDs: readonly string[]): string[] {
+  return chainIDs(diffIDs).map(pulledLayerId);
 }
 
 export class Images implements ImagePuller {
@@ -169,17 +176,15 @@ export class Images implements ImagePuller {
         `${v.op.ref}: manifest lists ${manifest.layers.length} layers but its config ${diffIDs.length} diff_ids`,
       );
     }
-    const chains = chainIDs(diffIDs);
-    const layers: LayerRecord[] = [];
-    for (let i = 0; i < manifest.layers.length; i++) {
-      signal.throwIfAborted();
+    const layers = await this.unpackLayers(
+      v,
+      manifest.layers.map((desc, i) => ({ desc, diffID: diffIDs[i]! })),
+      (desc) => this.client.fetchBlob(repo, desc),
+      signal,
+    );
+    return layers.map((snapshot, i) => {
       const desc = manifest.layers[i]!;
-      const snapshot = `layer-${chains[i]!.slice(7)}`;
-      const parents = layers.map((l) => l.snapshot);
-      await this.unpackOnce(snapshot, () =>
-        this.unpack(v, repo, desc, diffIDs[i]!, snapshot, parents),
-      );
-      layers.push({
+      return {
         snapshot,
         blob: {
           digest: desc.digest,
@@ -187,9 +192,34 @@ export class Images implements ImagePuller {
           mediaType: desc.mediaType,
           diffID: diffIDs[i]!,
         },
-      });
+      };
+    });
+  }
+
+  /**
+   * Unpacks a chain of layer blobs (bottom first) into snapshots named by chain ID — shared by
+   * base images and imported build cache — fetching blobs the content store lacks with `fetch`.
+   * Returns the snapshot of each layer.
+   */
+  async unpackLayers(
+    v: Vertex,
+    layers: readonly { desc: Descriptor; diffID: string }[],
+    fetch: (desc: Descriptor) => Readable,
+    signal: AbortSignal,
+  ): Promise<string[]> {
+    const names = layerSnapshots(layers.map((l) => l.diffID));
+    const out: string[] = [];
+    for (let i = 0; i < layers.length; i++) {
+      signal.throwIfAborted();
+      const { desc, diffID } = layers[i]!;
+      const snapshot = names[i]!;
+      const parents = [...out];
+      await this.unpackOnce(snapshot, () =>
+        this.unpack(v, () => fetch(desc), desc, diffID, snapshot, parents),
+      );
+      out.push(snapshot);
     }
-    return layers;
+    return out;
   }
 
   private unpackOnce(snapshot: string, fn: () => Promise<void>): Promise<void> {
@@ -204,7 +234,7 @@ export class Images implements ImagePuller {
 
   private async unpack(
     v: Vertex,
-    repo: RepositoryRef,
+    fetch: () => Readable,
     desc: { digest: string; size: number; mediaType: string },
     diffID: string,
     snapshot: string,
@@ -216,7 +246,7 @@ export class Images implements ImagePuller {
       const id = `pulling ${desc.digest}`;
       const started = Date.now();
       let done = 0;
-      const blob = this.client.fetchBlob(repo, desc);
+      const blob = fetch();
       blob.on("data", (c: Buffer) => {
         done += c.length;
         this.progress.write({
@@ -239,7 +269,7 @@ export class Images implements ImagePuller {
         completed: Date.now(),
       });
     }
-    const active = await snapshots.newEmpty(`unpack-${snapshot}-${process.pid}`, parents);
+    const active = await snapshots.newEmpty(stepSnapshotId("unpack", snapshot), parents);
     try {
       await applyLayerBlob(this.state.content.openRead(desc.digest), desc.mediaType, active.dir, {
         expectedDiffID: diffID,
@@ -254,9 +284,4 @@ export class Images implements ImagePuller {
       throw e;
     }
   }
-}
-
-/** The platform an image config says it is for (for InvalidBaseImagePlatform warnings). */
-export function configPlatform(config: ImageConfig): Platform {
-  return toPlatform(config);
 }

@@ -1,5 +1,8 @@
-/** What a build is asked to do: the engine's input, the same in-process and (later) over the wire. */
+/** What a build is asked to do: the engine's input, the same in-process and over the wire to kilnd. */
+import type { Entitlement } from "../entitlements/index.js";
 import type { Platform } from "../platform/types.js";
+import type { CacheExportSpec, CacheImportSpec } from "../remotecache/spec.js";
+import type { CachePart } from "../remotecache/index.js";
 
 export type OutputSpec =
   | {
@@ -24,10 +27,18 @@ export type OutputSpec =
     }
   | { type: "local" | "tar"; dest: string; platformSplit?: boolean };
 
+/** `--build-context name=docker-image://ref`: an image replaces `FROM name` / `--from=name`. */
+export const IMAGE_CONTEXT = "docker-image://";
+
+/** The image reference of a named context's value, or undefined for a directory. */
+export function imageContextRef(value: string): string | undefined {
+  return value.startsWith(IMAGE_CONTEXT) ? value.slice(IMAGE_CONTEXT.length) : undefined;
+}
+
 export interface BuildRequest {
   contextDir: string;
   dockerfile: string;
-  /** named contexts: name → directory (docker-image:// and oci-layout:// come later) */
+  /** named contexts: name → directory, or an image reference prefixed with IMAGE_CONTEXT */
   namedContexts: Record<string, string>;
   /** empty: the host platform */
   platforms: Platform[];
@@ -42,11 +53,17 @@ export interface BuildRequest {
   secrets: Record<string, Buffer>;
   ssh: Record<string, string>;
   network: "default" | "none" | "host";
+  /** entitlements asked for (`--allow`); a kilnd node grants only what its operator allows */
+  allow?: Entitlement[];
   extraHosts: { host: string; ip: string }[];
   maxParallelism?: number;
   /** do not use kernel binfmt_misc handlers; emulate through the QEMU wrapper only */
   ignoreBinfmt: boolean;
   insecureRegistries: string[];
+  /** `--cache-from`: caches to import before solving */
+  cacheFrom?: CacheImportSpec[];
+  /** `--cache-to`: where the build's cache goes */
+  cacheTo?: CacheExportSpec[];
 }
 
 export interface PlatformOutcome {
@@ -67,4 +84,6 @@ export interface BuildResult {
   configDigest?: string;
   imageNames: string[];
   durationMs: number;
+  /** caches pushed by digest for the client to merge (a node of a multi-node builder) */
+  cacheParts?: CachePart[];
 }

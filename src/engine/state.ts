@@ -1,13 +1,16 @@
 /**
  * kiln's state directory: the content store (an OCI layout), snapshots, the build cache,
- * cache mounts and runc's state. One directory so `kiln du`/`prune` see everything.
+ * cache mounts and runc's state. One directory so `kiln du`/`prune` see everything. What
+ * several kiln processes may change at once (tags, cache records, leases, cache-mount holds)
+ * lives in its metadata database (src/metadata/).
  */
 import { mkdir } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { BuildCache } from "../cache/index.js";
 import { ContentStore } from "../content/index.js";
-import { Snapshotter } from "../snapshot/index.js";
+import { MetadataStore } from "../metadata/index.js";
+import { Snapshotter, driverFromEnv } from "../snapshot/index.js";
 
 export function defaultRoot(): string {
   if (process.env.KILN_ROOT) return process.env.KILN_ROOT;
@@ -17,9 +20,12 @@ export function defaultRoot(): string {
 
 export interface KilnState {
   root: string;
+  metadata: MetadataStore;
   content: ContentStore;
   snapshots: Snapshotter;
   cache: BuildCache;
+  /** content hashes of build-context files by identity (a cache: last writer wins) */
+  contextHashesFile: string;
   /** persistent `RUN --mount=type=cache` directories */
   cacheMountsDir: string;
   tmpDir: string;
@@ -27,20 +33,19 @@ export interface KilnState {
 
 export async function openState(root: string = defaultRoot()): Promise<KilnState> {
   await mkdir(root, { recursive: true, mode: 0o700 });
-  const snapshots = new Snapshotter(join(root, "snapshots"));
-  const [content, cache] = await Promise.all([
-    ContentStore.open(join(root, "content")),
-    BuildCache.open(join(root, "cache"), (id) => snapshots.exists(id)),
-  ]);
+  const metadata = MetadataStore.open(root);
+  const snapshots = new Snapshotter(join(root, "snapshots"), { driver: driverFromEnv() });
   const state: KilnState = {
     root,
-    content,
+    metadata,
+    content: await ContentStore.open(join(root, "content"), metadata),
     snapshots,
-    cache,
+    cache: new BuildCache(metadata, (id) => snapshots.exists(id)),
+    contextHashesFile: join(root, "cache", "context-hashes.json"),
     cacheMountsDir: join(root, "cache-mounts"),
     tmpDir: join(root, "tmp"),
   };
-  for (const d of [state.cacheMountsDir, state.tmpDir]) {
+  for (const d of [dirname(state.contextHashesFile), state.cacheMountsDir, state.tmpDir]) {
     await mkdir(d, { recursive: true });
   }
   return state;

@@ -24,7 +24,7 @@ import {
 } from "../fileops/index.js";
 import { contextChecksum, type ContextFilter } from "../context/index.js";
 import { runContainer, type Mount as ExecutorMount } from "../executor/index.js";
-import type { ActiveMount } from "../snapshot/index.js";
+import { stepSnapshotId, type ActiveMount } from "../snapshot/index.js";
 import type { ExecutionPlanner } from "./emulation.js";
 import { CacheMounts } from "./cachemounts.js";
 import { formatAll } from "../platform/index.js";
@@ -58,10 +58,6 @@ export async function cleanupStaleSecrets(): Promise<void> {
   }
 }
 
-function newId(prefix: string, key: string): string {
-  return `${prefix}-${key.replace(/^sha256:/, "").slice(0, 16)}-${randomBytes(4).toString("hex")}`;
-}
-
 export class BuildWorker implements Worker<FsResult> {
   private readonly cacheMounts: CacheMounts;
   private readonly http: HttpSource;
@@ -72,7 +68,7 @@ export class BuildWorker implements Worker<FsResult> {
       content: o.state.content,
       secrets: o.secrets,
     });
-    this.cacheMounts = new CacheMounts(o.state.cacheMountsDir, (message) => {
+    this.cacheMounts = new CacheMounts(o.state.cacheMountsDir, o.state.metadata, (message) => {
       o.progress.write({ type: "warning", message });
     });
   }
@@ -131,7 +127,10 @@ export class BuildWorker implements Worker<FsResult> {
       case "file":
         return this.file(v, v.op, inputs, ctx);
       case "http": {
-        const active = await this.o.state.snapshots.prepare(newId("active", ctx.cacheKey), []);
+        const active = await this.o.state.snapshots.prepare(
+          stepSnapshotId("active", ctx.cacheKey),
+          [],
+        );
         try {
           await this.http.writeFile(v.op, active.rootfs, ctx.signal);
           return await this.commitLayer(v, active, { layers: [] }, ctx.cacheKey);
@@ -152,7 +151,7 @@ export class BuildWorker implements Worker<FsResult> {
     base: FsResult,
     key: string,
   ): Promise<FsResult> {
-    const id = newId(v.op.kind, key);
+    const id = stepSnapshotId(v.op.kind, key);
     await this.o.state.snapshots.commit(active.id, active, id);
     const layer: LayerRecord = {
       snapshot: id,
@@ -165,7 +164,7 @@ export class BuildWorker implements Worker<FsResult> {
   /** A throwaway read-write view of an input's filesystem (for bind mounts and COPY --from). */
   private async view(layers: LayerRecord[], key: string): Promise<ActiveMount> {
     return this.o.state.snapshots.prepare(
-      newId("view", key),
+      stepSnapshotId("view", key),
       layers.map((l) => l.snapshot),
     );
   }
@@ -181,7 +180,7 @@ export class BuildWorker implements Worker<FsResult> {
     if (!platform) throw new KilnError("E_INTERNAL", `${v.name}: exec without a platform`);
     const plan = await this.o.emulation.plan(platform);
     const active = await this.o.state.snapshots.prepare(
-      newId("active", ctx.cacheKey),
+      stepSnapshotId("active", ctx.cacheKey),
       root.layers.map((l) => l.snapshot),
     );
     const cleanups: (() => Promise<void>)[] = [];
@@ -215,6 +214,7 @@ export class BuildWorker implements Worker<FsResult> {
           user: op.user,
           hostname: op.hostname ?? "buildkitsandbox",
           network: op.network === "none" ? "none" : "host",
+          ...(op.security ? { security: op.security } : {}),
           extraHosts: op.extraHosts ?? [],
           mounts,
           emulator: plan.emulator ? { hostPath: plan.emulator.path } : undefined,
@@ -261,14 +261,17 @@ export class BuildWorker implements Worker<FsResult> {
         return { mount: { type: "bind", source, target: m.target, readonly: m.readonly } };
       }
       case "cache": {
-        const cache = await this.cacheMounts.acquire({
-          id: m.id,
-          sharing: m.sharing,
-          mode: m.mode,
-          uid: m.uid,
-          gid: m.gid,
-          user: v.platform ? formatAll(v.platform) : "build",
-        });
+        const cache = await this.cacheMounts.acquire(
+          {
+            id: m.id,
+            sharing: m.sharing,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            user: v.platform ? formatAll(v.platform) : "build",
+          },
+          ctx.signal,
+        );
         cleanups.push(() => {
           cache.release();
           return Promise.resolve();
@@ -356,7 +359,7 @@ export class BuildWorker implements Worker<FsResult> {
   ): Promise<FsResult> {
     const base = op.dest >= 0 ? (inputs[op.dest] ?? { layers: [] }) : { layers: [] };
     const active = await this.o.state.snapshots.prepare(
-      newId("active", ctx.cacheKey),
+      stepSnapshotId("active", ctx.cacheKey),
       base.layers.map((l) => l.snapshot),
     );
     const views: ActiveMount[] = [];
@@ -376,6 +379,7 @@ export class BuildWorker implements Worker<FsResult> {
               dest: a.dest,
               owner: await ownerOf(a.chown),
               mode: a.chmod ? parseChmod(a.chmod) : undefined,
+              ...(a.linkedParents ? { defaultParentMode: true } : {}),
               dirContents: a.dirContents,
               allowWildcard: a.allowWildcard,
               allowEmptyWildcard: a.allowEmptyWildcard,

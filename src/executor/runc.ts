@@ -193,6 +193,12 @@ export async function runContainer(
   return result;
 }
 
+/** kiln's own effective capabilities: all an insecure RUN can get. */
+async function ownCapabilities(): Promise<bigint> {
+  const status = await readFile("/proc/self/status", "utf8");
+  return BigInt("0x" + (/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0"));
+}
+
 async function runInBundle(
   spec: ExecSpec,
   io: ExecIO,
@@ -222,6 +228,7 @@ async function runInBundle(
       hostsPath,
       resolvConfPath,
       privateBinfmt,
+      ownCapabilities: spec.security === "insecure" ? await ownCapabilities() : undefined,
     }),
     annotations: { [OWNER_ANNOTATION]: ctx.owner },
   };

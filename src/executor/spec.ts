@@ -7,6 +7,7 @@ import {
 import { DEFAULT_HOSTNAME } from "./etcfiles.js";
 import type { ExecSpec, Mount } from "./types.js";
 import type { ResolvedUser } from "./user.js";
+import { defaultSeccompProfile, type OciSeccomp } from "./seccomp.js";
 
 /** containerd's default capability set, which BuildKit uses for sandboxed RUN. */
 export const DEFAULT_CAPABILITIES = [
@@ -25,6 +26,82 @@ export const DEFAULT_CAPABILITIES = [
   "CAP_KILL",
   "CAP_AUDIT_WRITE",
 ] as const;
+
+/** Every capability by number (linux/capability.h), for `RUN --security=insecure`. */
+const ALL_CAPABILITIES = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_DAC_READ_SEARCH",
+  "CAP_FOWNER",
+  "CAP_FSETID",
+  "CAP_KILL",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETPCAP",
+  "CAP_LINUX_IMMUTABLE",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_NET_BROADCAST",
+  "CAP_NET_ADMIN",
+  "CAP_NET_RAW",
+  "CAP_IPC_LOCK",
+  "CAP_IPC_OWNER",
+  "CAP_SYS_MODULE",
+  "CAP_SYS_RAWIO",
+  "CAP_SYS_CHROOT",
+  "CAP_SYS_PTRACE",
+  "CAP_SYS_PACCT",
+  "CAP_SYS_ADMIN",
+  "CAP_SYS_BOOT",
+  "CAP_SYS_NICE",
+  "CAP_SYS_RESOURCE",
+  "CAP_SYS_TIME",
+  "CAP_SYS_TTY_CONFIG",
+  "CAP_MKNOD",
+  "CAP_LEASE",
+  "CAP_AUDIT_WRITE",
+  "CAP_AUDIT_CONTROL",
+  "CAP_SETFCAP",
+  "CAP_MAC_OVERRIDE",
+  "CAP_MAC_ADMIN",
+  "CAP_SYSLOG",
+  "CAP_WAKE_ALARM",
+  "CAP_BLOCK_SUSPEND",
+  "CAP_AUDIT_READ",
+  "CAP_PERFMON",
+  "CAP_BPF",
+  "CAP_CHECKPOINT_RESTORE",
+] as const;
+
+/** The capabilities in a /proc/PID/status mask (kiln can grant only the ones it has). */
+export function capabilitiesIn(mask: bigint): string[] {
+  return ALL_CAPABILITIES.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
+}
+
+/**
+ * Device nodes an insecure RUN gets, as BuildKit adds them: kmsg, cuse, fuse, kvm, tun,
+ * loop-control and the first loop devices.
+ */
+const INSECURE_DEVICES: OciDevice[] = [
+  { path: "/dev/kmsg", type: "c", major: 1, minor: 11 },
+  { path: "/dev/cuse", type: "c", major: 10, minor: 203 },
+  { path: "/dev/fuse", type: "c", major: 10, minor: 229 },
+  { path: "/dev/kvm", type: "c", major: 10, minor: 232 },
+  { path: "/dev/net/tun", type: "c", major: 10, minor: 200 },
+  { path: "/dev/loop-control", type: "c", major: 10, minor: 237 },
+  ...Array.from({ length: 8 }, (_, i): OciDevice => ({
+    path: `/dev/loop${i}`,
+    type: "b",
+    major: 7,
+    minor: i,
+  })),
+];
+
+export interface OciDevice {
+  path: string;
+  type: "c" | "b";
+  major: number;
+  minor: number;
+}
 
 export interface OciMount {
   destination: string;
@@ -70,7 +147,9 @@ export interface OciSpec {
     maskedPaths: string[];
     readonlyPaths: string[];
     cgroupsPath: string;
-    resources: { devices: { allow: boolean; access: string }[] };
+    resources: { devices: { allow: boolean; type?: "c" | "b"; access: string }[] };
+    devices?: OciDevice[];
+    seccomp?: OciSeccomp;
   };
 }
 
@@ -85,6 +164,8 @@ export interface RuntimeSpecInput {
   resolvConfPath: string;
   /** Wrapper mode on a kernel with per-user-namespace binfmt_misc (see emulation/private.ts). */
   privateBinfmt?: PrivateBinfmt;
+  /** For an insecure RUN: the capabilities kiln itself has (CapEff of /proc/self/status). */
+  ownCapabilities?: bigint;
 }
 
 export interface PrivateBinfmt {
@@ -136,7 +217,10 @@ function userMount(m: Mount): OciMount {
 /** The OCI runtime config for one RUN: containerd's defaults as BuildKit adjusts them. */
 export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
   const { spec, privateBinfmt } = input;
-  const caps = [...DEFAULT_CAPABILITIES];
+  const insecure = spec.security === "insecure";
+  const caps = insecure ? capabilitiesIn(input.ownCapabilities ?? 0n) : [...DEFAULT_CAPABILITIES];
+  // an insecure RUN may write to /sys and its cgroups, as in BuildKit
+  const sysOptions = (o: string[]): string[] => (insecure ? o.filter((x) => x !== "ro") : o);
   const roBind = (source: string, destination: string): OciMount => ({
     destination,
     type: "bind",
@@ -183,13 +267,13 @@ export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
           destination: "/sys",
           type: "sysfs",
           source: "sysfs",
-          options: ["nosuid", "noexec", "nodev", "ro"],
+          options: sysOptions(["nosuid", "noexec", "nodev", "ro"]),
         },
     {
       destination: "/sys/fs/cgroup",
       type: "cgroup",
       source: "cgroup",
-      options: ["ro", "nosuid", "noexec", "nodev"],
+      options: sysOptions(["ro", "nosuid", "noexec", "nodev"]),
     },
     roBind(input.resolvConfPath, "/etc/resolv.conf"),
     roBind(input.hostsPath, "/etc/hosts"),
@@ -223,21 +307,35 @@ export function buildRuntimeSpec(input: RuntimeSpecInput): OciSpec {
     mounts,
     linux: {
       namespaces,
-      maskedPaths: [
-        "/proc/acpi",
-        "/proc/asound",
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/latency_stats",
-        "/proc/timer_list",
-        "/proc/timer_stats",
-        "/proc/sched_debug",
-        "/sys/firmware",
-        "/proc/scsi",
-      ],
-      readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      maskedPaths: insecure
+        ? []
+        : [
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/sys/firmware",
+            "/proc/scsi",
+          ],
+      readonlyPaths: insecure
+        ? []
+        : ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
       cgroupsPath: `/kiln/${input.id}`,
-      resources: { devices: [{ allow: false, access: "rwm" }] },
+      resources: {
+        devices: insecure
+          ? [
+              { allow: true, type: "c", access: "rwm" },
+              { allow: true, type: "b", access: "rwm" },
+            ]
+          : [{ allow: false, access: "rwm" }],
+      },
+      // in a user namespace (private binfmt) the kernel refuses mknod: no extra devices there
+      ...(insecure && privateBinfmt === undefined ? { devices: INSECURE_DEVICES } : {}),
+      ...(insecure ? {} : { seccomp: defaultSeccompProfile(caps) }),
     },
   };
   if (privateBinfmt === undefined) return oci;

@@ -23,6 +23,11 @@ export interface ExecSpec {
   /** Run argv under this host QEMU user-mode binary (statically linked). */
   emulator?: { hostPath: string };
   readonlyRootfs?: boolean;
+  /**
+   * "insecure" (`RUN --security=insecure`): every capability, no seccomp filter, no masked
+   * paths, all devices; default "sandbox": containerd's defaults, as BuildKit.
+   */
+  security?: "sandbox" | "insecure";
 }
 
 export interface ExecIO {

@@ -8,11 +8,12 @@ import { lstat, lutimes, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import type { Writable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { dirToTar } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
 import type { OutputSpec } from "../engine/request.js";
 import { KilnError, messageOf } from "../errors.js";
+import type { Descriptor } from "../oci/index.js";
 import { formatAll } from "../platform/index.js";
 import { runChecked } from "../process/index.js";
 import type { ProgressSink } from "../progress/index.js";
@@ -32,6 +33,12 @@ export interface ExportContext {
   platformImages: readonly PlatformImage[];
   /** SOURCE_DATE_EPOCH (seconds): clamps file mtimes of local and tar outputs */
   epoch?: number;
+  /** layers of an imported build cache that were not fetched: mounted or streamed on push */
+  remoteBlobs?: {
+    /** repositories of `registry` the blobs can be mounted from */
+    mountFrom(registry: string): string[];
+    open(desc: Descriptor): Readable;
+  };
 }
 
 /** Wraps a step of the export in a progress vertex of its own. */
@@ -104,7 +111,11 @@ export async function exportOutput(out: OutputSpec, x: ExportContext): Promise<s
           x.sink,
           `export:push:${name}`,
           `pushing ${out.pushByDigest ? byDigest : name}`,
-          () => pushImage(x.client, x.content, root, repo, tags),
+          () =>
+            pushImage(x.client, x.content, root, repo, tags, {
+              mountFrom: x.remoteBlobs?.mountFrom(repo.registry),
+              openMissing: x.remoteBlobs && ((d) => x.remoteBlobs!.open(d)),
+            }),
         );
         pushed.push(out.pushByDigest ? `${ref.registry}/${ref.repository}` : name);
         if (out.nameCanonical) pushed.push(byDigest);

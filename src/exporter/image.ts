@@ -8,7 +8,7 @@ import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { compressLayer, decompressStream, diffUpperDir } from "../archive/index.js";
+import { compressLayer, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -19,6 +19,7 @@ import {
   layerMediaType,
   emptyIndex,
   encodeJSON,
+  goImageConfig,
   fromPlatform,
   manifestFor,
   setAnnotations,
@@ -31,6 +32,7 @@ import {
 } from "../oci/index.js";
 import type { Platform } from "../platform/types.js";
 import type { Snapshotter } from "../snapshot/index.js";
+import { INLINE_CACHE_KEY } from "../remotecache/format.js";
 import { resolveAnnotations } from "./annotations.js";
 
 export interface PlatformImage {
@@ -101,15 +103,18 @@ async function mapBounded<T, R>(
 function blobKey(opts: AssembleOptions): string {
   const level = opts.compressionLevel === undefined ? "" : `-l${opts.compressionLevel}`;
   const epoch = opts.epoch === undefined ? "" : `-e${opts.epoch}`;
-  return `${opts.compression}${level}${epoch}`;
+  // d2: layers diffed against their lower view (older blobs kept unchanged entries)
+  return `${opts.compression}${level}${epoch}-d2`;
 }
 
-async function layerBlob(
+/** The compressed blob of one layer (made once per snapshot and compression, then remembered). */
+export async function layerBlob(
   deps: AssembleDeps,
   layer: LayerRecord,
   opts: AssembleOptions,
 ): Promise<BlobRecord> {
-  const pulled = layer.blob && !layer.producer ? layer.blob : undefined;
+  // an imported layer not unpacked goes out as it is too (the engine unpacks it otherwise)
+  const pulled = layer.blob && (!layer.producer || layer.remote) ? layer.blob : undefined;
   // a pulled layer is exported exactly as pulled unless another compression is forced on it
   if (pulled && !(opts.forceCompression && compressionOfBlob(pulled) !== opts.compression))
     return pulled;
@@ -121,7 +126,7 @@ async function layerBlob(
   try {
     const tar = pulled
       ? decompressStream(deps.content.openRead(pulled.digest), pulled.mediaType)
-      : diffUpperDir(deps.snapshots.path(layer.snapshot), { mtime: opts.epoch });
+      : await deps.snapshots.diff(layer.snapshot, { mtime: opts.epoch });
     const c = await compressLayer(tar, tmp, {
       compression: opts.compression,
       level: opts.compressionLevel,
@@ -176,7 +181,8 @@ export function epochTime(seconds: number): string {
  * The final config: diff_ids of the actual layers; steps that made no layer marked empty.
  * Timestamps come from when each layer was made, not from the export, so rebuilding from the
  * cache gives the same image digest. With SOURCE_DATE_EPOCH, the build's own history entries
- * and `created` are clamped to it (BuildKit's rule); inherited entries stay as the base has them.
+ * are dated at it and `created` is clamped to it (BuildKit's rule); inherited entries stay as the
+ * base has them.
  */
 export function finalConfig(
   img: PlatformImage,
@@ -203,15 +209,21 @@ export function finalConfig(
       entry.empty_layer = true;
     }
     if (made !== undefined) last = made;
-    entry.created = clamp(last);
+    // BuildKit's frontend stamps each entry it writes with the epoch, metadata-only ones too
+    if (epoch !== undefined) last = epochTime(epoch);
+    entry.created = last;
     return entry;
   });
-  return {
-    ...img.config,
-    created: clamp(last),
-    rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
-    history,
-  };
+  const inline = (img.config as unknown as Record<string, unknown>)[INLINE_CACHE_KEY];
+  return goImageConfig(
+    {
+      ...img.config,
+      created: clamp(last),
+      rootfs: { type: "layers", diff_ids: blobs.map((b) => b.diffID) },
+      history,
+    },
+    inline === undefined ? {} : { [INLINE_CACHE_KEY]: inline },
+  );
 }
 
 export async function assembleImages(

@@ -26,7 +26,7 @@ import {
 import { dirname, join, posix, relative } from "node:path";
 import { getAttribute, listAttributes, setAttribute } from "@napi-rs/xattr";
 import { KilnError } from "../errors.js";
-import { runChecked } from "../process/index.js";
+import { makeNodes, splitDev } from "../archive/index.js";
 import { compileGlob, hasWildcard, splitWildcards } from "./glob.js";
 import type { Owner } from "./owner.js";
 import { compilePatterns, type MatchInfo, type PatternMatcher } from "./patterns.js";
@@ -57,6 +57,8 @@ export interface CopyRequest {
   owner?: Owner;
   /** --chmod (see parseChmod); an octal one also sets the mode of created parent directories */
   mode?: ((current: number, isDir: boolean) => number) & { octal?: number };
+  /** created parent directories get the default mode whatever `mode` is (COPY --link) */
+  defaultParentMode?: boolean;
   dirContents: boolean;
   allowWildcard: boolean;
   allowEmptyWildcard: boolean;
@@ -271,7 +273,10 @@ async function copyOne(
 ): Promise<void> {
   const destClean = cleanInRoot(req.dest);
   const wantsDir = destClean === "/" || req.dest.endsWith("/") || req.dest.endsWith("/.");
-  const parentMode = req.mode?.octal !== undefined ? req.mode.octal & 0o777 : DEFAULT_DIR_MODE;
+  const parentMode =
+    req.mode?.octal !== undefined && !req.defaultParentMode
+      ? req.mode.octal & 0o777
+      : DEFAULT_DIR_MODE;
   const ensure = wantsDir ? destClean : posix.dirname(destClean);
   await mkdirAllHost(
     destRoot,
@@ -506,20 +511,15 @@ async function copyXattrs(src: string, target: string): Promise<void> {
   }
 }
 
-/** Device nodes and FIFOs: Node has no mknod(2). */
+/** Device nodes and FIFOs, made by archive/'s one mknod. */
 async function makeNode(target: string, fi: Stats): Promise<void> {
-  const mode = (fi.mode & 0o7777).toString(8);
-  if (fi.isFIFO()) {
-    await runChecked("mknod", ["-m", mode, target, "p"], { errorCode: "E_COPY_DEVICE" });
-    return;
-  }
-  // glibc's major()/minor() split of a Linux dev_t
-  const d = BigInt(fi.rdev);
-  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
-  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
-  await runChecked(
-    "mknod",
-    ["-m", mode, target, fi.isCharacterDevice() ? "c" : "b", String(major), String(minor)],
-    { errorCode: "E_COPY_DEVICE", hint: "device nodes can only be created as root" },
+  const type = fi.isFIFO() ? "fifo" : fi.isCharacterDevice() ? "char" : "block";
+  await makeNodes(
+    [{ path: target, type, mode: fi.mode & 0o7777, ...splitDev(fi.rdev) }],
+    (detail, cause) =>
+      new KilnError("E_COPY_DEVICE", `creating ${target}: ${detail}`, {
+        hint: "device nodes can only be created as root",
+        cause,
+      }),
   );
 }

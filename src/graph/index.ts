@@ -74,6 +74,8 @@ export interface ExecOp {
   cwd: string;
   user: string;
   network: "default" | "none" | "host";
+  /** only when insecure (`RUN --security=insecure`): absent keeps sandboxed digests stable */
+  security?: "insecure";
   /** root filesystem is always input 0 */
   mounts: ExecMount[];
   extraHosts?: { host: string; ip: string }[];
@@ -105,6 +107,11 @@ export type FileAction =
       excludes: string[];
       /** COPY --parents: keep the source's parent directories (relative to the pivot) */
       parents: boolean;
+      /**
+       * COPY --link --chmod: created parent directories get the default mode, not the
+       * --chmod one, because on merge they replace the stage's directories of that name
+       */
+      linkedParents?: true;
     }
   | { action: "mkdir"; path: string; mode: number; makeParents: boolean; chown?: Chown }
   | { action: "mkfile"; path: string; data: string; mode: number; chown?: Chown }

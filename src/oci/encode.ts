@@ -9,7 +9,19 @@ import type { Descriptor, Digest } from "./types.js";
  * newline. A digest is always computed from these exact bytes, never from a re-encoding.
  */
 export function encodeJSON(value: unknown, indent: 0 | 2 = 0): Buffer {
-  return Buffer.from(JSON.stringify(value, null, indent === 0 ? undefined : indent), "utf8");
+  const text = JSON.stringify(value, null, indent === 0 ? undefined : indent);
+  return Buffer.from(text.replace(GO_ESCAPED, goEscape), "utf8");
+}
+
+/**
+ * Go's encoding/json escapes these inside strings (HTML safety, JavaScript line separators);
+ * writing them the same way keeps config and manifest bytes, and so digests, equal to BuildKit's.
+ * They can only occur inside strings, so a plain replacement is exact.
+ */
+const GO_ESCAPED = /[<>&\u2028\u2029]/g;
+
+function goEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }
 
 export function digestOf(bytes: Uint8Array): Digest {

@@ -2,6 +2,7 @@
  * Whole-image transfers between a registry and the content store: pull (optionally one
  * platform of an index) and push (blobs deduplicated and in parallel, children before parents).
  */
+import type { Readable } from "node:stream";
 import type { ContentStore } from "../content/store.js";
 import { isIndexType } from "../oci/mediatypes.js";
 import { parseManifestOrIndex } from "../oci/parse.js";
@@ -83,7 +84,11 @@ export async function pushImage(
   root: Descriptor,
   repo: RepositoryRef,
   tags: readonly string[],
-  opts: { mountFrom?: readonly string[] } = {},
+  opts: {
+    mountFrom?: readonly string[];
+    /** where a blob the store lacks is read from (a remote build cache) */
+    openMissing?: (desc: Descriptor) => Readable;
+  } = {},
 ): Promise<Descriptor> {
   const blobs = new Map<Digest, Descriptor>();
   // Post-order: a manifest appears after everything it references.
@@ -103,7 +108,10 @@ export async function pushImage(
   };
   await walk(root);
   await mapLimit([...blobs.values()], client.maxConcurrency, async (desc) => {
-    await client.pushBlob(repo, desc, () => store.openRead(desc.digest), opts);
+    const missing =
+      opts.openMissing && !(await store.has(desc.digest)) ? opts.openMissing : undefined;
+    const open = missing ? () => missing(desc) : () => store.openRead(desc.digest);
+    await client.pushBlob(repo, desc, open, { mountFrom: opts.mountFrom });
   });
   for (const m of manifests.slice(0, -1))
     await client.putManifest(repo, m.desc.digest, m.bytes, m.desc.mediaType);

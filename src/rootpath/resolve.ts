@@ -30,12 +30,13 @@ function isNotFound(e: unknown): boolean {
 /**
  * The host path of `p` inside `root`. Intermediate symlinks are always followed (scoped);
  * the final component is followed only with `followFinal`. Missing components are fine:
- * the result is where they would be created.
+ * the result is where they would be created. `onSymlink` hears the host path of every symlink
+ * followed.
  */
 export async function resolveInRoot(
   root: string,
   p: string,
-  opts: { followFinal: boolean },
+  opts: { followFinal: boolean; onSymlink?: (host: string) => void },
 ): Promise<string> {
   let pending = cleanInRoot(p).split("/").filter(Boolean);
   const resolved: string[] = [];
@@ -68,6 +69,7 @@ export async function resolveInRoot(
         hint: "a symlink in this path points back to itself; fix or remove it in the image or context",
       });
     }
+    opts.onSymlink?.(host);
     const target = await readlink(host);
     const rest = target.split("/").filter(Boolean);
     if (target.startsWith("/")) resolved.length = 0;

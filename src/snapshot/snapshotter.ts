@@ -1,7 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { Readable } from "node:stream";
+import { applyLayer, diffTrees, diffUpperDir, type WalkOptions } from "../archive/index.js";
 import { KilnError, messageOf } from "../errors.js";
+import { flatSnapshotId } from "./ids.js";
 import { isOwnerAlive, onCleanup, ownerTag, runChecked } from "../process/index.js";
 import { mountsUnder, readMountInfo } from "./mountinfo.js";
 import {
@@ -27,12 +30,28 @@ import {
  *
  * Drivers: "overlay" — a committed snapshot is a diff (the overlay upperdir, with overlay-style
  * whiteouts: 0/0 character devices and trusted.overlay.opaque=y dirs), mounted over its parent
- * chain. "copy" — for hosts without overlayfs: a committed snapshot is the FULL tree; prepare
- * copies the top parent (cp -a --reflink=auto) and changes are found by comparing the result
- * with `ActiveMount.base`.
+ * chain. "copy" — for hosts without overlayfs: a committed snapshot is the FULL tree of its
+ * parent chain plus its changes. A chain's tree is its top snapshot's when that one was made on
+ * exactly the rest of the chain; otherwise (a merge) it is built once as a "flat:" snapshot by
+ * applying the missing layers' diffs. prepare copies that tree (cp -a --reflink=auto), and a
+ * snapshot's layer (`diff`) is the comparison of its tree with its parents' tree.
  */
 
 export type SnapshotDriver = "overlay" | "copy";
+
+function sameChain(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
+/** The driver forced by KILN_SNAPSHOT_DRIVER (overlay or copy), if any. */
+export function driverFromEnv(env: NodeJS.ProcessEnv = process.env): SnapshotDriver | undefined {
+  const v = env.KILN_SNAPSHOT_DRIVER;
+  if (v === undefined || v === "") return undefined;
+  if (v === "overlay" || v === "copy") return v;
+  throw new KilnError("E_SNAPSHOT_DRIVER", `KILN_SNAPSHOT_DRIVER=${v} is not a snapshot driver`, {
+    hint: "Use overlay or copy, or unset it to use overlay when it works and copy otherwise.",
+  });
+}
 
 export interface SnapshotterOptions {
   /** Force a driver; by default overlay is used if a probe mount works, else copy. */
@@ -69,7 +88,7 @@ interface Active {
 export interface ActiveMount extends Active {
   /** The mounted (overlay) or copied (copy) root filesystem. */
   rootfs: string;
-  /** copy driver only: the parent's full tree that rootfs started as, for computing changes. */
+  /** copy driver only: the parents' full tree that rootfs started as (a committed snapshot). */
   base: string | undefined;
 }
 
@@ -231,6 +250,10 @@ export class Snapshotter {
     return join(this.#dir(id), "fs");
   }
 
+  /**
+   * The committed dirs an overlay snapshot's diff sits on, top-most first (undefined for the
+   * copy driver, whose snapshots are full trees).
+   */
   async info(id: string): Promise<SnapshotInfo | undefined> {
     await this.driver();
     let meta: SnapshotInfo;
@@ -265,13 +288,19 @@ export class Snapshotter {
     return { snapshots: this.#snapshots, active: this.#activeRoot };
   }
 
+  /** Whether an entry of the snapshots dir is the snapshotter's own (not one snapshot's). */
+  isOwnEntry(name: string): boolean {
+    return name === EMPTY;
+  }
+
   /**
-   * Every committed snapshot directory with its metadata (undefined when meta.json is missing
-   * or unreadable: a leftover that no mount can use). The empty lower dir is not listed.
+   * Every committed snapshot directory (`name` in the snapshots dir) with its metadata
+   * (undefined when meta.json is missing or unreadable: a leftover that no mount can use).
+   * The empty lower dir is not listed.
    */
-  async list(): Promise<{ dir: string; info: SnapshotInfo | undefined }[]> {
+  async list(): Promise<{ name: string; dir: string; info: SnapshotInfo | undefined }[]> {
     await this.driver();
-    const out: { dir: string; info: SnapshotInfo | undefined }[] = [];
+    const out: { name: string; dir: string; info: SnapshotInfo | undefined }[] = [];
     for (const name of await readdir(this.#snapshots)) {
       if (name === EMPTY) continue;
       const dir = join(this.#snapshots, name);
@@ -283,7 +312,7 @@ export class Snapshotter {
       } catch {
         // no or torn metadata: listed as a leftover
       }
-      out.push({ dir, info });
+      out.push({ name, dir, info });
     }
     return out;
   }
@@ -331,16 +360,10 @@ export class Snapshotter {
       };
       if (driver === "copy") {
         const rootfs = join(w.dir, "upper");
-        const top = parents.at(-1);
-        await this.#copyTree(top === undefined ? undefined : this.path(top), rootfs);
-        return {
-          id,
-          driver,
-          rootfs,
-          upperdir: rootfs,
-          base: top === undefined ? undefined : this.path(top),
-          release: free,
-        };
+        const base = await this.#treeOf(parents);
+        if (base) claim.uses = [...parents, base.id];
+        await this.#copyTree(base?.path, rootfs);
+        return { id, driver, rootfs, upperdir: rootfs, base: base?.path, release: free };
       }
       for (const d of ["upper", "work", "merged"]) await mkdir(join(w.dir, d));
       const rel = `../active/${w.dir.slice(w.dir.lastIndexOf("/") + 1)}`;
@@ -384,10 +407,11 @@ export class Snapshotter {
       await this.#discard(ws);
     };
     try {
-      const top = parents.at(-1);
-      if (driver === "copy")
-        await this.#copyTree(top === undefined ? undefined : this.path(top), dir);
-      else await mkdir(dir);
+      if (driver === "copy") {
+        const base = await this.#treeOf(parents);
+        if (base) claim.uses = [...parents, base.id];
+        await this.#copyTree(base?.path, dir);
+      } else await mkdir(dir);
     } catch (e) {
       await free();
       throw e;
@@ -487,11 +511,11 @@ export class Snapshotter {
     const fits = (ids: readonly string[]) =>
       overlayFits({ ...upper, lowers: this.#lowers(ids) }, this.#optionsLimit);
     if (chain.length === 0 || fits(chain)) return chain;
-    const placeholder = "flat:";
+    const placeholder = flatSnapshotId([]);
     let keep = chain.length - 1;
     while (keep > 0 && !fits([placeholder, ...chain.slice(chain.length - keep)])) keep--;
     const prefix = chain.slice(0, chain.length - keep);
-    const flatId = `flat:${createHash("sha256").update(prefix.join("\n")).digest("hex")}`;
+    const flatId = flatSnapshotId(prefix);
     if (!(await this.exists(flatId))) await this.#flatten(prefix, flatId);
     return [flatId, ...chain.slice(chain.length - keep)];
   }
@@ -508,21 +532,75 @@ export class Snapshotter {
         ws.mounted = merged;
         source = merged;
       }
-      const staging = join(ws.dir, "commit");
-      await mkdir(staging);
-      await this.#copyTree(source, join(staging, "fs"));
-      if (ws.mounted) await unmount(ws.mounted);
-      ws.mounted = undefined;
-      const meta = {
-        id: flatId,
-        parents: [],
-        driver: "overlay" as const,
-        created: new Date().toISOString(),
-      };
-      await this.#publish(staging, meta, true);
+      await this.#publishFlat(ws, flatId, "overlay", async (fs) => {
+        await this.#copyTree(source, fs);
+        if (ws.mounted) await unmount(ws.mounted);
+        ws.mounted = undefined;
+      });
     } finally {
       await this.#discard(ws);
     }
+  }
+
+  /** Publish the plain tree `fill` writes into a new directory as the parentless flatId. */
+  async #publishFlat(
+    ws: Workspace,
+    flatId: string,
+    driver: SnapshotDriver,
+    fill: (fs: string) => Promise<void>,
+  ): Promise<void> {
+    const staging = join(ws.dir, "commit");
+    await mkdir(staging);
+    await fill(join(staging, "fs"));
+    const meta = { id: flatId, parents: [], driver, created: new Date().toISOString() };
+    await this.#publish(staging, meta, true);
+  }
+
+  /**
+   * A committed snapshot's layer: its changes over its parents as a tar, deletions as OCI
+   * whiteouts. overlay: the upperdir as it is; copy: its tree compared with its parents' tree.
+   */
+  async diff(id: string, opts: WalkOptions = {}): Promise<Readable> {
+    const info = await this.info(id);
+    if (info === undefined) {
+      throw new KilnError("E_SNAPSHOT_NOT_FOUND", `snapshot ${id} does not exist`, {
+        hint: "The build cache may have been pruned meanwhile; run the build again.",
+      });
+    }
+    if (info.driver === "overlay") {
+      // the lowers let the diff leave out what the step left as it was (BuildKit's differ)
+      const lowers = info.parents.map((p) => this.path(p)).reverse();
+      return diffUpperDir(this.path(id), { ...opts, lowers });
+    }
+    const base = await this.#treeOf(info.parents);
+    return diffTrees(base?.path, this.path(id), opts);
+  }
+
+  /**
+   * copy driver: a committed snapshot holding exactly the tree of `chain` (undefined for the
+   * empty chain) — its top, when that was made on the rest of the chain, else its "flat:" tree,
+   * built now if missing.
+   */
+  async #treeOf(chain: readonly string[]): Promise<{ id: string; path: string } | undefined> {
+    const top = chain.at(-1);
+    if (top === undefined) return undefined;
+    const info = await this.info(top);
+    if (info !== undefined && sameChain(info.parents, chain.slice(0, -1)))
+      return { id: top, path: this.path(top) };
+    const flatId = flatSnapshotId(chain);
+    if (!(await this.exists(flatId))) {
+      const below = await this.#treeOf(chain.slice(0, -1));
+      const ws = await this.#workspace(`flatten ${flatId}`);
+      try {
+        await this.#publishFlat(ws, flatId, "copy", async (fs) => {
+          await this.#copyTree(below?.path, fs);
+          await applyLayer(await this.diff(top), fs, { whiteouts: "delete" });
+        });
+      } finally {
+        await this.#discard(ws);
+      }
+    }
+    return { id: flatId, path: this.path(flatId) };
   }
 
   /** cp -a --reflink=auto of src's contents into a new dir dest (empty dest when src is undefined). */

@@ -33,9 +33,11 @@ export interface Worker<R> {
 }
 
 export interface ResultCache<R> {
-  /** a stored result that is still usable, or undefined */
-  load(key: string): Promise<R | undefined>;
+  /** a stored result that is still usable, or undefined (`v` is the vertex the key is for) */
+  load(key: string, v: Vertex): Promise<R | undefined>;
   save(key: string, result: R): Promise<void>;
+  /** makes a loaded result usable as a step's input (e.g. unpacks what was only referenced) */
+  prepare?(result: R): Promise<R>;
 }
 
 export interface SolveOptions {
@@ -148,13 +150,18 @@ export class Solver<R> {
   private async compute(v: Vertex): Promise<R> {
     const key = await this.cacheKey(v);
     if (!this.mustRun(v)) {
-      const hit = await this.cache.load(key);
+      const hit = await this.cache.load(key, v);
       if (hit !== undefined) {
         this.progress.cached(v);
         return hit;
       }
     }
-    const inputs = await Promise.all(v.inputs.map((i) => this.result(i)));
+    const inputs = await Promise.all(
+      v.inputs.map(async (i) => {
+        const r = await this.result(i);
+        return this.cache.prepare ? this.cache.prepare(r) : r;
+      }),
+    );
     this.throwIfAborted();
     const release = await this.semaphore.acquire();
     try {

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile, readFile, rename } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -14,6 +14,7 @@ import {
   applyLayer,
   applyLayerBlob,
   compressLayer,
+  diffTrees,
   diffUpperDir,
   dirToTar,
   readTar,
@@ -65,6 +66,8 @@ before(async () => {
     await writeFile(join(base, f), `base ${f}\n`);
   }
   await writeFile(join(base, "bin/tool"), "#!/bin/sh\n", { mode: 0o755 });
+  await mkdir(join(base, "quiet"));
+  await writeFile(join(base, "quiet/same.txt"), "same\n");
 
   // A build step, performed through a real overlay mount.
   mountOverlay(base, merged, upper, join(work, "ovl-work"));
@@ -95,7 +98,13 @@ before(async () => {
   await mkdir(m(join("new", LONG, "..")), { recursive: true });
   await writeFile(m(join("new", LONG)), Buffer.alloc(100_000, 0x5a));
   await writeFile(m("bin/newtool"), "#!/bin/sh\necho new\n", { mode: 0o755 });
-  expected = describeTree(merged, { mtimes: true });
+  // copied up but left as it was: a stub made and removed again, a file rewritten unchanged
+  await writeFile(m("quiet/stub"), "");
+  await rm(m("quiet/stub"));
+  sh("cp", ["-p", join(base, "quiet/same.txt"), m("quiet/same.txt")]);
+  // a layer carries no user.* xattrs (containerd's diff writer keeps only capabilities)
+  expected = describeTree(merged, { mtimes: true, skipXattrs: /^user\./ });
+  assert.ok(describeTree(merged)["new/a"]!.xattrs?.["user.comment"], "the step set a user xattr");
   umount(merged);
 });
 
@@ -156,23 +165,56 @@ test("diffUpperDir emits OCI whiteouts, opaque markers and hardlinks in sorted o
   assert.ok(clamped.every((t) => t <= 1000));
 });
 
-test("umoci unpacks base + our diff into exactly the merged overlay view", async () => {
-  const layout = join(work, "layout");
+test("a layer keeps security.capability and drops user.* xattrs; a plain tar keeps them all", async () => {
+  const xattrsOf = async (tar: Readable, name: string): Promise<string[]> => {
+    for await (const { entry } of readTar(tar))
+      if (entry.name === name) return Object.keys(entry.xattrs);
+    throw new Error(`${name} is not in the tar`);
+  };
+  assert.deepEqual(await xattrsOf(diffUpperDir(upper), "new/cap"), ["security.capability"]);
+  assert.deepEqual(await xattrsOf(diffUpperDir(upper), "new/a"), []);
+  const dir = join(work, "plain");
+  await mkdir(dir);
+  await writeFile(join(dir, "f"), "x");
+  setAttributeSync(join(dir, "f"), "user.comment", Buffer.from([0xc3, 0x28, 0x00, 0x80]));
+  assert.deepEqual(await xattrsOf(dirToTar(dir), "f"), ["user.comment"]);
+});
+
+test("with its lowers, the diff leaves out what the step did not change (BuildKit's differ)", async () => {
+  const up = describeTree(upper);
+  assert.ok(up["quiet"] && up["quiet/same.txt"], "quiet/ was copied up");
+  const names = (await tarEntries(diffUpperDir(upper, { lowers: [base] }))).map((e) => e.name);
+  assert.ok(!names.some((n) => n.startsWith("quiet")), names.join(" "));
+  // the opaque dir becomes a whiteout per name that went away, in name order, no marker
+  const opq = names.filter((n) => n.startsWith("opq/"));
+  assert.deepEqual(opq, ["opq/", "opq/new1", "opq/.wh.old1", "opq/.wh.sub"]);
+  // an unchanged parent is written in front of the change inside it
+  assert.ok(names.indexOf("bin/") >= 0 && names.indexOf("bin/") < names.indexOf("bin/newtool"));
+  const flat = join(work, "flat-lowers");
+  await mkdir(flat);
+  await applyLayer(dirToTar(base), flat, { whiteouts: "delete" });
+  await applyLayer(diffUpperDir(upper, { lowers: [base] }), flat, { whiteouts: "delete" });
+  assert.deepEqual(describeTree(flat, { mtimes: true }), expected);
+});
+
+/** umoci's unpack of an image made of these layer tars (bottom first); returns its rootfs. */
+async function umociRootfs(name: string, layers: [Readable, Compression][]): Promise<string> {
+  const layout = join(work, `layout-${name}`);
   await mkdir(join(layout, "blobs/sha256"), { recursive: true });
   await writeFile(join(layout, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
-  const l1 = await blobFile(layout, dirToTar(base), "gzip");
-  const l2 = await blobFile(layout, diffUpperDir(upper), "uncompressed"); // umoci 0.4.7 has no zstd
+  const blobs: CompressedLayer[] = [];
+  for (const [tar, compression] of layers) blobs.push(await blobFile(layout, tar, compression));
   const config = await writeBlob(layout, {
     architecture: "amd64",
     os: "linux",
     config: {},
-    rootfs: { type: "layers", diff_ids: [l1.diffID, l2.diffID] },
+    rootfs: { type: "layers", diff_ids: blobs.map((l) => l.diffID) },
   });
   const manifest = await writeBlob(layout, {
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
     config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-    layers: [l1, l2].map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+    layers: blobs.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
   });
   await writeFile(
     join(layout, "index.json"),
@@ -187,9 +229,57 @@ test("umoci unpacks base + our diff into exactly the merged overlay view", async
       ],
     }),
   );
-  const bundle = join(work, "bundle");
+  const bundle = join(work, `bundle-${name}`);
   sh("umoci", ["unpack", "--image", `${layout}:latest`, bundle]);
-  assert.deepEqual(describeTree(join(bundle, "rootfs"), { mtimes: true }), expected);
+  return join(bundle, "rootfs");
+}
+
+test("umoci unpacks base + our diff into exactly the merged overlay view", async () => {
+  const rootfs = await umociRootfs("overlay", [
+    [dirToTar(base), "gzip"],
+    [diffUpperDir(upper), "uncompressed"], // umoci 0.4.7 has no zstd
+  ]);
+  assert.deepEqual(describeTree(rootfs, { mtimes: true }), expected);
+});
+
+test("diffTrees (the copy driver's diff) of base and the step's result: umoci gives the merged view, unchanged files left out", async () => {
+  // the step's result as a plain tree, as the copy snapshot driver keeps it
+  const view = join(work, "view-plain");
+  const after = join(work, "after-plain");
+  await mkdir(view);
+  mountOverlay(`${upper}:${base}`, view);
+  try {
+    sh("cp", ["-a", `${view}/.`, `${after}/`]);
+  } finally {
+    umount(view);
+  }
+  const names = (await tarEntries(diffTrees(base, after))).map((e) => e.name);
+  for (const gone of [".wh.delete-me.txt", ".wh.deldir", "opq/.wh.old1", "opq/.wh.sub"])
+    assert.ok(names.includes(gone), `${gone} not in ${names.join(" ")}`);
+  for (const same of ["keep.txt", "bin/tool", "deldir/x"])
+    assert.ok(!names.includes(same), `${same} in ${names.join(" ")}`);
+  assert.ok(names.includes("bin/") && names.includes("bin/newtool"), "parent dirs of changes");
+  const rootfs = await umociRootfs("plain", [
+    [dirToTar(base), "gzip"],
+    [diffTrees(base, after), "uncompressed"],
+  ]);
+  assert.deepEqual(describeTree(rootfs, { mtimes: true }), expected);
+});
+
+test("diffTrees compares content when mtimes have no sub-second part", async () => {
+  const lower = join(work, "cmp-lower");
+  const upperTree = join(work, "cmp-upper");
+  for (const [dir, body] of [
+    [lower, "aaaa"],
+    [upperTree, "bbbb"],
+  ] as const) {
+    await mkdir(dir);
+    await writeFile(join(dir, "rewritten"), body);
+    await writeFile(join(dir, "same"), "cccc");
+    for (const f of ["rewritten", "same"]) await utimes(join(dir, f), 1000, 1000);
+  }
+  const names = (await tarEntries(diffTrees(lower, upperTree))).map((e) => e.name);
+  assert.deepEqual(names, ["rewritten"]);
 });
 
 test("applyLayer (delete mode) over the base gives the merged view", async () => {

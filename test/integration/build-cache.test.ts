@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  containerStarts,
   kilnOk,
   named,
   removeTree,
@@ -18,13 +19,6 @@ import {
 } from "../fixtures/build-cli.js";
 
 const reg = testRegistry();
-
-/** runc invocations that create or start a container (a state query like `list` is not one). */
-async function containerStarts(log: string): Promise<string[]> {
-  const lines = (await readFile(log, "utf8")).split("\n").filter((l) => l !== "");
-  await writeFile(log, "");
-  return lines.filter((l) => /(^| )(run|create|start|exec)( |$)/.test(l));
-}
 
 function ran(vs: VertexRecord[]): string[] {
   return vs.filter((v) => v.starts > 0).map((v) => v.name);

@@ -116,11 +116,7 @@ test("probe results are cached until they are older than cacheMaxAgeMs", async (
   await first;
 });
 
-test("findEmulator finds the installed qemu-user-static with its version", async (t) => {
-  if (!(await exists("/usr/bin/qemu-aarch64-static"))) {
-    t.skip("qemu-user-static is not installed");
-    return;
-  }
+test("findEmulator finds the installed qemu-user-static with its version", async () => {
   const emu = await findEmulator({ os: "linux", architecture: "arm64" }, { path: "/usr/bin" });
   assert.equal(emu?.path, "/usr/bin/qemu-aarch64-static");
   assert.equal(emu?.arch, "aarch64");

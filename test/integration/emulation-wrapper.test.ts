@@ -8,7 +8,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import { readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -26,15 +25,16 @@ import {
   type KilnResult,
 } from "../fixtures/build-cli.js";
 import { repoRoot } from "../fixtures/exec.js";
+import { KERNEL_TOO_OLD } from "../fixtures/skips.js";
 
 const reg = testRegistry();
 const qemu = "/usr/bin/qemu-aarch64-static";
-const skip = !existsSync(qemu)
-  ? "qemu-user-static is not installed"
-  : !(await privateBinfmtSupported())
-    ? "this kernel has no per-user-namespace binfmt_misc (Linux < 6.7)"
-    : false;
-const opts = { skip };
+// the one skip scripts/test accepts: it names the kernel
+const opts = {
+  skip: !(await privateBinfmtSupported())
+    ? `${KERNEL_TOO_OLD} no per-user-namespace binfmt_misc (Linux < 6.7)`
+    : false,
+};
 
 /**
  * Every id mapped to itself but the last: with the full map runc (1.1) believes it is not in a

@@ -199,3 +199,68 @@ test("kilnd refuses to serve TCP without TLS unless told --insecure", async () =
   await waitForLog(p, /refusing to serve tcp:\/\/127\.0\.0\.1:0 without TLS/);
   assert.equal(await p.exited, "exit 1");
 });
+
+test("remote: docker-image:// contexts resolve on the node; kilnd grants only its entitlements", async () => {
+  const ctx = join(dir, "ctx-remote");
+  await mkdir(ctx);
+  // `base` exists nowhere: the named context says it is an image
+  await writeFile(
+    join(ctx, "Dockerfile"),
+    "FROM base\nRUN grep '^Seccomp:' /proc/self/status > /sandboxed\n",
+  );
+  await writeFile(
+    join(ctx, "insecure.Dockerfile"),
+    "FROM base\nRUN --security=insecure grep '^Seccomp:' /proc/self/status > /insecure\n",
+  );
+  const image = ["--build-context", `base=docker-image://${reg}/base/busybox:latest`];
+  const out = join(dir, "out-remote");
+  let r = await kiln(["builder", "create", "--name", "plain-node", `unix://${sock}`]);
+  assert.equal(r.code, 0, r.stderr);
+  const build = (builder: string, ...args: string[]) =>
+    kiln(["build", "--builder", builder, "--platform", "linux/amd64", ...image, ...args, ctx]);
+  r = await build("plain-node", "-o", `type=local,dest=${out}`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await readFile(join(out, "sandboxed"), "utf8"), "Seccomp:\t2\n");
+
+  const insecure = ["--allow", "security.insecure", "-f", join(ctx, "insecure.Dockerfile")];
+  r = await build("plain-node", ...insecure, "-o", `type=local,dest=${out}`);
+  assert.equal(r.code, 1);
+  assert.match(
+    r.stderr,
+    /granting entitlement security\.insecure is not allowed by build daemon configuration/,
+  );
+  assert.match(r.stderr, /--allow-insecure-entitlement security\.insecure/);
+
+  const sock2 = join(dir, "kilnd-insecure.sock");
+  const granting = spawnIn(
+    undefined,
+    [
+      process.execPath,
+      "--import",
+      "tsx",
+      join(repoRoot, "src/daemon/main.ts"),
+      "--addr",
+      `unix://${sock2}`,
+      "--root",
+      join(dir, "root"),
+      "--allow-insecure-entitlement",
+      "security.insecure",
+    ],
+    join(dir, "kilnd-insecure.log"),
+  );
+  try {
+    await waitForLog(granting, /listening on unix:/);
+    r = await kiln(["builder", "create", "--name", "granting-node", `unix://${sock2}`]);
+    assert.equal(r.code, 0, r.stderr);
+    // the node's grant is not the client's: without --allow the Dockerfile line is refused
+    r = await build("granting-node", "-f", join(ctx, "insecure.Dockerfile"));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /insecure\.Dockerfile:2:5: security\.insecure is not allowed/);
+    r = await build("granting-node", ...insecure, "-o", `type=local,dest=${out}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(join(out, "insecure"), "utf8"), "Seccomp:\t0\n");
+  } finally {
+    granting.kill("SIGKILL");
+    await granting.exited;
+  }
+});

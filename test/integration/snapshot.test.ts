@@ -15,11 +15,13 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { once } from "node:events";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { getAttribute } from "@napi-rs/xattr";
 import { Snapshotter, readMountInfo, mountsUnder } from "../../src/snapshot/index.js";
 import { isKilnError } from "../../src/errors.js";
 
-const asRoot = process.getuid?.() === 0;
 let base = "";
 
 before(async () => {
@@ -55,9 +57,19 @@ async function layer(
   await s.commit(`new-${id}`, l, id);
 }
 
-const opts = { skip: asRoot ? false : "needs root for overlayfs mounts" };
+/** Entry names of a layer tar as GNU tar lists them. */
+async function gnuTarList(tar: Readable): Promise<string[]> {
+  const child = spawn("tar", ["-tf", "-"], { stdio: ["pipe", "pipe", "inherit"] });
+  const out: Buffer[] = [];
+  child.stdout.on("data", (c: Buffer) => out.push(c));
+  const closed = once(child, "close");
+  await pipeline(tar, child.stdin);
+  const [code] = (await closed) as [number];
+  assert.equal(code, 0, "tar -t failed");
+  return Buffer.concat(out).toString().split("\n").filter(Boolean);
+}
 
-test("overlay: prepare/commit chain, whiteouts, opaque dirs, renamed dirs", opts, async () => {
+test("overlay: prepare/commit chain, whiteouts, opaque dirs, renamed dirs", async () => {
   const s = new Snapshotter(await freshRoot("chain"));
   assert.equal(await s.driver(), "overlay");
   await layer(s, "a", [], { "etc/keep": "k", "etc/gone": "g", "d/old": "o", "r/x": "x" });
@@ -127,7 +139,7 @@ async function chainOf(s: Snapshotter, n: number): Promise<string[]> {
   return ids;
 }
 
-test("overlay: a 150-layer chain mounts with relative lowerdirs", opts, async () => {
+test("overlay: a 150-layer chain mounts with relative lowerdirs", async () => {
   const s = new Snapshotter(await freshRoot("long"));
   const ids = await chainOf(s, 150);
   const m = await s.prepare("r150", ids);
@@ -139,7 +151,7 @@ test("overlay: a 150-layer chain mounts with relative lowerdirs", opts, async ()
   assert.deepEqual(mountsUnder(await readMountInfo(), s.root), []);
 });
 
-test("overlay: chains too long for one mount are flattened", opts, async () => {
+test("overlay: chains too long for one mount are flattened", async () => {
   // 600 bytes of options hold ~30 lowerdirs, so 60 layers need two levels of flattening.
   const s = new Snapshotter(await freshRoot("flat"), { optionsLimit: 600 });
   const ids = await chainOf(s, 60);
@@ -159,7 +171,7 @@ test("overlay: chains too long for one mount are flattened", opts, async () => {
   await again.release();
 });
 
-test("copy driver: full trees, base for diffing", async () => {
+test("copy driver: full trees, layers that hold only changes, merged chains", async () => {
   const s = new Snapshotter(await freshRoot("copy"), { driver: "copy" });
   assert.equal(await s.driver(), "copy");
   await layer(s, "a", [], { "x/1": "1", "x/2": "2" });
@@ -170,17 +182,30 @@ test("copy driver: full trees, base for diffing", async () => {
   await s.commit("run", m, "b");
   assert.deepEqual(await readdir(join(s.path("b"), "x")), ["2"]);
   assert.deepEqual(await readdir(join(s.path("a"), "x")), ["1", "2"], "parent untouched");
-  const l = await s.newEmpty("unpack", ["b"]);
+  const l = await s.newEmpty("unpack", ["a", "b"]);
   assert.equal(l.whiteouts, "apply");
   assert.deepEqual(await readdir(join(l.dir, "x")), ["2"]);
   await l.release();
+  // the layers (as GNU tar reads them): a's whole tree; b only its deletion, x/2 left out
+  assert.deepEqual(await gnuTarList(await s.diff("a")), ["x/", "x/1", "x/2"]);
+  assert.deepEqual(await gnuTarList(await s.diff("b")), ["x/", "x/.wh.1"]);
+  // a merge (COPY --link): c was made on nothing, so [a, b, c] is b's tree plus c's files
+  await layer(s, "c", [], { "y/3": "3" });
+  const merged = await s.prepare("merged", ["a", "b", "c"]);
+  assert.deepEqual(await readdir(join(merged.rootfs, "x")), ["2"]);
+  assert.deepEqual(await readdir(join(merged.rootfs, "y")), ["3"]);
+  await writeFile(join(merged.rootfs, "x/2"), "two");
+  await rm(join(merged.rootfs, "y/3"));
+  await s.commit("merged", merged, "d");
+  assert.deepEqual(await gnuTarList(await s.diff("d")), ["x/", "x/2", "y/", "y/.wh.3"]);
+  assert.deepEqual(await readdir(join(s.path("c"), "y")), ["3"], "merged layer untouched");
   await assert.rejects(
     new Snapshotter(s.root, { driver: "overlay" }).driver(),
     (e) => isKilnError(e) && e.code === "E_SNAPSHOT_DRIVER",
   );
 });
 
-test("cleanupStale unmounts and removes what a SIGKILLed process left", opts, async () => {
+test("cleanupStale unmounts and removes what a SIGKILLed process left", async () => {
   const root = await freshRoot("stale");
   const s = new Snapshotter(root);
   await layer(s, "a", [], { f: "1" });

@@ -10,6 +10,7 @@
 import { isIP } from "node:net";
 import { posix } from "node:path";
 import { KilnError } from "../../errors.js";
+import { entitlementHint, type Entitlement } from "../../entitlements/index.js";
 import { vertex, type ExecMount, type FileAction, type Vertex } from "../../graph/index.js";
 import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../oci/types.js";
 import { format, formatAll, normalize, parse, parseNormalized } from "../../platform/index.js";
@@ -53,6 +54,8 @@ export interface ConvertOptions {
   target?: string;
   labels: Readonly<Record<string, string>>;
   network: "default" | "none" | "host";
+  /** what the build may do beyond the sandbox (`--allow`) */
+  entitlements?: ReadonlySet<Entitlement>;
   extraHosts: { host: string; ip: string }[];
   /** local build contexts by name: "context" and the --build-context names */
   contexts: ReadonlyMap<string, { dir: string; excludePatterns: string[] }>;
@@ -196,6 +199,26 @@ function withoutCreated(config: ImageConfig): ImageConfig {
   const c = structuredClone(config);
   delete c.created;
   return c;
+}
+
+/**
+ * BuildKit writes the target's platform into the config in containerd's normalized form, so an
+ * arm64 base whose config says variant "v8" exports none, and an arm base without one gets "v7".
+ */
+function normalizeConfigPlatform(config: ImageConfig): void {
+  const p = normalize({
+    os: config.os,
+    architecture: config.architecture,
+    variant: config.variant,
+    osVersion: config["os.version"],
+    osFeatures: config["os.features"],
+  });
+  config.os = p.os;
+  config.architecture = p.architecture;
+  if (p.variant) config.variant = p.variant;
+  else delete config.variant;
+  if (p.osFeatures) config["os.features"] = p.osFeatures;
+  else delete config["os.features"];
 }
 
 function emptyImage(p: Platform): ImageConfig {
@@ -363,6 +386,15 @@ class Converter {
     throw placeError(e, this.df.source, loc.startLine, loc.endLine);
   }
 
+  /** A RUN needing an entitlement the build was not given fails on its line. */
+  private requireEntitlement(needed: boolean, e: Entitlement, needle: string): void {
+    if (!needed || this.o.entitlements?.has(e)) return;
+    throw new UnplacedError("E_ENTITLEMENT", `${e} is not allowed`, {
+      needle,
+      hint: entitlementHint(e),
+    });
+  }
+
   private warn(message: string, line?: number): void {
     this.warnings.push({
       message,
@@ -401,8 +433,14 @@ class Converter {
         if (t.variant) config.variant = t.variant;
         else delete config.variant;
       }
+      if (t.osVersion || !sameOsArch) {
+        if (t.osVersion) config["os.version"] = t.osVersion;
+        else delete config["os.version"];
+      }
+      if (t.osFeatures) config["os.features"] = [...t.osFeatures];
       platform = t;
     }
+    normalizeConfigPlatform(config);
     return {
       root: st.fs,
       platform: normalize(platform),
@@ -864,6 +902,10 @@ class Converter {
     if (!def.base) {
       st.env = Env.fromList(cc.Env);
       st.workdir = cc.WorkingDir ? normalizeWorkdir("/", cc.WorkingDir) : "/";
+    } else {
+      // BuildKit re-applies the config's Env over the inherited state, so a name the parent
+      // declared as both ARG and ENV reaches the child's RUN with its ENV value
+      for (const [k, v] of Env.fromList(cc.Env).pairs) st.env.set(k, v);
     }
     for (const { c, onbuild } of commands) {
       st.isOnBuild = onbuild;
@@ -1233,11 +1275,25 @@ class Converter {
       }
     }
     if (c.prependShell) args = withShell(cc, args);
-    if (c.security === "insecure") {
-      throw new UnplacedError(
-        DockerfileErrorCode.flagValue,
-        "RUN --security=insecure needs the security.insecure entitlement, which kiln does not grant",
-        { needle: "--security", hint: "drop --security=insecure; kiln runs every step sandboxed" },
+    const network = c.network !== "default" ? c.network : this.o.network;
+    this.requireEntitlement(c.security === "insecure", "security.insecure", "--security");
+    this.requireEntitlement(network === "host", "network.host", "--network");
+    for (const d of c.devices) {
+      // CDI device names: kiln registers no CDI devices, so every device is one the host
+      // lacks, which BuildKit refuses when required and skips when optional (the default)
+      if (d.required) {
+        throw new UnplacedError(
+          DockerfileErrorCode.flagValue,
+          `required device ${JSON.stringify(d.name)} is not registered: kiln has no CDI devices`,
+          {
+            needle: "--device",
+            hint: "drop --device, or mark it optional: --device=NAME,required=false",
+          },
+        );
+      }
+      this.warn(
+        `optional device ${JSON.stringify(d.name)} is not registered: skipped`,
+        c.location.startLine,
       );
     }
     const secretEnvs = new Set<string>();
@@ -1348,7 +1404,6 @@ class Converter {
       st.platform,
       st.env,
     );
-    const network = c.network !== "default" ? c.network : this.o.network;
     const v = this.track(
       st,
       vertex(
@@ -1359,6 +1414,7 @@ class Converter {
           cwd: st.workdir,
           user: cc.User ?? "",
           network,
+          ...(c.security === "insecure" ? { security: "insecure" as const } : {}),
           mounts,
           ...(this.o.extraHosts.length ? { extraHosts: this.o.extraHosts } : {}),
           // dockerui reads the sandbox hostname from this build arg
@@ -1415,8 +1471,12 @@ class Converter {
       inputs.push(v);
       return inputs.length - 1;
     };
-    const link = c.link && !chmod;
-    // with --link the files land in an empty layer that is merged onto the stage
+    // With --link the files land in an empty layer that is merged onto the stage. BuildKit
+    // drops --link when --chmod is given, silently, because an octal --chmod also sets the
+    // mode of created parent directories, and on merge those would replace the stage's
+    // (COPY --link --chmod=600 f /usr/bin/f would leave /usr/bin 0600). kiln keeps --link and
+    // creates the parents with the default mode instead (linkedParents).
+    const link = c.link;
     const base = link ? undefined : st.fs;
     if (base) inputs.push(base);
     let from: Vertex | undefined;
@@ -1538,6 +1598,9 @@ class Converter {
         excludes: c.excludes,
         parents: false,
       });
+    }
+    if (link && chmod) {
+      for (const a of actions) if (a.action === "copy") a.linkedParents = true;
     }
     const kw = isAdd ? "ADD" : "COPY";
     let msg = kw;

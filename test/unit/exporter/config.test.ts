@@ -84,17 +84,27 @@ test("an epoch in the past clamps the build's own entries and created; base entr
   assert.equal(c.created, "1970-01-01T00:00:00Z");
 });
 
-test("an epoch later than the build keeps the real times (a clamp, not an override)", () => {
+test("an epoch dates every entry the build wrote, metadata-only ones and future epochs too", () => {
   const future = Date.parse("2030-01-01T00:00:00Z") / 1000;
   const c = finalConfig(image("2026-11-27T10:00:00Z", "2026-11-27T10:05:00Z"), blobs, future);
-  assert.equal(c.history![4]!.created, "2026-11-27T10:05:00Z");
-  assert.equal(c.created, "2026-11-27T10:05:00Z");
-  const between = Date.parse("2026-11-27T10:01:00Z") / 1000;
-  const d = finalConfig(image("2026-11-27T10:00:00Z", "2026-11-27T10:05:00Z"), blobs, between);
   assert.deepEqual(
-    d.history!.slice(2).map((h) => h.created),
-    ["2026-11-27T10:00:00Z", "2026-11-27T10:00:00Z", "2026-11-27T10:01:00Z"],
+    c.history!.map((h) => h.created),
+    [
+      "2024-05-01T10:00:00Z",
+      "2024-05-01T10:00:01Z",
+      "2030-01-01T00:00:00Z",
+      "2030-01-01T00:00:00Z",
+      "2030-01-01T00:00:00Z",
+    ],
   );
+  assert.equal(c.created, "2030-01-01T00:00:00Z");
+  // an image with no entry of its own keeps the base's time, clamped to the epoch
+  const base = image("2026-11-27T10:00:00Z", "2026-11-27T10:05:00Z");
+  base.config.history = base.config.history!.slice(0, 2);
+  base.historyProducers = [];
+  base.result.layers = base.result.layers.slice(0, 1);
+  assert.equal(finalConfig(base, blobs.slice(0, 1), future).created, "2024-05-01T10:00:01Z");
+  assert.equal(finalConfig(base, blobs.slice(0, 1), 0).created, "1970-01-01T00:00:00Z");
 });
 
 test("epoch times are written as Go writes them", () => {

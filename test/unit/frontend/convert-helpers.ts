@@ -28,6 +28,8 @@ export interface FakeImage {
   layers?: number;
   /** always answer with this platform (a single-platform image) */
   only?: string;
+  /** the config's platform fields as the image wrote them (e.g. arm64 with variant "v8") */
+  configPlatform?: { architecture?: string; variant?: string };
 }
 
 export const IMAGES: Record<string, FakeImage> = {
@@ -66,6 +68,7 @@ export function fakeResolver(calls: string[], images: Record<string, FakeImage> 
       architecture: p.architecture,
       os: p.os,
       ...(p.variant ? { variant: p.variant } : {}),
+      ...img.configPlatform,
       config: structuredClone(img.config ?? { Env: ["PATH=/usr/bin:/bin"] }),
       rootfs: {
         type: "layers",

@@ -126,6 +126,24 @@ for (const [target, tp, arch, variant] of [
   });
 }
 
+test("the config's platform is containerd-normalized: arm64 'v8' from the base is dropped, arm gets v7", async () => {
+  const images = {
+    arm64v8: { only: "linux/arm64", configPlatform: { variant: "v8" } },
+    aarch64: { configPlatform: { architecture: "aarch64", variant: "8" } },
+    armnovariant: { only: "linux/arm/v7", configPlatform: { variant: "" } },
+  };
+  for (const platform of ["linux/arm64", "linux/arm64/v8", undefined]) {
+    const r = await convert("FROM arm64v8\nRUN true\n", { platform, images });
+    assert.equal(r.config.architecture, "arm64");
+    assert.equal(r.config.variant, undefined, `platform ${platform}`);
+  }
+  const a = await convert("FROM aarch64\n", { platform: "linux/arm64", images });
+  assert.deepEqual([a.config.architecture, a.config.variant], ["arm64", undefined]);
+  // the implicit target keeps the base's platform, still normalized
+  const b = await convert("FROM armnovariant\n", { images });
+  assert.deepEqual([b.config.architecture, b.config.variant], ["arm", "v7"]);
+});
+
 test("automatic platform ARGs can be overridden with --build-arg; TARGETSTAGE names the target", async () => {
   const src = "FROM alpine AS one\nARG TARGETARCH TARGETSTAGE\nRUN true\nFROM alpine AS two\n";
   const r = await convert(src, { buildArgs: { TARGETARCH: "mips" }, target: "one" });
@@ -184,8 +202,42 @@ test("BUILDKIT_SANDBOX_HOSTNAME sets RUN's hostname; --add-host reaches every RU
   assert.deepEqual(lastExec(r).extraHosts, [{ host: "db", ip: "10.0.0.2" }]);
 });
 
-test("RUN --security=insecure is refused with the entitlement named", async () => {
-  await rejects(convert("FROM alpine\nRUN --security=insecure true\n"), /security\.insecure/, 2);
+test("RUN --security=insecure and --network=host need their entitlements", async () => {
+  const insecure = "FROM alpine\nRUN --security=insecure true\n";
+  await rejects(convert(insecure), /:5: security\.insecure is not allowed\n/, 2);
+  await assert.rejects(convert(insecure), (e: unknown) => {
+    assert.ok(e instanceof KilnError);
+    assert.equal(e.code, "E_ENTITLEMENT");
+    assert.match(e.hint ?? "", /--allow security\.insecure/);
+    return true;
+  });
+  const granted = await convert(insecure, { entitlements: new Set(["security.insecure"]) });
+  assert.equal(lastExec(granted).security, "insecure");
+  const sandboxed = await convert("FROM alpine\nRUN true\n");
+  assert.ok(!("security" in lastExec(sandboxed)), "a sandboxed RUN's digest is unchanged");
+
+  const host = "FROM alpine\nRUN true\nRUN --network=host true\n";
+  await rejects(convert(host), /network\.host is not allowed\n/, 3);
+  await rejects(convert("FROM alpine\nRUN true\n", { network: "host" }), /network\.host/, 2);
+  const ok = await convert(host, { entitlements: new Set(["network.host"]) });
+  assert.equal(lastExec(ok).network, "host");
+  await rejects(convert(host, { entitlements: new Set(["security.insecure"]) }), /network\.host/);
+});
+
+test("RUN --device: a required device is refused (no CDI devices), an optional one skipped (the default)", async () => {
+  await rejects(
+    convert("FROM alpine\nRUN --device=vendor.com/gpu=0,required true\n"),
+    /required device "vendor\.com\/gpu=0" is not registered: kiln has no CDI devices/,
+    2,
+  );
+  await rejects(convert("FROM alpine\nRUN --device=name=a,required=true true\n"), /CDI/, 2);
+  for (const flag of ["--device=vendor.com/gpu=0", "--device=vendor.com/gpu=0,required=false"]) {
+    const r = await convert(`FROM alpine\nRUN ${flag} true\n`);
+    assert.deepEqual(
+      r.warnings.map((w) => [w.message, w.location?.line]),
+      [['optional device "vendor.com/gpu=0" is not registered: skipped', 2]],
+    );
+  }
 });
 
 // ---------------------------------------------------------------- ENV
@@ -468,6 +520,24 @@ test("only the stages the target needs are converted: an unreachable base is nev
 
 // ---------------------------------------------------------------- COPY / ADD
 
+test("FROM <stage>: a name the parent declared as ARG and ENV reaches the child's RUN as the ENV value", async () => {
+  const parent =
+    "FROM alpine AS parent\nENV B=envb\nARG A=arga B=argb OTHER=o\nENV A=enva\nRUN p\n";
+  const r = await convert(parent + "FROM parent\nRUN c\n");
+  const env = envOf(lastExec(r));
+  assert.deepEqual([env.A, env.B, env.OTHER], ["enva", "envb", "o"]);
+  assert.match(history(r).at(-1)!.created_by!, /^RUN \|3 A=enva B=envb OTHER=o \/bin\/sh -c c/);
+  // the parent's own RUN saw the later declaration of each
+  const p = await convert(parent, { target: "parent" });
+  assert.deepEqual([envOf(lastExec(p)).A, envOf(lastExec(p)).B], ["enva", "argb"]);
+  // `ARG A` re-declared without a default in the child keeps the ENV value
+  const a = await convert(parent + "FROM parent\nARG A B\nRUN c\n");
+  assert.deepEqual([envOf(lastExec(a)).A, envOf(lastExec(a)).B], ["enva", "envb"]);
+  // a build arg still wins for a name the child declares
+  const b = await convert(parent + "FROM parent\nARG A\nRUN c\n", { buildArgs: { A: "cli" } });
+  assert.equal(envOf(lastExec(b)).A, "cli");
+});
+
 test("COPY --from a stage (by name and by index), an image and a named context", async () => {
   const src =
     "FROM alpine AS a\nRUN make\nFROM busybox\nCOPY --from=a /x /x\nCOPY --from=0 /y /y\nCOPY --from=tonistiigi/xx / /\nCOPY --from=extra /z /z\n";
@@ -574,7 +644,7 @@ for (const [chmod, ok] of [
   });
 }
 
-test("COPY --link makes a copy onto scratch merged onto the stage (not with --chmod)", async () => {
+test("COPY --link makes a copy onto scratch merged onto the stage (with --chmod too)", async () => {
   const r = await convert(
     "FROM alpine\nRUN make\nCOPY --link a /a\nCOPY --link --chmod=600 b /b\n",
     {
@@ -582,15 +652,27 @@ test("COPY --link makes a copy onto scratch merged onto the stage (not with --ch
       platform: "linux/arm64",
     },
   );
-  const merge = vertices(r).find((v) => v.op.kind === "merge")!;
+  const merges = vertices(r).filter((v) => v.op.kind === "merge");
+  assert.equal(merges.length, 2);
+  const merge = merges[0]!;
   assert.equal(merge.inputs.length, 2);
   assert.equal(merge.inputs[0]!.op.kind, "exec");
   const copy = merge.inputs[1]!;
   assert.equal(copy.op.kind === "file" && copy.op.dest, -1);
   assert.equal(copy.name, "[linux/arm64 3/4] COPY --link a /a");
   assert.equal(merge.name, "[linux/arm64 3/4] LINK COPY --link a /a");
-  assert.equal(r.root!.op.kind, "file");
+  assert.equal(r.root!.digest, merges[1]!.digest);
   assert.equal(r.root!.inputs[0]!.digest, merge.digest);
+  const chmodCopy = r.root!.inputs[1]!;
+  assert.equal(chmodCopy.op.kind === "file" && chmodCopy.op.dest, -1, "onto scratch");
+  assert.equal(
+    chmodCopy.op.kind === "file" &&
+      chmodCopy.op.actions[0]!.action === "copy" &&
+      chmodCopy.op.actions[0]!.chmod,
+    "600",
+  );
+  const linked = chmodCopy.op.kind === "file" ? chmodCopy.op.actions[0] : undefined;
+  assert.equal(linked?.action === "copy" && linked.linkedParents, true, "parents: default mode");
   assert.deepEqual(
     history(r)
       .slice(-2)

@@ -1,0 +1,1 @@
+mkdir real && echo r > real/f && ln -s real linkdir

@@ -1,0 +1,539 @@
+/**
+ * Remote build cache: `--cache-from` loads cache records before solving so lookups can hit
+ * them (a hit is unpacked from its blobs only when the build needs it), and `--cache-to`
+ * writes the build's records and layer blobs after solving, in BuildKit's format. The engine
+ * calls `importCaches`, wraps its result cache with `CacheWithImports`, and calls
+ * `exportCaches` / `inlineCache` when the build is solved.
+ */
+import type { Readable } from "node:stream";
+import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
+import type { ContentStore } from "../content/index.js";
+import { KilnError, messageOf } from "../errors.js";
+import { topoSort, type Vertex } from "../graph/index.js";
+import {
+  layerCompression,
+  layerMediaType,
+  MediaType,
+  encodeJSON,
+  type Descriptor,
+} from "../oci/index.js";
+import { parseReference, registryHost } from "../reference/index.js";
+import type { RegistryClient } from "../registry/index.js";
+import type { ResultCache } from "../solver/index.js";
+import {
+  CACHE_CONFIG_MEDIA_TYPE,
+  INLINE_CACHE_KEY,
+  decodeCache,
+  decodeInline,
+  encodeCache,
+  encodeInline,
+  parseCacheConfig,
+  type CacheConfig,
+  type CacheEntry,
+  type CachedLayer,
+} from "./format.js";
+import type { CacheExportSpec, CacheImportSpec, CacheMode } from "./spec.js";
+import {
+  localSource,
+  localTarget,
+  putJSONBlob,
+  registrySource,
+  registryTarget,
+  type CacheSource,
+  type CacheTarget,
+} from "./store.js";
+
+export { parseCacheFrom, parseCacheTo } from "./spec.js";
+export type { CacheExportSpec, CacheImportSpec, CacheMode } from "./spec.js";
+export { INLINE_CACHE_KEY } from "./format.js";
+
+/** What the remote cache needs from the engine. */
+export interface RemoteCacheDeps {
+  client: RegistryClient;
+  content: ContentStore;
+  local: BuildCache;
+  /** the snapshots a chain of layers (by diff ID, bottom first) is unpacked into */
+  snapshotNames(diffIDs: readonly string[]): string[];
+  /** unpacks a chain of blobs into snapshots (bottom first), fetching missing blobs with `fetch` */
+  unpack(
+    v: Vertex,
+    layers: readonly { desc: Descriptor; diffID: string }[],
+    fetch: (desc: Descriptor) => Readable,
+    signal: AbortSignal,
+  ): Promise<string[]>;
+  /** the compressed blob of a result layer (made and stored in `content` if needed) */
+  layerBlob(layer: LayerRecord, compression: "gzip" | "zstd" | "uncompressed"): Promise<BlobRecord>;
+  warn(message: string, detail?: string): void;
+}
+
+interface Imported {
+  layers: CachedLayer[];
+  source: CacheSource;
+}
+
+/** The records of every `--cache-from`, by cache key (the first source that has a key wins). */
+export class ImportedCache {
+  private readonly blobs = new Map<string, CacheSource>();
+
+  constructor(
+    readonly entries: ReadonlyMap<string, Imported>,
+    readonly sources: readonly CacheSource[],
+  ) {
+    for (const e of entries.values()) {
+      for (const l of e.layers) if (!this.blobs.has(l.digest)) this.blobs.set(l.digest, e.source);
+    }
+  }
+
+  static empty(): ImportedCache {
+    return new ImportedCache(new Map(), []);
+  }
+
+  get(key: string): Imported | undefined {
+    return this.entries.get(key);
+  }
+
+  /** The source a blob of an imported result is read from. */
+  sourceOf(digest: string): CacheSource | undefined {
+    return this.blobs.get(digest);
+  }
+
+  /** The repositories of `registry` that imported caches live in (blobs mount from them). */
+  repositoriesOn(registry: string): string[] {
+    return this.sources.flatMap((s) => (s.repo?.registry === registry ? [s.repo.repository] : []));
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+/**
+ * Loads every `--cache-from`. One that is unreachable, missing or invalid is a warning: the
+ * build goes on without it, as BuildKit's does.
+ */
+export async function importCaches(
+  specs: readonly CacheImportSpec[],
+  deps: RemoteCacheDeps,
+): Promise<ImportedCache> {
+  const entries = new Map<string, Imported>();
+  const sources: CacheSource[] = [];
+  for (const spec of specs) {
+    const source =
+      spec.type === "registry"
+        ? registrySource(deps.client, spec.ref)
+        : await localSource(spec.src, spec.tag, spec.digest);
+    try {
+      const read = await readCache(source);
+      if (read === undefined) {
+        deps.warn(`cache ${source.name} not found: building without it`);
+        continue;
+      }
+      sources.push(source);
+      for (const e of read) {
+        if (e.layers && !entries.has(e.key)) entries.set(e.key, { layers: e.layers, source });
+      }
+    } catch (e) {
+      deps.warn(`cannot import cache ${source.name}: ${messageOf(e)}`, "building without it");
+    }
+  }
+  return new ImportedCache(entries, sources);
+}
+
+/** The entries of a cache: a cache index, a cache image manifest, or an image with inline cache. */
+async function readCache(source: CacheSource): Promise<CacheEntry[] | undefined> {
+  const root = await source.root();
+  if (!root) return undefined;
+  const doc = parseJSON(root.bytes, source.name) as {
+    manifests?: Descriptor[];
+    config?: Descriptor;
+    layers?: Descriptor[];
+  };
+  if (Array.isArray(doc.manifests)) {
+    const config = doc.manifests.find((m) => m.mediaType === CACHE_CONFIG_MEDIA_TYPE);
+    if (config) {
+      const c = parseCacheConfig(await source.readBlob(config), source.name);
+      return decodeCache(c, doc.manifests, source.name);
+    }
+    // an image index: each platform's config may carry its inline cache
+    const out: CacheEntry[] = [];
+    for (const m of doc.manifests) {
+      const child = parseJSON(await source.manifest(m.digest), source.name) as typeof doc;
+      out.push(...(await readInline(source, child)));
+    }
+    return out;
+  }
+  if (doc.config?.mediaType === CACHE_CONFIG_MEDIA_TYPE) {
+    const c = parseCacheConfig(await source.readBlob(doc.config), source.name);
+    return decodeCache(c, doc.layers ?? [], source.name);
+  }
+  return readInline(source, doc);
+}
+
+async function readInline(
+  source: CacheSource,
+  manifest: { config?: Descriptor; layers?: Descriptor[] },
+): Promise<CacheEntry[]> {
+  if (!manifest.config || !Array.isArray(manifest.layers)) return [];
+  const config = parseJSON(await source.readBlob(manifest.config), source.name) as {
+    rootfs?: { diff_ids?: string[] };
+    history?: { created?: string; empty_layer?: boolean }[];
+    [INLINE_CACHE_KEY]?: unknown;
+  };
+  const value = config[INLINE_CACHE_KEY];
+  const diffIDs = config.rootfs?.diff_ids ?? [];
+  if (value === undefined || diffIDs.length !== manifest.layers.length) return [];
+  const created = (config.history ?? []).filter((h) => !h.empty_layer).map((h) => h.created);
+  const image: CachedLayer[] = manifest.layers.map((l, i) => ({
+    digest: l.digest,
+    size: l.size,
+    mediaType: l.mediaType,
+    diffID: diffIDs[i]!,
+    createdAt: created[i],
+  }));
+  return decodeInline(value, image, source.name);
+}
+
+function parseJSON(bytes: Buffer, name: string): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    throw new KilnError("E_CACHE_INVALID", `cache ${name}: its manifest is not JSON`);
+  }
+}
+
+/**
+ * The solver's result cache with imported records behind the local ones. An imported hit is a
+ * result whose layers are only referenced (`remote`): it is unpacked into snapshots — fetching
+ * the blobs the content store lacks — when a step needs it as an input (`prepare`), or when the
+ * export needs its files; a build whose final step hits exports its layers as they are.
+ */
+export class CacheWithImports implements ResultCache<FsResult> {
+  private readonly lazy = new WeakMap<FsResult, { v: Vertex; key: string; e: Imported }>();
+  private readonly unpacked = new Map<string, Promise<FsResult>>();
+
+  constructor(
+    private readonly deps: RemoteCacheDeps,
+    private readonly imported: ImportedCache,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async load(key: string, v: Vertex): Promise<FsResult | undefined> {
+    const hit = await this.deps.local.load(key);
+    if (hit !== undefined) return hit;
+    const e = this.imported.get(key);
+    if (!e) return undefined;
+    const snapshots = this.deps.snapshotNames(e.layers.map((l) => l.diffID));
+    const layers: LayerRecord[] = e.layers.map((l, i) => ({
+      snapshot: snapshots[i]!,
+      blob: { digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: l.diffID },
+      created: l.createdAt,
+      remote: true,
+    }));
+    markProducers(v, layers);
+    const result = { layers };
+    this.lazy.set(result, { v, key, e });
+    return result;
+  }
+
+  save(key: string, result: FsResult): Promise<void> {
+    return this.deps.local.save(key, result);
+  }
+
+  /** The result with its layers unpacked (once per key), recorded in the local cache. */
+  prepare(result: FsResult): Promise<FsResult> {
+    const lazy = this.lazy.get(result);
+    if (!lazy) return Promise.resolve(result);
+    let p = this.unpacked.get(lazy.key);
+    if (!p) {
+      p = this.unpack(lazy, result);
+      this.unpacked.set(lazy.key, p);
+    }
+    return p;
+  }
+
+  private async unpack(
+    { v, key, e }: { v: Vertex; key: string; e: Imported },
+    result: FsResult,
+  ): Promise<FsResult> {
+    await this.deps.unpack(
+      v,
+      e.layers.map((l) => ({ desc: descriptorOf(l), diffID: l.diffID })),
+      (desc) => e.source.openBlob(desc),
+      this.signal,
+    );
+    const layers = result.layers.map(({ remote: _remote, ...l }) => l);
+    for (const l of layers) {
+      // a built layer is exported from its recorded blob, never compressed again
+      const compression = l.producer ? layerCompression(l.blob!.mediaType) : undefined;
+      if (compression) await this.deps.local.recordBlob(l.snapshot, compression, l.blob!);
+    }
+    const unpacked = { layers };
+    await this.deps.local.save(key, unpacked);
+    return unpacked;
+  }
+}
+
+function descriptorOf(l: CachedLayer): Descriptor {
+  return { mediaType: l.mediaType, digest: l.digest, size: l.size };
+}
+
+/**
+ * Which step made each layer of v's result (the image history matches layers to steps by it):
+ * a RUN, COPY or ADD adds the top layer to the result of its base input.
+ */
+function markProducers(v: Vertex, layers: LayerRecord[]): void {
+  let cur: Vertex | undefined = v;
+  for (let i = layers.length - 1; i >= 0 && cur; i--) {
+    const base = baseInput(cur);
+    if (base === "none") return;
+    layers[i]!.producer = cur.digest;
+    cur = base;
+  }
+}
+
+/** The input a vertex adds its layer on top of; "none" when it adds no layer to anything. */
+function baseInput(v: Vertex): Vertex | undefined | "none" {
+  switch (v.op.kind) {
+    case "exec":
+      return v.inputs[0];
+    case "file":
+      return v.op.dest >= 0 ? v.inputs[v.op.dest] : undefined;
+    case "http":
+      return undefined;
+    default:
+      return "none";
+  }
+}
+
+/** The vertices whose records a cache export holds: all of them, or the final images' chains. */
+function exported(roots: readonly Vertex[], mode: CacheMode): Vertex[] {
+  if (mode === "max") return topoSort(roots);
+  const out = new Map<string, Vertex>();
+  for (const r of roots) {
+    let cur: Vertex | undefined = r;
+    while (cur && !out.has(cur.digest)) {
+      out.set(cur.digest, cur);
+      const base = baseInput(cur);
+      cur = base === "none" ? undefined : base;
+    }
+  }
+  return [...out.values()];
+}
+
+/** The solved build as the exporter sees it. */
+export interface SolvedBuild {
+  roots: readonly Vertex[];
+  keyOf(v: Vertex): Promise<string>;
+  imported: ImportedCache;
+}
+
+/** A cache a node pushed by digest (`part`), for the client to merge under the tag. */
+export interface CachePart {
+  ref: string;
+  digest: string;
+}
+
+/**
+ * Writes every `--cache-to` but inline; a failure fails the build unless ignore-error=true.
+ * Returns the parts pushed by digest.
+ */
+export async function exportCaches(
+  specs: readonly CacheExportSpec[],
+  build: SolvedBuild,
+  deps: RemoteCacheDeps,
+): Promise<CachePart[]> {
+  const parts: CachePart[] = [];
+  for (const spec of specs) {
+    if (spec.type === "inline") continue;
+    const name = spec.type === "registry" ? spec.ref : spec.dest;
+    try {
+      const target =
+        spec.type === "registry"
+          ? registryTarget(deps.client, spec.ref)
+          : await localTarget(spec.dest, spec.tag);
+      const root = await exportTo(target, spec, build, deps);
+      if (root && spec.type === "registry" && spec.part) {
+        parts.push({ ref: spec.ref, digest: root.digest });
+      }
+    } catch (e) {
+      failed(spec, name, e, deps);
+    }
+  }
+  return parts;
+}
+
+function failed(
+  spec: { ignoreError: boolean },
+  name: string,
+  e: unknown,
+  deps: Pick<RemoteCacheDeps, "warn">,
+): void {
+  if (!spec.ignoreError) {
+    throw new KilnError("E_CACHE_EXPORT", `cannot export cache to ${name}: ${messageOf(e)}`, {
+      hint: "fix the destination, or add ignore-error=true to --cache-to to build without it",
+      cause: e,
+    });
+  }
+  deps.warn(`cannot export cache to ${name}: ${messageOf(e)}`, "ignored (ignore-error=true)");
+}
+
+type StoredSpec = Extract<CacheExportSpec, { type: "registry" | "local" }>;
+
+async function exportTo(
+  target: CacheTarget,
+  spec: StoredSpec,
+  build: SolvedBuild,
+  deps: RemoteCacheDeps,
+): Promise<Descriptor | undefined> {
+  const entries: CacheEntry[] = [];
+  const open = new Map<string, () => Readable>();
+  const family = spec.ociMediaTypes ? "oci" : "docker";
+  const mountFrom = new Set<string>();
+  const sameRegistry = (repo: { registry: string; repository: string } | undefined): void => {
+    if (repo && target.repo && repo.registry === target.repo.registry)
+      mountFrom.add(repo.repository);
+  };
+  for (const s of build.imported.sources) sameRegistry(s.repo);
+  for (const v of exported(build.roots, spec.mode)) {
+    if (v.op.kind === "image") {
+      const r = parseReference(v.op.ref);
+      sameRegistry({ registry: registryHost(r), repository: r.repository });
+    }
+    const key = await build.keyOf(v);
+    const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
+    const layers = await resultLayers(v, key, build, deps, open, spec.compression);
+    entries.push({
+      key,
+      inputs,
+      layers: layers?.map((l) => ({
+        ...l,
+        mediaType: layerMediaType(layerCompression(l.mediaType) ?? "gzip", family),
+      })),
+    });
+  }
+  const { config, blobs } = encodeCache(entries);
+  if (blobs.length === 0) {
+    deps.warn(`cache export to ${target.name} skipped: no step of this build made a layer`);
+    return undefined;
+  }
+  await target.putBlobs(
+    blobs.map((desc) => ({ desc, open: open.get(desc.digest)! })),
+    [...mountFrom],
+  );
+  return writeRoot(target, spec, config, blobs, spec.type === "registry" && spec.part === true);
+}
+
+/** Writes the config blob and the root (index, or manifest with image-manifest=true). */
+async function writeRoot(
+  target: CacheTarget,
+  spec: Pick<StoredSpec, "imageManifest" | "ociMediaTypes">,
+  config: CacheConfig,
+  blobs: Descriptor[],
+  untagged: boolean,
+): Promise<Descriptor> {
+  const configDesc = await putJSONBlob(target, config, CACHE_CONFIG_MEDIA_TYPE);
+  const root = spec.imageManifest
+    ? {
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        config: configDesc,
+        layers: blobs,
+      }
+    : {
+        schemaVersion: 2,
+        mediaType: spec.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList,
+        manifests: [...blobs, configDesc],
+      };
+  return target.putRoot(encodeJSON(root), root.mediaType, untagged);
+}
+
+/**
+ * Merges the parts several nodes pushed by digest into one cache under the spec's tag (the
+ * blobs are in the repository already): one ref then serves every platform of the build.
+ */
+export async function mergeCacheParts(
+  client: RegistryClient,
+  spec: Extract<CacheExportSpec, { type: "registry" }>,
+  digests: readonly string[],
+  warn: (message: string, detail?: string) => void,
+): Promise<void> {
+  try {
+    const r = parseReference(spec.ref);
+    const entries: CacheEntry[] = [];
+    for (const digest of digests) {
+      const part = await readCache(
+        registrySource(client, `${r.registry}/${r.repository}@${digest}`),
+      );
+      if (!part) throw new KilnError("E_CACHE_EXPORT", `cache part ${digest} is gone`);
+      entries.push(...part);
+    }
+    const { config, blobs } = encodeCache(entries);
+    if (blobs.length === 0) return;
+    await writeRoot(registryTarget(client, spec.ref), spec, config, blobs, false);
+  } catch (e) {
+    failed(spec, spec.ref, e, { warn });
+  }
+}
+
+/**
+ * The layers of v's result for export: a local result (its blobs made if needed), else an
+ * imported one (its blobs stay where they are until the export copies them).
+ */
+async function resultLayers(
+  v: Vertex,
+  key: string,
+  build: SolvedBuild,
+  deps: RemoteCacheDeps,
+  open: Map<string, () => Readable>,
+  compression: "gzip" | "zstd" | "uncompressed",
+): Promise<CachedLayer[] | undefined> {
+  const local = await deps.local.load(key);
+  if (local) {
+    if (local.layers.length === 0) return undefined;
+    const out: CachedLayer[] = [];
+    for (const l of local.layers) {
+      const b = await deps.layerBlob(l, compression);
+      open.set(b.digest, () => deps.content.openRead(b.digest));
+      out.push({ ...b, createdAt: l.created });
+    }
+    return out;
+  }
+  const e = build.imported.get(key);
+  if (!e) return undefined;
+  for (const l of e.layers) {
+    if (open.has(l.digest)) continue;
+    // the content store may hold it from an earlier unpack; the source always does
+    const stored = await deps.content.has(l.digest);
+    open.set(l.digest, () =>
+      stored ? deps.content.openRead(l.digest) : e.source.openBlob(descriptorOf(l)),
+    );
+  }
+  return e.layers;
+}
+
+/**
+ * The inline cache value for one platform's image (the `moby.buildkit.cache.v0` config key):
+ * records of the steps whose results are the image's bottom layers (mode=min, as BuildKit).
+ */
+export async function inlineCache(
+  root: Vertex,
+  result: FsResult,
+  build: SolvedBuild,
+): Promise<string> {
+  const entries: CacheEntry[] = [];
+  const image = result.layers.map((l) => ({
+    digest: l.snapshot,
+    size: 0,
+    mediaType: "",
+    diffID: "",
+  }));
+  let depth = result.layers.length;
+  for (const v of exported([root], "min")) {
+    const key = await build.keyOf(v);
+    const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
+    // a chain vertex's result is the image's bottom `depth` layers; each step below adds one
+    entries.push({ key, inputs, layers: depth > 0 ? image.slice(0, depth) : undefined });
+    if (baseInput(v) !== "none") depth--;
+  }
+  return encodeInline(entries, image);
+}
