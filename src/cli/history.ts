@@ -143,6 +143,9 @@ function inspectDoc(r: BuildRecord, steps: Step[]): Record<string, unknown> {
     },
     Secrets: r.request.secrets,
     SSH: r.request.ssh,
+    ...(r.request.allow?.length ? { Entitlements: r.request.allow } : {}),
+    ...(r.request.cacheFrom?.length ? { CacheFrom: r.request.cacheFrom } : {}),
+    ...(r.request.cacheTo?.length ? { CacheTo: r.request.cacheTo } : {}),
     Tags: r.request.tags,
     Outputs: r.request.outputs,
     ...(r.result

@@ -30,6 +30,10 @@ export interface RecordedRequest {
   /** ids only: a secret's value never reaches history */
   secrets: string[];
   ssh: string[];
+  /** entitlements asked for (--allow) */
+  allow?: string[];
+  cacheFrom?: BuildRequest["cacheFrom"];
+  cacheTo?: BuildRequest["cacheTo"];
 }
 
 export interface RecordedPlatform {
@@ -101,6 +105,9 @@ export function recordRequest(req: BuildRequest): RecordedRequest {
     extraHosts: req.extraHosts.map((h) => `${h.host}:${h.ip}`),
     secrets: Object.keys(req.secrets),
     ssh: Object.keys(req.ssh),
+    allow: [...(req.allow ?? [])],
+    cacheFrom: req.cacheFrom?.map((c) => ({ ...c })),
+    cacheTo: req.cacheTo?.map((c) => ({ ...c })),
   };
 }
 
