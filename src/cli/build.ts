@@ -6,6 +6,8 @@ import { Command, Option } from "commander";
 import { KilnError, messageOf } from "../errors.js";
 import { parseEntitlements } from "../entitlements/index.js";
 import { build } from "../engine/build.js";
+import { defaultRoot } from "../engine/state.js";
+import { newRef, recordBuild } from "../history/index.js";
 import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
 import type { BuildRequest } from "../engine/request.js";
@@ -106,6 +108,7 @@ Environment:
                      for reproducible images; also accepted as --build-arg
   BUILDX_NO_DEFAULT_ATTESTATIONS=1  no default provenance attestation
   KILN_ROOT          kiln's state directory
+  KILN_HISTORY_KEEP  build records kept for kiln history (default 50, 0: none)
   BUILDKIT_PROGRESS  default --progress mode
 `;
 
@@ -367,19 +370,23 @@ async function runBuildIn(contextDir: string, flags: BuildFlags): Promise<void> 
   process.once("SIGTERM", onSignal);
   try {
     const builder = await selectBuilder(flags.builder);
-    const result = builder
-      ? await remoteBuild(req, builder, {
-          progress,
-          signal: abort.signal,
-          strictPlatforms: flags.strictPlatforms ?? false,
-        })
-      : await build(req, {
-          progress,
-          signal: abort.signal,
-          onGraph: flags.printGraph ? (g) => process.stderr.write(`${g}\n`) : undefined,
-        });
+    const ref = newRef();
+    const recorded = { root: defaultRoot(), ref, request: req, progress, builder: builder?.name };
+    const result = await recordBuild(recorded, (sink) =>
+      builder
+        ? remoteBuild(req, builder, {
+            progress: sink,
+            signal: abort.signal,
+            strictPlatforms: flags.strictPlatforms ?? false,
+          })
+        : build(req, {
+            progress: sink,
+            signal: abort.signal,
+            onGraph: flags.printGraph ? (g) => process.stderr.write(`${g}\n`) : undefined,
+          }),
+    );
     await progress.close();
-    await reportResult(result, outputs, implicit, flags);
+    await reportResult(result, outputs, implicit, flags, ref);
   } catch (e) {
     await progress.close();
     throw e;

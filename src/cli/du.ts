@@ -2,8 +2,9 @@
 import { createInterface } from "node:readline";
 import { Command } from "commander";
 import { KilnError } from "../errors.js";
-import { diskUsageReport, prune, type UsageRecord } from "../engine/gc.js";
+import { diskUsage, diskUsageReport, prune, type UsageRecord } from "../engine/gc.js";
 import { openState } from "../engine/state.js";
+import { HistoryStore, keepFromEnv } from "../history/index.js";
 
 /** Sizes as docker prints them: decimal units, four significant digits ("1.234MB"). */
 export function humanSize(bytes: number): string {
@@ -56,7 +57,8 @@ export function parseDuration(text: string): number {
   return ms;
 }
 
-function ago(d: Date, now = Date.now()): string {
+/** "3 minutes ago", as docker prints times. */
+export function ago(d: Date, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - d.getTime()) / 1000));
   const steps: [number, string][] = [
     [86_400 * 365, "year"],
@@ -73,7 +75,8 @@ function ago(d: Date, now = Date.now()): string {
   return "just now";
 }
 
-function table(rows: string[][]): string {
+/** Columns padded to their widest cell, two spaces apart (the first row is the header). */
+export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows
     .map((r) =>
@@ -211,10 +214,17 @@ export function pruneCommand(): Command {
           onWait: (n) =>
             process.stderr.write(`waiting for ${n} running build${n > 1 ? "s" : ""} to finish\n`),
         });
+        // build records are not cache: they follow the history retention and the until
+        // filter (`kiln history rm --all` removes them all)
+        const history = HistoryStore.at(state.root);
+        const historyBefore = await diskUsage(history.dir);
+        const records = await history.prune({ keep: keepFromEnv(), olderThanMs: keepDurationMs });
+        const freed = result.freed + historyBefore - (await diskUsage(history.dir));
         if (result.removed.length > 0) {
           process.stdout.write(`${table(recordRows(result.removed, false))}\n`);
         }
-        process.stdout.write(`Total: ${humanSize(result.freed)} (${result.freed} bytes)\n`);
+        if (records.length > 0) process.stdout.write(`Build records removed: ${records.length}\n`);
+        process.stdout.write(`Total: ${humanSize(freed)} (${freed} bytes)\n`);
       },
     );
 }

@@ -7,6 +7,7 @@ import { imagesCommand, pushCommand } from "./images.js";
 import { binfmtCommand, platformsCommand } from "./emulation.js";
 import { imagetoolsCommand } from "./imagetools.js";
 import { builderCommand } from "./builder.js";
+import { historyCommand } from "./history.js";
 
 function program(): Command {
   const root = new Command("kiln")
@@ -23,6 +24,7 @@ function program(): Command {
   root.addCommand(binfmtCommand());
   root.addCommand(imagetoolsCommand());
   root.addCommand(builderCommand());
+  root.addCommand(historyCommand());
   return root;
 }
 

@@ -3,7 +3,6 @@
  * --iidfile and the --metadata-file (buildx's keys), and the note that an output-less build
  * went to kiln's store.
  */
-import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { BuildResult, OutputSpec } from "../engine/request.js";
@@ -14,9 +13,9 @@ export interface ResultFlags {
   metadataFile?: string;
 }
 
-/** A build reference like buildx's `builder/node/ref`, naming this one build. */
-export function buildRef(): string {
-  return `kiln/${hostname()}/${randomBytes(13).toString("hex").slice(0, 25)}`;
+/** A build reference like buildx's `builder/node/ref`; `ref` names the build's history record. */
+export function buildRef(ref: string): string {
+  return `kiln/${hostname()}/${ref}`;
 }
 
 /** The --metadata-file document: buildx's keys, plus per-platform digests under `kiln.`. */
@@ -40,6 +39,7 @@ export async function reportResult(
   outputs: readonly OutputSpec[],
   implicit: boolean,
   flags: ResultFlags,
+  ref: string,
 ): Promise<void> {
   if (implicit) {
     const names = result.imageNames;
@@ -52,7 +52,7 @@ export async function reportResult(
   if (flags.quiet && !stdoutTaken) process.stdout.write(`${result.digest}\n`);
   if (flags.iidfile) await writeFile(flags.iidfile, result.digest);
   if (flags.metadataFile) {
-    const meta = metadataOf(result, buildRef());
+    const meta = metadataOf(result, buildRef(ref));
     await writeFile(flags.metadataFile, JSON.stringify(meta, null, 2) + "\n");
   }
 }

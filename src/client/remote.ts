@@ -398,7 +398,13 @@ class MergedView {
         const name = `[${node}] ${ev.name}`;
         if (ev.started !== undefined && ev.completed === undefined) open.set(p + ev.id, name);
         if (ev.completed !== undefined) open.delete(p + ev.id);
-        this.sink.write({ ...ev, id: p + ev.id, name, inputs: ev.inputs?.map((i) => p + i) });
+        this.sink.write({
+          ...ev,
+          id: p + ev.id,
+          name,
+          node,
+          inputs: ev.inputs?.map((i) => p + i),
+        });
         return;
       }
       case "log":

@@ -16,6 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { build } from "../engine/build.js";
+import { newRef, recordBuild } from "../history/index.js";
 import {
   imageContextRef,
   type BuildRequest,
@@ -265,7 +266,12 @@ export class KilnDaemon {
       const result = await this.#exclusive(async (): Promise<BuildResult> => {
         abort.signal.throwIfAborted();
         this.#opts.log(`build ${id}: started`);
-        return build(request, { root: this.#opts.root, progress: sink, signal: abort.signal });
+        const root = this.#opts.root;
+        // the node keeps its own record of its part of the build
+        const recorded = { root, ref: newRef(), request, progress: sink, node };
+        return recordBuild(recorded, (progress) =>
+          build(request, { root, progress, signal: abort.signal }),
+        );
       });
       this.#opts.log(`build ${id}: done ${result.digest}`);
       const files = request.outputs.some((o) => RETURNED_OUTPUTS.has(o.type));

@@ -6,11 +6,16 @@ import { readFile } from "node:fs/promises";
  * sweeps remove only what a dead kiln left, never a concurrent kiln's work.
  */
 
-/** Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot. */
+/**
+ * Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot; undefined
+ * when the process is gone or a zombie (killed, not yet reaped: it will never act again).
+ */
 async function startTimeOf(pid: number): Promise<string | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    return fields[19];
   } catch {
     return undefined;
   }

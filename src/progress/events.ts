@@ -23,6 +23,8 @@ export interface VertexEvent {
   error?: string;
   /** The vertex ran under a user-mode emulator (qemu). */
   emulated?: boolean;
+  /** The builder node that ran the vertex, in a multi-node build. */
+  node?: string;
   /** Digests of the vertices this one depends on. */
   inputs?: string[];
 }

@@ -12,6 +12,7 @@ import {
   removeTree,
   runcContainers,
   startKiln,
+  stderrSays,
   tempDir,
   testRegistry,
   vertexRecords,
@@ -52,16 +53,7 @@ RUN --mount=type=secret,id=tok echo start && sleep $WAIT && echo done > /done
 
     const child = await startKiln(["build", ...secretFlag, "--progress", "rawjson", "."], opts);
     const result = collect(child);
-    await new Promise<void>((resolve) => {
-      let seen = "";
-      child.stderr!.on("data", (b: Buffer) => {
-        seen += b.toString("utf8");
-        if (/"type":"log".*"data":"start/.test(seen)) resolve();
-      });
-      child.on("close", () => {
-        resolve();
-      });
-    });
+    await stderrSays(child, /"type":"log".*"data":"start/);
     child.kill("SIGKILL");
     const killed = await result;
     assert.equal(

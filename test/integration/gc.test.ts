@@ -2,7 +2,6 @@
 // reports are exactly what du(1) sees the state dir shrink by, a plain prune keeps what named
 // images use (their rebuild stays fully cached), --all / until / --keep-storage, and the lock
 // between builds and prunes.
-import type { ChildProcess } from "node:child_process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, readdir, writeFile } from "node:fs/promises";
@@ -12,6 +11,7 @@ import {
   kilnOk,
   removeTree,
   startKiln,
+  stderrSays,
   tempDir,
   testRegistry,
   vertexRecords,
@@ -248,20 +248,6 @@ test("size, duration and human size formats", () => {
   assert.equal(humanSize(1234567), "1.235MB");
   assert.equal(humanSize(4096), "4.096kB");
 });
-
-/** Resolves once the child has written `text` to stderr. */
-function stderrSays(child: ChildProcess, text: string): Promise<void> {
-  let seen = "";
-  return new Promise((resolve, reject) => {
-    child.stderr!.on("data", (c: Buffer) => {
-      seen += c.toString("utf8");
-      if (seen.includes(text)) resolve();
-    });
-    child.on("close", () => {
-      reject(new Error(`exited without saying ${text}: ${seen}`));
-    });
-  });
-}
 
 /** Build leases in the state dir's metadata (0 before the first build made the database). */
 async function buildLeases(root: string): Promise<number> {

@@ -22,7 +22,8 @@ function kiln(args: string[]): Promise<{ code: number; stdout: string; stderr: s
       process.execPath,
       ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), ...args],
       {
-        env: { ...process.env, KILN_CONFIG: join(dir, "config") },
+        // the client's state dir (build history) stays in the test's directory too
+        env: { ...process.env, KILN_CONFIG: join(dir, "config"), KILN_ROOT: join(dir, "client") },
         stdio: ["ignore", "pipe", "pipe"],
       },
     );
