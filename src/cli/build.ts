@@ -20,7 +20,8 @@ import {
   parseSsh,
 } from "./options.js";
 import { reportResult } from "./results.js";
-import { forOutputs, parseAttestFlags } from "../attest/index.js";
+import { forOutputs } from "../attest/index.js";
+import { parseAttestFlags } from "./attest-flags.js";
 
 // no default value: commander would print "(default: [])" in the help
 // commander gives `--no-*` options a default of true; a list starts empty whatever it was given

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { forOutputs, parseAttestFlags, scanContextEnabled } from "../../../src/attest/index.js";
+import { forOutputs, scanContextEnabled } from "../../../src/attest/index.js";
+import { parseAttestFlags } from "../../../src/cli/attest-flags.js";
 import { parseDockerfile } from "../../../src/frontend/dockerfile/index.js";
 import { KilnError } from "../../../src/errors.js";
 
