@@ -1,9 +1,7 @@
 /** Supply-chain attestations (SLSA provenance, SPDX SBOM) stored as BuildKit stores them. */
 export {
   forOutputs,
-  parseAttestFlags,
   wantsAttestations,
-  type AttestFlags,
   type AttestRequest,
   type ProvenanceRequest,
   type SbomRequest,

@@ -12,7 +12,7 @@ import {
   type ImageMaterial,
   type PlatformFacts,
 } from "./provenance.js";
-import { scanPackages } from "./sbom/scan.js";
+import { scanPackages, type ScanFilter } from "./sbom/scan.js";
 import { SPDX_PREDICATE, spdxDocument } from "./sbom/spdx.js";
 import type { Attestation } from "./storage.js";
 
@@ -26,8 +26,8 @@ export interface MakeOptions {
   /** what the SBOM's root package is called (the first image name, else `image`) */
   name: string;
   epoch?: number;
-  /** the build context directory, scanned when BUILDKIT_SBOM_SCAN_CONTEXT enables it */
-  contextDir?: string;
+  /** the build context, scanned when BUILDKIT_SBOM_SCAN_CONTEXT enables it */
+  context?: { dir: string; filter: ScanFilter };
 }
 
 export async function makeAttestations(
@@ -39,8 +39,11 @@ export async function makeAttestations(
   const created = o.epoch !== undefined ? new Date(o.epoch * 1000) : new Date();
   // the context is the same for every platform: scanned once
   const contextSbom =
-    req.sbom && o.contextDir !== undefined
-      ? spdxDocument(await scanPackages(o.contextDir), { name: "context", created })
+    req.sbom && o.context !== undefined
+      ? spdxDocument(await scanPackages(o.context.dir, o.context.filter), {
+          name: "context",
+          created,
+        })
       : undefined;
   const out: Attestation[][] = [];
   for (const t of targets) {
@@ -152,7 +155,7 @@ export interface AttestBuildInput {
   df: Dockerfile;
   target?: string;
   buildArgs: Readonly<Record<string, string>>;
-  contextDir: string;
+  context: { dir: string; filter: ScanFilter };
   epoch?: number;
   /** image names (for the SBOM's root package) */
   names: readonly string[];
@@ -173,6 +176,6 @@ export async function attestBuild(i: AttestBuildInput): Promise<Attestation[][]>
   return makeAttestations(i.request, i.facts, targets, {
     name: i.names[0] ?? "image",
     epoch: i.epoch,
-    contextDir: scanContextEnabled(i.df, i.target, i.buildArgs) ? i.contextDir : undefined,
+    context: scanContextEnabled(i.df, i.target, i.buildArgs) ? i.context : undefined,
   });
 }

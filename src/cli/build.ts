@@ -25,7 +25,8 @@ import {
 } from "./options.js";
 import { parseCacheFrom, parseCacheTo } from "../remotecache/index.js";
 import { reportResult } from "./results.js";
-import { forOutputs, parseAttestFlags } from "../attest/index.js";
+import { forOutputs } from "../attest/index.js";
+import { parseAttestFlags } from "./attest-flags.js";
 
 // no default value: commander would print "(default: [])" in the help
 // commander gives `--no-*` options a default of true; a list starts empty whatever it was given

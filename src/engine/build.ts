@@ -357,7 +357,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
             df,
             target: req.target,
             buildArgs: req.buildArgs,
-            contextDir: resolve(req.contextDir),
+            context: contexts.get("context")!,
             epoch,
             names: req.outputs.flatMap((o) => ("names" in o ? o.names : [])),
             platforms: platformImages.map((img, i) => ({

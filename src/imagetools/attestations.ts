@@ -79,7 +79,8 @@ export async function imageAttestations(
     const platform = format(toPlatform(image.platform!));
     out.platforms.push(platform);
     const refs = manifests.filter(
-      (d) => isAttestationManifest(d) && d.annotations?.[REFERENCE_DIGEST_ANNOTATION] === image.digest,
+      (d) =>
+        isAttestationManifest(d) && d.annotations?.[REFERENCE_DIGEST_ANNOTATION] === image.digest,
     );
     for (const r of refs) {
       const m = await client.getManifest(repo, r.digest);

@@ -100,7 +100,6 @@ export function platformFromConfig(config: ImageConfig, existing?: OciPlatform):
   return fromPlatform(p);
 }
 
-
 /** Merge sources into one index (or pass a lone index through unchanged). */
 export function mergeSources(
   sources: readonly MergeSource[],

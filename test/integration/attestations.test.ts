@@ -79,6 +79,7 @@ before(async () => {
   ctx = await writeContext(join(dir, "ctx"), {
     Dockerfile: `FROM ${reg}/base/busybox:latest
 ARG TOKEN
+ARG BUILDKIT_SBOM_SCAN_CONTEXT
 COPY dpkg-status /var/lib/dpkg/status
 COPY os-release /etc/os-release
 COPY node_modules/ /usr/local/lib/node_modules/
@@ -86,6 +87,11 @@ COPY site-packages/ /usr/local/lib/python3.11/site-packages/
 RUN --mount=type=secret,id=apikey,env=API_KEY test -n "$API_KEY" && echo "$TOKEN" | wc -c > /token-length
 `,
     "dpkg-status": status.join("\n\n") + "\n",
+    ".dockerignore": "ignored\n",
+    "ignored/node_modules/hidden/package.json": JSON.stringify({
+      name: "hidden",
+      version: "1.0.0",
+    }),
     "os-release": await readFile("/etc/os-release", "utf8"),
     "node_modules/left-pad/package.json": JSON.stringify({
       name: "left-pad",
@@ -309,6 +315,8 @@ test("type=local: the SBOM as sbom.spdx.json whose subjects are the files; inlin
       "build",
       "-q",
       "--sbom=true",
+      "--build-arg",
+      "BUILDKIT_SBOM_SCAN_CONTEXT=true",
       "--secret",
       "id=apikey,env=API_KEY",
       "-o",
@@ -327,4 +335,11 @@ test("type=local: the SBOM as sbom.spdx.json whose subjects are the files; inlin
       .digest("hex"),
   );
   await assert.rejects(readFile(join(out, "provenance.json")), { code: "ENOENT" });
+  // BUILDKIT_SBOM_SCAN_CONTEXT: the build context's packages, .dockerignore respected
+  const context = JSON.parse(
+    await readFile(join(out, "sbom-context.spdx.json"), "utf8"),
+  ) as Statement;
+  assert.equal(statementErrors(context), "");
+  const names = (context.predicate.packages as { name: string }[]).map((p) => p.name).sort();
+  assert.deepEqual(names, ["context", "left-pad", "requests"]);
 });

@@ -98,6 +98,18 @@ const refusals: [string, string[], RegExp, RegExp][] = [
     /SOURCE_DATE_EPOCH/,
     /seconds/,
   ],
+  [
+    "an unknown attestation type",
+    ["--attest", "type=vex"],
+    /unknown attestation type "vex"/,
+    /type=provenance/,
+  ],
+  [
+    "an SBOM generator image",
+    ["--sbom", "generator=docker/buildkit-syft-scanner"],
+    /no SBOM generator images/,
+    /built-in scanner/,
+  ],
 ];
 
 for (const [what, args, message, hint] of refusals) {

@@ -118,6 +118,8 @@ RUN echo "final $V" > /app/final.txt && rm /bin/false && chmod 600 /app/one.txt
       `V=${v}`,
       "-o",
       `type=oci,dest=${dest},tar=false,name=latest`,
+      // one manifest under "latest" for umoci (provenance would make it an index of two)
+      "--provenance=false",
       ".",
     ];
 

@@ -26,8 +26,17 @@ async function distroOf(root: string): Promise<Distro | undefined> {
   );
 }
 
+/** Paths a scan leaves out (the build context's .dockerignore). */
+export interface ScanFilter {
+  /** relative path (no leading slash) excluded? */
+  excluded(rel: string): boolean;
+  patterns: readonly string[];
+}
+
 /** Every package found under `root`, in walk order (directories sorted by name). */
-export async function scanPackages(root: string): Promise<FoundPackage[]> {
+export async function scanPackages(root: string, filter?: ScanFilter): Promise<FoundPackage[]> {
+  // an excluded directory can hold re-included paths only when some pattern is an exception
+  const pruneDirs = filter !== undefined && !filter.patterns.some((p) => p.startsWith("!"));
   const distro = await distroOf(root);
   const found: FoundPackage[] = [];
   const seen = new Set<string>();
@@ -47,11 +56,13 @@ export async function scanPackages(root: string): Promise<FoundPackage[]> {
     const subdirs: string[] = [];
     for await (const e of dir) {
       const path = rel === "" ? e.name : `${rel}/${e.name}`;
+      const excluded = filter?.excluded(path) ?? false;
       if (e.isDirectory()) {
+        if (excluded && pruneDirs) continue;
         subdirs.push(path);
         continue;
       }
-      if (!e.isFile()) continue;
+      if (!e.isFile() || excluded) continue;
       for (const p of await catalog(root, path, e.name, rel, distro)) add(p);
     }
     // pop order = sorted order

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { forOutputs, parseAttestFlags } from "../../../src/attest/index.js";
+import { forOutputs, scanContextEnabled } from "../../../src/attest/index.js";
+import { parseAttestFlags } from "../../../src/cli/attest-flags.js";
+import { parseDockerfile } from "../../../src/frontend/dockerfile/index.js";
 import { KilnError } from "../../../src/errors.js";
 
 const env = {};
@@ -86,5 +88,41 @@ test("forOutputs: inline-only provenance needs an image output; the implicit one
   );
   assert.ok(
     forOutputs(r, { imageOutput: false, dockerMediaTypes: false, implicitProvenance: true }).sbom,
+  );
+});
+
+test("BUILDKIT_SBOM_SCAN_CONTEXT: only where the Dockerfile declares it; --build-arg or the default decides", () => {
+  const df = (text: string) => parseDockerfile(text, { file: "Dockerfile" });
+  const declared = df(
+    "FROM scratch AS build\nFROM scratch AS final\nARG BUILDKIT_SBOM_SCAN_CONTEXT\n",
+  );
+  assert.equal(scanContextEnabled(declared, undefined, {}), false);
+  assert.equal(
+    scanContextEnabled(declared, undefined, { BUILDKIT_SBOM_SCAN_CONTEXT: "true" }),
+    true,
+  );
+  assert.equal(
+    scanContextEnabled(declared, undefined, { BUILDKIT_SBOM_SCAN_CONTEXT: "final" }),
+    true,
+  );
+  assert.equal(
+    scanContextEnabled(declared, undefined, { BUILDKIT_SBOM_SCAN_CONTEXT: "build" }),
+    false,
+  );
+  // declared in another stage than the target: not for the target
+  assert.equal(
+    scanContextEnabled(declared, "build", { BUILDKIT_SBOM_SCAN_CONTEXT: "true" }),
+    false,
+  );
+  const undeclared = df("FROM scratch\n");
+  assert.equal(
+    scanContextEnabled(undeclared, undefined, { BUILDKIT_SBOM_SCAN_CONTEXT: "true" }),
+    false,
+  );
+  const global = df("ARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nFROM scratch\n");
+  assert.equal(scanContextEnabled(global, undefined, {}), true);
+  assert.equal(
+    scanContextEnabled(global, undefined, { BUILDKIT_SBOM_SCAN_CONTEXT: "false" }),
+    false,
   );
 });

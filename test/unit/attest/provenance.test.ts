@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   imagePurl,
-  parseAttestFlags,
   provenancePredicate,
   statementOf,
   type BuildFacts,
   type PlatformFacts,
 } from "../../../src/attest/index.js";
 import { vertex } from "../../../src/graph/index.js";
+import { parseAttestFlags } from "../../../src/cli/attest-flags.js";
 import { statementErrors } from "./attest-schema.js";
 
 const amd64 = { os: "linux", architecture: "amd64" };
