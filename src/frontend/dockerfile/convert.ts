@@ -1385,7 +1385,7 @@ class Converter {
         {
           kind: "exec",
           args,
-          env: st.env.list(),
+          env: [...st.env.list(), ...proxyEnvList(this.o.buildArgs)],
           cwd: st.workdir,
           user: cc.User ?? "",
           network,
@@ -1716,6 +1716,24 @@ function withShell(cc: ContainerConfig, args: readonly string[]): string[] {
 function summarizeHeredoc(doc: string): string {
   const lines = doc.trim().replace(/\r\n/g, "\n").split("\n");
   return lines[0]! + (lines.length > 1 ? "..." : "");
+}
+
+/**
+ * The predefined proxy build args reach every RUN without an ARG (and stay out of the history),
+ * each under both spellings, as BuildKit's proxyEnvFromBuildArgs and the executor's proxyEnvList.
+ * Unlike BuildKit they are part of the step's cache key.
+ */
+function proxyEnvList(buildArgs: Readonly<Record<string, string>>): string[] {
+  const names = ["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+  const values = new Map<string, string>();
+  for (const k of Object.keys(buildArgs).sort()) {
+    const upper = k.toUpperCase();
+    if (names.includes(upper)) values.set(upper, buildArgs[k]!);
+  }
+  return names.flatMap((n) => {
+    const v = values.get(n);
+    return v ? [`${n}=${v}`, `${n.toLowerCase()}=${v}`] : [];
+  });
 }
 
 /** RUN's history text: `|N K=V … <argv>` listing the stage's build args, as BuildKit writes it. */

@@ -976,3 +976,18 @@ test("FROM --platform on scratch is honoured (kiln; BuildKit uses the target pla
   const copyA = files(r).find((v) => v.name.includes("COPY a /a"))!;
   assert.deepEqual(copyA.platform, { os: "linux", architecture: "amd64" });
 });
+
+test("proxy build args reach RUN under both spellings without an ARG, and stay out of history", async () => {
+  const r = await convert("FROM alpine\nRUN true\n", {
+    buildArgs: { HTTP_PROXY: "http://p:3128", no_proxy: "localhost", OTHER: "x" },
+  });
+  const env = lastExec(r).env;
+  assert.deepEqual(env.slice(-4), [
+    "HTTP_PROXY=http://p:3128",
+    "http_proxy=http://p:3128",
+    "NO_PROXY=localhost",
+    "no_proxy=localhost",
+  ]);
+  assert.ok(!env.some((e) => e.startsWith("OTHER=")));
+  assert.equal(history(r).at(-1)!.created_by, "RUN /bin/sh -c true # buildkit");
+});
