@@ -434,6 +434,7 @@ export class BuildWorker implements Worker<FsResult> {
         excluded: (rel) => local.filter.excluded(rel),
         exclusionReason: (rel) => local.filter.reason(rel),
         ownerOverride: { uid: 0, gid: 0 },
+        rootStampedNow: true,
         reincludes: local.filter.patterns.some((p) => p.startsWith("!")),
       };
     }
