@@ -340,10 +340,8 @@ export class BuildWorker implements Worker<FsResult> {
           }
           return {};
         }
-        return {
-          mount: { type: "bind", source: sock, target: m.target, readonly: false },
-          env: `SSH_AUTH_SOCK=${m.target}`,
-        };
+        // SSH_AUTH_SOCK is in the step's env already (the frontend sets it, as LLB does)
+        return { mount: { type: "bind", source: sock, target: m.target, readonly: false } };
       }
     }
   }

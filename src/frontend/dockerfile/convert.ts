@@ -1385,7 +1385,11 @@ class Converter {
         {
           kind: "exec",
           args,
-          env: [...st.env.list(), ...proxyEnvList(this.o.buildArgs)],
+          env: [
+            ...st.env.list(),
+            ...sshAuthSock(mounts, st.env),
+            ...proxyEnvList(this.o.buildArgs),
+          ],
           cwd: st.workdir,
           user: cc.User ?? "",
           network,
@@ -1716,6 +1720,15 @@ function withShell(cc: ContainerConfig, args: readonly string[]): string[] {
 function summarizeHeredoc(doc: string): string {
   const lines = doc.trim().replace(/\r\n/g, "\n").split("\n");
   return lines[0]! + (lines.length > 1 ? "..." : "");
+}
+
+/**
+ * With ssh mounts, SSH_AUTH_SOCK points at the first one unless the env sets it (LLB's exec
+ * marshalling), whether or not an agent is forwarded for an optional mount.
+ */
+function sshAuthSock(mounts: readonly ExecMount[], env: Env): string[] {
+  const first = mounts.find((m) => m.type === "ssh");
+  return first && env.get("SSH_AUTH_SOCK") === undefined ? [`SSH_AUTH_SOCK=${first.target}`] : [];
 }
 
 /**
