@@ -77,7 +77,7 @@ export async function readOciArchive(tarPath: string): Promise<Record<string, Im
           await visit(doc.manifests);
           continue;
         }
-        if (!doc.config || !doc.layers) continue;
+        if (!doc.config) continue;
         const bytes = await readFile(blob(doc.config.digest));
         const raw = JSON.parse(bytes.toString("utf8")) as Record<string, unknown>;
         if (raw.architecture === undefined) continue; // an attestation manifest
@@ -85,7 +85,7 @@ export async function readOciArchive(tarPath: string): Promise<Record<string, Im
         const name = [p.os, p.architecture, p.variant].filter(Boolean).join("/");
         out[name] = await summarize(
           raw,
-          doc.layers.map((l) => blob(l.digest)),
+          (doc.layers ?? []).map((l) => blob(l.digest)),
           true,
         );
         out[name].raw = flatten(raw);

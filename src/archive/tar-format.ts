@@ -3,6 +3,7 @@
  * encodings (octal, GNU base-256). Pure functions over Buffers; the streaming reader and
  * writer are built on these.
  */
+import { posix } from "node:path";
 import { invalidLayer } from "./errors.js";
 
 export type TarEntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -123,6 +124,13 @@ function encodeUstar(f: RawFields): Buffer {
 }
 
 /** Cut a string to at most `max` UTF-8 bytes without splitting a character. */
+/** Go's tar toASCII: characters outside ASCII are dropped. */
+function toAscii(s: string): string {
+  let out = "";
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 0x80) out += s.charAt(i);
+  return out;
+}
+
 function truncateUtf8(s: string, max: number): string {
   let out = s;
   while (Buffer.byteLength(out) > max) out = out.slice(0, -1);
@@ -190,15 +198,19 @@ export function encodeHeader(entry: TarEntry): Buffer {
   const header = encodeUstar(fields);
   if (pax.size === 0) return header;
   const body = encodePax(pax);
-  const base = entry.name.replace(/\/+$/, "").split("/").pop() ?? "";
+  // Go's archive/tar (which BuildKit's layers are written with) names the record header
+  // dir/PaxHeaders.0/file in ASCII, cut to 100 bytes, with zero mode, owner and time
+  const trimmed = entry.name.replace(/\/+$/, "");
+  const slash = trimmed.lastIndexOf("/");
+  const paxName = posix.join(trimmed.slice(0, slash + 1), "PaxHeaders.0", trimmed.slice(slash + 1));
   const paxHeader = encodeUstar({
     ...fields,
-    name: truncateUtf8(`PaxHeaders.0/${base}`, 100),
-    mode: 0o644,
+    name: toAscii(paxName).slice(0, 100).replace(/\/+$/, ""),
+    mode: 0,
     uid: 0,
     gid: 0,
     size: body.length,
-    mtime: fields.mtime,
+    mtime: 0,
     typeflag: "x",
     linkname: "",
     uname: "",

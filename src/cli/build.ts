@@ -1,5 +1,6 @@
 /** `kiln build`: buildx's flags, mapped onto a BuildRequest for the engine. */
 import { contextFromStdin } from "./stdin-context.js";
+import { openRemoteContexts } from "./remote-contexts.js";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
@@ -118,7 +119,7 @@ export function buildCommand(): Command {
     .description("Build an image from a Dockerfile, for one or more platforms")
     .argument(
       "[context]",
-      "build context directory, or - for a tar (or a lone Dockerfile) on stdin",
+      "build context: a directory, a git URL (git://…, https://….git, #ref:subdir), an http(s) URL of a tar, or - for a tar (or a lone Dockerfile) on stdin",
       ".",
     )
     .option("-f, --file <path>", "Dockerfile (default: <context>/Dockerfile)")
@@ -185,7 +186,7 @@ export function buildCommand(): Command {
     )
     .option(
       "--build-context <name=dir>",
-      "additional named build context: a directory or docker-image://REF (repeatable)",
+      "additional named build context: a directory, docker-image://REF, a git URL or an http(s) URL of a tar (repeatable)",
       collect,
     )
     .addOption(
@@ -284,12 +285,21 @@ async function readSecrets(specs: string[]): Promise<Record<string, Buffer>> {
 }
 
 async function runBuild(context: string, flags: BuildFlags): Promise<void> {
-  if (context !== "-") return runBuildIn(resolve(context), flags);
-  const stdin = await contextFromStdin();
+  // git and http(s) contexts, main or named, are checked out or downloaded first
+  const remote = await openRemoteContexts(context, flags);
   try {
-    await runBuildIn(stdin.dir, flags);
+    if (context !== "-") {
+      await runBuildIn(remote.contextDir ?? resolve(context), remote.flags);
+      return;
+    }
+    const stdin = await contextFromStdin();
+    try {
+      await runBuildIn(stdin.dir, remote.flags);
+    } finally {
+      await stdin.dispose();
+    }
   } finally {
-    await stdin.dispose();
+    await remote.dispose();
   }
 }
 

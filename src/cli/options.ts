@@ -449,7 +449,7 @@ export function parseBuildContexts(values: readonly string[]): Record<string, st
       throw flagError(
         "--build-context",
         v,
-        "a named context is a local directory or docker-image://REF (oci-layout://, git and https sources are not supported yet)",
+        "a named context is a local directory, docker-image://REF, a git URL or an http(s) URL of a tar (oci-layout:// is not supported yet)",
       );
     }
     out[v.slice(0, eq)] = target;

@@ -5,12 +5,12 @@
  * ADD: nothing in it can write outside that directory.
  */
 import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
-import { extractArchive, isArchive } from "../fileops/index.js";
+import { unpackContextFile } from "../context/remote.js";
 
 export interface StdinContext {
   dir: string;
@@ -31,12 +31,7 @@ export async function contextFromStdin(
     const received = join(work, "stdin");
     await pipeline(input, createWriteStream(received));
     const dir = join(work, "context");
-    await mkdir(dir);
-    if (await isArchive(received)) {
-      await extractArchive(received, dir, { name: "the build context on standard input" });
-    } else {
-      await rename(received, join(dir, "Dockerfile"));
-    }
+    await unpackContextFile(received, dir, "the build context on standard input");
     return { dir, dispose };
   } catch (e) {
     await dispose();

@@ -348,10 +348,8 @@ export class BuildWorker implements Worker<FsResult> {
           }
           return {};
         }
-        return {
-          mount: { type: "bind", source: sock, target: m.target, readonly: false },
-          env: `SSH_AUTH_SOCK=${m.target}`,
-        };
+        // SSH_AUTH_SOCK is in the step's env already (the frontend sets it, as LLB does)
+        return { mount: { type: "bind", source: sock, target: m.target, readonly: false } };
       }
     }
   }
@@ -443,6 +441,7 @@ export class BuildWorker implements Worker<FsResult> {
         excluded: (rel) => local.filter.excluded(rel),
         exclusionReason: (rel) => local.filter.reason(rel),
         ownerOverride: { uid: 0, gid: 0 },
+        rootStampedNow: true,
         reincludes: local.filter.patterns.some((p) => p.startsWith("!")),
       };
     }

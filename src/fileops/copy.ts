@@ -48,6 +48,21 @@ export interface CopySource {
   reincludes?: boolean;
   /** files from a build context belong to root unless --chown says otherwise */
   ownerOverride?: Owner;
+  /**
+   * The root directory's times are those of the copy: BuildKit receives a build context into a
+   * fresh directory, so `COPY . /app` stamps /app with the build's time, not the context's.
+   */
+  rootStampedNow?: boolean;
+}
+
+function stampedNow(fi: Stats): Stats {
+  const now = Date.now();
+  return Object.assign(Object.create(Object.getPrototypeOf(fi) as object) as Stats, fi, {
+    atimeMs: now,
+    mtimeMs: now,
+    atime: new Date(now),
+    mtime: new Date(now),
+  });
 }
 
 export interface CopyRequest {
@@ -354,7 +369,9 @@ class TreeCopier {
       }
       if (!included && !this.include && !this.exclude?.hasExclusions) return;
     }
-    const fi = await lstat(src);
+    let fi = await lstat(src);
+    if (comps === "" && src === this.source.root && this.source.rootStampedNow && fi.isDirectory())
+      fi = stampedNow(fi);
     if (!included && !fi.isDirectory()) return;
     const targetFi = await lstatOrUndefined(target);
     if (included) await this.createPendingParents(overwriteMeta);

@@ -1,3 +1,4 @@
 // Remote sources of build inputs (ADD <http(s) URL>).
 export { HttpSource, safeFileName, urlFileName } from "./http.js";
 export type { HttpSourceOptions } from "./http.js";
+export { parseGitRef, checkoutGit, type GitRef } from "./git.js";

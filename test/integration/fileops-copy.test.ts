@@ -769,3 +769,18 @@ test("COPY re-creates FIFOs and device nodes with their mode and numbers", async
     await rm(dest, { recursive: true, force: true });
   }
 });
+
+test("COPY . of a build context stamps the destination with the copy's time (BuildKit receives the context afresh)", async () => {
+  const dest = await mkdtemp(join(sandbox, "root-stamp-"));
+  try {
+    const started = Date.now() - 1000;
+    await run(dest, { ...context, rootStampedNow: true }, { src: "/", dest: "/app" });
+    assert.ok((await stat(join(dest, "app"))).mtimeMs >= started);
+    // a stage's root keeps its own times, and so do the context's subdirectories
+    await run(dest, stageSource, { src: "/", dest: "/fromstage" });
+    const secs = async (p: string) => Math.floor((await stat(p)).mtimeMs / 1000);
+    assert.equal(await secs(join(dest, "fromstage")), await secs(stage));
+  } finally {
+    await rm(dest, { recursive: true, force: true });
+  }
+});

@@ -1410,7 +1410,11 @@ class Converter {
         {
           kind: "exec",
           args,
-          env: st.env.list(),
+          env: [
+            ...st.env.list(),
+            ...sshAuthSock(mounts, st.env),
+            ...proxyEnvList(this.o.buildArgs),
+          ],
           cwd: st.workdir,
           user: cc.User ?? "",
           network,
@@ -1749,6 +1753,33 @@ function withShell(cc: ContainerConfig, args: readonly string[]): string[] {
 function summarizeHeredoc(doc: string): string {
   const lines = doc.trim().replace(/\r\n/g, "\n").split("\n");
   return lines[0]! + (lines.length > 1 ? "..." : "");
+}
+
+/**
+ * With ssh mounts, SSH_AUTH_SOCK points at the first one unless the env sets it (LLB's exec
+ * marshalling), whether or not an agent is forwarded for an optional mount.
+ */
+function sshAuthSock(mounts: readonly ExecMount[], env: Env): string[] {
+  const first = mounts.find((m) => m.type === "ssh");
+  return first && env.get("SSH_AUTH_SOCK") === undefined ? [`SSH_AUTH_SOCK=${first.target}`] : [];
+}
+
+/**
+ * The predefined proxy build args reach every RUN without an ARG (and stay out of the history),
+ * each under both spellings, as BuildKit's proxyEnvFromBuildArgs and the executor's proxyEnvList.
+ * Unlike BuildKit they are part of the step's cache key.
+ */
+function proxyEnvList(buildArgs: Readonly<Record<string, string>>): string[] {
+  const names = ["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+  const values = new Map<string, string>();
+  for (const k of Object.keys(buildArgs).sort()) {
+    const upper = k.toUpperCase();
+    if (names.includes(upper)) values.set(upper, buildArgs[k]!);
+  }
+  return names.flatMap((n) => {
+    const v = values.get(n);
+    return v ? [`${n}=${v}`, `${n.toLowerCase()}=${v}`] : [];
+  });
 }
 
 /** RUN's history text: `|N K=V … <argv>` listing the stage's build args, as BuildKit writes it. */

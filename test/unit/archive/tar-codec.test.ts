@@ -216,3 +216,36 @@ test("layer media types map to compressions", () => {
   );
   assert.throws(() => compressionOf("application/json"), { code: "E_LAYER_MEDIATYPE" });
 });
+
+test("a PAX record header is named and stamped as Go's archive/tar writes it", async () => {
+  const { encodeHeader } = await import("../../../src/archive/tar-format.js");
+  const name = `${"d".repeat(120)}/ünï-${"f".repeat(110)}`;
+  const blocks = encodeHeader({
+    name,
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 1700000000,
+    xattrs: {},
+  });
+  const pax = blocks.subarray(0, 512);
+  const cstr = (b: Buffer) => b.toString("latin1").replace(/\0.*$/s, "");
+  assert.equal(cstr(pax.subarray(0, 100)), "d".repeat(100));
+  assert.equal(String.fromCharCode(pax[156]!), "x");
+  assert.equal(cstr(pax.subarray(100, 108)), "0000000"); // mode
+  assert.equal(cstr(pax.subarray(136, 148)), "00000000000"); // mtime
+  // a short path keeps its directory before PaxHeaders.0
+  const short = encodeHeader({
+    name: "a/b",
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    xattrs: { "security.capability": Buffer.from([1]) },
+  });
+  assert.equal(cstr(short.subarray(0, 100)), "a/PaxHeaders.0/b");
+});

@@ -1022,3 +1022,32 @@ test("FROM --platform on scratch is honoured (kiln; BuildKit uses the target pla
   const copyA = files(r).find((v) => v.name.includes("COPY a /a"))!;
   assert.deepEqual(copyA.platform, { os: "linux", architecture: "amd64" });
 });
+
+test("proxy build args reach RUN under both spellings without an ARG, and stay out of history", async () => {
+  const r = await convert("FROM alpine\nRUN true\n", {
+    buildArgs: { HTTP_PROXY: "http://p:3128", no_proxy: "localhost", OTHER: "x" },
+  });
+  const env = lastExec(r).env;
+  assert.deepEqual(env.slice(-4), [
+    "HTTP_PROXY=http://p:3128",
+    "http_proxy=http://p:3128",
+    "NO_PROXY=localhost",
+    "no_proxy=localhost",
+  ]);
+  assert.ok(!env.some((e) => e.startsWith("OTHER=")));
+  assert.equal(history(r).at(-1)!.created_by, "RUN /bin/sh -c true # buildkit");
+});
+
+test("ssh mounts: SSH_AUTH_SOCK names the first one's target unless the env sets it", async () => {
+  const r = await convert(
+    "FROM alpine\nRUN --mount=type=ssh,required=false --mount=type=ssh,id=b,target=/b true\n",
+  );
+  assert.equal(envOf(lastExec(r)).SSH_AUTH_SOCK, "/run/buildkit/ssh_agent.0");
+  const s = await convert("FROM alpine\nENV SSH_AUTH_SOCK=/mine\nRUN --mount=type=ssh true\n");
+  assert.deepEqual(
+    lastExec(s).env.filter((e) => e.startsWith("SSH_AUTH_SOCK=")),
+    ["SSH_AUTH_SOCK=/mine"],
+  );
+  const n = await convert("FROM alpine\nRUN true\n");
+  assert.equal(envOf(lastExec(n)).SSH_AUTH_SOCK, undefined);
+});
