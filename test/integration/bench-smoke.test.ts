@@ -45,7 +45,7 @@ test("bench/run.ts --smoke reports kiln's cold, no-op and changed builds", async
       summaries: Summary[];
     };
     const kiln = summaries.filter((s) => s.tool === "kiln");
-    assert.deepEqual(kiln.map((s) => s.scenario).sort(), ["changed", "cold", "noop"]);
+    assert.deepEqual(kiln.map((s) => s.scenario).sort(), ["changed", "cold", "imported", "noop"]);
     for (const s of kiln) {
       assert.equal(s.failures, 0);
       assert.ok(s.median !== undefined && s.median > 0);
