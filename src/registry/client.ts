@@ -136,13 +136,20 @@ export class RegistryClient {
     this.transport.close();
   }
 
-  /** Resolve a tag or digest to the descriptor of its manifest or index (HEAD, else GET). */
-  async resolve(repo: RepositoryRef, reference: string): Promise<Descriptor> {
+  /**
+   * Resolve a tag or digest to the descriptor of its manifest or index (HEAD, else GET).
+   * `forPush`: ask with the push scope, so a push that starts with this look-up needs one token.
+   */
+  async resolve(
+    repo: RepositoryRef,
+    reference: string,
+    opts: { forPush?: boolean } = {},
+  ): Promise<Descriptor> {
     const subject = formatRef(repo, reference);
     const res = await this.send(repo, {
       method: "HEAD",
       url: manifestPath(repo, reference),
-      scopes: [repositoryScope(repo.repository, "pull")],
+      scopes: [repositoryScope(repo.repository, opts.forPush ? "pull,push" : "pull")],
       headers: { Accept: manifestAcceptTypes.join(", ") },
       idempotent: true,
       subject,

@@ -133,7 +133,7 @@ async function allTagged(
 ): Promise<boolean> {
   for (const tag of tags) {
     // a missing tag (or any error) just means: push it all
-    const d = await client.resolve(repo, tag).catch(() => undefined);
+    const d = await client.resolve(repo, tag, { forPush: true }).catch(() => undefined);
     if (d?.digest !== digest) return false;
   }
   return true;
