@@ -159,7 +159,10 @@ export async function runContainer(
   if (io.signal?.aborted) throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
   await mkdir(runcRoot, { recursive: true, mode: 0o700 });
   await mkdir(bundles, { recursive: true, mode: 0o700 });
-  const bundle = join(bundles, id);
+  // the owner is in the bundle's name, so a concurrent kiln's stale sweep never sees a bundle
+  // whose owner it cannot tell yet
+  const owner = await ownerTag();
+  const bundle = join(bundles, bundleName(owner, id));
   try {
     await mkdir(bundle);
   } catch (e) {
@@ -184,8 +187,6 @@ export async function runContainer(
   };
   let result: ExecResult;
   try {
-    const owner = await ownerTag();
-    await writeFile(join(bundle, "owner"), owner);
     result = await runInBundle(spec, io, { id, runcRoot, bundle, owner });
   } catch (e) {
     await cleanup().catch(() => undefined);
@@ -292,6 +293,16 @@ async function runInBundle(
   return { exitCode };
 }
 
+/** A bundle directory is named "<owner tag>.<container id>". */
+function bundleName(owner: string, id: string): string {
+  return `${owner}.${id}`;
+}
+
+function parseBundleName(name: string): { owner: string; id?: string } {
+  const m = /^(\d+-\d+)\.(.+)$/.exec(name);
+  return m ? { owner: m[1]!, id: m[2]! } : { owner: "" };
+}
+
 /**
  * Crash recovery, run at startup: kill and delete containers (and bundles) whose kiln process
  * is gone, e.g. after a SIGKILL. Returns the ids removed.
@@ -316,11 +327,11 @@ export async function cleanupStaleContainers(opts: ExecutorOptions = {}): Promis
     }
   }
   for (const name of await readdir(bundles).catch(() => [])) {
-    const owner = await readFile(join(bundles, name, "owner"), "utf8").catch(() => "");
+    const { owner, id } = parseBundleName(name);
     if (await isOwnerAlive(owner)) continue;
-    await deleteContainer(runcRoot, name);
+    if (id !== undefined) await deleteContainer(runcRoot, id);
     await rm(join(bundles, name), { recursive: true, force: true });
-    if (!removed.includes(name)) removed.push(name);
+    if (id !== undefined && !removed.includes(id)) removed.push(id);
   }
   return removed;
 }

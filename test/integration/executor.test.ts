@@ -15,7 +15,7 @@ import {
 import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runContainer, type ExecSpec } from "../../src/executor/index.js";
+import { cleanupStaleContainers, runContainer, type ExecSpec } from "../../src/executor/index.js";
 import { isKilnError } from "../../src/errors.js";
 import { ensureDebs } from "../fixtures/debian.js";
 
@@ -100,6 +100,36 @@ test("echo hello, exit codes, and a missing command", async () => {
     assert.match(e.message, /no-such-program/);
     return true;
   });
+});
+
+test("a stale-state sweep running alongside never takes a live container's bundle", async () => {
+  // another kiln on the same state dir sweeps at startup while this one creates bundles
+  let running = true;
+  const sweeps = (async () => {
+    let n = 0;
+    while (running || n === 0) {
+      assert.deepEqual(await cleanupStaleContainers({ stateDir }), []);
+      n++;
+    }
+    return n;
+  })();
+  try {
+    // one rootfs each: a container stubs /etc/hosts in its rootfs while it runs
+    const results = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const own = join(base, `rootfs-${i}`);
+        execFileSync("cp", ["-a", rootfs, own]);
+        return exec(spec(["echo", String(i)], { rootfs: own }));
+      }),
+    );
+    assert.deepEqual(
+      results.map((r) => r.out),
+      Array.from({ length: 8 }, (_, i) => `${i}\n`),
+    );
+  } finally {
+    running = false;
+  }
+  assert.ok((await sweeps) > 0);
 });
 
 test("env, cwd, user with supplementary groups, hostname", async () => {
