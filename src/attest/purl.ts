@@ -5,6 +5,7 @@
 import { format, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import { familiarName, parseReference } from "../reference/index.js";
+import { OCI_LAYOUT_CONTEXT } from "../source/index.js";
 
 /** Percent-encoding of a qualifier value: everything but unreserved characters. */
 function enc(s: string): string {
@@ -61,4 +62,24 @@ export function imagePurl(ref: string, platform?: Platform, type = "docker"): st
       platform: platform && format(normalize(platform)),
     },
   });
+}
+
+/**
+ * A base image material: a registry image as `imagePurl`; the image of an `oci-layout://`
+ * context (named `oci-layout://NAME@DIGEST`) as BuildKit writes it, `pkg:oci/NAME?digest=…`.
+ */
+export function materialPurl(ref: string, platform: Platform): string {
+  if (!ref.startsWith(OCI_LAYOUT_CONTEXT)) return imagePurl(ref, platform);
+  const named = ref.slice(OCI_LAYOUT_CONTEXT.length);
+  try {
+    return imagePurl(named, platform, "oci");
+  } catch {
+    // a context name that is no image name (BuildKit would refuse it) still gets a purl
+    const at = named.lastIndexOf("@");
+    return formatPurl({
+      type: "oci",
+      name: named.slice(0, at),
+      qualifiers: { digest: named.slice(at + 1), platform: format(normalize(platform)) },
+    });
+  }
 }

@@ -2,3 +2,10 @@
 export { HttpSource, safeFileName, urlFileName } from "./http.js";
 export type { HttpSourceOptions } from "./http.js";
 export { parseGitRef, checkoutGit, type GitRef } from "./git.js";
+export {
+  OCI_LAYOUT_CONTEXT,
+  OciLayoutSource,
+  parseOciLayoutContext,
+  selectLayoutEntry,
+  type OciLayoutSpec,
+} from "./ocilayout.js";

@@ -1,0 +1,206 @@
+/**
+ * `--build-context NAME=oci-layout://DIR[:TAG][@sha256:…]`: an image read from a local OCI image
+ * layout instead of a registry. As buildx: without a digest the tag (default `latest`) is looked
+ * up in DIR/index.json (`io.containerd.image.name`, then `org.opencontainers.image.ref.name`),
+ * and an index.json with a single entry stands for any tag; a digest may name any blob in the
+ * layout. Documents and blobs are read from DIR/blobs and verified against their digests.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Readable } from "node:stream";
+import { openVerified, readVerified, type BlobErrors } from "../content/index.js";
+import { KilnError, messageOf } from "../errors.js";
+import { isDigest, parseIndex, type Descriptor, type ImageIndex } from "../oci/index.js";
+
+export const OCI_LAYOUT_CONTEXT = "oci-layout://";
+
+/** What `oci-layout://DIR[:TAG][@DIGEST]` asks for. */
+export interface OciLayoutSpec {
+  dir: string;
+  tag: string;
+  digest?: string;
+}
+
+const DEFAULT_TAG = "latest";
+const CONTAINERD_NAME = "io.containerd.image.name";
+const REF_NAME = "org.opencontainers.image.ref.name";
+/** a manifest, index or config larger than this is not one (BuildKit reads at most 4 MiB too) */
+const MAX_DOCUMENT = 4 << 20;
+
+/** A named context's value as an OCI layout, or undefined when it is something else. */
+export function parseOciLayoutContext(value: string): OciLayoutSpec | undefined {
+  if (!value.startsWith(OCI_LAYOUT_CONTEXT)) return undefined;
+  let rest = value.slice(OCI_LAYOUT_CONTEXT.length);
+  let digest: string | undefined;
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  }
+  // as buildx: the first ":" after the directory starts the tag
+  const colon = rest.indexOf(":");
+  const dir = colon >= 0 ? rest.slice(0, colon) : rest;
+  const tag = colon >= 0 ? rest.slice(colon + 1) : DEFAULT_TAG;
+  const usage = "write oci-layout://DIR, oci-layout://DIR:TAG or oci-layout://DIR@sha256:…";
+  if (dir === "") {
+    throw new KilnError("E_OCI_LAYOUT", `${value}: no layout directory`, { hint: usage });
+  }
+  if (tag === "") throw new KilnError("E_OCI_LAYOUT", `${value}: empty tag`, { hint: usage });
+  if (digest !== undefined && !(isDigest(digest) && digest.startsWith("sha256:"))) {
+    throw new KilnError("E_OCI_LAYOUT", `${value}: ${JSON.stringify(digest)} is not a digest`, {
+      hint: `${usage}, with a sha256 digest of 64 hex characters`,
+    });
+  }
+  return { dir, tag, digest };
+}
+
+/**
+ * The index.json entry a tag names: one whose containerd image name, then one whose OCI ref name
+ * is the tag; failing that the only entry of a single-entry index (buildx's rules).
+ */
+export function selectLayoutEntry(index: ImageIndex, tag: string): Descriptor | undefined {
+  for (const key of [CONTAINERD_NAME, REF_NAME]) {
+    const hit = index.manifests.find((m) => m.annotations?.[key] === tag);
+    if (hit) return hit;
+  }
+  return index.manifests.length === 1 ? index.manifests[0] : undefined;
+}
+
+/** The names index.json entries carry, for "unknown tag" messages. */
+function layoutTags(index: ImageIndex): string[] {
+  return index.manifests.flatMap((m) => {
+    const n = m.annotations?.[REF_NAME] ?? m.annotations?.[CONTAINERD_NAME];
+    return n === undefined ? [] : [n];
+  });
+}
+
+/** One named context's OCI layout, with the document its tag or digest resolved to. */
+export class OciLayoutSource {
+  private constructor(
+    /** the context's name (`--build-context NAME=…`) */
+    readonly name: string,
+    readonly dir: string,
+    /** the top document: an index or a single-platform manifest */
+    readonly top: { digest: string; mediaType?: string },
+    private readonly value: string,
+  ) {}
+
+  /** Opens DIR and resolves the tag or digest; every failure names the context and the fix. */
+  static async open(name: string, spec: OciLayoutSpec): Promise<OciLayoutSource> {
+    const dir = resolve(spec.dir);
+    const value = `${OCI_LAYOUT_CONTEXT}${spec.dir}${spec.digest ? `@${spec.digest}` : `:${spec.tag}`}`;
+    const what = `build context ${JSON.stringify(name)} (${value})`;
+    const st = await stat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) {
+      throw new KilnError("E_OCI_LAYOUT", `${what}: ${dir} is not a directory`, {
+        hint: "point oci-layout:// at an OCI image layout directory (e.g. one written by `kiln build -o type=oci,dest=DIR,tar=false` or `skopeo copy … oci:DIR:TAG`)",
+      });
+    }
+    const indexFile = join(dir, "index.json");
+    let index: ImageIndex;
+    try {
+      index = parseIndex(await readFile(indexFile), undefined, indexFile);
+    } catch (e) {
+      const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
+      throw new KilnError(
+        "E_OCI_LAYOUT",
+        missing
+          ? `${what}: ${dir} has no index.json, so it is not an OCI image layout`
+          : `${what}: cannot read ${indexFile}: ${messageOf(e)}`,
+        {
+          hint: "point oci-layout:// at the directory holding oci-layout, index.json and blobs/ (an OCI tar must be unpacked first)",
+          cause: e,
+        },
+      );
+    }
+    let top: { digest: string; mediaType?: string };
+    if (spec.digest !== undefined) {
+      const listed = index.manifests.find((m) => m.digest === spec.digest);
+      top = { digest: spec.digest, mediaType: listed?.mediaType };
+    } else {
+      const entry = selectLayoutEntry(index, spec.tag);
+      if (!entry) {
+        const tags = layoutTags(index);
+        throw new KilnError(
+          "E_OCI_LAYOUT",
+          `${what}: no image tagged ${JSON.stringify(spec.tag)} in ${indexFile} (tags: ${tags.length > 0 ? tags.join(", ") : "none"})`,
+          {
+            hint: "name one of the layout's tags (oci-layout://DIR:TAG) or its digest (@sha256:…)",
+          },
+        );
+      }
+      top = { digest: entry.digest, mediaType: entry.mediaType };
+    }
+    const source = new OciLayoutSource(name, dir, top, value);
+    if (!(await source.has(top.digest))) {
+      throw new KilnError("E_OCI_LAYOUT", `${what}: ${top.digest} is not in the layout`, {
+        hint: `use a digest listed in ${indexFile} or found under ${join(dir, "blobs", "sha256")}`,
+      });
+    }
+    return source;
+  }
+
+  /** How messages name this source. */
+  get display(): string {
+    return `build context ${JSON.stringify(this.name)} (${this.value})`;
+  }
+
+  private path(digest: string): string {
+    if (!(isDigest(digest) && digest.startsWith("sha256:"))) {
+      throw new KilnError("E_OCI_LAYOUT", `${this.display}: unsupported digest ${digest}`, {
+        hint: "kiln reads sha256 layouts",
+      });
+    }
+    return join(this.dir, "blobs", "sha256", digest.slice("sha256:".length));
+  }
+
+  private async has(digest: string): Promise<boolean> {
+    return (await stat(this.path(digest)).catch(() => undefined))?.isFile() === true;
+  }
+
+  private errors(digest: string): BlobErrors {
+    return {
+      unreadable: (e) =>
+        new KilnError(
+          "E_OCI_LAYOUT",
+          (e as NodeJS.ErrnoException).code === "ENOENT"
+            ? `${this.display}: blob ${digest} is missing from the layout`
+            : `${this.display}: cannot read blob ${digest}: ${messageOf(e)}`,
+          {
+            hint: "the layout is incomplete: write it again (with every platform's blobs)",
+            cause: e,
+          },
+        ),
+      corrupt: (actual) =>
+        new KilnError(
+          "E_DIGEST_MISMATCH",
+          `${this.display}: blob ${digest} is corrupt (its content hashes to ${actual})`,
+          { hint: "the layout was modified after it was written: write it again" },
+        ),
+    };
+  }
+
+  /** A manifest, index or config, whole and verified. */
+  async readDocument(digest: string): Promise<Buffer> {
+    const file = this.path(digest);
+    let size: number;
+    try {
+      size = (await stat(file)).size;
+    } catch (e) {
+      throw this.errors(digest).unreadable(e);
+    }
+    if (size > MAX_DOCUMENT) {
+      throw new KilnError(
+        "E_OCI_LAYOUT",
+        `${this.display}: ${digest} is ${size} bytes, too large for a manifest or config`,
+        { hint: "name an image manifest or index by its digest" },
+      );
+    }
+    return readVerified(file, digest, this.errors(digest));
+  }
+
+  /** A layer (or any blob), streamed and verified as it is read. */
+  openBlob(desc: Descriptor): Readable {
+    return openVerified(this.path(desc.digest), desc.digest, this.errors(desc.digest));
+  }
+}
