@@ -11,6 +11,7 @@ import { packTar, type TarEntry, type TarInput } from "../archive/index.js";
 import { loadContextFilter, type ContextFilter } from "../context/index.js";
 import { TAR_CONTEXT, TAR_DOCKERFILE, TAR_NAMED } from "../daemon/index.js";
 import { imageContextRef } from "../engine/request.js";
+import { parseOciLayoutContext } from "../source/index.js";
 
 export interface UploadSpec {
   contextDir: string;
@@ -39,7 +40,9 @@ async function* members(spec: UploadSpec): AsyncGenerator<TarInput> {
   for (const [n, dir] of Object.entries(spec.namedContexts)) {
     // docker-image:// contexts are references, resolved by the node, not files to upload
     if (imageContextRef(dir) !== undefined) continue;
-    yield* tree(dir, `${TAR_NAMED}/${n}`, await loadContextFilter(dir));
+    // an oci-layout:// context travels as its layout directory; the node reads the image there
+    const local = parseOciLayoutContext(dir)?.dir ?? dir;
+    yield* tree(local, `${TAR_NAMED}/${n}`, await loadContextFilter(local));
   }
 }
 
