@@ -7,10 +7,11 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { openVerified, readVerified, type BlobErrors } from "../content/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { isDigest, parseIndex, type Descriptor, type ImageIndex } from "../oci/index.js";
+import { resolveInRoot } from "../rootpath/index.js";
 
 export const OCI_LAYOUT_CONTEXT = "oci-layout://";
 
@@ -99,7 +100,7 @@ export class OciLayoutSource {
     const indexFile = join(dir, "index.json");
     let index: ImageIndex;
     try {
-      index = parseIndex(await readFile(indexFile), undefined, indexFile);
+      index = parseIndex(await readFile(await layoutFile(dir, "index.json")), undefined, indexFile);
     } catch (e) {
       const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
       throw new KilnError(
@@ -145,17 +146,18 @@ export class OciLayoutSource {
     return `build context ${JSON.stringify(this.name)} (${this.value})`;
   }
 
-  private path(digest: string): string {
+  /** A blob's file; symlinks are followed inside DIR only (a layout uploaded to kilnd is untrusted). */
+  private path(digest: string): Promise<string> {
     if (!(isDigest(digest) && digest.startsWith("sha256:"))) {
       throw new KilnError("E_OCI_LAYOUT", `${this.display}: unsupported digest ${digest}`, {
         hint: "kiln reads sha256 layouts",
       });
     }
-    return join(this.dir, "blobs", "sha256", digest.slice("sha256:".length));
+    return layoutFile(this.dir, `blobs/sha256/${digest.slice("sha256:".length)}`);
   }
 
   private async has(digest: string): Promise<boolean> {
-    return (await stat(this.path(digest)).catch(() => undefined))?.isFile() === true;
+    return (await stat(await this.path(digest)).catch(() => undefined))?.isFile() === true;
   }
 
   private errors(digest: string): BlobErrors {
@@ -182,7 +184,7 @@ export class OciLayoutSource {
 
   /** A manifest, index or config, whole and verified. */
   async readDocument(digest: string): Promise<Buffer> {
-    const file = this.path(digest);
+    const file = await this.path(digest);
     let size: number;
     try {
       size = (await stat(file)).size;
@@ -201,6 +203,17 @@ export class OciLayoutSource {
 
   /** A layer (or any blob), streamed and verified as it is read. */
   openBlob(desc: Descriptor): Readable {
-    return openVerified(this.path(desc.digest), desc.digest, this.errors(desc.digest));
+    const open = async (): Promise<Readable> =>
+      openVerified(await this.path(desc.digest), desc.digest, this.errors(desc.digest));
+    return Readable.from(
+      (async function* () {
+        yield* await open();
+      })(),
+      { objectMode: false },
+    );
   }
+}
+
+function layoutFile(dir: string, rel: string): Promise<string> {
+  return resolveInRoot(dir, `/${rel}`, { followFinal: true });
 }

@@ -4,7 +4,7 @@
 // (its base layers come from the layout, not the registry) and checked with skopeo, umoci and runc.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { cp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   kiln,
@@ -169,6 +169,13 @@ test("oci-layout:// errors name the context and the fix", async () => {
   bytes[mid] = bytes[mid]! ^ 0xff;
   await writeFile(layer, bytes);
 
+  // a blob that is a symlink out of the layout (to the very same content) is not followed there
+  const escaping = join(dir, "escaping");
+  await cp(layout, escaping, { recursive: true });
+  const amd64Manifest = join(escaping, "blobs", "sha256", amd64.digest.slice(7));
+  await rm(amd64Manifest);
+  await symlink(join(layout, "blobs", "sha256", amd64.digest.slice(7)), amd64Manifest);
+
   const absent = `sha256:${"0".repeat(64)}`;
   const cases: [string, string, RegExp][] = [
     ["linux/amd64", `oci-layout://${join(dir, "nowhere")}`, /"base".*nowhere is not a directory/],
@@ -177,9 +184,11 @@ test("oci-layout:// errors name the context and the fix", async () => {
     ["linux/amd64", `oci-layout://${layout}@${absent}`, /"base".*0{64} is not in the layout/],
     ["linux/s390x", `oci-layout://${layout}@${baseDigest}`, /"base".*no manifest for linux\/s390x/],
     ["linux/amd64", `oci-layout://${corrupt}@${baseDigest}`, /"base".*blob sha256:\w+ is corrupt/],
+    ["linux/amd64", `oci-layout://${escaping}@${baseDigest}`, /"base".*blob sha256:\w+ is missing/],
     ["linux/amd64", "oci-layout://x@sha256:123", /is not a digest/],
   ];
-  for (const [platform, value, why] of cases) {
+  for (const c of cases) {
+    const [platform, value, why] = c;
     const r = await kiln(
       [
         "build",
@@ -191,8 +200,8 @@ test("oci-layout:// errors name the context and the fix", async () => {
         "type=tar,dest=/dev/null",
         ctx,
       ],
-      // a fresh state dir: the corrupt layer must be read, not found unpacked
-      { root: join(dir, "root-errors"), cwd: dir },
+      // a fresh state dir each: blobs must be read from the layout, not found in kiln's store
+      { root: join(dir, `root-errors-${cases.indexOf(c)}`), cwd: dir },
     );
     assert.notEqual(r.code, 0, value);
     assert.match(r.messages.join("\n"), why, r.stderr);
@@ -200,4 +209,5 @@ test("oci-layout:// errors name the context and the fix", async () => {
     assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
   }
   await rm(corrupt, { recursive: true });
+  await rm(escaping, { recursive: true });
 });
