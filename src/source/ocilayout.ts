@@ -32,16 +32,18 @@ const MAX_DOCUMENT = 4 << 20;
 export function parseOciLayoutContext(value: string): OciLayoutSpec | undefined {
   if (!value.startsWith(OCI_LAYOUT_CONTEXT)) return undefined;
   let rest = value.slice(OCI_LAYOUT_CONTEXT.length);
+  // `@digest` and `:tag` end the value (buildx cuts at the first ones; the last ones with no
+  // "/" after them also keep a directory that holds "@" or ":" intact)
   let digest: string | undefined;
-  const at = rest.indexOf("@");
-  if (at >= 0) {
+  const at = rest.lastIndexOf("@");
+  if (at >= 0 && !rest.includes("/", at)) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
   }
-  // as buildx: the first ":" after the directory starts the tag
-  const colon = rest.indexOf(":");
-  const dir = colon >= 0 ? rest.slice(0, colon) : rest;
-  const tag = colon >= 0 ? rest.slice(colon + 1) : DEFAULT_TAG;
+  const colon = rest.lastIndexOf(":");
+  const tagged = colon >= 0 && !rest.includes("/", colon);
+  const dir = tagged ? rest.slice(0, colon) : rest;
+  const tag = tagged ? rest.slice(colon + 1) : DEFAULT_TAG;
   const usage = "write oci-layout://DIR, oci-layout://DIR:TAG or oci-layout://DIR@sha256:…";
   if (dir === "") {
     throw new KilnError("E_OCI_LAYOUT", `${value}: no layout directory`, { hint: usage });

@@ -35,6 +35,17 @@ test("oci-layout:// values: directory, tag (default latest) and digest", () => {
     tag: "v2",
     digest: d1,
   });
+  // a directory holding ":" or "@" (a kilnd request directory, say) stays whole
+  assert.deepEqual(parseOciLayoutContext(`oci-layout:///a:b/c@d/img@${d1}`), {
+    dir: "/a:b/c@d/img",
+    tag: "latest",
+    digest: d1,
+  });
+  assert.deepEqual(parseOciLayoutContext("oci-layout:///a:b/c@d/img:v3"), {
+    dir: "/a:b/c@d/img",
+    tag: "v3",
+    digest: undefined,
+  });
 });
 
 test("oci-layout:// values that name no layout or no digest are refused", () => {
