@@ -106,10 +106,15 @@ export async function remoteBuild(
   announceRoutes(sink, routes);
 
   const dockerfile = resolve(req.contextDir, req.dockerfile);
-  const upload = { contextDir: req.contextDir, dockerfile, namedContexts: req.namedContexts };
-  const names = Object.keys(req.namedContexts);
   // resolved here, as buildx does: a bad layout fails before anything is sent
   const layouts = await openLayoutContexts(req.namedContexts);
+  const upload = {
+    contextDir: req.contextDir,
+    dockerfile,
+    namedContexts: req.namedContexts,
+    layouts,
+  };
+  const names = Object.keys(req.namedContexts);
   const headerFor = (platforms: Platform[]): BuildHeader => {
     const request: Partial<BuildRequest> = {
       ...req,

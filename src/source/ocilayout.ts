@@ -10,7 +10,15 @@ import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { openVerified, readVerified, type BlobErrors } from "../content/index.js";
 import { KilnError, messageOf } from "../errors.js";
-import { isDigest, parseIndex, type Descriptor, type ImageIndex } from "../oci/index.js";
+import {
+  isDigest,
+  isIndexType,
+  isManifestType,
+  parseIndex,
+  parseManifestOrIndex,
+  type Descriptor,
+  type ImageIndex,
+} from "../oci/index.js";
 import { resolveInRoot } from "../rootpath/index.js";
 
 export const OCI_LAYOUT_CONTEXT = "oci-layout://";
@@ -201,6 +209,38 @@ export class OciLayoutSource {
       );
     }
     return readVerified(file, digest, this.errors(digest));
+  }
+
+  /**
+   * What a remote node needs to read this image, as paths relative to DIR: the layout's
+   * `oci-layout` and `index.json`, and every blob the top document reaches (all its platforms)
+   * that the layout holds — not the layout's other images.
+   */
+  async files(): Promise<string[]> {
+    const out = new Set(["index.json"]);
+    if (await stat(join(this.dir, "oci-layout")).catch(() => undefined)) out.add("oci-layout");
+    /** false when already taken or not in the layout (a partial copy: the node fails if it needs it) */
+    const add = async (digest: string): Promise<boolean> => {
+      const rel = `blobs/sha256/${digest.slice("sha256:".length)}`;
+      if (out.has(rel) || !(await this.has(digest))) return false;
+      out.add(rel);
+      return true;
+    };
+    const visit = async (digest: string, mediaType?: string): Promise<void> => {
+      if (!(await add(digest))) return;
+      const doc = parseManifestOrIndex(await this.readDocument(digest), mediaType, this.display);
+      if (doc.kind === "manifest") {
+        for (const d of [doc.manifest.config, ...doc.manifest.layers]) await add(d.digest);
+        return;
+      }
+      for (const m of doc.index.manifests) {
+        if (isIndexType(m.mediaType) || isManifestType(m.mediaType))
+          await visit(m.digest, m.mediaType);
+        else await add(m.digest);
+      }
+    };
+    await visit(this.top.digest, this.top.mediaType);
+    return [...out];
   }
 
   /** A layer (or any blob), streamed and verified as it is read. */
