@@ -5,7 +5,7 @@
 import { format, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import { familiarName, parseReference } from "../reference/index.js";
-import { OCI_LAYOUT_CONTEXT } from "../source/index.js";
+import { parseLayoutImageName } from "../source/index.js";
 
 /** Percent-encoding of a qualifier value: everything but unreserved characters. */
 function enc(s: string): string {
@@ -69,17 +69,16 @@ export function imagePurl(ref: string, platform?: Platform, type = "docker"): st
  * context (named `oci-layout://NAME@DIGEST`) as BuildKit writes it, `pkg:oci/NAME?digest=…`.
  */
 export function materialPurl(ref: string, platform: Platform): string {
-  if (!ref.startsWith(OCI_LAYOUT_CONTEXT)) return imagePurl(ref, platform);
-  const named = ref.slice(OCI_LAYOUT_CONTEXT.length);
+  const layout = parseLayoutImageName(ref);
+  if (!layout) return imagePurl(ref, platform);
   try {
-    return imagePurl(named, platform, "oci");
+    return imagePurl(`${layout.context}@${layout.digest}`, platform, "oci");
   } catch {
     // a context name that is no image name (BuildKit would refuse it) still gets a purl
-    const at = named.lastIndexOf("@");
     return formatPurl({
       type: "oci",
-      name: named.slice(0, at),
-      qualifiers: { digest: named.slice(at + 1), platform: format(normalize(platform)) },
+      name: layout.context,
+      qualifiers: { digest: layout.digest, platform: format(normalize(platform)) },
     });
   }
 }

@@ -35,7 +35,8 @@ import {
 import { defaultRoot, openState } from "./state.js";
 import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
-import { Images, layoutImageName, openLayoutContexts } from "./images.js";
+import { Images, openLayoutContexts } from "./images.js";
+import { layoutImageName } from "../source/index.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
 import { preparingWorker } from "./earlyexport.js";
 import {

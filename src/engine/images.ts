@@ -24,7 +24,12 @@ import { formatReference, parseReference, registryHost, withDigest } from "../re
 import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
 import { applyLayerBlob } from "../archive/index.js";
 import { pulledLayerId, stepSnapshotId } from "../snapshot/index.js";
-import { OCI_LAYOUT_CONTEXT, OciLayoutSource, parseOciLayoutContext } from "../source/index.js";
+import {
+  OciLayoutSource,
+  layoutImageName,
+  parseLayoutImageName,
+  parseOciLayoutContext,
+} from "../source/index.js";
 import type { LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
 import type { ProgressSink } from "../progress/index.js";
@@ -55,22 +60,6 @@ interface ImageOrigin {
   blob(desc: Descriptor): Readable;
   /** the graph's name for the platform manifest `digest` */
   pinned(digest: string): string;
-}
-
-/**
- * The name the frontend uses for the image of an `oci-layout://` context (its FROM name):
- * `oci-layout://NAME@DIGEST`, as BuildKit names it; the layout itself is found by NAME.
- */
-export function layoutImageName(contextName: string, digest: string): string {
-  return `${OCI_LAYOUT_CONTEXT}${contextName}@${digest}`;
-}
-
-/** The context name of a `layoutImageName`, or undefined for a registry reference. */
-export function layoutContextOf(name: string): string | undefined {
-  if (!name.startsWith(OCI_LAYOUT_CONTEXT)) return undefined;
-  const rest = name.slice(OCI_LAYOUT_CONTEXT.length);
-  const at = rest.lastIndexOf("@");
-  return at < 0 ? rest : rest.slice(0, at);
 }
 
 /** The `oci-layout://` named contexts of a request, opened (tag or digest resolved), by name. */
@@ -167,7 +156,7 @@ export class Images implements ImagePuller {
   }
 
   private originOf(name: string): ImageOrigin {
-    const contextName = layoutContextOf(name);
+    const contextName = parseLayoutImageName(name)?.context;
     if (contextName === undefined) {
       const { repo, reference, display } = repoOf(name);
       return {

@@ -5,6 +5,8 @@ export { parseGitRef, checkoutGit, type GitRef } from "./git.js";
 export {
   OCI_LAYOUT_CONTEXT,
   OciLayoutSource,
+  layoutImageName,
+  parseLayoutImageName,
   parseOciLayoutContext,
   selectLayoutEntry,
   type OciLayoutSpec,

@@ -23,6 +23,25 @@ import { resolveInRoot } from "../rootpath/index.js";
 
 export const OCI_LAYOUT_CONTEXT = "oci-layout://";
 
+/**
+ * The graph's name for the image of an `oci-layout://` context (what its FROM name stands for):
+ * `oci-layout://NAME@DIGEST`, as BuildKit names it; the layout itself is found by NAME.
+ */
+export function layoutImageName(contextName: string, digest: string): string {
+  return `${OCI_LAYOUT_CONTEXT}${contextName}@${digest}`;
+}
+
+/** The parts of a `layoutImageName`, or undefined for any other name (a registry reference). */
+export function parseLayoutImageName(
+  name: string,
+): { context: string; digest: string } | undefined {
+  if (!name.startsWith(OCI_LAYOUT_CONTEXT)) return undefined;
+  const rest = name.slice(OCI_LAYOUT_CONTEXT.length);
+  const at = rest.lastIndexOf("@");
+  if (at < 0) return undefined;
+  return { context: rest.slice(0, at), digest: rest.slice(at + 1) };
+}
+
 /** What `oci-layout://DIR[:TAG][@DIGEST]` asks for. */
 export interface OciLayoutSpec {
   dir: string;
