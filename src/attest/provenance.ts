@@ -11,7 +11,7 @@ import { topoSort } from "../graph/index.js";
 import { format, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import type { ProvenanceRequest } from "./options.js";
-import { imagePurl } from "./purl.js";
+import { materialPurl } from "./purl.js";
 
 export const SLSA_V1 = "https://slsa.dev/provenance/v1";
 export const SLSA_V02 = "https://slsa.dev/provenance/v0.2";
@@ -40,7 +40,7 @@ export interface BuildFacts {
 
 /** A base image as the build resolved it. */
 export interface ImageMaterial {
-  /** the name as written (FROM, --build-context docker-image://) */
+  /** the name as written (FROM, --build-context docker-image://), or oci-layout://NAME@DIGEST */
   ref: string;
   platform: Platform;
   /** what the name resolved to: the index, or the manifest of a single-platform image */
@@ -110,7 +110,7 @@ export function provenanceV1(
   finishedOn: Date,
 ): Record<string, unknown> {
   const materials = [
-    ...p.images.map((m) => ({ uri: imagePurl(m.ref, m.platform), digest: digestSet(m.digest) })),
+    ...p.images.map((m) => ({ uri: materialPurl(m.ref, m.platform), digest: digestSet(m.digest) })),
     ...p.http.map((h) => ({ uri: h.url, digest: digestSet(h.digest) })),
   ];
   const request: Parameters = { frontend: "dockerfile.v0" };

@@ -5,6 +5,7 @@
 import { format, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import { familiarName, parseReference } from "../reference/index.js";
+import { parseLayoutImageName } from "../source/index.js";
 
 /** Percent-encoding of a qualifier value: everything but unreserved characters. */
 function enc(s: string): string {
@@ -61,4 +62,23 @@ export function imagePurl(ref: string, platform?: Platform, type = "docker"): st
       platform: platform && format(normalize(platform)),
     },
   });
+}
+
+/**
+ * A base image material: a registry image as `imagePurl`; the image of an `oci-layout://`
+ * context (named `oci-layout://NAME@DIGEST`) as BuildKit writes it, `pkg:oci/NAME?digest=…`.
+ */
+export function materialPurl(ref: string, platform: Platform): string {
+  const layout = parseLayoutImageName(ref);
+  if (!layout) return imagePurl(ref, platform);
+  try {
+    return imagePurl(`${layout.context}@${layout.digest}`, platform, "oci");
+  } catch {
+    // a context name that is no image name (BuildKit would refuse it) still gets a purl
+    return formatPurl({
+      type: "oci",
+      name: layout.context,
+      qualifiers: { digest: layout.digest, platform: format(normalize(platform)) },
+    });
+  }
 }

@@ -186,7 +186,7 @@ export function buildCommand(): Command {
     )
     .option(
       "--build-context <name=dir>",
-      "additional named build context: a directory, docker-image://REF, a git URL or an http(s) URL of a tar (repeatable)",
+      "additional named build context: a directory, docker-image://REF, oci-layout://DIR[:TAG][@DIGEST], a git URL or an http(s) URL of a tar (repeatable)",
       collect,
     )
     .addOption(

@@ -19,6 +19,8 @@ export interface BuildHeader {
   namedContexts: string[];
   /** `--build-context name=docker-image://REF`: name → that value, resolved by the node */
   imageContexts?: Record<string, string>;
+  /** `--build-context name=oci-layout://…`: uploaded layout directory's name → the digest the client resolved */
+  ociLayouts?: Record<string, string>;
   secrets: Record<string, string>;
 }
 

@@ -35,7 +35,8 @@ import {
 import { defaultRoot, openState } from "./state.js";
 import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
-import { Images } from "./images.js";
+import { Images, openLayoutContexts } from "./images.js";
+import { layoutImageName } from "../source/index.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
 import { preparingWorker } from "./earlyexport.js";
 import {
@@ -207,7 +208,13 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ["context", { dir: resolve(req.contextDir), filter }],
   ]);
   const imageContexts = new Map<string, string>();
+  const layouts = await openLayoutContexts(req.namedContexts);
   for (const [name, dir] of Object.entries(req.namedContexts)) {
+    const layout = layouts.get(name);
+    if (layout) {
+      imageContexts.set(name, layoutImageName(name, layout.top.digest));
+      continue;
+    }
     const ref = imageContextRef(dir);
     if (ref !== undefined) {
       imageContexts.set(name, ref);
@@ -234,7 +241,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   // export work started during the build: never left running once the build returns
   let background: { settle(): Promise<void> }[] = [];
   try {
-    const images = new Images(state, client, sink);
+    const images = new Images(state, client, sink, layouts);
     const remoteCache = await BuildRemoteCache.open(req, {
       state,
       client,

@@ -20,6 +20,7 @@ import {
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient } from "../registry/index.js";
 import type { ResultCache } from "../solver/index.js";
+import { parseLayoutImageName } from "../source/index.js";
 import {
   CACHE_CONFIG_MEDIA_TYPE,
   INLINE_CACHE_KEY,
@@ -402,7 +403,8 @@ async function exportTo(
   };
   for (const s of build.imported.sources) sameRegistry(s.repo);
   for (const v of exported(build.roots, spec.mode)) {
-    if (v.op.kind === "image") {
+    // an oci-layout:// context's image has no registry to mount from
+    if (v.op.kind === "image" && !parseLayoutImageName(v.op.ref)) {
       const r = parseReference(v.op.ref);
       sameRegistry({ registry: registryHost(r), repository: r.repository });
     }
