@@ -31,7 +31,7 @@ import { formatAll } from "../platform/index.js";
 import { isOwnerAlive, ownerTag, runChecked } from "../process/index.js";
 import type { ImagePuller } from "./images.js";
 import type { ProgressSink } from "../progress/index.js";
-import { HttpSource } from "../source/index.js";
+import { GitSource, HttpSource } from "../source/index.js";
 
 export interface WorkerOptions {
   state: KilnState;
@@ -58,9 +58,25 @@ export async function cleanupStaleSecrets(): Promise<void> {
   }
 }
 
+/** A KilnError of a step, prefixed with the step's name (which says the Dockerfile line). */
+function stepError(v: Vertex, e: unknown): unknown {
+  return e instanceof KilnError
+    ? new KilnError(e.code, `${v.name}: ${e.message}`, { hint: e.hint, cause: e })
+    : e;
+}
+
+async function named<T>(v: Vertex, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw stepError(v, e);
+  }
+}
+
 export class BuildWorker implements Worker<FsResult> {
   private readonly cacheMounts: CacheMounts;
   private readonly http: HttpSource;
+  private readonly git = new GitSource();
 
   constructor(private readonly o: WorkerOptions) {
     this.http = new HttpSource({
@@ -89,6 +105,8 @@ export class BuildWorker implements Worker<FsResult> {
   async contentKey(v: Vertex, signal: AbortSignal): Promise<string | undefined> {
     // an http source is keyed on the URL's current content (a request unless --checksum pins it)
     if (v.op.kind === "http") return this.http.cacheKey(v.op, signal);
+    // a git source is keyed on the commit its ref resolves to now
+    if (v.op.kind === "git") return named(v, this.git.cacheKey(v.op, signal));
     const parts: string[] = [];
     if (v.op.kind === "file") {
       for (const a of v.op.actions) {
@@ -131,13 +149,16 @@ export class BuildWorker implements Worker<FsResult> {
         return this.exec(v, v.op, inputs, ctx);
       case "file":
         return this.file(v, v.op, inputs, ctx);
-      case "http": {
+      case "http":
+      case "git": {
+        const op = v.op;
         const active = await this.o.state.snapshots.prepare(
           stepSnapshotId("active", ctx.cacheKey),
           [],
         );
         try {
-          await this.http.writeFile(v.op, active.rootfs, ctx.signal);
+          if (op.kind === "http") await this.http.writeFile(op, active.rootfs, ctx.signal);
+          else await named(v, this.git.writeTree(op, active.rootfs, ctx.signal));
           return await this.commitLayer(v, active, { layers: [] }, ctx.cacheKey);
         } finally {
           await active.release();
@@ -413,9 +434,7 @@ export class BuildWorker implements Worker<FsResult> {
       }
       return await this.commitLayer(v, active, base, ctx.cacheKey);
     } catch (e) {
-      throw e instanceof KilnError
-        ? new KilnError(e.code, `${v.name}: ${e.message}`, { hint: e.hint, cause: e })
-        : e;
+      throw stepError(v, e);
     } finally {
       for (const view of views) await view.release().catch(() => undefined);
       await active.release();

@@ -1,0 +1,66 @@
+/**
+ * `ADD <git URL>` with BuildKit's semantics: the ref is resolved to a commit once per build
+ * (while cache keys are computed, so a new commit on a branch re-runs the ADD and what follows,
+ * and the same commit stays cached), and the tree of exactly that commit is written into the
+ * step's layer — the subdir's contents at its root, `.git` only with keep-git-dir and no subdir.
+ */
+import { randomBytes } from "node:crypto";
+import { chmod, readdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { GitSourceOp } from "../graph/index.js";
+import { checkoutGit, resolveGitRef, type GitRef, type ResolvedGitRef } from "./git.js";
+
+/** The GitRef an op stands for. */
+export function gitRefOf(op: GitSourceOp): GitRef {
+  return {
+    remote: op.remote,
+    ref: op.ref,
+    subdir: op.subdir ?? "",
+    ...(op.checksum !== undefined ? { checksum: op.checksum } : {}),
+    ...(op.keepGitDir ? { keepGitDir: true } : {}),
+    ...(op.skipSubmodules ? { submodules: false } : {}),
+    ...(op.fetchByCommit ? { fetchByCommit: true } : {}),
+  };
+}
+
+export class GitSource {
+  /** one resolution per remote, ref and checksum per build, shared by every ADD of it */
+  private readonly resolving = new Map<string, Promise<ResolvedGitRef>>();
+
+  /**
+   * The content identity of a git source for the build cache: the commit, and with a kept
+   * .git the ref and tag object too (they are in .git).
+   */
+  async cacheKey(op: GitSourceOp, signal: AbortSignal): Promise<string> {
+    const r = await this.resolve(op, signal);
+    if (!op.keepGitDir) return r.commit;
+    return [r.commit, r.fullRef ?? "", r.tagObject ?? ""].join(" ");
+  }
+
+  /**
+   * Writes the source's tree into `dir` (an empty directory on the filesystem of the
+   * checkout): the checkout is made beside the entries and moved in, so no file is copied.
+   */
+  async writeTree(op: GitSourceOp, dir: string, signal: AbortSignal): Promise<void> {
+    const resolved = await this.resolve(op, signal);
+    const work = join(dir, `.kiln-git-checkout-${randomBytes(6).toString("hex")}`);
+    try {
+      const { dir: tree } = await checkoutGit(gitRefOf(op), work, { resolved, signal });
+      for (const name of await readdir(tree)) await rename(join(tree, name), join(dir, name));
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+    // the source's root as BuildKit's snapshot root: 0755, whatever kiln's umask
+    await chmod(dir, 0o755);
+  }
+
+  private resolve(op: GitSourceOp, signal: AbortSignal): Promise<ResolvedGitRef> {
+    const key = JSON.stringify([op.remote, op.ref, op.checksum, op.fetchByCommit]);
+    let p = this.resolving.get(key);
+    if (!p) {
+      p = resolveGitRef(gitRefOf(op), signal);
+      this.resolving.set(key, p);
+    }
+    return p;
+  }
+}
