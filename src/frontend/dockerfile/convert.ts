@@ -1496,6 +1496,24 @@ class Converter {
       from = await this.sourceStage(c.from, st, c.location);
     }
     const actions: FileAction[] = [];
+    // BuildKit's CopyInfo for a URL, a git repository or an inline document: only the mode,
+    // CreateDestPath and (ADD <url> --unpack) AttemptUnpack; no wildcards, no symlink following
+    const singleCopy = (input: number, src: string, unpack: boolean): FileAction => ({
+      action: "copy",
+      input,
+      src,
+      dest,
+      ...(chownSpec ? { chown: chownSpec } : {}),
+      ...(chmod ? { chmod } : {}),
+      followSymlinks: false,
+      dirContents: false,
+      allowWildcard: false,
+      allowEmptyWildcard: false,
+      createDestPath: true,
+      unpack,
+      excludes: c.excludes,
+      parents: false,
+    });
     for (const src of sources) {
       const git = gitSource(src);
       if (git) {
@@ -1505,30 +1523,15 @@ class Converter {
             "source can't be a git ref for COPY",
             { needle: src },
           );
-        // one fetch per repository and ref, shared by every platform; its root is the
-        // repository's (sub)directory, copied onto dest as BuildKit's CopyInfo for git does
+        // one fetch per repository and ref, shared by every platform; its root (the
+        // repository's subdir) is copied onto dest
         const repo = vertex(
           gitSourceOp(git, isAdd ? c.keepGitDir : undefined, checksum),
           [],
           undefined,
           `${redactUrl(src)} (${this.df.source.file}:${c.location.startLine})`,
         );
-        actions.push({
-          action: "copy",
-          input: inputIndex(repo),
-          src: "/",
-          dest,
-          ...(chownSpec ? { chown: chownSpec } : {}),
-          ...(chmod ? { chmod } : {}),
-          followSymlinks: false,
-          dirContents: false,
-          allowWildcard: false,
-          allowEmptyWildcard: false,
-          createDestPath: true,
-          unpack: false,
-          excludes: c.excludes,
-          parents: false,
-        });
+        actions.push(singleCopy(inputIndex(repo), "/", false));
         continue;
       }
       if (/^https?:\/\//.test(src)) {
@@ -1550,24 +1553,8 @@ class Converter {
           undefined,
           src,
         );
-        // BuildKit's CopyInfo for a URL: the one file, and remote archives stay packed
-        // unless --unpack asks
-        actions.push({
-          action: "copy",
-          input: inputIndex(download),
-          src: `/${filename}`,
-          dest,
-          ...(chownSpec ? { chown: chownSpec } : {}),
-          ...(chmod ? { chmod } : {}),
-          followSymlinks: false,
-          dirContents: false,
-          allowWildcard: false,
-          allowEmptyWildcard: false,
-          createDestPath: true,
-          unpack: c.unpack ?? false,
-          excludes: c.excludes,
-          parents: false,
-        });
+        // the one file; remote archives stay packed unless --unpack asks
+        actions.push(singleCopy(inputIndex(download), `/${filename}`, c.unpack ?? false));
         continue;
       }
       const input = fromIsContext ? this.contextVertex("context") : from;
@@ -1612,23 +1599,7 @@ class Converter {
         st.platform,
         "preparing inline document",
       );
-      // BuildKit's CopyInfo for an inline document sets only the mode and CreateDestPath
-      actions.push({
-        action: "copy",
-        input: inputIndex(file),
-        src: `/${content.path}`,
-        dest,
-        ...(chownSpec ? { chown: chownSpec } : {}),
-        ...(chmod ? { chmod } : {}),
-        followSymlinks: false,
-        dirContents: false,
-        allowWildcard: false,
-        allowEmptyWildcard: false,
-        createDestPath: true,
-        unpack: false,
-        excludes: c.excludes,
-        parents: false,
-      });
+      actions.push(singleCopy(inputIndex(file), `/${content.path}`, false));
     }
     if (link && chmod) {
       for (const a of actions) if (a.action === "copy") a.linkedParents = true;
