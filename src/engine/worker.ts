@@ -7,7 +7,14 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, writeFile, chown } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
-import type { ExecMount, ExecOp, FileOp, HttpSourceOp, Vertex } from "../graph/index.js";
+import type {
+  ExecMount,
+  ExecOp,
+  FileOp,
+  GitSourceOp,
+  HttpSourceOp,
+  Vertex,
+} from "../graph/index.js";
 import type { Worker, RunContext } from "../solver/index.js";
 import type { FsResult, LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
@@ -92,6 +99,11 @@ export class BuildWorker implements Worker<FsResult> {
   /** The content digest an ADD <url> step used (for provenance). */
   httpDigest(op: HttpSourceOp): Promise<string | undefined> {
     return this.http.contentDigest(op);
+  }
+
+  /** The provenance material of an ADD <git URL> step (its URL and commit). */
+  gitMaterial(op: GitSourceOp): Promise<{ url: string; commit: string } | undefined> {
+    return this.git.material(op);
   }
 
   emulated(v: Vertex): boolean {

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { GitSourceOp } from "../graph/index.js";
-import { checkoutGit, resolveGitRef, type GitRef, type ResolvedGitRef } from "./git.js";
+import { checkoutGit, redactUrl, resolveGitRef, type GitRef, type ResolvedGitRef } from "./git.js";
 
 /** The GitRef an op stands for. */
 export function gitRefOf(op: GitSourceOp): GitRef {
@@ -23,6 +23,11 @@ export function gitRefOf(op: GitSourceOp): GitRef {
   };
 }
 
+/** What a resolution depends on: ops that differ only in subdir or .git share one. */
+function resolutionKey(op: GitSourceOp): string {
+  return JSON.stringify([op.remote, op.ref, op.checksum, op.fetchByCommit]);
+}
+
 export class GitSource {
   /** one resolution per remote, ref and checksum per build, shared by every ADD of it */
   private readonly resolving = new Map<string, Promise<ResolvedGitRef>>();
@@ -35,6 +40,22 @@ export class GitSource {
     const r = await this.resolve(op, signal);
     if (!op.keepGitDir) return r.commit;
     return [r.commit, r.fullRef ?? "", r.tagObject ?? ""].join(" ");
+  }
+
+  /**
+   * The provenance material of an op this build resolved (BuildKit's: the remote with the ref
+   * as written, without password, and the commit or annotated tag object); undefined when it
+   * was not resolved.
+   */
+  async material(op: GitSourceOp): Promise<{ url: string; commit: string } | undefined> {
+    const resolving = this.resolving.get(resolutionKey(op));
+    if (resolving === undefined) return undefined;
+    const r = await resolving;
+    // BuildKit pins an annotated tag by its own object
+    return {
+      url: redactUrl(op.ref ? `${op.remote}#${op.ref}` : op.remote),
+      commit: r.tagObject ?? r.commit,
+    };
   }
 
   /**
@@ -55,7 +76,7 @@ export class GitSource {
   }
 
   private resolve(op: GitSourceOp, signal: AbortSignal): Promise<ResolvedGitRef> {
-    const key = JSON.stringify([op.remote, op.ref, op.checksum, op.fetchByCommit]);
+    const key = resolutionKey(op);
     let p = this.resolving.get(key);
     if (!p) {
       p = resolveGitRef(gitRefOf(op), signal);

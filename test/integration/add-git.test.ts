@@ -60,6 +60,28 @@ after(async () => {
   await removeTree(dir);
 });
 
+interface Index {
+  manifests: { digest: string; annotations?: Record<string, string> }[];
+  layers?: { digest: string }[];
+}
+
+/** The resolvedDependencies of the first provenance attestation in an OCI layout directory. */
+async function provenanceMaterials(layout: string): Promise<{ uri: string; digest: object }[]> {
+  const blob = async <T>(digest: string): Promise<T> =>
+    JSON.parse(await readFile(join(layout, "blobs", "sha256", digest.slice(7)), "utf8")) as T;
+  const top = JSON.parse(await readFile(join(layout, "index.json"), "utf8")) as Index;
+  const images = await blob<Index>(top.manifests[0]!.digest);
+  const att = images.manifests.find(
+    (m) => m.annotations?.["vnd.docker.reference.type"] === "attestation-manifest",
+  );
+  assert.ok(att, "an attestation manifest");
+  const layer = (await blob<Index>(att.digest)).layers![0]!;
+  const statement = await blob<{
+    predicate: { buildDefinition: { resolvedDependencies: { uri: string; digest: object }[] } };
+  }>(layer.digest);
+  return statement.predicate.buildDefinition.resolvedDependencies;
+}
+
 const opts = () => ({ root: join(dir, "root"), cwd: dir });
 
 test("ADD <git URL> for two platforms: one fetch, subdir, .git kept on request, --chown, --checksum", async () => {
@@ -73,7 +95,15 @@ RUN uname -m > /arch && cat /app/hello.txt /src/sub/hello.txt > /both
   });
   const out = join(dir, "img");
   const r = await kilnOk(
-    ["build", "--platform", "linux/amd64,linux/arm64", "-o", `type=oci,dest=${out},tar=false`, ctx],
+    [
+      "build",
+      "--platform",
+      "linux/amd64,linux/arm64",
+      "--provenance=mode=min",
+      "-o",
+      `type=oci,dest=${out},tar=false`,
+      ctx,
+    ],
     opts(),
   );
   const vs = vertexRecords(r.events);
@@ -115,6 +145,17 @@ RUN uname -m > /arch && cat /app/hello.txt /src/sub/hello.txt > /both
   }
   assert.equal(await read("owned/sub/hello.txt"), "hello v1\n");
   await assert.rejects(lstat(join(arm, "owned", ".git")));
+
+  // provenance: BuildKit's git materials (remote#ref as written; an annotated tag by its object)
+  const rel = await git(work, "rev-parse", "rel");
+  assert.deepEqual(
+    (await provenanceMaterials(out)).filter((m) => m.uri.startsWith("git://")),
+    [
+      { uri: url, digest: { sha1: v2 } },
+      { uri: `${url}#refs/tags/rel`, digest: { sha1: rel } },
+      { uri: `${url}#v1`, digest: { sha1: v1 } },
+    ],
+  );
 
   // the amd64 image runs and sees the same files
   const amd = join(dir, "bundle-amd64");
