@@ -83,9 +83,11 @@ async function named<T>(v: Vertex, p: Promise<T>): Promise<T> {
 export class BuildWorker implements Worker<FsResult> {
   private readonly cacheMounts: CacheMounts;
   private readonly http: HttpSource;
-  private readonly git = new GitSource();
+  private readonly git: GitSource;
 
   constructor(private readonly o: WorkerOptions) {
+    // as BuildKit, an ADD of an ssh git URL uses the agent forwarded with --ssh default
+    this.git = new GitSource(o.ssh.get("default"));
     this.http = new HttpSource({
       recordsDir: join(o.state.root, "http"),
       content: o.state.content,

@@ -32,6 +32,9 @@ export class GitSource {
   /** one resolution per remote, ref and checksum per build, shared by every ADD of it */
   private readonly resolving = new Map<string, Promise<ResolvedGitRef>>();
 
+  /** `sshAuthSock`: the build's `--ssh default` agent, the only one ssh remotes may use */
+  constructor(private readonly sshAuthSock?: string) {}
+
   /**
    * The content identity of a git source for the build cache: the commit, and with a kept
    * .git the ref and tag object too (they are in .git).
@@ -66,7 +69,11 @@ export class GitSource {
     const resolved = await this.resolve(op, signal);
     const work = join(dir, `.kiln-git-checkout-${randomBytes(6).toString("hex")}`);
     try {
-      const { dir: tree } = await checkoutGit(gitRefOf(op), work, { resolved, signal });
+      const { dir: tree } = await checkoutGit(gitRefOf(op), work, {
+        resolved,
+        signal,
+        sshAuthSock: this.sshAuthSock,
+      });
       for (const name of await readdir(tree)) await rename(join(tree, name), join(dir, name));
     } finally {
       await rm(work, { recursive: true, force: true });
@@ -79,7 +86,7 @@ export class GitSource {
     const key = resolutionKey(op);
     let p = this.resolving.get(key);
     if (!p) {
-      p = resolveGitRef(gitRefOf(op), signal);
+      p = resolveGitRef(gitRefOf(op), { signal, sshAuthSock: this.sshAuthSock });
       this.resolving.set(key, p);
     }
     return p;

@@ -176,12 +176,43 @@ export function redactUrl(s: string): string {
   return s.replace(/^([A-Za-z0-9+.-]+:\/\/[^/@:]*):[^/@]*@/, "$1:xxxxx@");
 }
 
-const GIT_ENV = {
-  GIT_TERMINAL_PROMPT: "0",
-  GIT_CONFIG_NOSYSTEM: "1",
-  // a checkout must not depend on the user's git configuration
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
+/** How git may reach a remote: for aborting, and the ssh agent it may use (none if absent). */
+export interface GitAccess {
+  signal?: AbortSignal;
+  /** SSH_AUTH_SOCK for ssh remotes; git sees no agent without it */
+  sshAuthSock?: string;
+}
+
+const PROXY_VARS = [
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "ALL_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "all_proxy",
+];
+
+/**
+ * BuildKit's environment for git: no prompt, no system or user configuration, ssh without the
+ * user's ssh config and with the host key taken as offered (BuildKit scans it), the proxy
+ * variables, and an ssh agent only when the build was given one.
+ */
+function gitEnv(access: GitAccess): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    GIT_TERMINAL_PROMPT: "0",
+    GIT_SSH_COMMAND: "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+    LC_ALL: "C",
+    GIT_CONFIG_NOSYSTEM: "1",
+    HOME: "/dev/null",
+    GIT_CONFIG_GLOBAL: "/dev/null",
+  };
+  for (const v of PROXY_VARS) if (process.env[v] !== undefined) env[v] = process.env[v];
+  if (access.sshAuthSock) env.SSH_AUTH_SOCK = access.sshAuthSock;
+  return env;
+}
 
 /**
  * Runs git with the umask BuildKit gives it (022: files 0644/0755 whatever kiln's umask is)
@@ -192,19 +223,19 @@ async function git(
   remote: string,
   what: string,
   args: string[],
-  opts: { signal?: AbortSignal; code?: string; hint?: string } = {},
+  access: GitAccess,
 ): Promise<string> {
   const r = await run(
     "sh",
     ["-c", 'umask 022 && exec git -c protocol.file.allow=never "$@"', "git", ...args],
-    { env: { ...process.env, ...GIT_ENV }, signal: opts.signal },
+    { env: gitEnv(access), signal: access.signal },
   );
   if (r.exitCode !== 0) {
     const detail = r.stderr.trim().split(remote).join(redactUrl(remote));
     throw new KilnError(
-      opts.code ?? "E_GIT",
+      "E_GIT",
       `cannot ${what} ${redactUrl(remote)}${detail ? `: ${detail}` : ""}`,
-      { hint: opts.hint ?? "check the repository URL and ref, and that git can reach the server" },
+      { hint: "check the repository URL and ref, and that git can reach the server" },
     );
   }
   return r.stdout.toString("utf8").trim();
@@ -258,7 +289,7 @@ export function matchRemoteRef(listing: string, want: string): ResolvedGitRef | 
  * remote's default branch when there is no ref). The checksum must prefix the commit or the
  * annotated tag object.
  */
-export async function resolveGitRef(ref: GitRef, signal?: AbortSignal): Promise<ResolvedGitRef> {
+export async function resolveGitRef(ref: GitRef, access: GitAccess = {}): Promise<ResolvedGitRef> {
   const checksum = ref.checksum;
   if (checksum !== undefined && !/^[0-9a-fA-F]+$/.test(checksum)) {
     throw new KilnError(
@@ -289,7 +320,7 @@ export async function resolveGitRef(ref: GitRef, signal?: AbortSignal): Promise<
       ref.remote,
       "list the refs of",
       ["ls-remote", "--symref", "--", ref.remote, "HEAD"],
-      { signal },
+      access,
     );
     want = /^ref: (\S+)\tHEAD$/m.exec(head)?.[1] ?? "HEAD";
   }
@@ -297,7 +328,7 @@ export async function resolveGitRef(ref: GitRef, signal?: AbortSignal): Promise<
     ref.remote,
     "list the refs of",
     ["ls-remote", "--", ref.remote, want, `${want}^{}`],
-    { signal },
+    access,
   );
   const resolved = matchRemoteRef(listing, want);
   if (resolved === undefined) {
@@ -326,13 +357,12 @@ export async function resolveGitRef(ref: GitRef, signal?: AbortSignal): Promise<
 export async function checkoutGit(
   ref: GitRef,
   dest: string,
-  opts: { keepGitDir?: boolean; signal?: AbortSignal; resolved?: ResolvedGitRef } = {},
+  opts: GitAccess & { keepGitDir?: boolean; resolved?: ResolvedGitRef } = {},
 ): Promise<{ commit: string; dir: string }> {
-  const resolved = opts.resolved ?? (await resolveGitRef(ref, opts.signal));
+  const resolved = opts.resolved ?? (await resolveGitRef(ref, opts));
   const keep = ref.keepGitDir ?? opts.keepGitDir ?? false;
   await mkdir(dest);
-  const g = (what: string, ...args: string[]) =>
-    git(ref.remote, what, ["-C", dest, ...args], { signal: opts.signal });
+  const g = (what: string, ...args: string[]) => git(ref.remote, what, ["-C", dest, ...args], opts);
   await g("set up a checkout of", "init", "-q");
   await g("set up a checkout of", "remote", "add", "origin", ref.remote);
   if (resolved.fullRef !== undefined) {

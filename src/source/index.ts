@@ -7,6 +7,7 @@ export {
   resolveGitRef,
   matchRemoteRef,
   redactUrl,
+  type GitAccess,
   type GitRef,
   type ResolvedGitRef,
 } from "./git.js";
