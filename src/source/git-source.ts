@@ -11,7 +11,7 @@ import type { GitSourceOp } from "../graph/index.js";
 import { checkoutGit, redactUrl, resolveGitRef, type GitRef, type ResolvedGitRef } from "./git.js";
 
 /** The GitRef an op stands for. */
-export function gitRefOf(op: GitSourceOp): GitRef {
+function gitRefOf(op: GitSourceOp): GitRef {
   return {
     remote: op.remote,
     ref: op.ref,
