@@ -226,7 +226,11 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ),
     ...insecureCacheHosts(req),
   ];
-  const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
+  const client = new RegistryClient({
+    insecureHosts: insecure,
+    auth: dockerCredentials(),
+    pushedBlobs: state.metadata,
+  });
   // export work started during the build: never left running once the build returns
   let background: { settle(): Promise<void> }[] = [];
   try {

@@ -55,6 +55,20 @@ export interface RegistryClientOptions {
   chunkThreshold?: number;
   /** Size of each uploaded chunk (default 16 MiB); a registry's OCI-Chunk-Min-Length wins if larger. */
   chunkSize?: number;
+  /** What earlier pushes left in which repository: a push skips asking for those blobs. */
+  pushedBlobs?: PushedBlobs;
+}
+
+/**
+ * A record of the blobs this machine pushed to (or found in) a repository. A blob it lists is
+ * not asked for again (a no-op rebuild's push is then one request per manifest); should the
+ * registry have lost one since, it refuses the manifest that needs it, pushImage forgets the
+ * repository's record and pushes again, asking for every blob.
+ */
+export interface PushedBlobs {
+  hasPushedBlob(registry: string, repository: string, digest: Digest): boolean;
+  addPushedBlob(registry: string, repository: string, digest: Digest): void;
+  forgetPushedBlobs(registry: string, repository: string): void;
 }
 
 export interface FetchedManifest {
@@ -100,8 +114,10 @@ export class RegistryClient {
   private readonly chunkThreshold: number;
   private readonly chunkSize: number;
   private readonly onProgress: ((p: TransferProgress) => void) | undefined;
+  private readonly pushedBlobs: PushedBlobs | undefined;
 
   constructor(opts: RegistryClientOptions = {}) {
+    this.pushedBlobs = opts.pushedBlobs;
     this.maxConcurrency = Math.max(1, opts.maxConcurrency ?? 4);
     let ca: Buffer | undefined;
     if (opts.caFile !== undefined) {
@@ -238,8 +254,16 @@ export class RegistryClient {
       idempotent: true,
       subject,
     });
-    if (res.statusCode !== 201 && res.statusCode !== 200)
-      throw await statusError(res, subject, "manifest");
+    if (res.statusCode !== 201 && res.statusCode !== 200) {
+      const e = await statusError(res, subject, "manifest");
+      if (!/BLOB_UNKNOWN/.test(e.message)) throw e;
+      this.pushedBlobs?.forgetPushedBlobs(repo.registry, repo.repository);
+      throw new KilnError(
+        "E_MANIFEST_BLOB_UNKNOWN",
+        `${subject}: the registry lacks a blob the manifest refers to: ${e.message}`,
+        { hint: "push the image again (kiln pushes its blobs first)", cause: e },
+      );
+    }
     await drain(res);
     const stored = header(res, "docker-content-digest");
     if (stored !== undefined && stored.startsWith("sha256:") && stored !== digest) {
@@ -372,7 +396,23 @@ export class RegistryClient {
   ): Promise<PushResult> {
     const subject = formatRef(repo, desc.digest);
     const push = repositoryScope(repo.repository, "pull,push");
-    if ((await this.blobExists(repo, desc.digest, [push])) !== undefined) {
+    const result = await this.#pushBlob(repo, desc, open, opts, subject, push);
+    this.pushedBlobs?.addPushedBlob(repo.registry, repo.repository, desc.digest);
+    return result;
+  }
+
+  async #pushBlob(
+    repo: RepositoryRef,
+    desc: Descriptor,
+    open: () => Readable,
+    opts: { mountFrom?: readonly string[] },
+    subject: string,
+    push: string,
+  ): Promise<PushResult> {
+    if (
+      this.pushedBlobs?.hasPushedBlob(repo.registry, repo.repository, desc.digest) === true ||
+      (await this.blobExists(repo, desc.digest, [push])) !== undefined
+    ) {
       this.progress({
         direction: "push",
         digest: desc.digest,
