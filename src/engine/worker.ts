@@ -86,8 +86,9 @@ export class BuildWorker implements Worker<FsResult> {
   private readonly git: GitSource;
 
   constructor(private readonly o: WorkerOptions) {
-    // as BuildKit, an ADD of an ssh git URL uses the agent forwarded with --ssh default
-    this.git = new GitSource(o.ssh.get("default"));
+    // as BuildKit, an ADD of a git URL authenticates with the agent forwarded with
+    // --ssh default and the GIT_AUTH_TOKEN / GIT_AUTH_HEADER secrets
+    this.git = new GitSource({ sshAuthSock: o.ssh.get("default"), secrets: o.secrets });
     this.http = new HttpSource({
       recordsDir: join(o.state.root, "http"),
       content: o.state.content,

@@ -8,7 +8,15 @@ import { randomBytes } from "node:crypto";
 import { chmod, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { GitSourceOp } from "../graph/index.js";
-import { checkoutGit, redactUrl, resolveGitRef, type GitRef, type ResolvedGitRef } from "./git.js";
+import {
+  checkoutGit,
+  gitAuthHeader,
+  redactUrl,
+  resolveGitRef,
+  type GitAccess,
+  type GitRef,
+  type ResolvedGitRef,
+} from "./git.js";
 
 /** The GitRef an op stands for. */
 function gitRefOf(op: GitSourceOp): GitRef {
@@ -32,8 +40,20 @@ export class GitSource {
   /** one resolution per remote, ref and checksum per build, shared by every ADD of it */
   private readonly resolving = new Map<string, Promise<ResolvedGitRef>>();
 
-  /** `sshAuthSock`: the build's `--ssh default` agent, the only one ssh remotes may use */
-  constructor(private readonly sshAuthSock?: string) {}
+  /**
+   * `sshAuthSock`: the build's `--ssh default` agent, the only one ssh remotes may use;
+   * `secrets`: the build's secrets, for the GIT_AUTH_* ones
+   */
+  constructor(private readonly o: { sshAuthSock?: string; secrets: ReadonlyMap<string, Buffer> }) {}
+
+  private access(op: GitSourceOp, signal: AbortSignal): GitAccess {
+    const authHeader = gitAuthHeader(op.remote, this.o.secrets);
+    return {
+      signal,
+      ...(this.o.sshAuthSock !== undefined ? { sshAuthSock: this.o.sshAuthSock } : {}),
+      ...(authHeader !== undefined ? { authHeader } : {}),
+    };
+  }
 
   /**
    * The content identity of a git source for the build cache: the commit, and with a kept
@@ -70,9 +90,8 @@ export class GitSource {
     const work = join(dir, `.kiln-git-checkout-${randomBytes(6).toString("hex")}`);
     try {
       const { dir: tree } = await checkoutGit(gitRefOf(op), work, {
+        ...this.access(op, signal),
         resolved,
-        signal,
-        sshAuthSock: this.sshAuthSock,
       });
       for (const name of await readdir(tree)) await rename(join(tree, name), join(dir, name));
     } finally {
@@ -86,7 +105,7 @@ export class GitSource {
     const key = resolutionKey(op);
     let p = this.resolving.get(key);
     if (!p) {
-      p = resolveGitRef(gitRefOf(op), { signal, sshAuthSock: this.sshAuthSock });
+      p = resolveGitRef(gitRefOf(op), this.access(op, signal));
       this.resolving.set(key, p);
     }
     return p;

@@ -176,11 +176,51 @@ export function redactUrl(s: string): string {
   return s.replace(/^([A-Za-z0-9+.-]+:\/\/[^/@:]*):[^/@]*@/, "$1:xxxxx@");
 }
 
-/** How git may reach a remote: for aborting, and the ssh agent it may use (none if absent). */
+/** How git may reach a remote: for aborting, and the credentials it may use (none if absent). */
 export interface GitAccess {
   signal?: AbortSignal;
   /** SSH_AUTH_SOCK for ssh remotes; git sees no agent without it */
   sshAuthSock?: string;
+  /** the Authorization header for an http(s) remote (see gitAuthHeader) */
+  authHeader?: string;
+}
+
+/**
+ * The Authorization header BuildKit sends to an http(s) git remote, from the build secrets
+ * `GIT_AUTH_HEADER.<host>`, `GIT_AUTH_TOKEN.<host>`, `GIT_AUTH_HEADER`, `GIT_AUTH_TOKEN` (the
+ * first one given; a token is sent as basic `x-access-token:<token>`).
+ */
+export function gitAuthHeader(
+  remote: string,
+  secrets: ReadonlyMap<string, Buffer>,
+): string | undefined {
+  let host: string;
+  try {
+    const u = new URL(remote);
+    if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
+    host = u.host;
+  } catch {
+    return undefined;
+  }
+  for (const [name, token] of [
+    [`GIT_AUTH_HEADER.${host}`, false],
+    [`GIT_AUTH_TOKEN.${host}`, true],
+    ["GIT_AUTH_HEADER", false],
+    ["GIT_AUTH_TOKEN", true],
+  ] as const) {
+    const v = secrets.get(name)?.toString("utf8");
+    if (v === undefined) continue;
+    return token ? `basic ${Buffer.from(`x-access-token:${v}`).toString("base64")}` : v;
+  }
+  return undefined;
+}
+
+/** Where a remote's auth header applies: the remote, or all of github.com (as BuildKit). */
+function authScope(remote: string): string {
+  const github = ["https://github.com/", "https://www.github.com/"].find((p) =>
+    remote.startsWith(p),
+  );
+  return github ?? remote;
 }
 
 const PROXY_VARS = [
@@ -197,9 +237,9 @@ const PROXY_VARS = [
 /**
  * BuildKit's environment for git: no prompt, no system or user configuration, ssh without the
  * user's ssh config and with the host key taken as offered (BuildKit scans it), the proxy
- * variables, and an ssh agent only when the build was given one.
+ * variables, and an ssh agent or an http auth header only when the build was given one.
  */
-function gitEnv(access: GitAccess): NodeJS.ProcessEnv {
+function gitEnv(remote: string, access: GitAccess): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     GIT_TERMINAL_PROMPT: "0",
@@ -211,6 +251,12 @@ function gitEnv(access: GitAccess): NodeJS.ProcessEnv {
   };
   for (const v of PROXY_VARS) if (process.env[v] !== undefined) env[v] = process.env[v];
   if (access.sshAuthSock) env.SSH_AUTH_SOCK = access.sshAuthSock;
+  if (access.authHeader !== undefined) {
+    // through the environment, not argv: other users of the machine can read a command line
+    env.GIT_CONFIG_COUNT = "1";
+    env.GIT_CONFIG_KEY_0 = `http.${authScope(remote)}.extraheader`;
+    env.GIT_CONFIG_VALUE_0 = `Authorization: ${access.authHeader}`;
+  }
   return env;
 }
 
@@ -228,7 +274,7 @@ async function git(
   const r = await run(
     "sh",
     ["-c", 'umask 022 && exec git -c protocol.file.allow=never "$@"', "git", ...args],
-    { env: gitEnv(access), signal: access.signal },
+    { env: gitEnv(remote, access), signal: access.signal },
   );
   if (r.exitCode !== 0) {
     const detail = r.stderr.trim().split(remote).join(redactUrl(remote));

@@ -7,6 +7,7 @@ export {
   resolveGitRef,
   matchRemoteRef,
   redactUrl,
+  gitAuthHeader,
   type GitAccess,
   type GitRef,
   type ResolvedGitRef,

@@ -21,6 +21,7 @@ import {
   writeContext,
 } from "../fixtures/build-cli.js";
 import { git, TestGitServer } from "../fixtures/git-server.js";
+import { run } from "../../src/process/index.js";
 import { freePort } from "../fixtures/registry.js";
 
 const reg = testRegistry();
@@ -56,7 +57,7 @@ before(async () => {
 });
 
 after(async () => {
-  server?.stop();
+  await server?.stop();
   await removeTree(dir);
 });
 
@@ -218,4 +219,41 @@ test("ADD <git URL> errors name the Dockerfile line: wrong --checksum, unknown r
     assert.match(text, /Dockerfile:2\)/, text);
     assert.doesNotMatch(text, /\n\s+at /, "no stack trace");
   }
+});
+
+test("ADD of an http(s) .git URL over smart HTTP authenticates with the GIT_AUTH_TOKEN secret, which lands nowhere", async () => {
+  const token = "t0ken-4a1f9c";
+  await server.startHttp(token);
+  const httpUrl = server.httpUrl("repo");
+  const ctx = await writeContext(join(dir, "ctx-http"), {
+    Dockerfile: `FROM ${reg}/base/busybox\nADD --keep-git-dir=true ${httpUrl}#v1 /r\n`,
+  });
+  const out = join(dir, "out-http");
+  const r = await kilnOk(
+    [
+      "build",
+      "--secret",
+      "id=GIT_AUTH_TOKEN,env=KILN_TEST_GIT_TOKEN",
+      "-o",
+      `type=local,dest=${out}`,
+      ctx,
+    ],
+    { ...opts(), env: { KILN_TEST_GIT_TOKEN: token } },
+  );
+  assert.equal(await readFile(join(out, "r", "sub", "hello.txt"), "utf8"), "hello v1\n");
+  assert.equal(await git(join(out, "r"), "rev-parse", "HEAD"), v1);
+  assert.equal(await git(join(out, "r"), "remote", "get-url", "origin"), httpUrl);
+  const grep = await run("grep", ["-rl", token, out, join(dir, "root")]);
+  assert.equal(
+    grep.exitCode,
+    1,
+    `the token is in no file of the output or the state: ${grep.stdout.toString()}`,
+  );
+  assert.ok(!JSON.stringify(r).includes(token), "nor in kiln's output");
+
+  const denied = await kiln(["build", ctx], opts());
+  assert.notEqual(denied.code, 0);
+  const text = denied.messages.join("\n");
+  assert.match(text, /cannot list the refs of http:\/\/127\.0\.0\.1:\d+\/repo\.git/, text);
+  assert.match(text, /Dockerfile:2\)/, text);
 });

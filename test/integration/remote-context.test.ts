@@ -62,7 +62,7 @@ before(async () => {
 });
 
 after(async () => {
-  gitServer?.stop();
+  await gitServer?.stop();
   await new Promise<void>((ok) => {
     http.close(() => {
       ok();

@@ -1,7 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isKilnError } from "../../../src/errors.js";
-import { matchRemoteRef, parseGitRef, redactUrl } from "../../../src/source/index.js";
+import {
+  gitAuthHeader,
+  matchRemoteRef,
+  parseGitRef,
+  redactUrl,
+} from "../../../src/source/index.js";
 
 test("parseGitRef: BuildKit's git URL forms, fragment and query", () => {
   assert.deepEqual(parseGitRef("git://host/repo.git#v1:sub/dir"), {
@@ -124,4 +129,24 @@ test("matchRemoteRef: BuildKit's choice among ls-remote lines", () => {
   // ls-remote's tail match is not a match
   assert.equal(matchRemoteRef(listing, "main"), undefined);
   assert.deepEqual(matchRemoteRef(`${A}\tHEAD`, "HEAD"), { commit: A, fullRef: "HEAD" });
+});
+
+test("gitAuthHeader: BuildKit's GIT_AUTH_* secrets, per host first, a token as x-access-token", () => {
+  const secrets = (o: Record<string, string>) =>
+    new Map(Object.entries(o).map(([k, v]) => [k, Buffer.from(v)]));
+  const basic = (t: string) => `basic ${Buffer.from(`x-access-token:${t}`).toString("base64")}`;
+  const remote = "https://git.example:8443/r.git";
+  assert.equal(gitAuthHeader(remote, secrets({ GIT_AUTH_TOKEN: "t" })), basic("t"));
+  assert.equal(
+    gitAuthHeader(remote, secrets({ GIT_AUTH_TOKEN: "t", "GIT_AUTH_TOKEN.git.example:8443": "h" })),
+    basic("h"),
+  );
+  assert.equal(
+    gitAuthHeader(remote, secrets({ GIT_AUTH_TOKEN: "t", GIT_AUTH_HEADER: "bearer x" })),
+    "bearer x",
+  );
+  assert.equal(gitAuthHeader(remote, secrets({ "GIT_AUTH_TOKEN.other": "o" })), undefined);
+  // ssh and git:// remotes get no header
+  assert.equal(gitAuthHeader("git@h:r.git", secrets({ GIT_AUTH_TOKEN: "t" })), undefined);
+  assert.equal(gitAuthHeader("git://h/r.git", secrets({ GIT_AUTH_TOKEN: "t" })), undefined);
 });
