@@ -424,8 +424,11 @@ export async function checkoutGit(
       );
     }
   } else {
-    // a commit: servers need not let a client fetch it by name, so fetch what they advertise
-    await g("fetch", "fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*");
+    // a commit: by name where the server allows it (protocol v2 servers do), else all the
+    // server advertises
+    await g("fetch", "fetch", "-q", "--depth=1", "origin", resolved.commit).catch(() =>
+      g("fetch", "fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"),
+    );
   }
   await g(`check out commit ${resolved.commit} of`, "checkout", "-q", "--detach", resolved.commit);
   const commit = await g("check out", "rev-parse", "HEAD");

@@ -91,6 +91,7 @@ test("ADD <git URL> for two platforms: one fetch, subdir, .git kept on request, 
 ADD ${url}#v1:sub /app
 ADD --keep-git-dir=true ${url} /src
 ADD --chown=1:2 --checksum=${v1.slice(0, 12)} ${url}?tag=rel /owned/
+ADD ${url}#${v1}:sub /bysha
 RUN uname -m > /arch && cat /app/hello.txt /src/sub/hello.txt > /both
 `,
   });
@@ -124,6 +125,7 @@ RUN uname -m > /arch && cat /app/hello.txt /src/sub/hello.txt > /both
   const read = (p: string) => readFile(join(arm, p), "utf8");
   assert.equal(await read("arch"), "aarch64\n");
   assert.equal(await read("both"), "hello v1\nhello v2\n");
+  assert.equal(await read("bysha/hello.txt"), "hello v1\n");
   // the subdir's contents at dest, modes as git checks them out, no .git
   const app = await lstat(join(arm, "app"));
   assert.equal(app.mode & 0o7777, 0o755);
@@ -153,6 +155,7 @@ RUN uname -m > /arch && cat /app/hello.txt /src/sub/hello.txt > /both
     (await provenanceMaterials(out)).filter((m) => m.uri.startsWith("git://")),
     [
       { uri: url, digest: { sha1: v2 } },
+      { uri: `${url}#${v1}`, digest: { sha1: v1 } },
       { uri: `${url}#refs/tags/rel`, digest: { sha1: rel } },
       { uri: `${url}#v1`, digest: { sha1: v1 } },
     ],
