@@ -47,9 +47,16 @@ export interface ImageMaterial {
   digest: string;
 }
 
+/** ADD <git URL>: the URL (`remote#ref`, no password) and the commit it resolved to. */
+export interface GitMaterial {
+  url: string;
+  commit: string;
+}
+
 export interface PlatformFacts {
   images: ImageMaterial[];
   http: { url: string; digest: string }[];
+  git: GitMaterial[];
   /** local source names used (context, named contexts) */
   locals: string[];
   /** the platform's graph root (for mode=max steps) */
@@ -111,6 +118,10 @@ export function provenanceV1(
 ): Record<string, unknown> {
   const materials = [
     ...p.images.map((m) => ({ uri: materialPurl(m.ref, m.platform), digest: digestSet(m.digest) })),
+    ...p.git.map((g) => ({
+      uri: g.url,
+      digest: { [g.commit.length === 64 ? "sha256" : "sha1"]: g.commit },
+    })),
     ...p.http.map((h) => ({ uri: h.url, digest: digestSet(h.digest) })),
   ];
   const request: Parameters = { frontend: "dockerfile.v0" };

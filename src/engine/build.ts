@@ -387,6 +387,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
             })),
             resolved: resolvedImages,
             httpDigest: (op) => worker.httpDigest(op),
+            gitMaterial: (op) => worker.gitMaterial(op),
           }),
         )
       : undefined;

@@ -290,6 +290,7 @@ function layerInputs(v: Vertex): { inputs: Vertex[]; adds: boolean } {
     case "file":
       return { inputs: v.op.dest >= 0 ? [v.inputs[v.op.dest]!] : [], adds: true };
     case "http":
+    case "git":
       return { inputs: [], adds: true };
     case "merge":
       return { inputs: [...v.inputs], adds: false };
