@@ -67,11 +67,11 @@ test("purls of images as BuildKit writes them", () => {
   assert.equal(imagePurl("busybox", amd64), "pkg:docker/busybox@latest?platform=linux%2Famd64");
   assert.equal(
     imagePurl("reg.example:5000/team/app:1", arm7),
-    "pkg:docker/reg.example:5000/team/app@1?platform=linux%2Farm%2Fv7",
+    "pkg:docker/reg.example%3A5000/team/app@1?platform=linux%2Farm%2Fv7",
   );
   assert.equal(
     imagePurl("alpine@sha256:" + "e".repeat(64)),
-    `pkg:docker/alpine?digest=sha256%3A${"e".repeat(64)}`,
+    `pkg:docker/alpine?digest=sha256:${"e".repeat(64)}`,
   );
 });
 
