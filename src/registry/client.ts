@@ -530,32 +530,43 @@ export class RegistryClient {
   ): Promise<void> {
     let url = session;
     let offset = 0;
-    for await (const chunk of rechunk(open(), chunkSize)) {
-      const end = offset + chunk.byteLength - 1;
-      const res = await this.sendUpload(repo, {
-        method: "PATCH",
-        url,
-        scopes: [repositoryScope(repo.repository, "pull,push")],
-        headers: {
-          "Content-Type": "application/octet-stream",
-          "Content-Range": `${offset}-${end}`,
-          "Content-Length": String(chunk.byteLength),
-        },
-        body: chunk,
-        idempotent: false,
-        subject,
-      });
-      await drain(res);
-      if (res.statusCode !== 202) throw await uploadError(res, subject);
-      url = this.location(repo, res, subject);
-      offset = end + 1;
-      this.progress({
-        direction: "push",
-        digest: desc.digest,
-        done: offset,
-        total: desc.size,
-        status: "running",
-      });
+    // each chunk streams its bytes off one read of the blob (its length is known from the
+    // descriptor), so an upload holds no chunk in memory
+    const source = new ExactSlices(open(), subject);
+    try {
+      while (offset < desc.size) {
+        const length = Math.min(chunkSize, desc.size - offset);
+        const end = offset + length - 1;
+        const res = await this.sendUpload(repo, {
+          method: "PATCH",
+          url,
+          scopes: [repositoryScope(repo.repository, "pull,push")],
+          headers: {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": `${offset}-${end}`,
+            "Content-Length": String(length),
+          },
+          body: () => Readable.from(source.take(length)),
+          idempotent: false,
+          subject,
+        });
+        await drain(res);
+        if (res.statusCode !== 202) throw await uploadError(res, subject);
+        url = this.location(repo, res, subject);
+        offset = end + 1;
+        this.progress({
+          direction: "push",
+          digest: desc.digest,
+          done: offset,
+          total: desc.size,
+          status: "running",
+        });
+      }
+      await source.end();
+    } catch (e) {
+      // content of another size than its descriptor breaks the request it was streaming to
+      source.close();
+      throw source.failure ?? e;
     }
     const final = new URL(url);
     final.searchParams.set("digest", desc.digest);
@@ -758,25 +769,60 @@ class RetryableUpload extends Error {
   }
 }
 
-/** Re-cut a stream into Buffers of exactly `size` bytes (the last may be shorter). */
-async function* rechunk(source: Readable, size: number): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let have = 0;
-  for await (const c of source) {
-    let b = c as Buffer;
-    while (b.byteLength > 0) {
-      const take = Math.min(size - have, b.byteLength);
-      parts.push(b.subarray(0, take));
-      have += take;
-      b = b.subarray(take);
-      if (have === size) {
-        yield Buffer.concat(parts);
-        parts = [];
-        have = 0;
+/** One stream read as consecutive slices of given lengths (the chunks of an upload). */
+class ExactSlices {
+  private readonly it: AsyncIterator<unknown>;
+  private carry: Buffer | undefined;
+  /** Why the content could not be sliced as asked (it fails the request it streams to). */
+  failure: KilnError | undefined;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly subject: string,
+  ) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+
+  /** The next `length` bytes; a source that ends before them is an error. */
+  async *take(length: number): AsyncGenerator<Buffer> {
+    let left = length;
+    while (left > 0) {
+      let b = this.carry;
+      this.carry = undefined;
+      if (b === undefined) {
+        const r = await this.it.next();
+        if (r.done === true) throw this.sizeError("shorter");
+        b = r.value as Buffer;
       }
+      if (b.byteLength > left) {
+        this.carry = b.subarray(left);
+        b = b.subarray(0, left);
+      }
+      left -= b.byteLength;
+      yield b;
     }
   }
-  if (have > 0) yield Buffer.concat(parts);
+
+  close(): void {
+    this.source.destroy();
+  }
+
+  /** Checks that nothing is left over and closes the source. */
+  async end(): Promise<void> {
+    const more = this.carry?.byteLength ? false : (await this.it.next()).done !== true;
+    const longer = more || (this.carry?.byteLength ?? 0) > 0;
+    this.source.destroy();
+    if (longer) throw this.sizeError("longer");
+  }
+
+  private sizeError(how: string): KilnError {
+    this.source.destroy();
+    return (this.failure = new KilnError(
+      "E_BLOB_SIZE",
+      `${this.subject}: the content is ${how} than its descriptor says`,
+      { hint: "the local content is corrupt; rebuild it or delete it from the content store" },
+    ));
+  }
 }
 
 function header(res: IncomingMessage, name: string): string | undefined {
