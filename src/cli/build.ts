@@ -11,7 +11,7 @@ import { defaultRoot } from "../engine/state.js";
 import { newRef, recordBuild } from "../history/index.js";
 import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
-import type { BuildRequest } from "../engine/request.js";
+import type { BuildRequest } from "../request/index.js";
 import { parsePlatformList } from "../platform/index.js";
 import { createRenderer, defaultProgressMode, parseProgressMode } from "../progress/index.js";
 import {

@@ -4,7 +4,7 @@
  * environment. Pure functions; errors name the flag and the value.
  */
 import { KilnError, messageOf } from "../errors.js";
-import { IMAGE_CONTEXT, type OutputSpec } from "../engine/request.js";
+import { IMAGE_CONTEXT, type OutputSpec } from "../request/index.js";
 import { parseOciLayoutContext } from "../source/index.js";
 import { parseAnnotationKey } from "../exporter/annotations.js";
 import type { Compression } from "../oci/index.js";

@@ -10,7 +10,7 @@ import type { Readable } from "node:stream";
 import { packTar, type TarEntry, type TarInput } from "../archive/index.js";
 import { loadContextFilter, type ContextFilter } from "../context/index.js";
 import { TAR_CONTEXT, TAR_DOCKERFILE, TAR_NAMED } from "../daemon/index.js";
-import { imageContextRef } from "../engine/request.js";
+import { imageContextRef } from "../request/index.js";
 import type { OciLayoutSource } from "../source/index.js";
 
 export interface UploadSpec {

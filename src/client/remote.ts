@@ -14,7 +14,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type OutputSpec,
-} from "../engine/request.js";
+} from "../request/index.js";
 import { PROTOCOL_VERSION, type BuildHeader, type NodeInfo } from "../daemon/index.js";
 import { createImage } from "../imagetools/index.js";
 import { formatAll, parse, normalize } from "../platform/index.js";

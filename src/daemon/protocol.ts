@@ -4,7 +4,7 @@
  * contexts under `named/<name>/`. The answer is NDJSON: progress events tagged with the node's
  * name, then exactly one `result` or `error` line. GET /info answers a NodeInfo.
  */
-import type { BuildRequest, BuildResult } from "../engine/request.js";
+import type { BuildRequest, BuildResult } from "../request/index.js";
 import type { ProgressEvent } from "../progress/index.js";
 
 export const PROTOCOL_VERSION = 1;

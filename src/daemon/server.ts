@@ -22,7 +22,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type OutputSpec,
-} from "../engine/request.js";
+} from "../request/index.js";
 import { checkGranted, type Entitlement } from "../entitlements/index.js";
 import { applyLayer, dirToTar } from "../archive/index.js";
 import { format } from "../platform/index.js";

@@ -44,7 +44,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type PlatformOutcome,
-} from "./request.js";
+} from "../request/index.js";
 import { BuildRemoteCache, insecureCacheHosts } from "./remotecache.js";
 import { attestBuild, wantsAttestations, type ResolvedImageRecord } from "../attest/index.js";
 import { randomBytes } from "node:crypto";

@@ -6,7 +6,7 @@
  */
 import type { BlobRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
-import type { OutputSpec } from "../engine/request.js";
+import type { OutputSpec } from "../request/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient, RepositoryRef } from "../registry/index.js";
 import { Lanes } from "./layers.js";
