@@ -318,7 +318,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       });
     background = [layerBlobs, pushAhead];
     const solver = new Solver<FsResult>(
-      preparingWorker(worker, roots, layerBlobs),
+      preparingWorker(worker, roots, layerBlobs, targets.length > 1),
       remoteCache.results,
       progress,
       {
