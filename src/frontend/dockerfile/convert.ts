@@ -644,9 +644,12 @@ class Converter {
         display: stage.name ?? `stage-${index}`,
         baseName: res.result,
         explicitPlatform,
-        base: byName.get(res.result.toLowerCase()),
+        // stage names are lower-cased when declared, but FROM matches them as written
+        // (BuildKit addState): `FROM Builder` is an image name, and an invalid one
+        base: byName.get(res.result),
         fromArgs,
       };
+      if (!def.base && def.baseName !== SCRATCH) this.checkBaseName(def, byName);
       this.defs.push(def);
       if (stage.name) byName.set(stage.name.toLowerCase(), def);
     });
@@ -654,6 +657,33 @@ class Converter {
       for (const c of stage.commands) if (c.kind === "copy" && c.from !== "") this.checkCopyFrom(c);
     }
     if (this.defs.length === 1 && !this.referencesOtherSources()) this.defs[0]!.display = "";
+  }
+
+  /**
+   * BuildKit parses every stage's base image name, reachable or not, before it builds anything;
+   * a name that differs from a stage only in case gets a hint, since COPY --from= and --target
+   * match stages case-insensitively but FROM does not.
+   */
+  private checkBaseName(def: StageDef, byName: Map<string, StageDef>): void {
+    try {
+      parseReference(def.baseName);
+    } catch (e) {
+      if (!(e instanceof KilnError)) throw e;
+      const stage = byName.get(def.baseName.toLowerCase());
+      this.fail(
+        def.stage.location,
+        new UnplacedError(
+          e.code,
+          `failed to parse stage name ${JSON.stringify(def.baseName)}: ${e.message}`,
+          {
+            needle: def.stage.baseName,
+            hint: stage
+              ? `FROM names a stage exactly as declared, and stage names are lower-cased: write FROM ${stage.stage.name}`
+              : e.hint,
+          },
+        ),
+      );
+    }
   }
 
   /**
