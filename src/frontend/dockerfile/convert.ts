@@ -18,6 +18,14 @@ import type { Platform } from "../../platform/types.js";
 import { parseChmod } from "../../fileops/index.js";
 import { urlFileName } from "../../source/index.js";
 import { formatReference, parseReference } from "../../reference/index.js";
+import {
+  Linter,
+  RULES,
+  lintCommand,
+  lintConfig,
+  lintDockerfile,
+  type StageLintState,
+} from "./lint.js";
 import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
 import {
   parseDockerfile,
@@ -173,6 +181,7 @@ interface StageState {
   outline: OutlineCapture;
   /** the stage this one is built FROM */
   parent: StageState | undefined;
+  lint: StageLintState;
 }
 
 interface ArgInfo {
@@ -372,6 +381,7 @@ class Converter {
   private readonly targetName: string;
   /** global ARGs for the outline, by name */
   private readonly metaArgInfo = new Map<string, ArgInfo>();
+  private lint = new Linter({ skipAll: false, skip: new Set(), error: false });
 
   constructor(
     private readonly df: Dockerfile,
@@ -412,10 +422,12 @@ class Converter {
         },
       );
     }
+    this.startLint();
     this.initGlobalArgs();
     this.defineStages();
     const target = this.findTarget();
     const st = await this.stageState(target, undefined);
+    this.finishLint();
     this.warnUnusedArgs();
     const config = structuredClone(st.config);
     config.config ??= {};
@@ -451,6 +463,23 @@ class Converter {
       warnings: this.warnings,
       outline: this.outline(st),
     };
+  }
+
+  private startLint(): void {
+    try {
+      this.lint = new Linter(lintConfig(this.df, this.o.buildArgs.BUILDKIT_DOCKERFILE_CHECK));
+    } catch (e) {
+      const line = this.df.directives.find((d) => d.name === "check")?.line ?? 1;
+      this.fail({ startLine: line, endLine: line }, e);
+    }
+    lintDockerfile(this.df, this.lint);
+  }
+
+  /** Findings become warnings; with check=error=true they fail the build before it runs. */
+  private finishLint(): void {
+    for (const f of this.lint.warnings) this.warn(`${f.rule}: ${f.message}`, f.line);
+    const failed = this.lint.error(this.df.file);
+    if (failed) this.fail({ startLine: failed.line, endLine: failed.line }, failed.error);
   }
 
   /** BuildKit's dispatchState.Outline: used args, secrets and ssh of the target and its deps. */
@@ -858,6 +887,7 @@ class Converter {
         onbuild: [],
         outline: this.newOutline(def),
         parent,
+        lint: { used: new Map(), workdirSet: parent.lint.workdirSet },
       };
       if (st.config.config) delete st.config.config.OnBuild;
       st.onbuild = parent.onbuild;
@@ -883,6 +913,7 @@ class Converter {
         onbuild: [],
         outline: this.newOutline(def),
         parent: undefined,
+        lint: { used: new Map(), workdirSet: false },
       };
       st.cmdTotal = countSteps(def.stage.commands);
       if (def.baseName !== SCRATCH) {
@@ -982,10 +1013,13 @@ class Converter {
     });
     const want = normalize(expected);
     if (got.os !== want.os || got.architecture !== want.architecture) {
-      this.warn(
-        `InvalidBaseImagePlatform: Base image ${def.baseName} was pulled with platform "${formatAll(got)}", expected "${formatAll(want)}" for current build`,
-        def.stage.location.startLine,
-      );
+      this.lint
+        .for(def.stage.comments)
+        .run(
+          "InvalidBaseImagePlatform",
+          def.stage.location.startLine,
+          RULES.InvalidBaseImagePlatform(def.baseName, formatAll(want), formatAll(got)),
+        );
     }
   }
 
@@ -1000,6 +1034,10 @@ class Converter {
   private async dispatch(st: StageState, c: Command): Promise<void> {
     const cc = st.config.config!;
     const env = st.env;
+    lintCommand(this.lint, c, st.lint, {
+      shell: cc.Shell,
+      workdir: c.kind === "workdir" ? this.expand(c.location, c.path, env) : undefined,
+    });
     switch (c.kind) {
       case "env": {
         const pairs = c.pairs.map((p) => ({
