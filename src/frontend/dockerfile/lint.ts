@@ -158,7 +158,7 @@ export class Linter {
         {
           hint: [
             ...this.findings.map((f) => `${file}:${f.line}: ${f.rule}: ${f.message}`),
-            `fix these, or skip a rule with # check=skip=${rules[0]} (check=error=true makes them errors)`,
+            `fix them, or skip the rule: # check=skip=${rules[0]} (a --build-arg BUILDKIT_DOCKERFILE_CHECK replaces that directive)`,
           ].join("\n"),
         },
       ),
