@@ -701,16 +701,12 @@ class Converter {
       const stage = byName.get(def.baseName.toLowerCase());
       this.fail(
         def.stage.location,
-        new UnplacedError(
-          e.code,
-          `failed to parse stage name ${JSON.stringify(def.baseName)}: ${e.message}`,
-          {
-            needle: def.stage.baseName,
-            hint: stage
-              ? `FROM names a stage exactly as declared, and stage names are lower-cased: write FROM ${stage.stage.name}`
-              : e.hint,
-          },
-        ),
+        new UnplacedError(e.code, `failed to parse stage name: ${e.message}`, {
+          needle: def.stage.baseName,
+          hint: stage
+            ? `FROM names a stage exactly as declared, and stage names are lower-cased: write FROM ${stage.stage.name}`
+            : e.hint,
+        }),
       );
     }
   }

@@ -524,7 +524,10 @@ test("FROM matches a stage name as written: FROM Builder is an invalid image nam
   await assert.rejects(convert(src), (e: unknown) => {
     assert.ok(e instanceof DockerfileError, String(e));
     assert.equal(e.line, 3);
-    assert.match(e.message, /failed to parse stage name "Builder": .*must be lower-case/);
+    assert.match(
+      e.message,
+      /failed to parse stage name: invalid image reference "Builder": .*must be lower-case/,
+    );
     assert.match(e.hint ?? "", /write FROM builder/);
     return true;
   });
