@@ -24,7 +24,10 @@ import {
   lintCommand,
   lintConfig,
   lintDockerfile,
+  lintExposePort,
+  lintFrom,
   type StageLintState,
+  type WordMatch,
 } from "./lint.js";
 import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
 import {
@@ -303,7 +306,10 @@ function normalizeWorkdir(current: string, p: string): string {
  * Ports as `port/proto` (BuildKit's parsePort): `[ip:][hostPort:]port[-end][/proto]`, ranges
  * expand, the protocol is lower-cased (tcp when empty), host parts are checked then dropped.
  */
-function parsePorts(raw: string): string[] {
+function parsePorts(
+  raw: string,
+  lint: (parts: { ip: string; hostPort: string; proto: string }) => void,
+): string[] {
   const bad = (message: string): never => {
     throw new UnplacedError(DockerfileErrorCode.arguments, message, { needle: raw });
   };
@@ -315,6 +321,7 @@ function parsePorts(raw: string): string[] {
   const port = slash < 0 ? containerPart : containerPart.slice(0, slash);
   const proto = slash < 0 ? "" : containerPart.slice(slash + 1);
   if (port === "") bad(`invalid port: ${JSON.stringify(raw)}: no port specified`);
+  lint({ ip, hostPort, proto });
   if (!["", "tcp", "udp", "sctp"].includes(proto.toLowerCase())) {
     bad(`invalid port: ${JSON.stringify(raw)}: invalid proto: ${proto}`);
   }
@@ -539,7 +546,8 @@ class Converter {
     return out;
   }
 
-  private initGlobalArgs(): void {
+  /** The automatic platform ARGs (and TARGETSTAGE), build args applied. */
+  private platformArgs(): [string, string][] {
     const bp = this.o.buildPlatform;
     const tp = this.o.targetPlatform;
     const defaults: [string, string][] = [
@@ -555,7 +563,11 @@ class Converter {
       ["TARGETVARIANT", tp.variant ?? ""],
       ["TARGETSTAGE", this.targetName || "default"],
     ];
-    for (const [k, v] of defaults) this.globalArgs.set(k, this.o.buildArgs[k] ?? v);
+    return defaults.map(([k, v]) => [k, this.o.buildArgs[k] ?? v]);
+  }
+
+  private initGlobalArgs(): void {
+    for (const [k, v] of this.platformArgs()) this.globalArgs.set(k, v);
     for (const cmd of this.df.metaArgs) {
       for (const a of cmd.args) {
         this.declaredArgs.add(a.key);
@@ -594,7 +606,7 @@ class Converter {
     loc: { startLine: number; endLine: number },
     word: string,
     used: Set<string>,
-  ): { result: string; unmatched: Set<string> } {
+  ): WordMatch & { unmatched: Set<string> } {
     let res;
     try {
       res = this.lex.processWordWithMatches(word, this.globalArgs.lookup);
@@ -625,7 +637,36 @@ class Converter {
     }
   }
 
+  /**
+   * BuildKit checks that every FROM still names a valid image with the global ARGs' defaults
+   * alone (no build args), so a build does not depend on a --build-arg to be valid.
+   */
+  private lintDefaultBaseNames(): void {
+    const env = new Env();
+    for (const [k, v] of this.platformArgs()) env.set(k, v);
+    try {
+      for (const cmd of this.df.metaArgs)
+        for (const a of cmd.args)
+          if (a.value !== undefined) env.set(a.key, this.lex.processWord(a.value, env.lookup));
+      for (const stage of this.df.stages) {
+        const name = this.lex.processWord(stage.baseName, env.lookup);
+        try {
+          parseReference(name);
+        } catch {
+          this.lint.run(
+            "InvalidDefaultArgInFrom",
+            stage.location.startLine,
+            RULES.InvalidDefaultArgInFrom(stage.baseName),
+          );
+        }
+      }
+    } catch {
+      // an expansion error: the build reports it where it happens
+    }
+  }
+
   private defineStages(): void {
+    this.lintDefaultBaseNames();
     const byName = new Map<string, StageDef>();
     this.df.stages.forEach((stage, index) => {
       const fromArgs = new Set<string>();
@@ -647,8 +688,10 @@ class Converter {
         );
       }
       let explicitPlatform: Platform | undefined;
+      let platformMatch: WordMatch | undefined;
       if (stage.platform !== undefined) {
-        const p = this.expandFrom(stage.location, stage.platform, fromArgs).result;
+        platformMatch = this.expandFrom(stage.location, stage.platform, fromArgs);
+        const p = platformMatch.result;
         if (p === "") {
           this.fail(
             stage.location,
@@ -667,6 +710,10 @@ class Converter {
           this.fail(stage.location, e);
         }
       }
+      lintFrom(this.lint, stage, res, platformMatch, {
+        keys: [...new Set([...this.metaArgInfo.keys(), ...this.globalArgs.pairs.map(([k]) => k)])],
+        targetPlatform: this.globalArgs.get("TARGETPLATFORM") ?? "",
+      });
       const def: StageDef = {
         index,
         stage,
@@ -1076,7 +1123,11 @@ class Converter {
       case "expose": {
         const ports = c.ports
           .flatMap((p) => this.expandWords(c.location, p, env))
-          .flatMap(parsePorts);
+          .flatMap((p) =>
+            parsePorts(p, (parts) => {
+              lintExposePort(this.lint, c, p, parts);
+            }),
+          );
         cc.ExposedPorts = { ...cc.ExposedPorts };
         for (const p of ports) cc.ExposedPorts[p] = {};
         this.commit(st, `EXPOSE ${goList(ports)}`, undefined);

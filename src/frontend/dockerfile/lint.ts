@@ -5,7 +5,9 @@
  * `# check=` comment right above it. With error=true any finding fails the build before it runs.
  */
 import { DockerfileErrorCode, UnplacedError } from "./errors.js";
-import type { Command, Dockerfile } from "./instructions.js";
+import type { Command, Dockerfile, Stage } from "./instructions.js";
+import { suggest } from "./text.js";
+import { parseNormalized } from "../../platform/index.js";
 
 /** Each rule's message, worded as BuildKit's ruleset. */
 export const RULES = {
@@ -27,6 +29,20 @@ export const RULES = {
     `Multiple ${instruction} instructions should not be used in the same stage because only the last one will be used`,
   LegacyKeyValueFormat: (instruction: string) =>
     `"${instruction} key=value" should be used instead of legacy "${instruction} key value" format`,
+  InvalidDefaultArgInFrom: (baseName: string) =>
+    `Default value for ARG ${baseName} results in empty or invalid base image name`,
+  UndefinedArgInFrom: (arg: string, suggestion: string | undefined) =>
+    `FROM argument '${arg}' is not declared${suggestion ? ` (did you mean ${suggestion}?)` : ""}`,
+  RedundantTargetPlatform: (platform: string) =>
+    `Setting platform to predefined ${platform} in FROM is redundant as this is the default behavior`,
+  FromPlatformFlagConstDisallowed: (platform: string) =>
+    `FROM --platform flag should not use constant value ${JSON.stringify(platform)}`,
+  SecretsUsedInArgOrEnv: (instruction: string, key: string) =>
+    `Do not use ARG or ENV instructions for sensitive data (${instruction} ${JSON.stringify(key)})`,
+  ExposeProtoCasing: (port: string) =>
+    `Defined protocol '${port}' in EXPOSE instruction should be lowercase`,
+  ExposeInvalidFormat: (port: string) =>
+    `EXPOSE instruction should not define an IP address or host-port mapping, found '${port}'`,
   InvalidBaseImagePlatform: (image: string, expected: string, actual: string) =>
     `Base image ${image} was pulled with platform ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)} for current build`,
 } as const;
@@ -257,9 +273,20 @@ export function lintCommand(
   const line = c.location.startLine;
   switch (c.kind) {
     case "env":
+      for (const p of c.pairs) {
+        if (p.legacy) l.run("LegacyKeyValueFormat", line, RULES.LegacyKeyValueFormat(c.keyword));
+        if (looksSecret(p.key))
+          l.run("SecretsUsedInArgOrEnv", line, RULES.SecretsUsedInArgOrEnv("ENV", p.key));
+      }
+      return;
     case "label":
       if (c.pairs.some((p) => p.legacy))
         l.run("LegacyKeyValueFormat", line, RULES.LegacyKeyValueFormat(c.keyword));
+      return;
+    case "arg":
+      for (const a of c.args)
+        if (looksSecret(a.key))
+          l.run("SecretsUsedInArgOrEnv", line, RULES.SecretsUsedInArgOrEnv("ARG", a.key));
       return;
     case "workdir":
       if (!st.workdirSet && ctx.workdir !== undefined && !ctx.workdir.startsWith("/"))
@@ -285,4 +312,80 @@ export function lintCommand(
     default:
       return;
   }
+}
+
+const SECRET =
+  /(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)/i;
+const NOT_SECRET = /(?:_|^)(?:public|file|version)(?:_|$)/i;
+
+/** A name that reads like it holds a secret (BuildKit's validateNoSecretKey). */
+function looksSecret(key: string): boolean {
+  return SECRET.test(key) && !NOT_SECRET.test(key);
+}
+
+/** What expanding a FROM word found: its value and the variables it used or missed. */
+export interface WordMatch {
+  result: string;
+  matched: ReadonlySet<string>;
+  unmatched: ReadonlySet<string>;
+}
+
+/**
+ * The rules BuildKit runs on a FROM line's expansion: variables that are no global ARG,
+ * `--platform=$TARGETPLATFORM` (the default anyway) and a constant --platform.
+ */
+export function lintFrom(
+  lint: Linter,
+  stage: Stage,
+  base: WordMatch,
+  platform: WordMatch | undefined,
+  env: { keys: readonly string[]; targetPlatform: string },
+): void {
+  const l = lint.for(stage.comments);
+  const line = stage.location.startLine;
+  const undeclared = (m: WordMatch): void => {
+    for (const v of m.unmatched) {
+      if (env.keys.includes(v)) continue;
+      l.run("UndefinedArgInFrom", line, RULES.UndefinedArgInFrom(v, suggest(v, env.keys, true)));
+    }
+  };
+  undeclared(base);
+  if (!platform || stage.platform === undefined) return;
+  undeclared(platform);
+  if (
+    platform.matched.size === 1 &&
+    platform.unmatched.size === 0 &&
+    platform.matched.has("TARGETPLATFORM") &&
+    platform.result === env.targetPlatform
+  )
+    l.run("RedundantTargetPlatform", line, RULES.RedundantTargetPlatform(stage.platform));
+  if (platform.matched.size === 0 && platform.unmatched.size === 0) {
+    let p;
+    try {
+      p = parseNormalized(platform.result);
+    } catch {
+      return; // the build fails on it later
+    }
+    const name = stage.name ?? "";
+    if (!name.includes(p.os) && !name.includes(p.architecture))
+      l.run(
+        "FromPlatformFlagConstDisallowed",
+        line,
+        RULES.FromPlatformFlagConstDisallowed(platform.result),
+      );
+  }
+}
+
+/** EXPOSE port checks (BuildKit's parsePort), on each port as written. */
+export function lintExposePort(
+  lint: Linter,
+  c: Command,
+  raw: string,
+  parts: { ip: string; hostPort: string; proto: string },
+): void {
+  const l = lint.for(c.comments);
+  if (parts.proto !== parts.proto.toLowerCase())
+    l.run("ExposeProtoCasing", c.location.startLine, RULES.ExposeProtoCasing(raw));
+  if (parts.ip !== "" || parts.hostPort !== "")
+    l.run("ExposeInvalidFormat", c.location.startLine, RULES.ExposeInvalidFormat(raw));
 }

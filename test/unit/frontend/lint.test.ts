@@ -121,3 +121,38 @@ test("parseCheckOptions follows linter.ParseLintOptions", () => {
   assert.equal(parseCheckOptions("skip=all").skipAll, true);
   assert.throws(() => parseCheckOptions("fail=true"), /invalid check option "fail"/);
 });
+
+test("checks on FROM expansions, secrets in ARG/ENV names and EXPOSE (as buildctl reports them)", async () => {
+  const src = [
+    "ARG BASE=alpine", // 1
+    "FROM $BASE AS a", // 2
+    "FROM --platform=$TARGETPLATFORM $BASE AS c", // 3
+    "FROM --platform=linux/amd64 $BASE AS d", // 4
+    "FROM --platform=linux/arm64 $BASE AS arm64-tools", // 5
+    "FROM --platform=$BUILDPLATFORM $BASE AS e", // 6
+    "FROM $BASE", // 7
+    "ARG API_KEY=x PUBLIC_KEY=y", // 8
+    "ENV DB_PASSWORD=z AUTH_FILE=w", // 9
+    "ENV my_token v", // 10
+    "EXPOSE 80/TCP 127.0.0.1:8080:80 90", // 11
+    "",
+  ].join("\n");
+  assert.deepEqual(await warnings(src), [
+    "3 RedundantTargetPlatform: Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior",
+    '4 FromPlatformFlagConstDisallowed: FROM --platform flag should not use constant value "linux/amd64"',
+    '8 SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ARG "API_KEY")',
+    '9 SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ENV "DB_PASSWORD")',
+    '10 LegacyKeyValueFormat: "ENV key=value" should be used instead of legacy "ENV key value" format',
+    '10 SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ENV "my_token")',
+    "11 ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:8080:80'",
+    "11 ExposeProtoCasing: Defined protocol '80/TCP' in EXPOSE instruction should be lowercase",
+  ]);
+  assert.deepEqual(
+    await warnings("ARG BASE=alpine\nFROM ${BSE:-alpine} AS a\nFROM $BASE\nRUN true\n"),
+    ["2 UndefinedArgInFrom: FROM argument 'BSE' is not declared (did you mean BASE?)"],
+  );
+  // valid with the build arg, but not with the defaults alone
+  assert.deepEqual(await warnings("ARG IMG\nFROM $IMG\nRUN true\n", { IMG: "alpine" }), [
+    "2 InvalidDefaultArgInFrom: Default value for ARG $IMG results in empty or invalid base image name",
+  ]);
+});
