@@ -26,6 +26,7 @@ import {
   lintDockerfile,
   lintExposePort,
   lintFrom,
+  lintUndefinedVars,
   type StageLintState,
   type WordMatch,
 } from "./lint.js";
@@ -625,6 +626,28 @@ class Converter {
     }
   }
 
+  /**
+   * A word of command `c` expanded in stage `st`'s environment; a variable it uses that is
+   * neither set nor a declared ARG is an UndefinedVar finding.
+   */
+  private expandIn(st: StageState, c: Command, word: string): string {
+    let res;
+    try {
+      res = this.lex.processWordWithMatches(word, st.env.lookup);
+    } catch (e) {
+      this.fail(c.location, e);
+    }
+    const declared = new Set([...st.buildArgs.map((a) => a.key), ...NON_ENV_ARGS]);
+    const unset = [...res.unmatched].filter((v) => !declared.has(v));
+    lintUndefinedVars(
+      this.lint,
+      c,
+      unset,
+      st.env.pairs.map(([k]) => k),
+    );
+    return res.result;
+  }
+
   private expandWords(
     loc: { startLine: number; endLine: number },
     word: string,
@@ -1085,7 +1108,7 @@ class Converter {
       case "env": {
         const pairs = c.pairs.map((p) => ({
           key: p.key,
-          value: this.expand(c.location, p.value, env),
+          value: this.expandIn(st, c, p.value),
         }));
         for (const p of pairs) {
           st.env.set(p.key, p.value);
@@ -1099,8 +1122,8 @@ class Converter {
         return;
       case "label": {
         const pairs = c.pairs.map((p) => ({
-          key: this.expand(c.location, p.key, env),
-          value: this.expand(c.location, p.value, env),
+          key: this.expandIn(st, c, p.key),
+          value: this.expandIn(st, c, p.value),
         }));
         cc.Labels = { ...cc.Labels };
         for (const p of pairs) cc.Labels[p.key] = p.value;
@@ -1112,10 +1135,10 @@ class Converter {
         this.commit(st, `MAINTAINER ${c.maintainer}`, undefined);
         return;
       case "workdir":
-        this.dispatchWorkdir(st, c.code, this.expand(c.location, c.path, env));
+        this.dispatchWorkdir(st, c.code, this.expandIn(st, c, c.path));
         return;
       case "user": {
-        const user = this.expand(c.location, c.user, env);
+        const user = this.expandIn(st, c, c.user);
         cc.User = user;
         this.commit(st, `USER ${user}`, undefined);
         return;
@@ -1134,7 +1157,7 @@ class Converter {
         return;
       }
       case "volume": {
-        const vols = c.volumes.map((v) => this.expand(c.location, v, env));
+        const vols = c.volumes.map((v) => this.expandIn(st, c, v));
         cc.Volumes = { ...cc.Volumes };
         for (const v of vols) {
           if (v === "")
@@ -1148,7 +1171,7 @@ class Converter {
         return;
       }
       case "stopsignal": {
-        const sig = this.expand(c.location, c.signal, env);
+        const sig = this.expandIn(st, c, c.signal);
         checkSignal(sig);
         cc.StopSignal = sig;
         this.commit(st, `STOPSIGNAL ${sig}`, undefined);
@@ -1217,7 +1240,7 @@ class Converter {
       } else if (hasValue) {
         value = this.o.buildArgs[a.key];
       } else if (value !== undefined) {
-        value = this.expand(c.location, value, st.env);
+        value = this.expandIn(st, c, value);
       }
       if (value !== undefined && !NON_ENV_ARGS.has(a.key)) st.env.set(a.key, value);
       if (!inherited || value === undefined) {
@@ -1414,7 +1437,7 @@ class Converter {
     const secretEnvs = new Set<string>();
     let sshCount = 0;
     for (const raw of c.mounts) {
-      const m = parseRunMount(raw, (w) => this.expand(c.location, w, st.env));
+      const m = parseRunMount(raw, (w) => this.expandIn(st, c, w));
       const d = mountDefaults(m);
       // a relative target is joined to the workdir and cleaned; an absolute one stays as written
       let target = d.target ?? "";
@@ -1558,11 +1581,11 @@ class Converter {
     const isAdd = c.kind === "add";
     const env = st.env;
     // BuildKit expands sources, dest, --chown, --chmod (and ADD --checksum), never --exclude
-    const sources = c.sources.map((s) => this.expand(c.location, s, env));
-    const destRaw = this.expand(c.location, c.dest, env);
-    const chown = c.chown ? this.expand(c.location, c.chown, env) : "";
-    const chmod = c.chmod ? this.expand(c.location, c.chmod, env) : "";
-    const checksum = isAdd && c.checksum ? this.expand(c.location, c.checksum, env) : "";
+    const sources = c.sources.map((s) => this.expandIn(st, c, s));
+    const destRaw = this.expandIn(st, c, c.dest);
+    const chown = c.chown ? this.expandIn(st, c, c.chown) : "";
+    const chmod = c.chmod ? this.expandIn(st, c, c.chmod) : "";
+    const checksum = isAdd && c.checksum ? this.expandIn(st, c, c.checksum) : "";
     if (chmod) checkChmod(chmod);
     if (checksum) {
       if (sources.length !== 1)

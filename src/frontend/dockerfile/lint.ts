@@ -31,6 +31,8 @@ export const RULES = {
     `"${instruction} key=value" should be used instead of legacy "${instruction} key value" format`,
   InvalidDefaultArgInFrom: (baseName: string) =>
     `Default value for ARG ${baseName} results in empty or invalid base image name`,
+  UndefinedVar: (name: string, suggestion: string | undefined) =>
+    `Usage of undefined variable '$${name}'${suggestion ? ` (did you mean $${suggestion}?)` : ""}`,
   UndefinedArgInFrom: (arg: string, suggestion: string | undefined) =>
     `FROM argument '${arg}' is not declared${suggestion ? ` (did you mean ${suggestion}?)` : ""}`,
   RedundantTargetPlatform: (platform: string) =>
@@ -388,4 +390,20 @@ export function lintExposePort(
     l.run("ExposeProtoCasing", c.location.startLine, RULES.ExposeProtoCasing(raw));
   if (parts.ip !== "" || parts.hostPort !== "")
     l.run("ExposeInvalidFormat", c.location.startLine, RULES.ExposeInvalidFormat(raw));
+}
+
+/** Variables a command's words used that nothing set or declared (BuildKit's UndefinedVar). */
+export function lintUndefinedVars(
+  lint: Linter,
+  c: Command,
+  names: readonly string[],
+  known: readonly string[],
+): void {
+  const l = lint.for(c.comments);
+  for (const name of names)
+    l.run(
+      "UndefinedVar",
+      c.location.startLine,
+      RULES.UndefinedVar(name, suggest(name, known, true)),
+    );
 }

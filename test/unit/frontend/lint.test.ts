@@ -156,3 +156,33 @@ test("checks on FROM expansions, secrets in ARG/ENV names and EXPOSE (as buildct
     "2 InvalidDefaultArgInFrom: Default value for ARG $IMG results in empty or invalid base image name",
   ]);
 });
+
+test("UndefinedVar: a variable a command's words use that nothing set or declared", async () => {
+  const src = [
+    "FROM alpine", // 1
+    "ARG DECLARED", // 2
+    "ARG WITHVAL=v", // 3
+    "ENV FOOD=x", // 4
+    "COPY f /$FOO/$DECLARED/$WITHVAL/", // 5
+    "WORKDIR /w/$NOPE", // 6
+    "USER ${USR:-root}", // 7
+    "ENV A=$FOOD B=$BAR", // 8
+    "LABEL l=$TARGETARCH", // 9
+    "RUN --mount=type=tmpfs,target=/t$MNT echo $UNSEEN", // 10
+    "ARG X=$UNDEF_IN_ARG", // 11
+    "VOLUME /v$VOL", // 12
+    "STOPSIGNAL ${SIG:-SIGTERM}", // 13
+    "",
+  ].join("\n");
+  assert.deepEqual(await warnings(src), [
+    "5 UndefinedVar: Usage of undefined variable '$FOO' (did you mean $FOOD?)",
+    "6 UndefinedVar: Usage of undefined variable '$NOPE'",
+    "7 UndefinedVar: Usage of undefined variable '$USR'",
+    "8 UndefinedVar: Usage of undefined variable '$BAR'",
+    "9 UndefinedVar: Usage of undefined variable '$TARGETARCH'",
+    "10 UndefinedVar: Usage of undefined variable '$MNT'",
+    "11 UndefinedVar: Usage of undefined variable '$UNDEF_IN_ARG'",
+    "12 UndefinedVar: Usage of undefined variable '$VOL'",
+    "13 UndefinedVar: Usage of undefined variable '$SIG'",
+  ]);
+});
