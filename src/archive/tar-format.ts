@@ -62,11 +62,6 @@ function writeOctal(block: Buffer, offset: number, width: number, value: number)
   block[offset + width - 1] = 0;
 }
 
-function isPortable(s: string, maxBytes: number): boolean {
-  // eslint-disable-next-line no-control-regex
-  return Buffer.byteLength(s) <= maxBytes && /^[\x01-\x7f]*$/.test(s);
-}
-
 function formatSeconds(t: number): string {
   if (Number.isInteger(t)) return String(t);
   return t.toFixed(9).replace(/0+$/, "");
@@ -101,29 +96,34 @@ interface RawFields {
   devminor: number;
 }
 
-function encodeUstar(f: RawFields): Buffer {
-  const b = Buffer.alloc(BLOCK);
-  b.write(f.name, 0, 100, "utf8");
-  writeOctal(b, 100, 8, f.mode);
-  writeOctal(b, 108, 8, f.uid);
-  writeOctal(b, 116, 8, f.gid);
-  writeOctal(b, 124, 12, f.size);
-  writeOctal(b, 136, 12, f.mtime);
-  b.write(f.typeflag, 156, 1, "ascii");
-  b.write(f.linkname, 157, 100, "utf8");
-  b.write("ustar\x0000", 257, 8, "ascii");
-  b.write(f.uname, 265, 32, "utf8");
-  b.write(f.gname, 297, 32, "utf8");
-  writeOctal(b, 329, 8, f.devmajor);
-  writeOctal(b, 337, 8, f.devminor);
-  b.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of b) sum += byte;
-  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "ascii");
-  return b;
+// The encoding follows Go's archive/tar (BuildKit writes layers with it, through containerd's
+// diff writer, which asks for the PAX format): an entry is plain ustar when every field fits
+// (a long ASCII name split into the prefix field at a slash), otherwise a PAX record header
+// followed by a ustar header holding the fields cut down to ASCII. Same entries, same bytes.
+
+const NAME_SIZE = 100;
+const PREFIX_SIZE = 155;
+
+/**
+ * Go's formatString: the field gets the string's bytes, cut to the field; a cut that ends in
+ * "/" is NUL-terminated before that run of slashes (so a file never looks like a directory).
+ */
+function writeField(block: Buffer, offset: number, width: number, s: string): void {
+  const bytes = Buffer.from(s, "utf8");
+  bytes.copy(block, offset, 0, Math.min(width, bytes.length));
+  if (bytes.length < width) block[offset + bytes.length] = 0;
+  if (bytes.length > width && block[offset + width - 1] === 0x2f) {
+    let n = width - 1;
+    while (n > 0 && bytes[n - 1] === 0x2f) n--;
+    block[offset + n] = 0;
+  }
 }
 
-/** Cut a string to at most `max` UTF-8 bytes without splitting a character. */
+function isAscii(s: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(s);
+}
+
 /** Go's tar toASCII: characters outside ASCII are dropped. */
 function toAscii(s: string): string {
   let out = "";
@@ -131,18 +131,55 @@ function toAscii(s: string): string {
   return out;
 }
 
-function truncateUtf8(s: string, max: number): string {
-  let out = s;
-  while (Buffer.byteLength(out) > max) out = out.slice(0, -1);
-  return out;
+/**
+ * A name longer than the name field, split at a slash into ustar's prefix (155 bytes) and name
+ * (100 bytes) fields; undefined when it cannot be (Go's splitUSTARPath).
+ */
+export function splitUstarPath(name: string): { prefix: string; name: string } | undefined {
+  if (name.length <= NAME_SIZE || !isAscii(name)) return undefined;
+  let length = name.length;
+  if (length > PREFIX_SIZE + 1) length = PREFIX_SIZE + 1;
+  else if (name[length - 1] === "/") length--;
+  const i = name.lastIndexOf("/", length - 1);
+  const suffixLength = name.length - i - 1;
+  if (i <= 0 || suffixLength > NAME_SIZE || suffixLength === 0 || i > PREFIX_SIZE) return undefined;
+  return { prefix: name.slice(0, i), name: name.slice(i + 1) };
+}
+
+/** A ustar block; `devices: false` leaves the device fields empty, as Go's PAX record headers. */
+function encodeUstar(f: RawFields, prefix = "", devices = true): Buffer {
+  const b = Buffer.alloc(BLOCK);
+  writeField(b, 0, NAME_SIZE, f.name);
+  writeOctal(b, 100, 8, f.mode);
+  writeOctal(b, 108, 8, f.uid);
+  writeOctal(b, 116, 8, f.gid);
+  writeOctal(b, 124, 12, f.size);
+  writeOctal(b, 136, 12, f.mtime);
+  b.write(f.typeflag, 156, 1, "ascii");
+  writeField(b, 157, 100, f.linkname);
+  b.write("ustar\x0000", 257, 8, "ascii");
+  writeField(b, 265, 32, f.uname);
+  writeField(b, 297, 32, f.gname);
+  if (devices) {
+    writeOctal(b, 329, 8, f.devmajor);
+    writeOctal(b, 337, 8, f.devminor);
+  }
+  writeField(b, 345, PREFIX_SIZE, prefix);
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of b) sum += byte;
+  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "ascii");
+  return b;
 }
 
 /**
- * The header blocks for one entry: an optional PAX `x` header (with its records) followed by
- * the ustar header. Anything that does not fit ustar exactly goes into PAX.
+ * The header blocks for one entry: plain ustar when it can hold the entry exactly, else a PAX
+ * `x` header with the records followed by a ustar header with what fits.
  */
 export function encodeHeader(entry: TarEntry): Buffer {
   const pax = new Map<string, Buffer>();
+  let ustar = true;
+  let prefix = "";
   const size = entry.type === "file" ? entry.size : 0;
   const fields: RawFields = {
     name: entry.name,
@@ -158,66 +195,84 @@ export function encodeHeader(entry: TarEntry): Buffer {
     devmajor: entry.devmajor ?? 0,
     devminor: entry.devminor ?? 0,
   };
-  if (!isPortable(fields.name, 100)) {
-    pax.set("path", Buffer.from(fields.name));
-    fields.name = truncateUtf8(fields.name, 100);
-  }
-  if (!isPortable(fields.linkname, 100)) {
-    pax.set("linkpath", Buffer.from(fields.linkname));
-    fields.linkname = truncateUtf8(fields.linkname, 100);
-  }
-  for (const k of ["uname", "gname"] as const) {
-    if (!isPortable(fields[k], 32)) {
-      pax.set(k, Buffer.from(fields[k]));
-      fields[k] = truncateUtf8(fields[k], 32);
-    }
+  const strings = [
+    ["name", "path", NAME_SIZE],
+    ["linkname", "linkpath", 100],
+    ["uname", "uname", 32],
+    ["gname", "gname", 32],
+  ] as const;
+  for (const [k, key, width] of strings) {
+    const v = fields[k];
+    if (isAscii(v) && Buffer.byteLength(v) <= width) continue;
+    pax.set(key, Buffer.from(v));
+    const split = k === "name" ? splitUstarPath(v) : undefined;
+    if (split) prefix = split.prefix;
+    else ustar = false;
   }
   for (const k of ["uid", "gid"] as const) {
     if (!fitsOctal(fields[k], 8)) {
       pax.set(k, Buffer.from(String(fields[k])));
       fields[k] = 0;
+      ustar = false;
     }
   }
   if (!fitsOctal(size, 12)) {
     pax.set("size", Buffer.from(String(size)));
     fields.size = 0;
+    ustar = false;
   }
   if (!fitsOctal(entry.mtime, 12)) {
+    // sub-second or out of range: Go then prefers PAX even when all else fits
     pax.set("mtime", Buffer.from(formatSeconds(entry.mtime)));
     const whole = Math.floor(entry.mtime);
     fields.mtime = fitsOctal(whole, 12) ? whole : 0;
+    ustar = false;
   }
   for (const k of ["devmajor", "devminor"] as const) {
     if (!fitsOctal(fields[k], 8)) {
       pax.set(`SCHILY.${k}`, Buffer.from(String(fields[k])));
       fields[k] = 0;
+      ustar = false;
     }
   }
-  for (const [name, value] of Object.entries(entry.xattrs)) pax.set(XATTR_PREFIX + name, value);
+  for (const [name, value] of Object.entries(entry.xattrs)) {
+    pax.set(XATTR_PREFIX + name, value);
+    ustar = false;
+  }
 
+  if (ustar) {
+    if (prefix !== "") fields.name = fields.name.slice(prefix.length + 1);
+    return encodeUstar(fields, prefix);
+  }
+  for (const k of ["name", "linkname", "uname", "gname"] as const) fields[k] = toAscii(fields[k]);
   const header = encodeUstar(fields);
-  if (pax.size === 0) return header;
   const body = encodePax(pax);
-  // Go's archive/tar (which BuildKit's layers are written with) names the record header
-  // dir/PaxHeaders.0/file in ASCII, cut to 100 bytes, with zero mode, owner and time
-  const trimmed = entry.name.replace(/\/+$/, "");
-  const slash = trimmed.lastIndexOf("/");
-  const paxName = posix.join(trimmed.slice(0, slash + 1), "PaxHeaders.0", trimmed.slice(slash + 1));
-  const paxHeader = encodeUstar({
-    ...fields,
-    name: toAscii(paxName).slice(0, 100).replace(/\/+$/, ""),
-    mode: 0,
-    uid: 0,
-    gid: 0,
-    size: body.length,
-    mtime: 0,
-    typeflag: "x",
-    linkname: "",
-    uname: "",
-    gname: "",
-    devmajor: 0,
-    devminor: 0,
-  });
+  // the record header is named dir/PaxHeaders.0/file (path.Split, then path.Join: a directory
+  // "a/b/" gives "a/b/PaxHeaders.0"), in ASCII, cut to 100 bytes, with zero mode and time
+  const slash = entry.name.lastIndexOf("/");
+  const paxName = posix.join(
+    entry.name.slice(0, slash + 1),
+    "PaxHeaders.0",
+    entry.name.slice(slash + 1),
+  );
+  const paxHeader = encodeUstar(
+    {
+      name: toAscii(paxName).slice(0, NAME_SIZE).replace(/\/+$/, ""),
+      mode: 0,
+      uid: 0,
+      gid: 0,
+      size: body.length,
+      mtime: 0,
+      typeflag: "x",
+      linkname: "",
+      uname: "",
+      gname: "",
+      devmajor: 0,
+      devminor: 0,
+    },
+    "",
+    false,
+  );
   return Buffer.concat([paxHeader, body, Buffer.alloc(blockPadding(body.length)), header]);
 }
 

@@ -73,6 +73,35 @@ export async function loadContextFilter(
   return makeFilter([], undefined);
 }
 
+/**
+ * Whether the ignore rules hide anything that exists under `path` (relative to the context) —
+ * what a bind mount of that path must then leave out. Stops at the first hidden entry.
+ */
+export async function hidesAnythingUnder(
+  contextDir: string,
+  filter: ContextFilter,
+  path: string,
+): Promise<boolean> {
+  if (filter.patterns.length === 0) return false;
+  const start = cleanInRoot(path).slice(1);
+  if (start !== "" && filter.excluded(start)) return true;
+  const walk = async (rel: string): Promise<boolean> => {
+    let entries;
+    try {
+      entries = readdirSync(join(contextDir, rel), { withFileTypes: true });
+    } catch {
+      return false; // not a directory (or gone): nothing below it
+    }
+    for (const e of entries) {
+      const child = rel === "" ? e.name : `${rel}/${e.name}`;
+      if (filter.excluded(child)) return true;
+      if (e.isDirectory() && (await walk(child))) return true;
+    }
+    return false;
+  };
+  return walk(start);
+}
+
 /** Content hashes of files by identity, so an unchanged context is not re-read. */
 const fileHashes = new Map<string, string>();
 let hashesChanged = false;

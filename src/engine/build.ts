@@ -193,9 +193,6 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     path: dockerfilePath,
     text: dockerfileText,
   } = await readDockerfile(req.contextDir, req.dockerfile);
-  for (const w of df.warnings) {
-    sink.write({ type: "warning", message: w.message, location: { file: df.file, line: w.line } });
-  }
   const state = await openState(opts.root);
   await state.snapshots.cleanupStale();
   await cleanupStaleContainers({ stateDir: state.root });
@@ -284,7 +281,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     const seen = new Set<string>();
     for (const c of conversions) {
       for (const w of c.warnings) {
-        const key = w.message;
+        const key = `${w.message}\0${w.location?.file}:${w.location?.line}`;
         if (seen.has(key)) continue;
         seen.add(key);
         sink.write({ type: "warning", message: w.message, location: w.location });

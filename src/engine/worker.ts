@@ -4,8 +4,8 @@
  * file operations — and returns the resulting stack of layers.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm, writeFile, chown } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir, rm, stat, writeFile, chown } from "node:fs/promises";
+import { join, relative } from "node:path";
 import { KilnError } from "../errors.js";
 import type {
   ExecMount,
@@ -29,7 +29,7 @@ import {
   type CopySource,
   type Owner,
 } from "../fileops/index.js";
-import { contextChecksum, type ContextFilter } from "../context/index.js";
+import { contextChecksum, hidesAnythingUnder, type ContextFilter } from "../context/index.js";
 import { runContainer, type Mount as ExecutorMount } from "../executor/index.js";
 import { stepSnapshotId, type ActiveMount } from "../snapshot/index.js";
 import type { ExecutionPlanner } from "./emulation.js";
@@ -78,6 +78,16 @@ async function named<T>(v: Vertex, p: Promise<T>): Promise<T> {
   } catch (e) {
     throw stepError(v, e);
   }
+}
+
+function mountSourceMissing(v: Vertex, m: ExecMount & { type: "bind" }, from: string): KilnError {
+  return new KilnError(
+    "E_MOUNT_SOURCE",
+    `${v.name}: mount source ${JSON.stringify(m.source)} not found in ${from}`,
+    {
+      hint: "check source= of the --mount; it is relative to the root of from= (default: the build context)",
+    },
+  );
 }
 
 export class BuildWorker implements Worker<FsResult> {
@@ -290,15 +300,37 @@ export class BuildWorker implements Worker<FsResult> {
   ): Promise<{ mount?: ExecutorMount; env?: string }> {
     switch (m.type) {
       case "bind": {
-        const local = this.localContext(v.inputs[m.input]);
+        const input = v.inputs[m.input];
+        const local = this.localContext(input);
         if (local) {
           const source = await resolveInRoot(local.dir, m.source, { followFinal: true });
-          // rw on a context bind would write into the user's files: always read-only
-          return { mount: { type: "bind", source, target: m.target, readonly: true } };
+          const found = await stat(source).catch(() => undefined);
+          if (!found) throw mountSourceMissing(v, m, "the build context");
+          const rel = relative(local.dir, source);
+          if (m.readonly && !(await hidesAnythingUnder(local.dir, local.filter, rel)))
+            return { mount: { type: "bind", source, target: m.target, readonly: true } };
+          // BuildKit mounts its synced copy of the context: no .dockerignore'd files, and `rw`
+          // writes land in a throwaway copy, never in the user's files
+          const copy = await this.view([], ctx.cacheKey);
+          cleanups.push(() => copy.release());
+          const dest = found.isDirectory() ? "/" : "/file";
+          await copyInto(copy.rootfs, this.contextSource(input, local), {
+            src: `/${rel}`,
+            dest,
+            dirContents: true,
+            allowWildcard: false,
+            allowEmptyWildcard: false,
+            excludes: [],
+            parents: false,
+          });
+          const path = join(copy.rootfs, dest);
+          return { mount: { type: "bind", source: path, target: m.target, readonly: m.readonly } };
         }
         const view = await this.view(inputs[m.input]?.layers ?? [], ctx.cacheKey);
         cleanups.push(() => view.release());
         const source = await resolveInRoot(view.rootfs, m.source, { followFinal: true });
+        if (!(await stat(source).catch(() => undefined)))
+          throw mountSourceMissing(v, m, "the from= source");
         return { mount: { type: "bind", source, target: m.target, readonly: m.readonly } };
       }
       case "cache": {
@@ -456,6 +488,23 @@ export class BuildWorker implements Worker<FsResult> {
     }
   }
 
+  /** A local build context as a copy source: what its ignore rules leave, owners as on disk. */
+  private contextSource(
+    input: Vertex | undefined,
+    local: { dir: string; filter: ContextFilter },
+  ): CopySource {
+    return {
+      root: local.dir,
+      label:
+        input?.op.kind === "local" && input.op.name !== "context"
+          ? `build context ${input.op.name}`
+          : "build context",
+      excluded: (rel) => local.filter.excluded(rel),
+      exclusionReason: (rel) => local.filter.reason(rel),
+      reincludes: local.filter.patterns.some((p) => p.startsWith("!")),
+    };
+  }
+
   private async copySource(
     v: Vertex,
     index: number,
@@ -467,16 +516,9 @@ export class BuildWorker implements Worker<FsResult> {
     const local = this.localContext(input);
     if (local) {
       return {
-        root: local.dir,
-        label:
-          input?.op.kind === "local" && input.op.name !== "context"
-            ? `build context ${input.op.name}`
-            : "build context",
-        excluded: (rel) => local.filter.excluded(rel),
-        exclusionReason: (rel) => local.filter.reason(rel),
+        ...this.contextSource(input, local),
         ownerOverride: { uid: 0, gid: 0 },
         rootStampedNow: true,
-        reincludes: local.filter.patterns.some((p) => p.startsWith("!")),
       };
     }
     const view = await this.view(inputs[index]?.layers ?? [], ctx.cacheKey);

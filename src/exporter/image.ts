@@ -20,6 +20,7 @@ import {
   setAnnotations,
   type Compression,
   type Descriptor,
+  type GoImageConfig,
   type HistoryEntry,
   type ImageConfig,
   type ImageIndex,
@@ -146,7 +147,7 @@ export function finalConfig(
   img: PlatformImage,
   blobs: BlobRecord[],
   epoch: number | undefined,
-): ImageConfig {
+): GoImageConfig {
   const clamp = (t: string): string =>
     epoch !== undefined && !(Date.parse(t) <= epoch * 1000) ? epochTime(epoch) : t;
   const layerTime = new Map<string, string>();

@@ -52,6 +52,11 @@ function pick<T extends object>(src: T, keys: readonly (keyof T)[]): T {
   return out;
 }
 
+/** The config document as Go encodes it: a nil diff_ids slice (an image without layers) is null. */
+export type GoImageConfig = Omit<ImageConfig, "rootfs"> & {
+  rootfs: { type: string; diff_ids: string[] | null };
+};
+
 /**
  * `mapKeys`: keys BuildKit's exporter adds to the config map beside the struct's (the inline
  * build cache), kept in their sorted place.
@@ -59,7 +64,7 @@ function pick<T extends object>(src: T, keys: readonly (keyof T)[]): T {
 export function goImageConfig(
   c: ImageConfig,
   mapKeys: Readonly<Record<string, unknown>> = {},
-): ImageConfig {
+): GoImageConfig {
   const cc = c.config ?? {};
   const config = pick(cc, CONTAINER_KEYS);
   if (cc.Healthcheck && !isEmpty(cc.Healthcheck))
@@ -73,7 +78,8 @@ export function goImageConfig(
     os: c.os,
     "os.features": c["os.features"],
     "os.version": c["os.version"],
-    rootfs: { type: c.rootfs.type, diff_ids: c.rootfs.diff_ids },
+    // BuildKit appends each layer's diff_id to a nil slice: no layers encode as null
+    rootfs: { type: c.rootfs.type, diff_ids: c.rootfs.diff_ids.length ? c.rootfs.diff_ids : null },
     variant: c.variant,
     ...mapKeys,
   };
@@ -82,5 +88,5 @@ export function goImageConfig(
     // rootfs and config are not omitempty in Go (config is a struct, always written)
     if (k === "config" || k === "rootfs" || !isEmpty(v)) out[k] = v;
   }
-  return out as unknown as ImageConfig;
+  return out as unknown as GoImageConfig;
 }

@@ -220,6 +220,8 @@ export function parseConfig(bytes: Uint8Array, source?: string): ImageConfig {
     if (!isObject(o.rootfs)) fail("rootfs", `expected an object, got ${kind(o.rootfs)}`);
     if (o.rootfs.type !== "layers")
       fail("rootfs.type", `expected "layers", got ${JSON.stringify(o.rootfs.type)}`);
+    // Go writes an image without layers as `"diff_ids": null` (BuildKit does, for FROM scratch)
+    if (o.rootfs.diff_ids === null) o.rootfs.diff_ids = [];
     if (!Array.isArray(o.rootfs.diff_ids))
       fail("rootfs.diff_ids", `expected an array, got ${kind(o.rootfs.diff_ids)}`);
     o.rootfs.diff_ids.forEach((d, i) => {

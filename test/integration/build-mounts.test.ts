@@ -5,7 +5,14 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { kilnOk, removeTree, tempDir, testRegistry, writeContext } from "../fixtures/build-cli.js";
+import {
+  kiln,
+  kilnOk,
+  removeTree,
+  tempDir,
+  testRegistry,
+  writeContext,
+} from "../fixtures/build-cli.js";
 
 const reg = testRegistry();
 
@@ -50,6 +57,57 @@ RUN --network=none ls /sys/class/net > /ifaces
     // N changes, so the cache-mount RUN runs again and finds what the first build left there
     const second = await build(2);
     assert.equal(await second.read("cache-before"), "run1\n");
+  } finally {
+    await removeTree(dir);
+  }
+});
+
+test("a context bind shows what .dockerignore leaves; rw writes go to a throwaway copy; a missing source is named", async () => {
+  const dir = await tempDir("mounts-ctx");
+  try {
+    const ctx = await writeContext(join(dir, "ctx"), {
+      ".dockerignore": "secret.txt\nsub/*.log\n",
+      "secret.txt": "hidden\n",
+      "f.txt": "original\n",
+      "sub/keep.txt": "k\n",
+      "sub/x.log": "log\n",
+      Dockerfile: `FROM ${reg}/base/busybox
+RUN --mount=type=bind,target=/c ls -a /c /c/sub > /ro-list
+RUN --mount=type=bind,target=/c,rw echo changed > /c/f.txt && touch /c/new && cat /c/f.txt > /rw-read && ls /c > /rw-list
+RUN --mount=type=bind,target=/c ls /c > /after-list && cat /c/f.txt > /after-read
+RUN --mount=type=bind,source=sub,target=/s,rw ls /s > /sub-list && echo y > /s/keep.txt
+`,
+    });
+    const out = join(dir, "out");
+    await kilnOk(["build", "--output", `type=local,dest=${out}`, "."], {
+      root: join(dir, "root"),
+      cwd: ctx,
+    });
+    const read = (f: string) => readFile(join(out, f), "utf8");
+    assert.equal(
+      await read("ro-list"),
+      "/c:\n.\n..\n.dockerignore\nDockerfile\nf.txt\nsub\n\n/c/sub:\n.\n..\nkeep.txt\n",
+      "ignored files are not mounted",
+    );
+    assert.equal(await read("rw-read"), "changed\n", "an rw context bind is writable");
+    assert.equal(await read("rw-list"), "Dockerfile\nf.txt\nnew\nsub\n");
+    assert.equal(await read("after-read"), "original\n", "writes are discarded after the step");
+    assert.equal(await read("after-list"), "Dockerfile\nf.txt\nsub\n");
+    assert.equal(await read("sub-list"), "keep.txt\n");
+    assert.equal(await readFile(join(ctx, "f.txt"), "utf8"), "original\n");
+    assert.equal(await readFile(join(ctx, "sub", "keep.txt"), "utf8"), "k\n");
+    assert.ok(!existsSync(join(ctx, "new")), "the user's context is untouched");
+
+    await writeContext(ctx, {
+      Dockerfile: `FROM ${reg}/base/busybox\nRUN --mount=type=bind,source=nope,target=/n true\n`,
+    });
+    const r = await kiln(["build", "."], { root: join(dir, "root"), cwd: ctx });
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.messages.find((l) => l.startsWith("error: ")) ?? "",
+      /RUN --mount=type=bind,source=nope,target=\/n true: mount source "\/nope" not found in the build context/,
+      r.messages.join("\n"),
+    );
   } finally {
     await removeTree(dir);
   }

@@ -24,6 +24,18 @@ import type { Platform } from "../../platform/types.js";
 import { parseChmod } from "../../fileops/index.js";
 import { parseGitRef, redactUrl, urlFileName, type GitRef } from "../../source/index.js";
 import { formatReference, parseReference } from "../../reference/index.js";
+import {
+  Linter,
+  RULES,
+  lintCommand,
+  lintConfig,
+  lintDockerfile,
+  lintExposePort,
+  lintFrom,
+  lintUndefinedVars,
+  type StageLintState,
+  type WordMatch,
+} from "./lint.js";
 import { DockerfileErrorCode, UnplacedError, placeError } from "./errors.js";
 import {
   parseDockerfile,
@@ -179,6 +191,7 @@ interface StageState {
   outline: OutlineCapture;
   /** the stage this one is built FROM */
   parent: StageState | undefined;
+  lint: StageLintState;
 }
 
 interface ArgInfo {
@@ -300,7 +313,10 @@ function normalizeWorkdir(current: string, p: string): string {
  * Ports as `port/proto` (BuildKit's parsePort): `[ip:][hostPort:]port[-end][/proto]`, ranges
  * expand, the protocol is lower-cased (tcp when empty), host parts are checked then dropped.
  */
-function parsePorts(raw: string): string[] {
+function parsePorts(
+  raw: string,
+  lint: (parts: { ip: string; hostPort: string; proto: string }) => void,
+): string[] {
   const bad = (message: string): never => {
     throw new UnplacedError(DockerfileErrorCode.arguments, message, { needle: raw });
   };
@@ -312,6 +328,7 @@ function parsePorts(raw: string): string[] {
   const port = slash < 0 ? containerPart : containerPart.slice(0, slash);
   const proto = slash < 0 ? "" : containerPart.slice(slash + 1);
   if (port === "") bad(`invalid port: ${JSON.stringify(raw)}: no port specified`);
+  lint({ ip, hostPort, proto });
   if (!["", "tcp", "udp", "sctp"].includes(proto.toLowerCase())) {
     bad(`invalid port: ${JSON.stringify(raw)}: invalid proto: ${proto}`);
   }
@@ -378,6 +395,7 @@ class Converter {
   private readonly targetName: string;
   /** global ARGs for the outline, by name */
   private readonly metaArgInfo = new Map<string, ArgInfo>();
+  private lint = new Linter({ skipAll: false, skip: new Set(), error: false });
 
   constructor(
     private readonly df: Dockerfile,
@@ -418,10 +436,12 @@ class Converter {
         },
       );
     }
+    this.startLint();
     this.initGlobalArgs();
     this.defineStages();
     const target = this.findTarget();
     const st = await this.stageState(target, undefined);
+    this.finishLint();
     this.warnUnusedArgs();
     const config = structuredClone(st.config);
     config.config ??= {};
@@ -457,6 +477,23 @@ class Converter {
       warnings: this.warnings,
       outline: this.outline(st),
     };
+  }
+
+  private startLint(): void {
+    try {
+      this.lint = new Linter(lintConfig(this.df, this.o.buildArgs.BUILDKIT_DOCKERFILE_CHECK));
+    } catch (e) {
+      const line = this.df.directives.find((d) => d.name === "check")?.line ?? 1;
+      this.fail({ startLine: line, endLine: line }, e);
+    }
+    lintDockerfile(this.df, this.lint);
+  }
+
+  /** Findings become warnings; with check=error=true they fail the build before it runs. */
+  private finishLint(): void {
+    for (const f of this.lint.warnings) this.warn(`${f.rule}: ${f.message}`, f.line);
+    const failed = this.lint.error(this.df.file);
+    if (failed) this.fail({ startLine: failed.line, endLine: failed.line }, failed.error);
   }
 
   /** BuildKit's dispatchState.Outline: used args, secrets and ssh of the target and its deps. */
@@ -516,7 +553,8 @@ class Converter {
     return out;
   }
 
-  private initGlobalArgs(): void {
+  /** The automatic platform ARGs (and TARGETSTAGE), build args applied. */
+  private platformArgs(): [string, string][] {
     const bp = this.o.buildPlatform;
     const tp = this.o.targetPlatform;
     const defaults: [string, string][] = [
@@ -532,7 +570,11 @@ class Converter {
       ["TARGETVARIANT", tp.variant ?? ""],
       ["TARGETSTAGE", this.targetName || "default"],
     ];
-    for (const [k, v] of defaults) this.globalArgs.set(k, this.o.buildArgs[k] ?? v);
+    return defaults.map(([k, v]) => [k, this.o.buildArgs[k] ?? v]);
+  }
+
+  private initGlobalArgs(): void {
+    for (const [k, v] of this.platformArgs()) this.globalArgs.set(k, v);
     for (const cmd of this.df.metaArgs) {
       for (const a of cmd.args) {
         this.declaredArgs.add(a.key);
@@ -571,7 +613,7 @@ class Converter {
     loc: { startLine: number; endLine: number },
     word: string,
     used: Set<string>,
-  ): { result: string; unmatched: Set<string> } {
+  ): WordMatch & { unmatched: Set<string> } {
     let res;
     try {
       res = this.lex.processWordWithMatches(word, this.globalArgs.lookup);
@@ -590,6 +632,28 @@ class Converter {
     }
   }
 
+  /**
+   * A word of command `c` expanded in stage `st`'s environment; a variable it uses that is
+   * neither set nor a declared ARG is an UndefinedVar finding.
+   */
+  private expandIn(st: StageState, c: Command, word: string): string {
+    let res;
+    try {
+      res = this.lex.processWordWithMatches(word, st.env.lookup);
+    } catch (e) {
+      this.fail(c.location, e);
+    }
+    const declared = new Set([...st.buildArgs.map((a) => a.key), ...NON_ENV_ARGS]);
+    const unset = [...res.unmatched].filter((v) => !declared.has(v));
+    lintUndefinedVars(
+      this.lint,
+      c,
+      unset,
+      st.env.pairs.map(([k]) => k),
+    );
+    return res.result;
+  }
+
   private expandWords(
     loc: { startLine: number; endLine: number },
     word: string,
@@ -602,7 +666,36 @@ class Converter {
     }
   }
 
+  /**
+   * BuildKit checks that every FROM still names a valid image with the global ARGs' defaults
+   * alone (no build args), so a build does not depend on a --build-arg to be valid.
+   */
+  private lintDefaultBaseNames(): void {
+    const env = new Env();
+    for (const [k, v] of this.platformArgs()) env.set(k, v);
+    try {
+      for (const cmd of this.df.metaArgs)
+        for (const a of cmd.args)
+          if (a.value !== undefined) env.set(a.key, this.lex.processWord(a.value, env.lookup));
+      for (const stage of this.df.stages) {
+        const name = this.lex.processWord(stage.baseName, env.lookup);
+        try {
+          parseReference(name);
+        } catch {
+          this.lint.run(
+            "InvalidDefaultArgInFrom",
+            stage.location.startLine,
+            RULES.InvalidDefaultArgInFrom(stage.baseName),
+          );
+        }
+      }
+    } catch {
+      // an expansion error: the build reports it where it happens
+    }
+  }
+
   private defineStages(): void {
+    this.lintDefaultBaseNames();
     const byName = new Map<string, StageDef>();
     this.df.stages.forEach((stage, index) => {
       const fromArgs = new Set<string>();
@@ -624,8 +717,10 @@ class Converter {
         );
       }
       let explicitPlatform: Platform | undefined;
+      let platformMatch: WordMatch | undefined;
       if (stage.platform !== undefined) {
-        const p = this.expandFrom(stage.location, stage.platform, fromArgs).result;
+        platformMatch = this.expandFrom(stage.location, stage.platform, fromArgs);
+        const p = platformMatch.result;
         if (p === "") {
           this.fail(
             stage.location,
@@ -644,15 +739,22 @@ class Converter {
           this.fail(stage.location, e);
         }
       }
+      lintFrom(this.lint, stage, res, platformMatch, {
+        keys: [...new Set([...this.metaArgInfo.keys(), ...this.globalArgs.pairs.map(([k]) => k)])],
+        targetPlatform: this.globalArgs.get("TARGETPLATFORM") ?? "",
+      });
       const def: StageDef = {
         index,
         stage,
         display: stage.name ?? `stage-${index}`,
         baseName: res.result,
         explicitPlatform,
-        base: byName.get(res.result.toLowerCase()),
+        // stage names are lower-cased when declared, but FROM matches them as written
+        // (BuildKit addState): `FROM Builder` is an image name, and an invalid one
+        base: byName.get(res.result),
         fromArgs,
       };
+      if (!def.base && def.baseName !== SCRATCH) this.checkBaseName(def, byName);
       this.defs.push(def);
       if (stage.name) byName.set(stage.name.toLowerCase(), def);
     });
@@ -660,6 +762,29 @@ class Converter {
       for (const c of stage.commands) if (c.kind === "copy" && c.from !== "") this.checkCopyFrom(c);
     }
     if (this.defs.length === 1 && !this.referencesOtherSources()) this.defs[0]!.display = "";
+  }
+
+  /**
+   * BuildKit parses every stage's base image name, reachable or not, before it builds anything;
+   * a name that differs from a stage only in case gets a hint, since COPY --from= and --target
+   * match stages case-insensitively but FROM does not.
+   */
+  private checkBaseName(def: StageDef, byName: Map<string, StageDef>): void {
+    try {
+      parseReference(def.baseName);
+    } catch (e) {
+      if (!(e instanceof KilnError)) throw e;
+      const stage = byName.get(def.baseName.toLowerCase());
+      this.fail(
+        def.stage.location,
+        new UnplacedError(e.code, `failed to parse stage name: ${e.message}`, {
+          needle: def.stage.baseName,
+          hint: stage
+            ? `FROM names a stage exactly as declared, and stage names are lower-cased: write FROM ${stage.stage.name}`
+            : e.hint,
+        }),
+      );
+    }
   }
 
   /**
@@ -834,6 +959,7 @@ class Converter {
         onbuild: [],
         outline: this.newOutline(def),
         parent,
+        lint: { used: new Map(), workdirSet: parent.lint.workdirSet },
       };
       if (st.config.config) delete st.config.config.OnBuild;
       st.onbuild = parent.onbuild;
@@ -859,6 +985,7 @@ class Converter {
         onbuild: [],
         outline: this.newOutline(def),
         parent: undefined,
+        lint: { used: new Map(), workdirSet: false },
       };
       st.cmdTotal = countSteps(def.stage.commands);
       if (def.baseName !== SCRATCH) {
@@ -958,10 +1085,13 @@ class Converter {
     });
     const want = normalize(expected);
     if (got.os !== want.os || got.architecture !== want.architecture) {
-      this.warn(
-        `InvalidBaseImagePlatform: Base image ${def.baseName} was pulled with platform "${formatAll(got)}", expected "${formatAll(want)}" for current build`,
-        def.stage.location.startLine,
-      );
+      this.lint
+        .for(def.stage.comments)
+        .run(
+          "InvalidBaseImagePlatform",
+          def.stage.location.startLine,
+          RULES.InvalidBaseImagePlatform(def.baseName, formatAll(want), formatAll(got)),
+        );
     }
   }
 
@@ -976,11 +1106,15 @@ class Converter {
   private async dispatch(st: StageState, c: Command): Promise<void> {
     const cc = st.config.config!;
     const env = st.env;
+    lintCommand(this.lint, c, st.lint, {
+      shell: cc.Shell,
+      workdir: c.kind === "workdir" ? this.expand(c.location, c.path, env) : undefined,
+    });
     switch (c.kind) {
       case "env": {
         const pairs = c.pairs.map((p) => ({
           key: p.key,
-          value: this.expand(c.location, p.value, env),
+          value: this.expandIn(st, c, p.value),
         }));
         for (const p of pairs) {
           st.env.set(p.key, p.value);
@@ -994,8 +1128,8 @@ class Converter {
         return;
       case "label": {
         const pairs = c.pairs.map((p) => ({
-          key: this.expand(c.location, p.key, env),
-          value: this.expand(c.location, p.value, env),
+          key: this.expandIn(st, c, p.key),
+          value: this.expandIn(st, c, p.value),
         }));
         cc.Labels = { ...cc.Labels };
         for (const p of pairs) cc.Labels[p.key] = p.value;
@@ -1007,10 +1141,10 @@ class Converter {
         this.commit(st, `MAINTAINER ${c.maintainer}`, undefined);
         return;
       case "workdir":
-        this.dispatchWorkdir(st, c.code, this.expand(c.location, c.path, env));
+        this.dispatchWorkdir(st, c.code, this.expandIn(st, c, c.path));
         return;
       case "user": {
-        const user = this.expand(c.location, c.user, env);
+        const user = this.expandIn(st, c, c.user);
         cc.User = user;
         this.commit(st, `USER ${user}`, undefined);
         return;
@@ -1018,14 +1152,18 @@ class Converter {
       case "expose": {
         const ports = c.ports
           .flatMap((p) => this.expandWords(c.location, p, env))
-          .flatMap(parsePorts);
+          .flatMap((p) =>
+            parsePorts(p, (parts) => {
+              lintExposePort(this.lint, c, p, parts);
+            }),
+          );
         cc.ExposedPorts = { ...cc.ExposedPorts };
         for (const p of ports) cc.ExposedPorts[p] = {};
         this.commit(st, `EXPOSE ${goList(ports)}`, undefined);
         return;
       }
       case "volume": {
-        const vols = c.volumes.map((v) => this.expand(c.location, v, env));
+        const vols = c.volumes.map((v) => this.expandIn(st, c, v));
         cc.Volumes = { ...cc.Volumes };
         for (const v of vols) {
           if (v === "")
@@ -1039,7 +1177,7 @@ class Converter {
         return;
       }
       case "stopsignal": {
-        const sig = this.expand(c.location, c.signal, env);
+        const sig = this.expandIn(st, c, c.signal);
         checkSignal(sig);
         cc.StopSignal = sig;
         this.commit(st, `STOPSIGNAL ${sig}`, undefined);
@@ -1108,7 +1246,7 @@ class Converter {
       } else if (hasValue) {
         value = this.o.buildArgs[a.key];
       } else if (value !== undefined) {
-        value = this.expand(c.location, value, st.env);
+        value = this.expandIn(st, c, value);
       }
       if (value !== undefined && !NON_ENV_ARGS.has(a.key)) st.env.set(a.key, value);
       if (!inherited || value === undefined) {
@@ -1305,7 +1443,7 @@ class Converter {
     const secretEnvs = new Set<string>();
     let sshCount = 0;
     for (const raw of c.mounts) {
-      const m = parseRunMount(raw, (w) => this.expand(c.location, w, st.env));
+      const m = parseRunMount(raw, (w) => this.expandIn(st, c, w));
       const d = mountDefaults(m);
       // a relative target is joined to the workdir and cleaned; an absolute one stays as written
       let target = d.target ?? "";
@@ -1449,11 +1587,11 @@ class Converter {
     const isAdd = c.kind === "add";
     const env = st.env;
     // BuildKit expands sources, dest, --chown, --chmod (and ADD --checksum), never --exclude
-    const sources = c.sources.map((s) => this.expand(c.location, s, env));
-    const destRaw = this.expand(c.location, c.dest, env);
-    const chown = c.chown ? this.expand(c.location, c.chown, env) : "";
-    const chmod = c.chmod ? this.expand(c.location, c.chmod, env) : "";
-    const checksum = isAdd && c.checksum ? this.expand(c.location, c.checksum, env) : "";
+    const sources = c.sources.map((s) => this.expandIn(st, c, s));
+    const destRaw = this.expandIn(st, c, c.dest);
+    const chown = c.chown ? this.expandIn(st, c, c.chown) : "";
+    const chmod = c.chmod ? this.expandIn(st, c, c.chmod) : "";
+    const checksum = isAdd && c.checksum ? this.expandIn(st, c, c.checksum) : "";
     if (chmod) checkChmod(chmod);
     if (checksum) {
       if (sources.length !== 1)

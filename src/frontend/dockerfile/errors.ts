@@ -16,6 +16,8 @@ export const DockerfileErrorCode = {
   structure: "E_DOCKERFILE_STRUCTURE",
   /** Shell-word expansion failed (bad substitution, unmatched quote, ${v:?msg}). */
   expansion: "E_DOCKERFILE_EXPANSION",
+  /** A check (lint rule) found something and `check=error=true` makes that fatal. */
+  lint: "E_DOCKERFILE_LINT",
 } as const;
 
 /** The source a position refers to: a display name and its physical lines (no line endings). */

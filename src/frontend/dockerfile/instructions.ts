@@ -242,6 +242,10 @@ export type CommandKind = Command["kind"];
 export interface Stage {
   /** Lower-cased `AS name`, undefined when unnamed. */
   name?: string;
+  /** FROM, AS and the name as written (for the casing checks). */
+  keyword: string;
+  asKeyword?: string;
+  nameAsWritten?: string;
   /** The image or stage reference as written (expand with the global ARGs). */
   baseName: string;
   /** --platform as written (expand with the global ARGs plus BUILDPLATFORM etc.). */
@@ -465,13 +469,18 @@ class Typer {
     const flags = this.flags(node, { platform: "string" });
     const platform = flags.used.has("platform") ? flags.string("platform") : undefined;
     const stage: Stage = {
+      keyword: node.keyword,
       baseName: args[0]!,
       commands: [],
       code: trimGoSpace(node.original),
       location: { file: this.source.file, startLine: node.startLine, endLine: node.endLine },
       comments: node.comments,
     };
-    if (name !== undefined) stage.name = name;
+    if (name !== undefined) {
+      stage.name = name;
+      stage.asKeyword = args[1]!;
+      stage.nameAsWritten = args[2]!;
+    }
     if (platform !== undefined) stage.platform = platform;
     return stage;
   }

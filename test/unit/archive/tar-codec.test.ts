@@ -11,6 +11,13 @@ import {
   type TarInput,
 } from "../../../src/archive/index.js";
 
+/**
+ * sha256 of the tar Go 1.26's archive/tar writes for the entries of the last test below (with
+ * 3-byte bodies "xxx"): Header.Format = FormatPAX as containerd's diff writer sets it, then read
+ * and written again as BuildKit's rewrite-timestamp pass does.
+ */
+const GO_TAR_SHA256 = "debe92dfdafdcd46f80128a0197e0ad552d70129dfb9fc4b45e0583c52e8df51";
+
 const CAP = Buffer.from("0100000280808080000000000000000000000000", "hex");
 
 function entry(over: Partial<TarEntry> & { name: string }): TarEntry {
@@ -248,4 +255,102 @@ test("a PAX record header is named and stamped as Go's archive/tar writes it", a
     xattrs: { "security.capability": Buffer.from([1]) },
   });
   assert.equal(cstr(short.subarray(0, 100)), "a/PaxHeaders.0/b");
+});
+
+const cstr = (b: Buffer) => b.toString("latin1").replace(/\0.*$/s, "");
+
+test("a long ASCII name that splits at a slash is plain ustar: prefix and name fields (Go)", async () => {
+  const { encodeHeader, splitUstarPath } = await import("../../../src/archive/tar-format.js");
+  const a = "a".repeat(60);
+  const b = "b".repeat(60);
+  for (const [name, prefix, rest] of [
+    [`${a}/${b}`, a, b],
+    [`${a}/${b}/`, a, `${b}/`],
+    [`${"p".repeat(155)}/${"q".repeat(100)}`, "p".repeat(155), "q".repeat(100)],
+    [`${"a".repeat(99)}/b`, "a".repeat(99), "b"],
+  ] as const) {
+    const h = encodeHeader(entry({ name, type: name.endsWith("/") ? "dir" : "file" }));
+    assert.equal(h.length, 512, `${name}: no PAX header`);
+    assert.equal(cstr(h.subarray(0, 100)), rest);
+    assert.equal(cstr(h.subarray(345, 500)), prefix);
+    const [back] = await unpack(Buffer.concat([h, Buffer.alloc(1024)]));
+    assert.equal(back!.entry.name, name);
+  }
+  // no slash to split at within 155 bytes, a last part over 100 bytes, or not ASCII: PAX
+  for (const name of [
+    `${"p".repeat(156)}/q`,
+    `deep/${"l".repeat(150)}/`,
+    `${"x".repeat(100)}/`,
+    `${"a".repeat(60)}/ü${"b".repeat(60)}`,
+  ]) {
+    assert.equal(splitUstarPath(name), undefined, name);
+    const h = encodeHeader(entry({ name, type: name.endsWith("/") ? "dir" : "file" }));
+    assert.equal(String.fromCharCode(h[156]!), "x", name);
+  }
+});
+
+test("a non-ASCII name: a PAX path record, ASCII left in the ustar fields (Go's toASCII)", async () => {
+  const { encodeHeader } = await import("../../../src/archive/tar-format.js");
+  const file = encodeHeader(entry({ name: "ünï/çå.txt", size: 3 }));
+  assert.equal(cstr(file.subarray(0, 100)), "n/PaxHeaders.0/.txt");
+  assert.match(file.subarray(512, 1024).toString("utf8"), /^23 path=ünï\/çå\.txt\n/);
+  assert.equal(cstr(file.subarray(1024, 1124)), "n/.txt");
+  // a directory's record header sits inside it: path.Split("ünï/") = ("ünï/", "")
+  const dir = encodeHeader(entry({ name: "ünï/", type: "dir" }));
+  assert.equal(cstr(dir.subarray(0, 100)), "n/PaxHeaders.0");
+  // a name cut at 100 bytes ending in "/" is NUL-terminated before the slashes
+  const cut = encodeHeader(entry({ name: `${"x".repeat(97)}///ü-abc` }));
+  const field = cut.subarray(1024, 1124);
+  assert.equal(cstr(field), "x".repeat(97));
+  assert.equal(field.toString("latin1", 98, 100), "//");
+  // the record header has no device fields; the entry's own header has zeros there
+  assert.equal(cstr(dir.subarray(329, 337)), "");
+  assert.equal(cstr(dir.subarray(512 + 512 + 329, 512 + 512 + 337)), "0000000");
+});
+
+test("layer tar bytes are those of Go's archive/tar as BuildKit writes layers", async () => {
+  const { createHash } = await import("node:crypto");
+  const r = (c: string, n: number) => c.repeat(n);
+  const d = (name: string, over: Partial<TarEntry> = {}): TarInput => ({
+    entry: entry({ name, type: "dir", mode: 0o755, ...over }),
+  });
+  const f = (name: string, over: Partial<TarEntry> = {}): TarInput => ({
+    entry: entry({ name, size: 3, ...over }),
+    body: Buffer.from("xxx"),
+  });
+  const l = (name: string, type: "symlink" | "hardlink", linkname: string): TarInput => ({
+    entry: entry({ name, type, linkname }),
+  });
+  const tar = await pack([
+    f("a.txt"),
+    d(`${r("d", 120)}/`),
+    d(`${r("d", 120)}/${r("e", 115)}/`),
+    f(`${r("d", 120)}/${r("e", 115)}/${r("f", 100)}`),
+    f(`${r("a", 60)}/${r("b", 60)}`),
+    d(`${r("a", 60)}/${r("b", 60)}/`),
+    d("ünï/"),
+    f("ünï/çå.txt"),
+    f(r("x", 100)),
+    d(`${r("x", 100)}/`),
+    f(`${r("x", 97)}///üabc`),
+    f(`${r("y", 99)}/${r("ü", 30)}`),
+    f("cap", { xattrs: { "security.capability": CAP } }),
+    d("capdir/", { xattrs: { "user.x": Buffer.from("1") } }),
+    l("lnk", "symlink", r("t", 120)),
+    l("lnk2", "symlink", "tü"),
+    l("hl", "hardlink", `${r("h", 60)}/${r("i", 60)}`),
+    f("big", { uid: 3000000, gid: 5 }),
+    f("un", { uname: "üser", gname: "g" }),
+    f("zz/ßßßßß", { uname: r("u", 40) }),
+    f(`${r("p", 155)}/${r("q", 100)}`),
+    f(`${r("p", 156)}/${r("q", 10)}`),
+    d(`${r("p", 154)}/q/`),
+    { entry: entry({ name: "fifo", type: "fifo" }) },
+    { entry: entry({ name: "dev", type: "char", devmajor: 1, devminor: 3 }) },
+    { entry: entry({ name: `.wh.${r("z", 120)}`, mode: 0, mtime: 0 }) },
+    f(r("a", 300)),
+  ]);
+  // Go 1.26 archive/tar, Header.Format = FormatPAX (containerd's diff writer), then read and
+  // written again (BuildKit's rewrite-timestamp pass), for the same entries
+  assert.equal(createHash("sha256").update(tar).digest("hex"), GO_TAR_SHA256);
 });

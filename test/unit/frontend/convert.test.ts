@@ -519,6 +519,26 @@ test("only the stages the target needs are converted: an unreachable base is nev
   assert.deepEqual(r.calls.sort(), ["alpine linux/amd64", "busybox linux/amd64"]);
 });
 
+test("FROM matches a stage name as written: FROM Builder is an invalid image name, even unreachable (BuildKit)", async () => {
+  const src =
+    "FROM alpine AS Builder\nRUN make\nFROM Builder AS second\nFROM busybox\nCOPY --from=BUILDER /a /a\n";
+  await assert.rejects(convert(src), (e: unknown) => {
+    assert.ok(e instanceof DockerfileError, String(e));
+    assert.equal(e.line, 3);
+    assert.match(
+      e.message,
+      /failed to parse stage name: invalid image reference "Builder": .*must be lower-case/,
+    );
+    assert.match(e.hint ?? "", /write FROM builder/);
+    return true;
+  });
+  // COPY --from= and --target stay case-insensitive
+  const ok =
+    "FROM alpine AS Builder\nRUN make\nFROM builder AS second\nFROM busybox\nCOPY --from=BUILDER /a /a\n";
+  const r = await convert(ok, { target: "SECOND" });
+  assert.deepEqual(r.calls, ["alpine linux/amd64"]);
+});
+
 // ---------------------------------------------------------------- COPY / ADD
 
 test("FROM <stage>: a name the parent declared as ARG and ENV reaches the child's RUN as the ENV value", async () => {

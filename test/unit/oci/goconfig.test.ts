@@ -1,6 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeJSON, goImageConfig, type ImageConfig } from "../../../src/oci/index.js";
+import {
+  encodeJSON,
+  goImageConfig,
+  parseConfig,
+  type ImageConfig,
+} from "../../../src/oci/index.js";
 
 test("goImageConfig: BuildKit's bytes — sorted top level, struct order inside, unknown and empty fields gone", () => {
   const fromDocker = {
@@ -36,7 +41,8 @@ test("goImageConfig: BuildKit's bytes — sorted top level, struct order inside,
       "a".repeat(64) +
       '"]},"variant":"v7"}',
   );
-  // config is a Go struct: always written, even empty; an empty history is omitted
+  // config is a Go struct: always written, even empty; an empty history is omitted; no layers
+  // is a nil diff_ids slice, null (BuildKit's FROM scratch image)
   const bare = goImageConfig({
     architecture: "amd64",
     os: "linux",
@@ -45,8 +51,10 @@ test("goImageConfig: BuildKit's bytes — sorted top level, struct order inside,
   });
   assert.equal(
     encodeJSON(bare).toString(),
-    '{"architecture":"amd64","config":{},"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
+    '{"architecture":"amd64","config":{},"os":"linux","rootfs":{"type":"layers","diff_ids":null}}',
   );
+  // and kiln reads such a config back as no layers
+  assert.deepEqual(parseConfig(encodeJSON(bare)).rootfs.diff_ids, []);
 });
 
 test("encodeJSON escapes <, >, &, U+2028 and U+2029 as Go's encoding/json does", () => {
