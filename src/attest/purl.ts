@@ -65,14 +65,26 @@ function goPathEscape(s: string): string {
 export function imagePurl(ref: string, platform?: Platform, type = "docker"): string {
   const r = parseReference(ref);
   const familiar = familiarName({ ...r, tag: undefined, digest: undefined });
-  const parts = familiar.split("/").map(goQueryEscape);
-  const name = parts.pop()!;
-  const version = r.digest !== undefined ? r.tag : (r.tag ?? "latest");
-  let s = `pkg:${type}/${[...parts, name].join("/")}`;
-  if (version) s += `@${goPathEscape(version)}`;
+  const parts = familiar.split("/");
+  return goPurl(type, parts.slice(0, -1), parts.at(-1)!, {
+    version: r.digest !== undefined ? r.tag : (r.tag ?? "latest"),
+    digest: r.digest,
+    platform: platform && format(normalize(platform)),
+  });
+}
+
+/** A purl as BuildKit's packageurl-go writes it (qualifiers in the order given). */
+function goPurl(
+  type: string,
+  namespace: readonly string[],
+  name: string,
+  o: { version?: string; digest?: string; platform?: string },
+): string {
+  let s = `pkg:${type}/${[...namespace, name].map(goQueryEscape).join("/")}`;
+  if (o.version) s += `@${goPathEscape(o.version)}`;
   const qualifiers = [
-    ["digest", r.digest],
-    ["platform", platform && format(normalize(platform))],
+    ["digest", o.digest],
+    ["platform", o.platform],
   ].filter((q): q is [string, string] => q[1] !== undefined);
   if (qualifiers.length > 0)
     s += "?" + qualifiers.map(([k, v]) => `${k}=${goPathEscape(v)}`).join("&");
@@ -90,10 +102,9 @@ export function materialPurl(ref: string, platform: Platform): string {
     return imagePurl(`${layout.context}@${layout.digest}`, platform, "oci");
   } catch {
     // a context name that is no image name (BuildKit would refuse it) still gets a purl
-    return formatPurl({
-      type: "oci",
-      name: layout.context,
-      qualifiers: { digest: layout.digest, platform: format(normalize(platform)) },
+    return goPurl("oci", [], layout.context, {
+      digest: layout.digest,
+      platform: format(normalize(platform)),
     });
   }
 }

@@ -115,12 +115,12 @@ test("the image of an oci-layout context is a pkg:oci material named after the c
   const arm64 = { os: "linux", architecture: "arm64" };
   assert.equal(
     materialPurl(`oci-layout://base@${d1}`, arm64),
-    `pkg:oci/base?digest=sha256%3A${"1".repeat(64)}&platform=linux%2Farm64`,
+    `pkg:oci/base?digest=sha256:${"1".repeat(64)}&platform=linux%2Farm64`,
   );
   // a context name that is no image name still gets one
   assert.equal(
     materialPurl(`oci-layout://My_Base@${d1}`, arm64),
-    `pkg:oci/My_Base?digest=sha256%3A${"1".repeat(64)}&platform=linux%2Farm64`,
+    `pkg:oci/My_Base?digest=sha256:${"1".repeat(64)}&platform=linux%2Farm64`,
   );
   assert.equal(materialPurl("busybox", arm64), "pkg:docker/busybox@latest?platform=linux%2Farm64");
 });
