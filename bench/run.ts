@@ -4,7 +4,7 @@
 // untimed build exported (mode=max) — what a CI runner that starts empty sees.
 //
 //   node --import tsx bench/run.ts [--workloads simple,multistage] [--runs 3]
-//        [--peers kiln,buildah,podman,docker,buildctl] [--seed 1] [--out bench/results]
+//        [--peers kiln,buildah,podman,docker,buildctl,runs-alone] [--seed 1] [--out bench/results]
 //        [--registry HOST:PORT] [--kiln PATH] [--timeout SECONDS] [--smoke]
 //
 // Writes <out>/<timestamp>.json (every sample) and <out>/<timestamp>.md (the tables), and prints
@@ -189,7 +189,7 @@ async function main(): Promise<number> {
         for (const scenario of SCENARIOS) {
           if (scenario === "changed") await ctx.change(run);
           for (const t of tools) {
-            if (failed.has(t.name)) continue;
+            if (failed.has(t.name) || (t.coldOnly && scenario !== "cold")) continue;
             let job: BuildJob = { context: ctx.dir, platforms: w.platforms, ref: ref(t) };
             if (scenario === "imported") {
               if (!t.remoteCache) continue;
@@ -208,7 +208,14 @@ async function main(): Promise<number> {
               job = { ...job, cacheFrom: cache };
             }
             if (scenario === "cold") await t.reset();
-            await t.beforeBuild(job);
+            try {
+              await t.beforeBuild(job);
+            } catch (e) {
+              if (!(e instanceof Skip)) throw e;
+              log(`${w.name} ${t.name}: skipped: ${e.message}`);
+              failed.add(t.name);
+              continue;
+            }
             const r = await runTimed(
               t.build(job),
               join(logs, `${w.name}-${t.name}-${scenario}-r${run}.log`),

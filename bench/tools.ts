@@ -7,7 +7,14 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { alive, probe, removeTree, stopGroup, type Cmd } from "./proc.js";
 
-export const TOOL_NAMES = ["kiln", "buildah", "podman", "docker", "buildctl"] as const;
+export const TOOL_NAMES = [
+  "kiln",
+  "buildah",
+  "podman",
+  "docker",
+  "buildctl",
+  "runs-alone",
+] as const;
 export type ToolName = (typeof TOOL_NAMES)[number];
 
 export interface BuildJob {
@@ -33,6 +40,8 @@ export interface Tool {
   build(job: BuildJob): Cmd[];
   /** Whether `build` honours the job's cacheFrom/cacheTo (a registry build cache). */
   readonly remoteCache: boolean;
+  /** Measured in the cold scenario only (a floor, not a builder: it has no cache). */
+  readonly coldOnly?: boolean;
   /** Stops whatever the tool started. */
   stop(): Promise<void>;
 }
@@ -60,7 +69,118 @@ export async function startTool(name: ToolName, env: ToolEnv): Promise<Tool> {
       return startDocker(env);
     case "buildctl":
       return startBuildctl(env);
+    case "runs-alone":
+      return startRunsAlone(env);
   }
+}
+
+/**
+ * Not a builder: the floor a builder is measured against. The workload's RUN steps alone, each
+ * platform's in a chroot of the base image (foreign ones under QEMU through binfmt_misc, as in
+ * every builder here), the platforms at once as a builder runs them. What a build takes beyond
+ * this is the builder's own cost (the cpu goal: kiln within 1.05x of it). Only Dockerfiles of
+ * FROM, COPY <file> <file>, RUN (shell form) and CMD can be replayed; others are skipped.
+ */
+async function startRunsAlone(env: ToolEnv): Promise<Tool> {
+  await requireTool(["skopeo", "--version"], "skopeo");
+  await requireTool(["umoci", "--version"], "umoci");
+  const roots = join(env.dir, "roots");
+  let scripts: string[] = [];
+  return {
+    name: "runs-alone",
+    version: "the RUN steps alone, in chroots of the base image (QEMU via binfmt_misc)",
+    reset: async () => {},
+    beforeBuild: async (job) => {
+      // untimed: a fresh root per platform, with what the COPY steps put there
+      await removeTree(roots);
+      await mkdir(roots, { recursive: true });
+      const steps = replayableSteps(await readFile(join(job.context, "Dockerfile"), "utf8"));
+      scripts = [];
+      for (const [i, platform] of job.platforms.entries()) {
+        const [os, arch, variant] = platform.split("/");
+        const layout = join(roots, `layout-${i}`);
+        const root = join(roots, `root-${i}`);
+        await runChecked([
+          "skopeo",
+          "copy",
+          "--quiet",
+          "--src-tls-verify=false",
+          `--override-os=${os}`,
+          `--override-arch=${arch}`,
+          ...(variant ? [`--override-variant=${variant}`] : []),
+          `docker://${steps.from}`,
+          `oci:${layout}:base`,
+        ]);
+        await runChecked(["umoci", "raw", "unpack", "--image", `${layout}:base`, root]);
+        // the devices a RUN finds in a container
+        await mkdir(join(root, "dev"), { recursive: true });
+        for (const [name, minor] of [
+          ["null", 3],
+          ["zero", 5],
+          ["urandom", 9],
+        ] as const)
+          await runChecked([
+            "mknod",
+            "-m",
+            "666",
+            join(root, "dev", name),
+            "c",
+            "1",
+            String(minor),
+          ]);
+        for (const c of steps.copies)
+          await runChecked(["cp", "--", join(job.context, c.src), join(root, c.dest)]);
+        const runs = steps.runs.map((r) => `chroot ${root} /bin/sh -c ${shellWord(r)}`);
+        scripts.push(`( ${runs.join(" && ")} ) > /dev/null`);
+      }
+    },
+    remoteCache: false,
+    coldOnly: true,
+    build: () => [
+      {
+        // every platform at once; the first failure fails the step
+        argv: [
+          "sh",
+          "-c",
+          `${scripts.map((s, i) => `${s} & p${i}=$!`).join("; ")}; ` +
+            scripts.map((_, i) => `wait $p${i} || exit 1`).join("; "),
+        ],
+      },
+    ],
+    stop: () => removeTree(roots),
+  };
+}
+
+function replayableSteps(dockerfile: string): {
+  from: string;
+  copies: { src: string; dest: string }[];
+  runs: string[];
+} {
+  let from = "";
+  const copies: { src: string; dest: string }[] = [];
+  const runs: string[] = [];
+  for (const line of dockerfile.replace(/\\\n/g, " ").split("\n")) {
+    const m = /^(\w+)\s+(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, op, rest] = m as unknown as [string, string, string];
+    const args = rest.split(/\s+/);
+    if (op === "FROM" && args.length === 1) from = rest;
+    else if (op === "COPY" && args.length === 2 && !rest.includes("--"))
+      copies.push({ src: args[0]!, dest: args[1]! });
+    else if (op === "RUN" && !rest.startsWith("[") && !rest.startsWith("--")) runs.push(rest);
+    else if (op !== "CMD") throw new Skip(`cannot replay "${line.trim()}" without a builder`);
+  }
+  if (from === "" || runs.length === 0) throw new Skip("no FROM or no RUN to replay");
+  return { from, copies, runs };
+}
+
+function shellWord(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+async function runChecked(argv: string[]): Promise<void> {
+  const r = await probe(argv);
+  if (r.code !== 0) throw new Error(`${argv.join(" ")} failed (${r.code}): ${lastLines(r.out)}`);
 }
 
 function firstLine(s: string): string {

@@ -4,8 +4,11 @@
  * the plain tree it was made from (the copy snapshot driver's layers). The walk is depth-first
  * in byte order of names, never follows symlinks, and maps inodes seen twice to tar hardlinks.
  */
-import { constants, type BigIntStats } from "node:fs";
-import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
+// Metadata calls (lstat, readdir, readlink) are synchronous: each takes microseconds, while an
+// awaited one is a thread-pool round trip, and a walk makes one per entry. File bodies are
+// read asynchronously.
+import { constants, lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { getAttribute, listAttributes } from "../xattr.js";
@@ -159,11 +162,11 @@ async function* walk(
   }
 
   async function* visit(dirRel: string, inLower: boolean): AsyncGenerator<TarInput> {
-    const names = (await readdir(dirRel === "" ? root : join(root, dirRel))).sort(byteOrder);
+    const names = readdirSync(dirRel === "" ? root : join(root, dirRel)).sort(byteOrder);
     for (const name of names) {
       const rel = dirRel === "" ? name : `${dirRel}/${name}`;
       const abs = join(root, rel);
-      const st = await lstat(abs, { bigint: true });
+      const st = lstatSync(abs, { bigint: true });
       if (st.isSocket()) continue; // sockets cannot be archived, as with tar and Docker
       // Before the hardlink check: the kernel shares one inode among whiteouts (nlink > 1).
       if (overlay && isWhiteout(st)) {
@@ -187,7 +190,7 @@ async function* walk(
    */
   async function* viewDiff(dirRel: string): AsyncGenerator<TarInput> {
     const below = await lowers!.list(dirRel);
-    const here = new Set(await readdir(dirRel === "" ? root : join(root, dirRel)));
+    const here = new Set(readdirSync(dirRel === "" ? root : join(root, dirRel)));
     for (const name of [...new Set([...below, ...here])].sort(byteOrder)) {
       const rel = dirRel === "" ? name : `${dirRel}/${name}`;
       if (!here.has(name)) {
@@ -198,7 +201,7 @@ async function* walk(
         continue;
       }
       const abs = join(root, rel);
-      const st = await lstat(abs, { bigint: true });
+      const st = lstatSync(abs, { bigint: true });
       if (st.isSocket() || (overlay && isWhiteout(st))) continue;
       const base = below.has(name) ? await lowers!.lookup(rel) : undefined;
       yield* node(rel, abs, st, base, true);
@@ -255,7 +258,7 @@ async function* walk(
       }
       yield { entry, body: fileBody(fh, entry.size) };
     } else if (st.isSymbolicLink()) {
-      yield { entry: { ...entry, type: "symlink", linkname: await readlink(abs) } };
+      yield { entry: { ...entry, type: "symlink", linkname: readlinkSync(abs) } };
     } else if (st.isFIFO()) {
       yield { entry: { ...entry, type: "fifo" } };
     } else {
@@ -288,7 +291,7 @@ async function sameDirent(base: LowerEntry, abs: string, st: BigIntStats): Promi
   if (b.mtimeNs / billion !== st.mtimeNs / billion) return false;
   if (b.mtimeNs % billion !== 0n || st.mtimeNs % billion !== 0n)
     return b.mtimeNs % billion === st.mtimeNs % billion;
-  if (st.isSymbolicLink()) return (await readlink(base.abs)) === (await readlink(abs));
+  if (st.isSymbolicLink()) return readlinkSync(base.abs) === readlinkSync(abs);
   if (st.size === 0n || !st.isFile()) return true;
   return sameContent(base.abs, abs);
 }

@@ -3,12 +3,13 @@
  * filesystem (plus the build context's when BUILDKIT_SBOM_SCAN_CONTEXT asks for it).
  */
 import type { Dockerfile } from "../frontend/dockerfile/index.js";
-import { topoSort, type HttpSourceOp, type Vertex } from "../graph/index.js";
+import { topoSort, type GitSourceOp, type HttpSourceOp, type Vertex } from "../graph/index.js";
 import { equal, format } from "../platform/index.js";
 import type { AttestRequest } from "./options.js";
 import {
   provenancePredicate,
   type BuildFacts,
+  type GitMaterial,
   type ImageMaterial,
   type PlatformFacts,
 } from "./provenance.js";
@@ -120,8 +121,9 @@ export async function collectPlatformFacts(
   root: Vertex | undefined,
   resolved: readonly ResolvedImageRecord[],
   httpDigest: (op: HttpSourceOp) => Promise<string | undefined>,
+  gitMaterial: (op: GitSourceOp) => Promise<GitMaterial | undefined>,
 ): Promise<PlatformFacts> {
-  const facts: PlatformFacts = { images: [], http: [], locals: [], root };
+  const facts: PlatformFacts = { images: [], http: [], git: [], locals: [], root };
   const seen = new Set<string>();
   for (const v of root ? topoSort([root]) : []) {
     const op = v.op;
@@ -144,8 +146,13 @@ export async function collectPlatformFacts(
       const digest = await httpDigest(op);
       if (digest !== undefined && !seen.has(op.url)) facts.http.push({ url: op.url, digest });
       seen.add(op.url);
+    } else if (op.kind === "git") {
+      const m = await gitMaterial(op);
+      if (m !== undefined && !facts.git.some((g) => g.url === m.url)) facts.git.push(m);
     } else if (op.kind === "local" && !facts.locals.includes(op.name)) facts.locals.push(op.name);
   }
+  // sorted by URL, as BuildKit's capture
+  facts.git.sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
   return facts;
 }
 
@@ -162,6 +169,7 @@ export interface AttestBuildInput {
   platforms: readonly { root: Vertex | undefined; withRootfs: PlatformTarget["withRootfs"] }[];
   resolved: readonly ResolvedImageRecord[];
   httpDigest: (op: HttpSourceOp) => Promise<string | undefined>;
+  gitMaterial: (op: GitSourceOp) => Promise<GitMaterial | undefined>;
 }
 
 /** Everything a build attests, per platform (the engine's one call). */
@@ -169,7 +177,7 @@ export async function attestBuild(i: AttestBuildInput): Promise<Attestation[][]>
   const targets: PlatformTarget[] = [];
   for (const p of i.platforms) {
     targets.push({
-      facts: await collectPlatformFacts(p.root, i.resolved, i.httpDigest),
+      facts: await collectPlatformFacts(p.root, i.resolved, i.httpDigest, i.gitMaterial),
       withRootfs: p.withRootfs,
     });
   }

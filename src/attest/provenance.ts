@@ -11,7 +11,7 @@ import { topoSort } from "../graph/index.js";
 import { format, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import type { ProvenanceRequest } from "./options.js";
-import { imagePurl } from "./purl.js";
+import { materialPurl } from "./purl.js";
 
 export const SLSA_V1 = "https://slsa.dev/provenance/v1";
 export const SLSA_V02 = "https://slsa.dev/provenance/v0.2";
@@ -40,16 +40,23 @@ export interface BuildFacts {
 
 /** A base image as the build resolved it. */
 export interface ImageMaterial {
-  /** the name as written (FROM, --build-context docker-image://) */
+  /** the name as written (FROM, --build-context docker-image://), or oci-layout://NAME@DIGEST */
   ref: string;
   platform: Platform;
   /** what the name resolved to: the index, or the manifest of a single-platform image */
   digest: string;
 }
 
+/** ADD <git URL>: the URL (`remote#ref`, no password) and the commit it resolved to. */
+export interface GitMaterial {
+  url: string;
+  commit: string;
+}
+
 export interface PlatformFacts {
   images: ImageMaterial[];
   http: { url: string; digest: string }[];
+  git: GitMaterial[];
   /** local source names used (context, named contexts) */
   locals: string[];
   /** the platform's graph root (for mode=max steps) */
@@ -110,7 +117,11 @@ export function provenanceV1(
   finishedOn: Date,
 ): Record<string, unknown> {
   const materials = [
-    ...p.images.map((m) => ({ uri: imagePurl(m.ref, m.platform), digest: digestSet(m.digest) })),
+    ...p.images.map((m) => ({ uri: materialPurl(m.ref, m.platform), digest: digestSet(m.digest) })),
+    ...p.git.map((g) => ({
+      uri: g.url,
+      digest: { [g.commit.length === 64 ? "sha256" : "sha1"]: g.commit },
+    })),
     ...p.http.map((h) => ({ uri: h.url, digest: digestSet(h.digest) })),
   ];
   const request: Parameters = { frontend: "dockerfile.v0" };

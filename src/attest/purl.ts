@@ -5,6 +5,7 @@
 import { format, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import { familiarName, parseReference } from "../reference/index.js";
+import { parseLayoutImageName } from "../source/index.js";
 
 /** Percent-encoding of a qualifier value: everything but unreserved characters. */
 function enc(s: string): string {
@@ -40,25 +41,59 @@ export function formatPurl(p: Purl): string {
   return s;
 }
 
+/** Go's url.QueryEscape: all but unreserved characters, a space as `+`. */
+function goQueryEscape(s: string): string {
+  return encodeURIComponent(s)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, "+");
+}
+
+/** Go's url.PathEscape: as a path segment, so `$&+:=@` stay as they are. */
+function goPathEscape(s: string): string {
+  return goQueryEscape(s)
+    .replace(/\+/g, "%20")
+    .replace(/%(24|26|2B|3A|3D|40)/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
+
 /**
- * An image reference as a purl, as BuildKit writes subjects and materials:
- * `pkg:docker/<familiar namespace>/<name>@<tag>?digest=…&platform=linux%2Famd64`; a name
- * without tag or digest gets `latest`.
+ * An image reference as a purl, as BuildKit writes subjects and materials (its packageurl-go:
+ * namespace and name query-escaped, version and qualifiers path-escaped, so a registry port is
+ * `%3A` and a digest keeps its colon):
+ * `pkg:docker/<familiar namespace>/<name>@<tag>?digest=sha256:…&platform=linux%2Famd64`; a
+ * name without tag or digest gets `latest`.
  */
 export function imagePurl(ref: string, platform?: Platform, type = "docker"): string {
   const r = parseReference(ref);
   const familiar = familiarName({ ...r, tag: undefined, digest: undefined });
-  const parts = familiar.split("/");
+  const parts = familiar.split("/").map(goQueryEscape);
   const name = parts.pop()!;
   const version = r.digest !== undefined ? r.tag : (r.tag ?? "latest");
-  return formatPurl({
-    type,
-    namespace: parts.join("/"),
-    name,
-    version,
-    qualifiers: {
-      digest: r.digest,
-      platform: platform && format(normalize(platform)),
-    },
-  });
+  let s = `pkg:${type}/${[...parts, name].join("/")}`;
+  if (version) s += `@${goPathEscape(version)}`;
+  const qualifiers = [
+    ["digest", r.digest],
+    ["platform", platform && format(normalize(platform))],
+  ].filter((q): q is [string, string] => q[1] !== undefined);
+  if (qualifiers.length > 0)
+    s += "?" + qualifiers.map(([k, v]) => `${k}=${goPathEscape(v)}`).join("&");
+  return s;
+}
+
+/**
+ * A base image material: a registry image as `imagePurl`; the image of an `oci-layout://`
+ * context (named `oci-layout://NAME@DIGEST`) as BuildKit writes it, `pkg:oci/NAME?digest=…`.
+ */
+export function materialPurl(ref: string, platform: Platform): string {
+  const layout = parseLayoutImageName(ref);
+  if (!layout) return imagePurl(ref, platform);
+  try {
+    return imagePurl(`${layout.context}@${layout.digest}`, platform, "oci");
+  } catch {
+    // a context name that is no image name (BuildKit would refuse it) still gets a purl
+    return formatPurl({
+      type: "oci",
+      name: layout.context,
+      qualifiers: { digest: layout.digest, platform: format(normalize(platform)) },
+    });
+  }
 }

@@ -11,7 +11,7 @@ import { defaultRoot } from "../engine/state.js";
 import { newRef, recordBuild } from "../history/index.js";
 import { printCall } from "./call.js";
 import { remoteBuild, selectBuilder } from "../client/index.js";
-import type { BuildRequest } from "../engine/request.js";
+import type { BuildRequest } from "../request/index.js";
 import { parsePlatformList } from "../platform/index.js";
 import { createRenderer, defaultProgressMode, parseProgressMode } from "../progress/index.js";
 import {
@@ -186,7 +186,7 @@ export function buildCommand(): Command {
     )
     .option(
       "--build-context <name=dir>",
-      "additional named build context: a directory, docker-image://REF, a git URL or an http(s) URL of a tar (repeatable)",
+      "additional named build context: a directory, docker-image://REF, oci-layout://DIR[:TAG][@DIGEST], a git URL or an http(s) URL of a tar (repeatable)",
       collect,
     )
     .addOption(

@@ -45,4 +45,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv);
+// not a top-level await: the bundle that runs this is a CommonJS script (scripts/bundle.js)
+void main(process.argv).then((code) => {
+  process.exitCode = code;
+});

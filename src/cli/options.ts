@@ -4,7 +4,8 @@
  * environment. Pure functions; errors name the flag and the value.
  */
 import { KilnError, messageOf } from "../errors.js";
-import { IMAGE_CONTEXT, type OutputSpec } from "../engine/request.js";
+import { IMAGE_CONTEXT, type OutputSpec } from "../request/index.js";
+import { parseOciLayoutContext } from "../source/index.js";
 import { parseAnnotationKey } from "../exporter/annotations.js";
 import type { Compression } from "../oci/index.js";
 
@@ -445,11 +446,16 @@ export function parseBuildContexts(values: readonly string[]): Record<string, st
     const eq = v.indexOf("=");
     if (eq <= 0) throw flagError("--build-context", v, "expected NAME=DIR");
     const target = v.slice(eq + 1);
+    // checked here so a malformed value fails before the build starts
+    if (parseOciLayoutContext(target) !== undefined) {
+      out[v.slice(0, eq)] = target;
+      continue;
+    }
     if (/^[a-z-]+:\/\//.test(target) && !target.startsWith(IMAGE_CONTEXT)) {
       throw flagError(
         "--build-context",
         v,
-        "a named context is a local directory, docker-image://REF, a git URL or an http(s) URL of a tar (oci-layout:// is not supported yet)",
+        "a named context is a local directory, docker-image://REF, oci-layout://DIR[:TAG][@DIGEST], a git URL or an http(s) URL of a tar",
       );
     }
     out[v.slice(0, eq)] = target;

@@ -37,11 +37,11 @@ export async function openRemoteContexts<F extends ContextFlags>(
     for (const c of opened.splice(0)) await c.dispose();
   };
   try {
-    const keep = keepGitDir(flags);
+    // a git context is checked out here, with the user's ssh agent
+    const access = { keepGitDir: keepGitDir(flags), sshAuthSock: process.env.SSH_AUTH_SOCK };
     const out: F = { ...flags };
     let contextDir: string | undefined;
-    const main =
-      context === "-" ? undefined : await openRemoteContext(context, { keepGitDir: keep });
+    const main = context === "-" ? undefined : await openRemoteContext(context, access);
     if (main) {
       opened.push(main);
       contextDir = main.dir;
@@ -53,8 +53,7 @@ export async function openRemoteContexts<F extends ContextFlags>(
     const named: string[] = [];
     for (const v of flags.buildContext ?? []) {
       const eq = v.indexOf("=");
-      const target =
-        eq < 0 ? undefined : await openRemoteContext(v.slice(eq + 1), { keepGitDir: keep });
+      const target = eq < 0 ? undefined : await openRemoteContext(v.slice(eq + 1), access);
       if (target === undefined) {
         named.push(v);
         continue;

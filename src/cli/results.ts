@@ -5,7 +5,7 @@
  */
 import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import type { BuildResult, OutputSpec } from "../engine/request.js";
+import type { BuildResult, OutputSpec } from "../request/index.js";
 
 export interface ResultFlags {
   quiet?: boolean;

@@ -4,7 +4,7 @@
  * into one cache under the tag, so one ref serves every platform (buildx leaves one node's).
  */
 import { KilnError } from "../errors.js";
-import type { BuildRequest, BuildResult } from "../engine/request.js";
+import type { BuildRequest, BuildResult } from "../request/index.js";
 import type { ProgressSink } from "../progress/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import { RegistryClient, dockerCredentials } from "../registry/index.js";

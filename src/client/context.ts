@@ -10,13 +10,16 @@ import type { Readable } from "node:stream";
 import { packTar, type TarEntry, type TarInput } from "../archive/index.js";
 import { loadContextFilter, type ContextFilter } from "../context/index.js";
 import { TAR_CONTEXT, TAR_DOCKERFILE, TAR_NAMED } from "../daemon/index.js";
-import { imageContextRef } from "../engine/request.js";
+import { imageContextRef } from "../request/index.js";
+import type { OciLayoutSource } from "../source/index.js";
 
 export interface UploadSpec {
   contextDir: string;
   /** absolute path of the Dockerfile */
   dockerfile: string;
   namedContexts: Record<string, string>;
+  /** the `oci-layout://` contexts among them, opened: only what their image needs is sent */
+  layouts?: ReadonlyMap<string, OciLayoutSource>;
 }
 
 /** The tar for one node; call again for each node (it streams from disk). */
@@ -39,8 +42,18 @@ async function* members(spec: UploadSpec): AsyncGenerator<TarInput> {
   for (const [n, dir] of Object.entries(spec.namedContexts)) {
     // docker-image:// contexts are references, resolved by the node, not files to upload
     if (imageContextRef(dir) !== undefined) continue;
-    yield* tree(dir, `${TAR_NAMED}/${n}`, await loadContextFilter(dir));
+    const layout = spec.layouts?.get(n);
+    if (layout) yield* layoutFiles(layout, `${TAR_NAMED}/${n}`);
+    else yield* tree(dir, `${TAR_NAMED}/${n}`, await loadContextFilter(dir));
   }
+}
+
+/** An oci-layout:// context as a layout holding its image's blobs; the node reads it there. */
+async function* layoutFiles(layout: OciLayoutSource, prefix: string): AsyncGenerator<TarInput> {
+  yield dirEntry(prefix);
+  yield dirEntry(`${prefix}/blobs`);
+  yield dirEntry(`${prefix}/blobs/sha256`);
+  for (const rel of await layout.files()) yield* file(join(layout.dir, rel), `${prefix}/${rel}`);
 }
 
 function dirEntry(name: string, mode = 0o755, mtime = 0): TarInput {

@@ -5,7 +5,7 @@ import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import type { BuildResult } from "../engine/request.js";
+import type { BuildResult } from "../request/index.js";
 import {
   HEARTBEAT_MS,
   PROTOCOL_VERSION,

@@ -14,7 +14,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type OutputSpec,
-} from "../engine/request.js";
+} from "../request/index.js";
 import { PROTOCOL_VERSION, type BuildHeader, type NodeInfo } from "../daemon/index.js";
 import { createImage } from "../imagetools/index.js";
 import { formatAll, parse, normalize } from "../platform/index.js";
@@ -25,6 +25,7 @@ import { formatReference, parseReference, registryHost, withTag } from "../refer
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import type { Builder } from "./config.js";
 import { packUpload } from "./context.js";
+import { openLayoutContexts } from "../engine/images.js";
 import { assembleFileOutput, type FileOutput, type NodeFiles } from "./results.js";
 import { NODE_FAULTS, NodeClient, type ProgressLine } from "./node.js";
 import { routePlatforms, type NodeOffer, type Route } from "./route.js";
@@ -105,7 +106,14 @@ export async function remoteBuild(
   announceRoutes(sink, routes);
 
   const dockerfile = resolve(req.contextDir, req.dockerfile);
-  const upload = { contextDir: req.contextDir, dockerfile, namedContexts: req.namedContexts };
+  // resolved here, as buildx does: a bad layout fails before anything is sent
+  const layouts = await openLayoutContexts(req.namedContexts);
+  const upload = {
+    contextDir: req.contextDir,
+    dockerfile,
+    namedContexts: req.namedContexts,
+    layouts,
+  };
   const names = Object.keys(req.namedContexts);
   const headerFor = (platforms: Platform[]): BuildHeader => {
     const request: Partial<BuildRequest> = {
@@ -130,6 +138,7 @@ export async function remoteBuild(
           .filter((n) => imageContextRef(req.namedContexts[n]!) !== undefined)
           .map((n) => [n, req.namedContexts[n]!]),
       ),
+      ociLayouts: Object.fromEntries([...layouts].map(([n, l]) => [n, l.top.digest])),
       secrets: Object.fromEntries(
         Object.entries(req.secrets).map(([k, v]) => [k, v.toString("base64")]),
       ),

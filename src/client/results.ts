@@ -8,7 +8,7 @@ import { copyFile, link, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { dirToTar } from "../archive/index.js";
-import type { BuildResult, OutputSpec } from "../engine/request.js";
+import type { BuildResult, OutputSpec } from "../request/index.js";
 import { mergeSources, type MergeSource } from "../imagetools/index.js";
 import { encodeJSON, isIndexType, MediaType, fromPlatform } from "../oci/index.js";
 import type { Descriptor, ImageIndex } from "../oci/index.js";

@@ -1,6 +1,9 @@
 export {
   ContentStore,
   checkExpected,
+  openVerified,
+  readVerified,
+  type BlobErrors,
   refNameAnnotation,
   type BlobInfo,
   type IndexRecords,

@@ -128,23 +128,19 @@ export class ContentStore {
 
   /** A stream of the blob that fails at its end with E_DIGEST_MISMATCH if the file is corrupt. */
   openRead(digest: Digest): Readable {
-    const verifier = new HashingTransform(undefined, digest, this.root);
-    const file = createReadStream(this.path(digest));
-    file.on("error", (e) => verifier.destroy(notFound(digest, this.root, e)));
-    return file.pipe(verifier);
+    return openVerified(this.path(digest), digest, this.blobErrors(digest));
   }
 
   /** Read a small blob (a manifest, index or config) whole, verified. */
-  async readBytes(digest: Digest): Promise<Buffer> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(this.path(digest));
-    } catch (e) {
-      throw notFound(digest, this.root, e);
-    }
-    const actual = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-    if (actual !== digest) throw corrupt(digest, actual, this.root);
-    return bytes;
+  readBytes(digest: Digest): Promise<Buffer> {
+    return readVerified(this.path(digest), digest, this.blobErrors(digest));
+  }
+
+  private blobErrors(digest: Digest): BlobErrors {
+    return {
+      unreadable: (e) => notFound(digest, this.root, e),
+      corrupt: (actual) => corrupt(digest, actual, this.root),
+    };
   }
 
   /** Where blobs and in-progress writes live (for `kiln du`/`prune`). */
@@ -214,6 +210,39 @@ function indexOf(manifests: unknown[]): unknown {
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
 }
 
+/** How a verified read of a blob file reports failure: the caller names the blob's owner. */
+export interface BlobErrors {
+  /** the file cannot be opened or read (ENOENT: not there) */
+  unreadable: (cause: unknown) => KilnError;
+  /** the content hashes to `actual`, not to its digest */
+  corrupt: (actual: Digest) => KilnError;
+}
+
+/** A stream of a blob file that fails at its end unless its content hashes to `digest`. */
+export function openVerified(file: string, digest: Digest, errors: BlobErrors): Readable {
+  const verifier = new HashingTransform(undefined, { digest, corrupt: errors.corrupt });
+  const stream = createReadStream(file);
+  stream.on("error", (e) => verifier.destroy(errors.unreadable(e)));
+  return stream.pipe(verifier);
+}
+
+/** A small blob file (a manifest, index or config) read whole and verified against `digest`. */
+export async function readVerified(
+  file: string,
+  digest: Digest,
+  errors: BlobErrors,
+): Promise<Buffer> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    throw errors.unreadable(e);
+  }
+  const actual = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  if (actual !== digest) throw errors.corrupt(actual);
+  return bytes;
+}
+
 /** Hashes and counts what passes through; optionally enforces a size limit or verifies a digest. */
 class HashingTransform extends Transform {
   private readonly hash = createHash("sha256");
@@ -221,8 +250,7 @@ class HashingTransform extends Transform {
 
   constructor(
     private readonly maxSize?: number,
-    private readonly verify?: Digest,
-    private readonly root?: string,
+    private readonly verify?: { digest: Digest; corrupt: (actual: Digest) => KilnError },
   ) {
     super();
   }
@@ -240,8 +268,8 @@ class HashingTransform extends Transform {
   override _flush(cb: TransformCallback): void {
     if (this.verify !== undefined) {
       const actual = this.digest();
-      if (actual !== this.verify) {
-        cb(corrupt(this.verify, actual, this.root ?? ""));
+      if (actual !== this.verify.digest) {
+        cb(this.verify.corrupt(actual));
         return;
       }
     }

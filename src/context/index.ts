@@ -4,8 +4,8 @@
  * only by a change to the files it copies.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { lstat, readFile, readdir, readlink, rename, writeFile } from "node:fs/promises";
+import { createReadStream, lstatSync, readdirSync, readlinkSync } from "node:fs";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
@@ -88,7 +88,7 @@ export async function hidesAnythingUnder(
   const walk = async (rel: string): Promise<boolean> => {
     let entries;
     try {
-      entries = await readdir(join(contextDir, rel), { withFileTypes: true });
+      entries = readdirSync(join(contextDir, rel), { withFileTypes: true });
     } catch {
       return false; // not a directory (or gone): nothing below it
     }
@@ -143,6 +143,9 @@ async function hashFile(path: string, key: string): Promise<string> {
 /**
  * A checksum of what `paths` (relative, possibly with wildcards) select in the context: names,
  * types, modes, link targets and file contents — not mtimes or owners, like BuildKit's keys.
+ * The walk's metadata calls are synchronous: each takes microseconds, while an awaited one
+ * costs a thread-pool round trip, and a rebuild of an unchanged context is nothing but those
+ * (file contents are read, asynchronously, only when the hash cache has no entry).
  */
 export async function contextChecksum(
   contextDir: string,
@@ -154,22 +157,22 @@ export async function contextChecksum(
     const host = join(contextDir, rel);
     let st;
     try {
-      st = await lstat(host, { bigint: true });
+      st = lstatSync(host, { bigint: true });
     } catch {
       h.update(`missing ${rel}\n`);
       return;
     }
     const mode = Number(st.mode & 0o7777n);
     if (st.isSymbolicLink()) {
-      h.update(`l ${rel} ${await readlink(host)}\n`);
+      h.update(`l ${rel} ${readlinkSync(host)}\n`);
     } else if (st.isDirectory()) {
       h.update(`d ${rel} ${mode}\n`);
-      for (const name of (await readdir(host)).sort()) {
+      for (const name of readdirSync(host).sort()) {
         const child = rel === "" ? name : `${rel}/${name}`;
         if (filter.excluded(child)) {
           if (!filter.patterns.some((p) => p.startsWith("!"))) continue;
           // an exception may re-include something below an excluded directory
-          const cst = await lstat(join(host, name));
+          const cst = lstatSync(join(host, name));
           if (!cst.isDirectory()) continue;
         }
         await visit(child);
@@ -192,7 +195,7 @@ export async function contextChecksum(
     const walk = async (rel: string): Promise<void> => {
       let names: string[];
       try {
-        names = (await readdir(join(contextDir, rel))).sort();
+        names = readdirSync(join(contextDir, rel)).sort();
       } catch {
         return;
       }
@@ -200,7 +203,7 @@ export async function contextChecksum(
         const child = rel === "" ? name : `${rel}/${name}`;
         if (filter.excluded(child)) continue;
         if (match(child)) await visit(child);
-        else if ((await lstat(join(contextDir, child))).isDirectory()) await walk(child);
+        else if (lstatSync(join(contextDir, child)).isDirectory()) await walk(child);
       }
     };
     await walk("");

@@ -14,17 +14,16 @@ import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { KilnError, messageOf } from "../errors.js";
 import { extractArchive, isArchive } from "../fileops/index.js";
-import { checkoutGit, parseGitRef } from "../source/index.js";
+import { checkoutGit, parseGitRef, type GitAccess } from "../source/index.js";
 
 export interface MaterializedContext {
   dir: string;
   dispose(): Promise<void>;
 }
 
-export interface RemoteContextOptions {
+export interface RemoteContextOptions extends GitAccess {
   /** keep `.git` in a git context (BUILDKIT_CONTEXT_KEEP_GIT_DIR) */
   keepGitDir?: boolean;
-  signal?: AbortSignal;
 }
 
 /** Whether `spec` names a remote context (git or http) rather than a local directory. */

@@ -89,10 +89,11 @@ async function serve(flags: Flags): Promise<void> {
   });
 }
 
-try {
-  await program().parseAsync(process.argv);
-} catch (e) {
-  process.stderr.write(`kilnd: error: ${messageOf(e)}\n`);
-  if (isKilnError(e) && e.hint !== undefined) process.stderr.write(`kilnd: hint: ${e.hint}\n`);
-  process.exitCode = 1;
-}
+// not a top-level await: the bundle that runs this is a CommonJS script (scripts/bundle.js)
+program()
+  .parseAsync(process.argv)
+  .catch((e: unknown) => {
+    process.stderr.write(`kilnd: error: ${messageOf(e)}\n`);
+    if (isKilnError(e) && e.hint !== undefined) process.stderr.write(`kilnd: hint: ${e.hint}\n`);
+    process.exitCode = 1;
+  });

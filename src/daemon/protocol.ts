@@ -4,7 +4,7 @@
  * contexts under `named/<name>/`. The answer is NDJSON: progress events tagged with the node's
  * name, then exactly one `result` or `error` line. GET /info answers a NodeInfo.
  */
-import type { BuildRequest, BuildResult } from "../engine/request.js";
+import type { BuildRequest, BuildResult } from "../request/index.js";
 import type { ProgressEvent } from "../progress/index.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -19,6 +19,8 @@ export interface BuildHeader {
   namedContexts: string[];
   /** `--build-context name=docker-image://REF`: name → that value, resolved by the node */
   imageContexts?: Record<string, string>;
+  /** `--build-context name=oci-layout://…`: uploaded layout directory's name → the digest the client resolved */
+  ociLayouts?: Record<string, string>;
   secrets: Record<string, string>;
 }
 

@@ -22,13 +22,15 @@ import {
   type BuildRequest,
   type BuildResult,
   type OutputSpec,
-} from "../engine/request.js";
+} from "../request/index.js";
 import { checkGranted, type Entitlement } from "../entitlements/index.js";
 import { applyLayer, dirToTar } from "../archive/index.js";
 import { format } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import type { ProgressEvent, ProgressSink } from "../progress/index.js";
 import { VERSION } from "../version.js";
+import { isDigest } from "../oci/index.js";
+import { OCI_LAYOUT_CONTEXT } from "../source/index.js";
 import { probeOffer, type PlatformOffer } from "./info.js";
 import {
   HEARTBEAT_MS,
@@ -352,6 +354,11 @@ function toRequest(h: BuildHeader, dir: string): BuildRequest {
     if (!safeName.test(n))
       throw new KilnError("E_PROTOCOL", `bad named context ${JSON.stringify(n)}`);
     namedContexts[n] = join(dir, TAR_NAMED, n);
+  }
+  for (const [n, digest] of Object.entries(h.ociLayouts ?? {})) {
+    if (namedContexts[n] === undefined || !isDigest(digest))
+      throw new KilnError("E_PROTOCOL", `bad oci-layout context ${JSON.stringify(n)}`);
+    namedContexts[n] = `${OCI_LAYOUT_CONTEXT}${namedContexts[n]}@${digest}`;
   }
   for (const [n, ref] of Object.entries(h.imageContexts ?? {})) {
     if (!safeName.test(n) || imageContextRef(ref) === undefined || n in namedContexts)

@@ -35,7 +35,8 @@ import {
 import { defaultRoot, openState } from "./state.js";
 import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
-import { Images } from "./images.js";
+import { Images, openLayoutContexts } from "./images.js";
+import { layoutImageName } from "../source/index.js";
 import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
 import { preparingWorker } from "./earlyexport.js";
 import {
@@ -43,7 +44,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type PlatformOutcome,
-} from "./request.js";
+} from "../request/index.js";
 import { BuildRemoteCache, insecureCacheHosts } from "./remotecache.js";
 import { attestBuild, wantsAttestations, type ResolvedImageRecord } from "../attest/index.js";
 import { randomBytes } from "node:crypto";
@@ -204,7 +205,13 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ["context", { dir: resolve(req.contextDir), filter }],
   ]);
   const imageContexts = new Map<string, string>();
+  const layouts = await openLayoutContexts(req.namedContexts);
   for (const [name, dir] of Object.entries(req.namedContexts)) {
+    const layout = layouts.get(name);
+    if (layout) {
+      imageContexts.set(name, layoutImageName(name, layout.top.digest));
+      continue;
+    }
     const ref = imageContextRef(dir);
     if (ref !== undefined) {
       imageContexts.set(name, ref);
@@ -223,11 +230,15 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     ),
     ...insecureCacheHosts(req),
   ];
-  const client = new RegistryClient({ insecureHosts: insecure, auth: dockerCredentials() });
+  const client = new RegistryClient({
+    insecureHosts: insecure,
+    auth: dockerCredentials(),
+    pushedBlobs: state.metadata,
+  });
   // export work started during the build: never left running once the build returns
   let background: { settle(): Promise<void> }[] = [];
   try {
-    const images = new Images(state, client, sink);
+    const images = new Images(state, client, sink, layouts);
     const remoteCache = await BuildRemoteCache.open(req, {
       state,
       client,
@@ -304,7 +315,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       });
     background = [layerBlobs, pushAhead];
     const solver = new Solver<FsResult>(
-      preparingWorker(worker, roots, layerBlobs),
+      preparingWorker(worker, roots, layerBlobs, targets.length > 1),
       remoteCache.results,
       progress,
       {
@@ -373,6 +384,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
             })),
             resolved: resolvedImages,
             httpDigest: (op) => worker.httpDigest(op),
+            gitMaterial: (op) => worker.gitMaterial(op),
           }),
         )
       : undefined;

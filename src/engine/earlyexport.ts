@@ -36,11 +36,15 @@ export function imageLayerVertices(roots: readonly Vertex[]): Set<string> {
   return out;
 }
 
-/** The worker, handing each new image layer to `layers` as soon as its step has run. */
+/**
+ * The worker, handing each new image layer to `layers` as soon as its step has run. In a
+ * multi-platform build a file op's layer may have twins (the same COPY in every platform).
+ */
 export function preparingWorker(
   worker: Worker<FsResult>,
   roots: readonly Vertex[],
   layers: LayerBlobs,
+  multiPlatform: boolean,
 ): Worker<FsResult> {
   const wanted = imageLayerVertices(roots);
   return {
@@ -50,7 +54,9 @@ export function preparingWorker(
       const r = await worker.run(v, inputs, ctx);
       if (wanted.has(v.digest)) {
         // a pulled image: all its layers; a step: the layer it made
-        for (const l of r.layers) if (!l.producer || l.producer === v.digest) layers.prepare(l);
+        const twins = multiPlatform && v.op.kind === "file";
+        for (const l of r.layers)
+          if (!l.producer || l.producer === v.digest) layers.prepare(l, twins && !!l.producer);
       }
       return r;
     },

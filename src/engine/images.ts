@@ -24,6 +24,12 @@ import { formatReference, parseReference, registryHost, withDigest } from "../re
 import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
 import { applyLayerBlob } from "../archive/index.js";
 import { pulledLayerId, stepSnapshotId } from "../snapshot/index.js";
+import {
+  OciLayoutSource,
+  layoutImageName,
+  parseLayoutImageName,
+  parseOciLayoutContext,
+} from "../source/index.js";
 import type { LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
 import type { ProgressSink } from "../progress/index.js";
@@ -39,6 +45,33 @@ export interface ResolvedImage {
 
 export interface ImagePuller {
   pull(v: Vertex, signal: AbortSignal): Promise<LayerRecord[]>;
+}
+
+/**
+ * Where an image's documents and blobs come from: a registry repository, or the OCI layout of an
+ * `oci-layout://` build context. Resolving and pulling are the same for both.
+ */
+interface ImageOrigin {
+  display: string;
+  /** the tag or digest the name stands for */
+  reference: string;
+  /** a manifest or index by tag or digest (stored in the content store) */
+  document(reference: string): Promise<{ digest: string; doc: ParsedDocument }>;
+  blob(desc: Descriptor): Readable;
+  /** the graph's name for the platform manifest `digest` */
+  pinned(digest: string): string;
+}
+
+/** The `oci-layout://` named contexts of a request, opened (tag or digest resolved), by name. */
+export async function openLayoutContexts(
+  named: Readonly<Record<string, string>>,
+): Promise<Map<string, OciLayoutSource>> {
+  const out = new Map<string, OciLayoutSource>();
+  for (const [name, value] of Object.entries(named)) {
+    const spec = parseOciLayoutContext(value);
+    if (spec) out.set(name, await OciLayoutSource.open(name, spec));
+  }
+  return out;
 }
 
 function repoOf(name: string): { repo: RepositoryRef; reference: string; display: string } {
@@ -78,6 +111,8 @@ export class Images implements ImagePuller {
     private readonly state: KilnState,
     private readonly client: RegistryClient,
     private readonly progress: ProgressSink,
+    /** `oci-layout://` build contexts by name */
+    private readonly layouts: ReadonlyMap<string, OciLayoutSource> = new Map(),
   ) {}
 
   /** The manifest and config of `name` for `platform` (BuildKit's `only()` fallbacks apply). */
@@ -120,14 +155,50 @@ export class Images implements ImagePuller {
     return p;
   }
 
+  private originOf(name: string): ImageOrigin {
+    const contextName = parseLayoutImageName(name)?.context;
+    if (contextName === undefined) {
+      const { repo, reference, display } = repoOf(name);
+      return {
+        display,
+        reference,
+        document: (ref) => this.document(repo, ref, display),
+        blob: (desc) => this.client.fetchBlob(repo, desc),
+        pinned: (digest) =>
+          formatReference(withDigest({ ...parseReference(name), tag: undefined }, digest)),
+      };
+    }
+    const layout = this.layouts.get(contextName);
+    if (!layout) {
+      throw new KilnError("E_CONTEXT", `build context ${contextName} was not provided`, {
+        hint: `pass it with --build-context ${contextName}=oci-layout://DIR`,
+      });
+    }
+    return {
+      display: layout.display,
+      reference: layout.top.digest,
+      document: async (digest) => {
+        const mediaType = digest === layout.top.digest ? layout.top.mediaType : undefined;
+        if (!(await this.state.content.has(digest))) {
+          await this.state.content.putBytes(await layout.readDocument(digest), { digest });
+        }
+        const bytes = await this.state.content.readBytes(digest);
+        return { digest, doc: parseManifestOrIndex(bytes, mediaType, layout.display) };
+      },
+      blob: (desc) => layout.openBlob(desc),
+      pinned: (digest) => layoutImageName(contextName, digest),
+    };
+  }
+
   private async doResolve(name: string, platform: Platform): Promise<ResolvedImage> {
-    const { repo, reference, display } = repoOf(name);
-    const { digest: topDigest, doc: top } = await this.document(repo, reference, display);
+    const origin = this.originOf(name);
+    const display = origin.display;
+    const { digest: topDigest, doc: top } = await origin.document(origin.reference);
     let manifestDigest = topDigest;
     let manifest: ImageManifest;
     if (top.kind === "index") {
       const desc = selectPlatform(top.index, normalize(platform), display);
-      const { doc: child } = await this.document(repo, desc.digest, display);
+      const { doc: child } = await origin.document(desc.digest);
       if (child.kind !== "manifest") {
         throw new KilnError(
           "E_MANIFEST_INVALID",
@@ -141,7 +212,7 @@ export class Images implements ImagePuller {
     }
     const configDesc = manifest.config;
     if (!(await this.state.content.has(configDesc.digest))) {
-      await this.state.content.ingest(this.client.fetchBlob(repo, configDesc), {
+      await this.state.content.ingest(origin.blob(configDesc), {
         digest: configDesc.digest,
         size: configDesc.size,
       });
@@ -150,9 +221,8 @@ export class Images implements ImagePuller {
       await this.state.content.readBytes(configDesc.digest),
       `${display} config`,
     );
-    const r = parseReference(name);
     return {
-      ref: formatReference(withDigest({ ...r, tag: undefined }, manifestDigest)),
+      ref: origin.pinned(manifestDigest),
       manifestDigest,
       resolvedDigest: topDigest,
       config,
@@ -162,7 +232,7 @@ export class Images implements ImagePuller {
   /** The image's layers as committed snapshots, unpacking (and fetching) what is missing. */
   async pull(v: Vertex, signal: AbortSignal): Promise<LayerRecord[]> {
     if (v.op.kind !== "image") throw new KilnError("E_INTERNAL", "pull of a non-image vertex");
-    const { repo } = repoOf(v.op.ref);
+    const origin = this.originOf(v.op.ref);
     const manifest = parseManifest(
       await this.state.content.readBytes(v.op.manifestDigest),
       undefined,
@@ -182,7 +252,7 @@ export class Images implements ImagePuller {
     const layers = await this.unpackLayers(
       v,
       manifest.layers.map((desc, i) => ({ desc, diffID: diffIDs[i]! })),
-      (desc) => this.client.fetchBlob(repo, desc),
+      (desc) => origin.blob(desc),
       signal,
     );
     return layers.map((snapshot, i) => {

@@ -25,7 +25,7 @@ import {
 } from "../remotecache/index.js";
 import type { ResultCache } from "../solver/index.js";
 import { layerSnapshots, type Images } from "./images.js";
-import type { BuildRequest, OutputSpec } from "./request.js";
+import type { BuildRequest, OutputSpec } from "../request/index.js";
 import type { KilnState } from "./state.js";
 
 export class BuildRemoteCache {

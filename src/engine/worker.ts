@@ -7,7 +7,14 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, stat, writeFile, chown } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { KilnError } from "../errors.js";
-import type { ExecMount, ExecOp, FileOp, HttpSourceOp, Vertex } from "../graph/index.js";
+import type {
+  ExecMount,
+  ExecOp,
+  FileOp,
+  GitSourceOp,
+  HttpSourceOp,
+  Vertex,
+} from "../graph/index.js";
 import type { Worker, RunContext } from "../solver/index.js";
 import type { FsResult, LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
@@ -31,7 +38,7 @@ import { formatAll } from "../platform/index.js";
 import { isOwnerAlive, ownerTag, runChecked } from "../process/index.js";
 import type { ImagePuller } from "./images.js";
 import type { ProgressSink } from "../progress/index.js";
-import { HttpSource } from "../source/index.js";
+import { GitSource, HttpSource } from "../source/index.js";
 
 export interface WorkerOptions {
   state: KilnState;
@@ -58,6 +65,21 @@ export async function cleanupStaleSecrets(): Promise<void> {
   }
 }
 
+/** A KilnError of a step, prefixed with the step's name (which says the Dockerfile line). */
+function stepError(v: Vertex, e: unknown): unknown {
+  return e instanceof KilnError
+    ? new KilnError(e.code, `${v.name}: ${e.message}`, { hint: e.hint, cause: e })
+    : e;
+}
+
+async function named<T>(v: Vertex, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw stepError(v, e);
+  }
+}
+
 function mountSourceMissing(v: Vertex, m: ExecMount & { type: "bind" }, from: string): KilnError {
   return new KilnError(
     "E_MOUNT_SOURCE",
@@ -71,8 +93,12 @@ function mountSourceMissing(v: Vertex, m: ExecMount & { type: "bind" }, from: st
 export class BuildWorker implements Worker<FsResult> {
   private readonly cacheMounts: CacheMounts;
   private readonly http: HttpSource;
+  private readonly git: GitSource;
 
   constructor(private readonly o: WorkerOptions) {
+    // as BuildKit, an ADD of a git URL authenticates with the agent forwarded with
+    // --ssh default and the GIT_AUTH_TOKEN / GIT_AUTH_HEADER secrets
+    this.git = new GitSource({ sshAuthSock: o.ssh.get("default"), secrets: o.secrets });
     this.http = new HttpSource({
       recordsDir: join(o.state.root, "http"),
       content: o.state.content,
@@ -88,6 +114,11 @@ export class BuildWorker implements Worker<FsResult> {
     return this.http.contentDigest(op);
   }
 
+  /** The provenance material of an ADD <git URL> step (its URL and commit). */
+  gitMaterial(op: GitSourceOp): Promise<{ url: string; commit: string } | undefined> {
+    return this.git.material(op);
+  }
+
   emulated(v: Vertex): boolean {
     return (
       v.op.kind === "exec" &&
@@ -99,6 +130,8 @@ export class BuildWorker implements Worker<FsResult> {
   async contentKey(v: Vertex, signal: AbortSignal): Promise<string | undefined> {
     // an http source is keyed on the URL's current content (a request unless --checksum pins it)
     if (v.op.kind === "http") return this.http.cacheKey(v.op, signal);
+    // a git source is keyed on the commit its ref resolves to now
+    if (v.op.kind === "git") return named(v, this.git.cacheKey(v.op, signal));
     const parts: string[] = [];
     if (v.op.kind === "file") {
       for (const a of v.op.actions) {
@@ -141,13 +174,16 @@ export class BuildWorker implements Worker<FsResult> {
         return this.exec(v, v.op, inputs, ctx);
       case "file":
         return this.file(v, v.op, inputs, ctx);
-      case "http": {
+      case "http":
+      case "git": {
+        const op = v.op;
         const active = await this.o.state.snapshots.prepare(
           stepSnapshotId("active", ctx.cacheKey),
           [],
         );
         try {
-          await this.http.writeFile(v.op, active.rootfs, ctx.signal);
+          if (op.kind === "http") await this.http.writeFile(op, active.rootfs, ctx.signal);
+          else await named(v, this.git.writeTree(op, active.rootfs, ctx.signal));
           return await this.commitLayer(v, active, { layers: [] }, ctx.cacheKey);
         } finally {
           await active.release();
@@ -445,9 +481,7 @@ export class BuildWorker implements Worker<FsResult> {
       }
       return await this.commitLayer(v, active, base, ctx.cacheKey);
     } catch (e) {
-      throw e instanceof KilnError
-        ? new KilnError(e.code, `${v.name}: ${e.message}`, { hint: e.hint, cause: e })
-        : e;
+      throw stepError(v, e);
     } finally {
       for (const view of views) await view.release().catch(() => undefined);
       await active.release();

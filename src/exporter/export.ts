@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import type { Readable, Writable } from "node:stream";
 import { dirToTar } from "../archive/index.js";
 import type { ContentStore } from "../content/index.js";
-import type { OutputSpec } from "../engine/request.js";
+import type { OutputSpec } from "../request/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import type { Descriptor } from "../oci/index.js";
 import { formatAll } from "../platform/index.js";

@@ -6,7 +6,7 @@
  */
 import type { BlobRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
-import type { OutputSpec } from "../engine/request.js";
+import type { OutputSpec } from "../request/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient, RepositoryRef } from "../registry/index.js";
 import { Lanes } from "./layers.js";
@@ -15,6 +15,8 @@ export class PushAhead {
   private readonly repos: RepositoryRef[];
   private readonly lanes: Lanes;
   private readonly pushes: Promise<unknown>[] = [];
+  /** digests already on their way */
+  private readonly started = new Set<string>();
 
   constructor(
     private readonly client: RegistryClient,
@@ -34,12 +36,16 @@ export class PushAhead {
     this.lanes = new Lanes(client.maxConcurrency);
   }
 
+
   /** Whether the build pushes anywhere. */
   get active(): boolean {
     return this.repos.length > 0;
   }
 
   blob(b: BlobRecord): void {
+    // twins (one layer made by several platforms' steps) share one blob: it goes up once
+    if (this.started.has(b.digest)) return;
+    this.started.add(b.digest);
     for (const repo of this.repos) {
       const desc = { mediaType: b.mediaType, digest: b.digest, size: b.size };
       this.pushes.push(

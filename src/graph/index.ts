@@ -31,6 +31,25 @@ export interface HttpSourceOp {
   filename?: string;
 }
 
+/**
+ * A git repository's tree at a ref (ADD <git URL>); the resolved commit enters the cache key.
+ * Optional fields are absent rather than false, so older graphs keep their digests.
+ */
+export interface GitSourceOp {
+  kind: "git";
+  /** the URL git fetches from (no fragment, no query) */
+  remote: string;
+  /** branch, tag, full ref or commit sha; empty: the remote's default branch */
+  ref: string;
+  /** a directory of the repository that becomes the source's root */
+  subdir?: string;
+  /** the commit (a hex prefix of its sha) the ref must resolve to */
+  checksum?: string;
+  keepGitDir?: true;
+  skipSubmodules?: true;
+  fetchByCommit?: true;
+}
+
 export type ExecMount =
   | { type: "bind"; target: string; input: number; source: string; readonly: boolean }
   | {
@@ -130,7 +149,8 @@ export interface MergeOp {
   kind: "merge";
 }
 
-export type Op = ImageSourceOp | LocalSourceOp | HttpSourceOp | ExecOp | FileOp | MergeOp;
+export type Op =
+  ImageSourceOp | LocalSourceOp | HttpSourceOp | GitSourceOp | ExecOp | FileOp | MergeOp;
 
 export interface Vertex {
   readonly digest: string;

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
-import type { BuildRequest, BuildResult, OutputSpec } from "../engine/request.js";
+import type { BuildRequest, BuildResult, OutputSpec } from "../request/index.js";
 import { formatAll } from "../platform/index.js";
 
 export const RECORD_VERSION = 1;

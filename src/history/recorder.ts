@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { isKilnError, messageOf } from "../errors.js";
-import type { BuildRequest, BuildResult } from "../engine/request.js";
+import type { BuildRequest, BuildResult } from "../request/index.js";
 import { ProgressBus, type ProgressEvent, type ProgressSink } from "../progress/index.js";
 import { ownerTag } from "../process/index.js";
 import {

@@ -4,6 +4,7 @@
  *   0  (no metadata.db) records as files: content/index.json, cache/results/<key>.json,
  *      cache/layer-blobs/<snapshot>.<compression>.json, lock-{build,prune}-<owner>-<rand>
  *   1  metadata.db holds them; index.json is a mirror written from it for OCI tools
+ *   2  adds pushed_blobs: the blobs pushes left in registry repositories
  *
  * Opening a version-0 dir imports its records once (in the transaction that creates the
  * schema, so exactly one process does it) and removes the old files. A dir of a newer
@@ -15,7 +16,7 @@ import { join } from "node:path";
 import { refNameAnnotation } from "../content/index.js";
 import { KilnError } from "../errors.js";
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE image_refs (
@@ -55,6 +56,17 @@ CREATE TABLE cache_mount_holders (
 CREATE INDEX cache_mount_holders_dir ON cache_mount_holders (dir);
 `;
 
+/** Version 2's addition (what a version-1 dir lacks). */
+const PUSHED_BLOBS = `
+CREATE TABLE pushed_blobs (
+  registry TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  pushed INTEGER NOT NULL,
+  PRIMARY KEY (registry, repository, digest)
+);
+`;
+
 export function migrate(db: Database.Database, root: string): void {
   db.transaction(() => {
     const version = db.pragma("user_version", { simple: true }) as number;
@@ -66,8 +78,11 @@ export function migrate(db: Database.Database, root: string): void {
         { hint: "use the newer kiln that wrote it, or another state dir (KILN_ROOT)" },
       );
     }
-    db.exec(SCHEMA);
-    importVersion0(db, root);
+    if (version === 0) {
+      db.exec(SCHEMA);
+      importVersion0(db, root);
+    }
+    db.exec(PUSHED_BLOBS);
     db.pragma(`user_version = ${LAYOUT_VERSION}`);
   }).immediate();
 }

@@ -61,6 +61,12 @@ const BUSY_TIMEOUT_MS = 30_000;
 
 const DB_FILE = "metadata.db";
 
+/**
+ * How long a record of a pushed blob is believed: a registry may garbage-collect a blob no
+ * manifest holds (a push that failed half-way), and a rebuild a day later asks once more.
+ */
+const PUSHED_BLOB_TRUST_MS = 24 * 3600_000;
+
 const stores = new Map<string, MetadataStore>();
 
 export class MetadataStore {
@@ -115,6 +121,34 @@ export class MetadataStore {
   /** Runs fn in one IMMEDIATE transaction (it takes the write lock first, so no upgrade fails). */
   #tx<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Pushed blobs (registry.PushedBlobs)
+
+  hasPushedBlob(registry: string, repository: string, digest: string): boolean {
+    const row = this.#db
+      .prepare<[string, string, string, number], { pushed: number }>(
+        `SELECT pushed FROM pushed_blobs
+         WHERE registry = ? AND repository = ? AND digest = ? AND pushed > ?`,
+      )
+      .get(registry, repository, digest, Date.now() - PUSHED_BLOB_TRUST_MS);
+    return row !== undefined;
+  }
+
+  addPushedBlob(registry: string, repository: string, digest: string): void {
+    this.#db
+      .prepare(
+        `INSERT INTO pushed_blobs (registry, repository, digest, pushed) VALUES (?, ?, ?, ?)
+         ON CONFLICT (registry, repository, digest) DO UPDATE SET pushed = excluded.pushed`,
+      )
+      .run(registry, repository, digest, Date.now());
+  }
+
+  forgetPushedBlobs(registry: string, repository: string): void {
+    this.#db
+      .prepare("DELETE FROM pushed_blobs WHERE registry = ? AND repository = ?")
+      .run(registry, repository);
   }
 
   // -------------------------------------------------------------------------------------------

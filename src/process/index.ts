@@ -11,5 +11,7 @@ export type {
   StreamingProcess,
   FilterFailure,
 } from "./run.js";
+export { runBrief, runBriefChecked } from "./brief.js";
+export type { BriefOptions } from "./brief.js";
 export { onCleanup, runCleanups, pendingCleanups } from "./cleanup.js";
 export { ownerTag, isOwnerAlive } from "./owner.js";

@@ -55,6 +55,20 @@ export interface RegistryClientOptions {
   chunkThreshold?: number;
   /** Size of each uploaded chunk (default 16 MiB); a registry's OCI-Chunk-Min-Length wins if larger. */
   chunkSize?: number;
+  /** What earlier pushes left in which repository: a push skips asking for those blobs. */
+  pushedBlobs?: PushedBlobs;
+}
+
+/**
+ * A record of the blobs this machine pushed to (or found in) a repository. A blob it lists is
+ * not asked for again (a no-op rebuild's push is then one request per manifest); should the
+ * registry have lost one since, it refuses the manifest that needs it, pushImage forgets the
+ * repository's record and pushes again, asking for every blob.
+ */
+export interface PushedBlobs {
+  hasPushedBlob(registry: string, repository: string, digest: Digest): boolean;
+  addPushedBlob(registry: string, repository: string, digest: Digest): void;
+  forgetPushedBlobs(registry: string, repository: string): void;
 }
 
 export interface FetchedManifest {
@@ -100,8 +114,10 @@ export class RegistryClient {
   private readonly chunkThreshold: number;
   private readonly chunkSize: number;
   private readonly onProgress: ((p: TransferProgress) => void) | undefined;
+  private readonly pushedBlobs: PushedBlobs | undefined;
 
   constructor(opts: RegistryClientOptions = {}) {
+    this.pushedBlobs = opts.pushedBlobs;
     this.maxConcurrency = Math.max(1, opts.maxConcurrency ?? 4);
     let ca: Buffer | undefined;
     if (opts.caFile !== undefined) {
@@ -238,8 +254,16 @@ export class RegistryClient {
       idempotent: true,
       subject,
     });
-    if (res.statusCode !== 201 && res.statusCode !== 200)
-      throw await statusError(res, subject, "manifest");
+    if (res.statusCode !== 201 && res.statusCode !== 200) {
+      const e = await statusError(res, subject, "manifest");
+      if (!/BLOB_UNKNOWN/.test(e.message)) throw e;
+      this.pushedBlobs?.forgetPushedBlobs(repo.registry, repo.repository);
+      throw new KilnError(
+        "E_MANIFEST_BLOB_UNKNOWN",
+        `${subject}: the registry lacks a blob the manifest refers to: ${e.message}`,
+        { hint: "push the image again (kiln pushes its blobs first)", cause: e },
+      );
+    }
     await drain(res);
     const stored = header(res, "docker-content-digest");
     if (stored !== undefined && stored.startsWith("sha256:") && stored !== digest) {
@@ -372,7 +396,23 @@ export class RegistryClient {
   ): Promise<PushResult> {
     const subject = formatRef(repo, desc.digest);
     const push = repositoryScope(repo.repository, "pull,push");
-    if ((await this.blobExists(repo, desc.digest, [push])) !== undefined) {
+    const result = await this.#pushBlob(repo, desc, open, opts, subject, push);
+    this.pushedBlobs?.addPushedBlob(repo.registry, repo.repository, desc.digest);
+    return result;
+  }
+
+  async #pushBlob(
+    repo: RepositoryRef,
+    desc: Descriptor,
+    open: () => Readable,
+    opts: { mountFrom?: readonly string[] },
+    subject: string,
+    push: string,
+  ): Promise<PushResult> {
+    if (
+      this.pushedBlobs?.hasPushedBlob(repo.registry, repo.repository, desc.digest) === true ||
+      (await this.blobExists(repo, desc.digest, [push])) !== undefined
+    ) {
       this.progress({
         direction: "push",
         digest: desc.digest,
@@ -490,32 +530,43 @@ export class RegistryClient {
   ): Promise<void> {
     let url = session;
     let offset = 0;
-    for await (const chunk of rechunk(open(), chunkSize)) {
-      const end = offset + chunk.byteLength - 1;
-      const res = await this.sendUpload(repo, {
-        method: "PATCH",
-        url,
-        scopes: [repositoryScope(repo.repository, "pull,push")],
-        headers: {
-          "Content-Type": "application/octet-stream",
-          "Content-Range": `${offset}-${end}`,
-          "Content-Length": String(chunk.byteLength),
-        },
-        body: chunk,
-        idempotent: false,
-        subject,
-      });
-      await drain(res);
-      if (res.statusCode !== 202) throw await uploadError(res, subject);
-      url = this.location(repo, res, subject);
-      offset = end + 1;
-      this.progress({
-        direction: "push",
-        digest: desc.digest,
-        done: offset,
-        total: desc.size,
-        status: "running",
-      });
+    // each chunk streams its bytes off one read of the blob (its length is known from the
+    // descriptor), so an upload holds no chunk in memory
+    const source = new ExactSlices(open(), subject);
+    try {
+      while (offset < desc.size) {
+        const length = Math.min(chunkSize, desc.size - offset);
+        const end = offset + length - 1;
+        const res = await this.sendUpload(repo, {
+          method: "PATCH",
+          url,
+          scopes: [repositoryScope(repo.repository, "pull,push")],
+          headers: {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": `${offset}-${end}`,
+            "Content-Length": String(length),
+          },
+          body: () => Readable.from(source.take(length)),
+          idempotent: false,
+          subject,
+        });
+        await drain(res);
+        if (res.statusCode !== 202) throw await uploadError(res, subject);
+        url = this.location(repo, res, subject);
+        offset = end + 1;
+        this.progress({
+          direction: "push",
+          digest: desc.digest,
+          done: offset,
+          total: desc.size,
+          status: "running",
+        });
+      }
+      await source.end();
+    } catch (e) {
+      // content of another size than its descriptor breaks the request it was streaming to
+      source.close();
+      throw source.failure ?? e;
     }
     const final = new URL(url);
     final.searchParams.set("digest", desc.digest);
@@ -718,25 +769,60 @@ class RetryableUpload extends Error {
   }
 }
 
-/** Re-cut a stream into Buffers of exactly `size` bytes (the last may be shorter). */
-async function* rechunk(source: Readable, size: number): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let have = 0;
-  for await (const c of source) {
-    let b = c as Buffer;
-    while (b.byteLength > 0) {
-      const take = Math.min(size - have, b.byteLength);
-      parts.push(b.subarray(0, take));
-      have += take;
-      b = b.subarray(take);
-      if (have === size) {
-        yield Buffer.concat(parts);
-        parts = [];
-        have = 0;
+/** One stream read as consecutive slices of given lengths (the chunks of an upload). */
+class ExactSlices {
+  private readonly it: AsyncIterator<unknown>;
+  private carry: Buffer | undefined;
+  /** Why the content could not be sliced as asked (it fails the request it streams to). */
+  failure: KilnError | undefined;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly subject: string,
+  ) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+
+  /** The next `length` bytes; a source that ends before them is an error. */
+  async *take(length: number): AsyncGenerator<Buffer> {
+    let left = length;
+    while (left > 0) {
+      let b = this.carry;
+      this.carry = undefined;
+      if (b === undefined) {
+        const r = await this.it.next();
+        if (r.done === true) throw this.sizeError("shorter");
+        b = r.value as Buffer;
       }
+      if (b.byteLength > left) {
+        this.carry = b.subarray(left);
+        b = b.subarray(0, left);
+      }
+      left -= b.byteLength;
+      yield b;
     }
   }
-  if (have > 0) yield Buffer.concat(parts);
+
+  close(): void {
+    this.source.destroy();
+  }
+
+  /** Checks that nothing is left over and closes the source. */
+  async end(): Promise<void> {
+    const more = this.carry?.byteLength ? false : (await this.it.next()).done !== true;
+    const longer = more || (this.carry?.byteLength ?? 0) > 0;
+    this.source.destroy();
+    if (longer) throw this.sizeError("longer");
+  }
+
+  private sizeError(how: string): KilnError {
+    this.source.destroy();
+    return (this.failure = new KilnError(
+      "E_BLOB_SIZE",
+      `${this.subject}: the content is ${how} than its descriptor says`,
+      { hint: "the local content is corrupt; rebuild it or delete it from the content store" },
+    ));
+  }
 }
 
 function header(res: IncomingMessage, name: string): string | undefined {

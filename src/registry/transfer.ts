@@ -4,6 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import type { ContentStore } from "../content/store.js";
+import { isKilnError } from "../errors.js";
 import { isIndexType } from "../oci/mediatypes.js";
 import { parseManifestOrIndex } from "../oci/parse.js";
 import type { Descriptor, Digest } from "../oci/types.js";
@@ -72,6 +73,12 @@ export async function pullImage(
   return { root: top.descriptor, manifests };
 }
 
+export interface PushOptions {
+  mountFrom?: readonly string[];
+  /** where a blob the store lacks is read from (a remote build cache) */
+  openMissing?: (desc: Descriptor) => Readable;
+}
+
 /**
  * Push an image (manifest or index) from the store. Every distinct blob is sent once even when
  * several platforms share it; blobs another repository of the same registry has can be mounted
@@ -84,30 +91,49 @@ export async function pushImage(
   root: Descriptor,
   repo: RepositoryRef,
   tags: readonly string[],
-  opts: {
-    mountFrom?: readonly string[];
-    /** where a blob the store lacks is read from (a remote build cache) */
-    openMissing?: (desc: Descriptor) => Readable;
-  } = {},
+  opts: PushOptions = {},
+): Promise<Descriptor> {
+  try {
+    return await pushImageOnce(client, store, root, repo, tags, opts);
+  } catch (e) {
+    // a blob recorded as pushed is gone (the record of the repository is forgotten by now)
+    if (isKilnError(e) && e.code === "E_MANIFEST_BLOB_UNKNOWN")
+      return pushImageOnce(client, store, root, repo, tags, opts);
+    throw e;
+  }
+}
+
+async function pushImageOnce(
+  client: RegistryClient,
+  store: ContentStore,
+  root: Descriptor,
+  repo: RepositoryRef,
+  tags: readonly string[],
+  opts: PushOptions,
 ): Promise<Descriptor> {
   // Every tag already names this root: the registry holds it and all it references (a
   // registry accepts a manifest only when what it lists is there), so one HEAD is the push.
   if (tags.length > 0 && (await allTagged(client, repo, tags, root.digest))) return root;
   const blobs = new Map<Digest, Descriptor>();
-  // Post-order: a manifest appears after everything it references.
-  const manifests: { desc: Descriptor; bytes: Buffer }[] = [];
-  const seen = new Set<Digest>();
-  const walk = async (desc: Descriptor): Promise<void> => {
-    if (seen.has(desc.digest)) return;
-    seen.add(desc.digest);
+  // Post-order: a manifest appears after everything it references; its height (0 for an
+  // image manifest, 1 + its children's for an index) says which can go up together.
+  const manifests: { desc: Descriptor; bytes: Buffer; height: number }[] = [];
+  const heights = new Map<Digest, number>();
+  const walk = async (desc: Descriptor): Promise<number> => {
+    const known = heights.get(desc.digest);
+    if (known !== undefined) return known;
+    heights.set(desc.digest, 0);
     const bytes = await store.readBytes(desc.digest);
     const doc = parseManifestOrIndex(bytes, desc.mediaType, `${store.root}@${desc.digest}`);
+    let height = 0;
     if (doc.kind === "index") {
-      for (const child of doc.index.manifests) await walk(child);
+      for (const child of doc.index.manifests) height = Math.max(height, 1 + (await walk(child)));
     } else {
       for (const d of [doc.manifest.config, ...doc.manifest.layers]) blobs.set(d.digest, d);
     }
-    manifests.push({ desc, bytes });
+    heights.set(desc.digest, height);
+    manifests.push({ desc, bytes, height });
+    return height;
   };
   await walk(root);
   await mapLimit([...blobs.values()], client.maxConcurrency, async (desc) => {
@@ -116,8 +142,17 @@ export async function pushImage(
     const open = missing ? () => missing(desc) : () => store.openRead(desc.digest);
     await client.pushBlob(repo, desc, open, { mountFrom: opts.mountFrom });
   });
-  for (const m of manifests.slice(0, -1))
-    await client.putManifest(repo, m.desc.digest, m.bytes, m.desc.mediaType);
+  // by digest, a level at a time: a platform's image and attestation manifests go up together
+  const children = manifests.slice(0, -1);
+  for (let h = 0; children.some((m) => m.height >= h); h++) {
+    await mapLimit(
+      children.filter((m) => m.height === h),
+      client.maxConcurrency,
+      async (m) => {
+        await client.putManifest(repo, m.desc.digest, m.bytes, m.desc.mediaType);
+      },
+    );
+  }
   const top = manifests[manifests.length - 1]!;
   if (tags.length === 0) return client.putManifest(repo, root.digest, top.bytes, root.mediaType);
   let pushed = root;

@@ -20,6 +20,7 @@ import {
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient } from "../registry/index.js";
 import type { ResultCache } from "../solver/index.js";
+import { parseLayoutImageName } from "../source/index.js";
 import {
   CACHE_CONFIG_MEDIA_TYPE,
   INLINE_CACHE_KEY,
@@ -289,6 +290,7 @@ function layerInputs(v: Vertex): { inputs: Vertex[]; adds: boolean } {
     case "file":
       return { inputs: v.op.dest >= 0 ? [v.inputs[v.op.dest]!] : [], adds: true };
     case "http":
+    case "git":
       return { inputs: [], adds: true };
     case "merge":
       return { inputs: [...v.inputs], adds: false };
@@ -402,7 +404,8 @@ async function exportTo(
   };
   for (const s of build.imported.sources) sameRegistry(s.repo);
   for (const v of exported(build.roots, spec.mode)) {
-    if (v.op.kind === "image") {
+    // an oci-layout:// context's image has no registry to mount from
+    if (v.op.kind === "image" && !parseLayoutImageName(v.op.ref)) {
       const r = parseReference(v.op.ref);
       sameRegistry({ registry: registryHost(r), repository: r.repository });
     }

@@ -1,4 +1,4 @@
-import { run, runChecked } from "../process/index.js";
+import { runBrief, runBriefChecked } from "../process/index.js";
 import { KilnError } from "../errors.js";
 
 /**
@@ -52,7 +52,7 @@ const MOUNT_TIMEOUT_MS = 60_000;
 
 /** Mount an overlay at target; relative dirs are resolved against cwd (keeps options short). */
 export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: string): Promise<void> {
-  await runChecked("mount", ["-t", "overlay", "overlay", "-o", overlayOptions(dirs), target], {
+  await runBriefChecked("mount", ["-t", "overlay", "overlay", "-o", overlayOptions(dirs), target], {
     cwd,
     timeoutMs: MOUNT_TIMEOUT_MS,
     errorCode: "E_SNAPSHOT_MOUNT",
@@ -62,10 +62,10 @@ export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: strin
 
 /** Unmount target; if it is busy, detach it lazily so it disappears once the last user exits. */
 export async function unmount(target: string): Promise<void> {
-  const res = await run("umount", [target], { timeoutMs: MOUNT_TIMEOUT_MS });
+  const res = await runBrief("umount", [target], { timeoutMs: MOUNT_TIMEOUT_MS });
   if (res.exitCode === 0) return;
   if (/not mounted|no mount point/i.test(res.stderr)) return;
-  await runChecked("umount", ["-l", target], {
+  await runBriefChecked("umount", ["-l", target], {
     timeoutMs: MOUNT_TIMEOUT_MS,
     errorCode: "E_SNAPSHOT_UNMOUNT",
     hint: `Unmount ${target} by hand (umount -l) and retry.`,

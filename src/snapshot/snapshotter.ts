@@ -5,7 +5,13 @@ import type { Readable } from "node:stream";
 import { applyLayer, diffTrees, diffUpperDir, type WalkOptions } from "../archive/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { flatSnapshotId } from "./ids.js";
-import { isOwnerAlive, onCleanup, ownerTag, runChecked } from "../process/index.js";
+import {
+  isOwnerAlive,
+  onCleanup,
+  ownerTag,
+  runBriefChecked,
+  runChecked,
+} from "../process/index.js";
 import { mountsUnder, readMountInfo } from "./mountinfo.js";
 import {
   MAX_OPTIONS_LENGTH,
@@ -469,7 +475,9 @@ export class Snapshotter {
   async #publish(staging: string, meta: SnapshotInfo, allowExisting = false): Promise<void> {
     await writeFile(join(staging, "meta.json"), `${JSON.stringify(meta)}\n`);
     // syncfs: the layer's files must be on disk before the rename makes them reachable.
-    await runChecked("sync", ["-f", join(staging, "meta.json")], { errorCode: "E_SNAPSHOT_SYNC" });
+    await runBriefChecked("sync", ["-f", join(staging, "meta.json")], {
+      errorCode: "E_SNAPSHOT_SYNC",
+    });
     try {
       await rename(staging, this.#dir(meta.id));
       this.#known.add(meta.id);

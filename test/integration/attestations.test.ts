@@ -181,7 +181,7 @@ test("a two-platform push with --sbom and mode=max provenance: BuildKit's storag
       assert.equal(statementErrors(s), "", `${s.predicateType} of ${platform}`);
       assert.deepEqual(s.subject, [
         {
-          name: `pkg:docker/${reg}/attest/full@1?platform=${encodeURIComponent(platform)}`,
+          name: `pkg:docker/${reg.replace(":", "%3A")}/attest/full@1?platform=${encodeURIComponent(platform)}`,
           digest: { sha256: image.digest.slice(7) },
         },
       ]);
@@ -213,7 +213,7 @@ test("a two-platform push with --sbom and mode=max provenance: BuildKit's storag
     ).resolvedDependencies;
     assert.deepEqual(deps, [
       {
-        uri: `pkg:docker/${reg}/base/busybox@latest?platform=${encodeURIComponent(platform)}`,
+        uri: `pkg:docker/${reg.replace(":", "%3A")}/base/busybox@latest?platform=${encodeURIComponent(platform)}`,
         digest: { sha256: baseIndexDigest.slice(7) },
       },
     ]);

@@ -81,6 +81,21 @@ test("each layer is compressed once into the store, announced and remembered", o
     );
     assert.notEqual((await fast.blobOf(amd64)).digest, a!.digest);
     assert.equal(writes, 4);
+
+    // possible twins (a file op in a multi-platform build) are hashed first: one compression
+    // for those with one diffID, their own for those that differ
+    const twinA = await layer(snapshots, "twin-amd64", { "a.txt": big, "b.txt": "b" });
+    const twinB = await layer(snapshots, "twin-arm64", { "a.txt": big, "b.txt": "b" });
+    const twinC = await layer(snapshots, "twin-riscv64", { "a.txt": big, "b.txt": "c" });
+    const twins = new LayerBlobs({ content, cache, snapshots }, { compression: "gzip" });
+    for (const l of [twinA, twinB, twinC]) twins.prepare(l, true);
+    const [x, y, z] = await Promise.all([twinA, twinB, twinC].map((l) => twins.blobOf(l)));
+    await twins.settle();
+    assert.equal(x!.digest, y!.digest);
+    assert.equal(x!.digest, a!.digest, "the same bytes as without hashing first");
+    assert.notEqual(z!.digest, x!.digest);
+    assert.equal(writes, 6, "the twins compressed once, the third on its own");
+    assert.deepEqual(await cache.blobFor("twin-arm64", "gzip-d2"), y);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

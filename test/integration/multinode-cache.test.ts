@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { remoteBuild, type Builder } from "../../src/client/index.js";
-import type { BuildRequest } from "../../src/engine/request.js";
+import type { BuildRequest } from "../../src/request/index.js";
 import { parsePlatformList } from "../../src/platform/index.js";
 import { RecordingSink } from "../../src/progress/index.js";
 import { parseCacheFrom, parseCacheTo } from "../../src/remotecache/index.js";

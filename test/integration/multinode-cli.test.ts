@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RegistryClient } from "../../src/registry/index.js";
 import { testRegistry } from "../fixtures/env.js";
-import { repoRoot } from "../fixtures/exec.js";
+import { repoRoot, run } from "../fixtures/exec.js";
 import { spawnIn, waitForLog, type HostProcess } from "../fixtures/netns.js";
 
 let dir: string;
@@ -273,4 +273,48 @@ test("remote: docker-image:// contexts resolve on the node; kilnd grants only it
     granting.kill("SIGKILL");
     await granting.exited;
   }
+});
+
+test("remote: an oci-layout:// context travels as its layout directory to the node", async () => {
+  const ctx = join(dir, "ctx-layout");
+  await mkdir(ctx);
+  await writeFile(join(ctx, "Dockerfile"), "FROM base\nRUN uname -m > /arch\n");
+  const layout = join(dir, "layout");
+  await run("skopeo", [
+    "copy",
+    "--quiet",
+    "--all",
+    "--src-tls-verify=false",
+    `docker://${reg}/base/busybox:latest`,
+    `oci:${layout}:bb`,
+  ]);
+  let r = await kiln(["builder", "create", "--name", "layout-node", `unix://${sock}`]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = join(dir, "out-layout");
+  r = await kiln([
+    "build",
+    "--builder",
+    "layout-node",
+    "--platform",
+    "linux/amd64,linux/arm64",
+    "--build-context",
+    `base=oci-layout://${layout}:bb`,
+    "-o",
+    `type=local,dest=${out}`,
+    ctx,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await readFile(join(out, "linux_amd64", "arch"), "utf8"), "x86_64\n");
+  assert.equal(await readFile(join(out, "linux_arm64", "arch"), "utf8"), "aarch64\n");
+  // a digest the layout lacks fails on the client, before anything is sent
+  r = await kiln([
+    "build",
+    "--builder",
+    "layout-node",
+    "--build-context",
+    `base=oci-layout://${layout}@sha256:${"0".repeat(64)}`,
+    ctx,
+  ]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /build context "base" .*0{64} is not in the layout/);
 });

@@ -17,7 +17,7 @@ import {
   type BuildHeader,
   type ServerLine,
 } from "../../src/daemon/index.js";
-import type { BuildRequest, BuildResult } from "../../src/engine/request.js";
+import type { BuildRequest, BuildResult } from "../../src/request/index.js";
 import type { ImageIndex } from "../../src/oci/index.js";
 import { parsePlatformList } from "../../src/platform/index.js";
 import { RecordingSink, type ProgressEvent } from "../../src/progress/index.js";

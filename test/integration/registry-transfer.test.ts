@@ -212,6 +212,15 @@ test("a failed upload restarts with a fresh session, for monolithic and chunked 
   assert.equal(reqs.filter((r) => r.method === "POST").length, 2);
   assert.equal(reqs.filter((r) => r.method === "PATCH" && r.status === 202).length, 3);
   assert.equal(await chunky.blobExists(repo, midDesc.digest), 10_000);
+  // chunks stream off the content by the descriptor's size: content of another size is named
+  for (const size of [12_000, 8_000]) {
+    await assert.rejects(
+      chunky.pushBlob(repo, { ...midDesc, digest: `sha256:${"5".repeat(64)}`, size }, () =>
+        store.openRead(midDesc.digest),
+      ),
+      (e) => e instanceof KilnError && e.code === "E_BLOB_SIZE",
+    );
+  }
   chunky.close();
 });
 

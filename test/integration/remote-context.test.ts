@@ -3,12 +3,10 @@
 // several platforms.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { readFile, readdir } from "node:fs/promises";
-import { connect, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   kiln,
   kilnOk,
@@ -17,50 +15,16 @@ import {
   testRegistry,
   writeContext,
 } from "../fixtures/build-cli.js";
+import { git, TestGitServer } from "../fixtures/git-server.js";
 import { run } from "../../src/process/index.js";
 
 const reg = testRegistry();
 let dir: string;
-let daemon: ChildProcess;
+let gitServer: TestGitServer;
 let http: Server;
 let gitUrl: string;
 let httpBase: string;
 let v1Commit: string;
-
-async function git(cwd: string, ...args: string[]): Promise<string> {
-  const r = await run("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd });
-  assert.equal(r.exitCode, 0, r.stderr);
-  return r.stdout.toString("utf8").trim();
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, "127.0.0.1", ok));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((ok) =>
-    s.close(() => {
-      ok();
-    }),
-  );
-  return port;
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((ok) => {
-      const c = connect(port, "127.0.0.1", () => {
-        c.end();
-        ok(true);
-      });
-      c.on("error", () => {
-        ok(false);
-      });
-    });
-    if (up) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 before(async () => {
   dir = await tempDir("remote-context");
@@ -78,23 +42,9 @@ before(async () => {
   v1Commit = await git(work, "rev-parse", "HEAD");
   await writeContext(work, { "msg.txt": "root v2\n" });
   await git(work, "commit", "-q", "-am", "v2");
-  await git(dir, "clone", "-q", "--bare", work, join(dir, "repos", "repo.git"));
-  const gitPort = await freePort();
-  daemon = spawn(
-    "git",
-    [
-      "daemon",
-      "--export-all",
-      "--reuseaddr",
-      `--base-path=${join(dir, "repos")}`,
-      "--listen=127.0.0.1",
-      `--port=${gitPort}`,
-      join(dir, "repos"),
-    ],
-    { stdio: "ignore" },
-  );
-  await waitForPort(gitPort);
-  gitUrl = `git://127.0.0.1:${gitPort}/repo.git`;
+  gitServer = await TestGitServer.start(dir);
+  await gitServer.publish(work, "repo");
+  gitUrl = gitServer.url("repo");
   // a gzip'd tar context and a lone Dockerfile over plain HTTP
   const tarCtx = await writeContext(join(dir, "tarctx"), {
     Dockerfile: `FROM ${reg}/base/busybox\nCOPY hello.txt /hello.txt\n`,
@@ -112,7 +62,7 @@ before(async () => {
 });
 
 after(async () => {
-  daemon?.kill();
+  await gitServer?.stop();
   await new Promise<void>((ok) => {
     http.close(() => {
       ok();

@@ -11,12 +11,18 @@ import { isIP } from "node:net";
 import { posix } from "node:path";
 import { KilnError } from "../../errors.js";
 import { entitlementHint, type Entitlement } from "../../entitlements/index.js";
-import { vertex, type ExecMount, type FileAction, type Vertex } from "../../graph/index.js";
+import {
+  vertex,
+  type ExecMount,
+  type FileAction,
+  type GitSourceOp,
+  type Vertex,
+} from "../../graph/index.js";
 import type { ContainerConfig, HistoryEntry, ImageConfig } from "../../oci/types.js";
 import { format, formatAll, normalize, parse, parseNormalized } from "../../platform/index.js";
 import type { Platform } from "../../platform/types.js";
 import { parseChmod } from "../../fileops/index.js";
-import { urlFileName } from "../../source/index.js";
+import { parseGitRef, redactUrl, urlFileName, type GitRef } from "../../source/index.js";
 import { formatReference, parseReference } from "../../reference/index.js";
 import {
   Linter,
@@ -1594,7 +1600,7 @@ class Converter {
           "checksum can't be specified for multiple sources",
           { needle: "--checksum" },
         );
-      if (!/^https?:\/\//.test(sources[0]!) && !isGitSource(sources[0]!))
+      if (!/^https?:\/\//.test(sources[0]!) && !gitSource(sources[0]!))
         throw new UnplacedError(
           DockerfileErrorCode.flagValue,
           "checksum requires HTTP(S) or Git sources",
@@ -1628,19 +1634,43 @@ class Converter {
       from = await this.sourceStage(c.from, st, c.location);
     }
     const actions: FileAction[] = [];
+    // BuildKit's CopyInfo for a URL, a git repository or an inline document: only the mode,
+    // CreateDestPath and (ADD <url> --unpack) AttemptUnpack; no wildcards, no symlink following
+    const singleCopy = (input: number, src: string, unpack: boolean): FileAction => ({
+      action: "copy",
+      input,
+      src,
+      dest,
+      ...(chownSpec ? { chown: chownSpec } : {}),
+      ...(chmod ? { chmod } : {}),
+      followSymlinks: false,
+      dirContents: false,
+      allowWildcard: false,
+      allowEmptyWildcard: false,
+      createDestPath: true,
+      unpack,
+      excludes: c.excludes,
+      parents: false,
+    });
     for (const src of sources) {
-      if (isGitSource(src)) {
+      const git = gitSource(src);
+      if (git) {
         if (!isAdd)
           throw new UnplacedError(
             DockerfileErrorCode.arguments,
             "source can't be a git ref for COPY",
             { needle: src },
           );
-        throw new UnplacedError(
-          DockerfileErrorCode.arguments,
-          `ADD from a git repository is not supported yet: ${src}`,
-          { needle: src, hint: "clone it in a RUN step or COPY a local checkout" },
+        // one fetch per repository and ref, shared by every platform; its root (the
+        // repository's subdir) is copied onto dest
+        const repo = vertex(
+          gitSourceOp(git, isAdd ? c.keepGitDir : undefined, checksum),
+          [],
+          undefined,
+          `${redactUrl(src)} (${this.df.source.file}:${c.location.startLine})`,
         );
+        actions.push(singleCopy(inputIndex(repo), "/", false));
+        continue;
       }
       if (/^https?:\/\//.test(src)) {
         if (!isAdd)
@@ -1661,24 +1691,8 @@ class Converter {
           undefined,
           src,
         );
-        // BuildKit's CopyInfo for a URL: the one file, and remote archives stay packed
-        // unless --unpack asks
-        actions.push({
-          action: "copy",
-          input: inputIndex(download),
-          src: `/${filename}`,
-          dest,
-          ...(chownSpec ? { chown: chownSpec } : {}),
-          ...(chmod ? { chmod } : {}),
-          followSymlinks: false,
-          dirContents: false,
-          allowWildcard: false,
-          allowEmptyWildcard: false,
-          createDestPath: true,
-          unpack: c.unpack ?? false,
-          excludes: c.excludes,
-          parents: false,
-        });
+        // the one file; remote archives stay packed unless --unpack asks
+        actions.push(singleCopy(inputIndex(download), `/${filename}`, c.unpack ?? false));
         continue;
       }
       const input = fromIsContext ? this.contextVertex("context") : from;
@@ -1723,23 +1737,7 @@ class Converter {
         st.platform,
         "preparing inline document",
       );
-      // BuildKit's CopyInfo for an inline document sets only the mode and CreateDestPath
-      actions.push({
-        action: "copy",
-        input: inputIndex(file),
-        src: `/${content.path}`,
-        dest,
-        ...(chownSpec ? { chown: chownSpec } : {}),
-        ...(chmod ? { chmod } : {}),
-        followSymlinks: false,
-        dirContents: false,
-        allowWildcard: false,
-        allowEmptyWildcard: false,
-        createDestPath: true,
-        unpack: false,
-        excludes: c.excludes,
-        parents: false,
-      });
+      actions.push(singleCopy(inputIndex(file), `/${content.path}`, false));
     }
     if (link && chmod) {
       for (const a of actions) if (a.action === "copy") a.linkedParents = true;
@@ -1837,22 +1835,49 @@ function checkChmod(chmod: string): void {
 }
 
 /**
- * dfgitutil.ParseGitRef's "this is a git remote" test: git:// and ssh:// URLs, http(s) URLs
- * whose path ends in .git, and scp-like `user@host:path`. (`github.com/x/y` reads as a path.)
+ * The git repository a COPY/ADD source names (dfgitutil.ParseGitRef), or undefined for a path
+ * or a plain URL; `github.com/x/y` reads as a path here, unlike as a build context.
  */
-function isGitSource(src: string): boolean {
-  if (src.startsWith("./") || src.startsWith("../")) return false;
-  const proto = /^([a-zA-Z0-9]+):\/\//.exec(src)?.[1]?.toLowerCase();
-  if (proto === "git" || proto === "ssh") return true;
-  if (proto === "http" || proto === "https") {
-    try {
-      return new URL(src).pathname.endsWith(".git");
-    } catch {
-      return false;
-    }
-  }
-  if (proto !== undefined) return false;
-  return /^[a-zA-Z0-9-_]+@[a-zA-Z0-9-.]+:/.test(src);
+function gitSource(src: string): GitRef | undefined {
+  const ref = parseGitRef(src);
+  return ref?.indistinguishableFromLocal ? undefined : ref;
+}
+
+/**
+ * The git source op of an ADD: `--keep-git-dir` and `--checksum` merged with the URL's
+ * `keep-git-dir=` and `checksum=` as BuildKit does (the two must agree when both are given).
+ */
+function gitSourceOp(
+  ref: GitRef,
+  keepFlag: boolean | undefined,
+  checksumFlag: string,
+): GitSourceOp {
+  if (keepFlag !== undefined && ref.keepGitDir !== undefined && keepFlag !== ref.keepGitDir)
+    throw new UnplacedError(
+      DockerfileErrorCode.flagValue,
+      `inconsistent keep-git-dir configuration: --keep-git-dir=${keepFlag} but the URL says keep-git-dir=${ref.keepGitDir}`,
+      { needle: "--keep-git-dir" },
+    );
+  if (checksumFlag && ref.checksum && checksumFlag !== ref.checksum)
+    throw new UnplacedError(
+      DockerfileErrorCode.flagValue,
+      `checksum mismatch ${JSON.stringify(checksumFlag)} != ${JSON.stringify(ref.checksum)}`,
+      {
+        needle: "--checksum",
+        hint: "give the commit once, as --checksum or as checksum= in the URL",
+      },
+    );
+  const checksum = ref.checksum || checksumFlag;
+  return {
+    kind: "git",
+    remote: ref.remote,
+    ref: ref.ref,
+    ...(ref.subdir ? { subdir: ref.subdir } : {}),
+    ...(checksum ? { checksum } : {}),
+    ...((ref.keepGitDir ?? keepFlag) ? { keepGitDir: true as const } : {}),
+    ...(ref.submodules === false ? { skipSubmodules: true as const } : {}),
+    ...(ref.fetchByCommit ? { fetchByCommit: true as const } : {}),
+  };
 }
 
 /**

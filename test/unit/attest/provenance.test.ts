@@ -39,6 +39,7 @@ const base = vertex(
 const platform: PlatformFacts = {
   images: [{ ref: "busybox:1.36", platform: arm7, digest: "sha256:" + "a".repeat(64) }],
   http: [{ url: "https://example.com/x.tgz", digest: "sha256:" + "c".repeat(64) }],
+  git: [{ url: "https://example.com/r.git#v1", commit: "f".repeat(40) }],
   locals: ["context"],
   root: vertex(
     { kind: "local", name: "context", dir: "/home/me/secret-path", excludePatterns: [] },
@@ -66,11 +67,11 @@ test("purls of images as BuildKit writes them", () => {
   assert.equal(imagePurl("busybox", amd64), "pkg:docker/busybox@latest?platform=linux%2Famd64");
   assert.equal(
     imagePurl("reg.example:5000/team/app:1", arm7),
-    "pkg:docker/reg.example:5000/team/app@1?platform=linux%2Farm%2Fv7",
+    "pkg:docker/reg.example%3A5000/team/app@1?platform=linux%2Farm%2Fv7",
   );
   assert.equal(
     imagePurl("alpine@sha256:" + "e".repeat(64)),
-    `pkg:docker/alpine?digest=sha256%3A${"e".repeat(64)}`,
+    `pkg:docker/alpine?digest=sha256:${"e".repeat(64)}`,
   );
 });
 
@@ -87,6 +88,7 @@ test("mode=min: materials and timestamps, no build args, labels or secret ids", 
       uri: "pkg:docker/busybox@1.36?platform=linux%2Farm%2Fv7",
       digest: { sha256: "a".repeat(64) },
     },
+    { uri: "https://example.com/r.git#v1", digest: { sha1: "f".repeat(40) } },
     { uri: "https://example.com/x.tgz", digest: { sha256: "c".repeat(64) } },
   ]);
   assert.deepEqual(get(p, "buildDefinition.externalParameters.request"), {
@@ -146,7 +148,7 @@ test("version=v0.2: BuildKit's conversion, valid against the v0.2 schema", () =>
   assert.equal(get(p, "builder.id"), "https://ci.example/run/1");
   assert.equal(get(p, "invocation.configSource.entryPoint"), "Dockerfile");
   assert.equal(get(p, "invocation.environment.platform"), "linux/amd64");
-  assert.equal(get(p, "materials.length"), 2);
+  assert.equal(get(p, "materials.length"), 3);
   assert.deepEqual(get(p, "metadata.completeness"), {
     parameters: true,
     environment: true,

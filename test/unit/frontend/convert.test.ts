@@ -12,6 +12,7 @@ import {
   lastExec,
   names,
   vertices,
+  type Converted,
 } from "./convert-helpers.js";
 
 const SH = ["/bin/sh", "-c"];
@@ -701,7 +702,7 @@ test("COPY --link makes a copy onto scratch merged onto the stage (with --chmod 
   );
 });
 
-test("ADD: local archives unpack unless --unpack=false; git is a clear error", async () => {
+test("ADD: local archives unpack unless --unpack=false; COPY of a git or http URL is an error", async () => {
   const r = await convert("FROM alpine\nADD a.tar /x/\nADD --unpack=false b.tar /y/\n");
   assert.deepEqual(
     files(r).map((v) => (v.op.actions[0]!.action === "copy" ? v.op.actions[0]!.unpack : null)),
@@ -713,11 +714,6 @@ test("ADD: local archives unpack unless --unpack=false; git is a clear error", a
     "git://h/r",
     "ssh://git@h/r",
   ]) {
-    await rejects(
-      convert(`FROM alpine\nADD ${git} /src\n`),
-      /ADD from a git repository is not supported yet/,
-      2,
-    );
     await rejects(
       convert(`FROM alpine\nCOPY ${git} /src\n`),
       /source can't be a git ref for COPY/,
@@ -736,6 +732,87 @@ test("ADD: local archives unpack unless --unpack=false; git is a clear error", a
   );
   // github.com/x/y reads as a local path
   await convert("FROM alpine\nCOPY github.com/a/b /src\n");
+  const local = await convert("FROM alpine\nADD github.com/a/b /src\n");
+  assert.equal(vertices(local).filter((v) => v.op.kind === "git").length, 0);
+});
+
+test("ADD <git URL>: one git source shared by every platform, its root copied onto dest", async () => {
+  const src =
+    "FROM alpine\nWORKDIR /w\nADD --chown=1:2 --exclude=*.md git://h/r.git#v1:sub/dir app\n";
+  const amd = await convert(src, { multiPlatform: true, platform: "linux/amd64" });
+  const arm = await convert(src, { multiPlatform: true, platform: "linux/arm64" });
+  const gitOf = (r: Converted) => vertices(r).filter((v) => v.op.kind === "git");
+  assert.equal(gitOf(amd).length, 1);
+  const repo = gitOf(amd)[0]!;
+  assert.equal(repo.digest, gitOf(arm)[0]!.digest, "the same vertex for both platforms");
+  assert.equal(repo.platform, undefined);
+  assert.deepEqual(repo.op, { kind: "git", remote: "git://h/r.git", ref: "v1", subdir: "sub/dir" });
+  assert.equal(repo.name, "git://h/r.git#v1:sub/dir (Dockerfile:3)");
+  const copy = files(amd).at(-1)!.op.actions[0]!;
+  assert.deepEqual(copy, {
+    action: "copy",
+    input: 1,
+    src: "/",
+    dest: "/w/app",
+    chown: { user: "1", group: "2" },
+    followSymlinks: false,
+    dirContents: false,
+    allowWildcard: false,
+    allowEmptyWildcard: false,
+    createDestPath: true,
+    unpack: false,
+    excludes: ["*.md"],
+    parents: false,
+  });
+  assert.deepEqual(history(amd).at(-1), {
+    created_by: "ADD --chown=1:2 git://h/r.git#v1:sub/dir app # buildkit",
+  });
+});
+
+test("ADD <git URL>: --keep-git-dir and --checksum merge with the URL's query", async () => {
+  const opOf = async (line: string) => {
+    const r = await convert(`FROM alpine\nARG C=abc123\n${line}\n`);
+    return vertices(r).find((v) => v.op.kind === "git")!.op;
+  };
+  assert.deepEqual(await opOf("ADD --keep-git-dir=true --checksum=$C git@h:o/r.git /s"), {
+    kind: "git",
+    remote: "git@h:o/r.git",
+    ref: "",
+    checksum: "abc123",
+    keepGitDir: true,
+  });
+  assert.deepEqual(
+    await opOf("ADD https://h/r.git?branch=dev&keep-git-dir&submodules=false&commit=abc /s"),
+    {
+      kind: "git",
+      remote: "https://h/r.git",
+      ref: "refs/heads/dev",
+      checksum: "abc",
+      keepGitDir: true,
+      skipSubmodules: true,
+    },
+  );
+  // --keep-git-dir=false is the default: the op does not change (nor its digest)
+  assert.deepEqual(
+    await opOf("ADD --keep-git-dir=false git://h/r /s"),
+    await opOf("ADD git://h/r /s"),
+  );
+  await rejects(
+    convert("FROM alpine\nADD --keep-git-dir=false git://h/r?keep-git-dir=true /s\n"),
+    /inconsistent keep-git-dir configuration/,
+    2,
+  );
+  await rejects(
+    convert("FROM alpine\nADD --checksum=abc git://h/r?checksum=def /s\n"),
+    /checksum mismatch "abc" != "def"/,
+    2,
+  );
+  await rejects(
+    convert("FROM alpine\nADD --checksum=abc git://h/r ./other /s/\n"),
+    /checksum can't be specified for multiple sources/,
+    2,
+  );
+  await rejects(convert("FROM alpine\nADD git://h/r?frob=1 /s\n"), /unexpected query "frob"/, 2);
 });
 
 test("COPY heredocs: an inline file per document, expanded unless the delimiter is quoted", async () => {

@@ -15,7 +15,7 @@ import {
 import { importBundle, writeBundle } from "../../../src/history/bundle.js";
 import { STEP_LOG_LIMIT } from "../../../src/history/recorder.js";
 import { KilnError } from "../../../src/errors.js";
-import type { BuildRequest, BuildResult } from "../../../src/engine/request.js";
+import type { BuildRequest, BuildResult } from "../../../src/request/index.js";
 import { RecordingSink } from "../../../src/progress/index.js";
 import { ownerTag } from "../../../src/process/index.js";
 

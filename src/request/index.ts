@@ -1,4 +1,7 @@
-/** What a build is asked to do: the engine's input, the same in-process and over the wire to kilnd. */
+/**
+ * What a build is asked to do: the engine's input, the same in-process and over the wire to
+ * kilnd. It sits below the CLI, client, daemon, engine and exporter, which all speak it.
+ */
 import type { Entitlement } from "../entitlements/index.js";
 import type { Platform } from "../platform/types.js";
 import type { CacheExportSpec, CacheImportSpec } from "../remotecache/spec.js";

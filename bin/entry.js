@@ -1,0 +1,56 @@
+// Runs one of kiln's compiled programs: the one-file CommonJS bundle dist/<name>.cjs while it is
+// newer than the tsc output it was made from (it loads faster), else that output.
+//
+// The bundle is compiled with a V8 code cache kept next to it (<bundle>.v8cache): compiling
+// ~900 KB of JavaScript is a large part of a no-op build's start-up, and Node 20 has no module
+// compile cache of its own. The cache is written at exit when it was missing or V8 refused it
+// (another Node, another bundle); it is only an optimisation, so a read-only install runs
+// without one.
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Script } from "node:vm";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** name: the bundle (dist/<name>.cjs); main: the tsc output it bundles, relative to dist/. */
+export async function runEntry(name, main) {
+  const tscMain = join(root, "dist", main);
+  const bundle = join(root, "dist", `${name}.cjs`);
+  const mtime = (f) => statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? -1;
+  if (!existsSync(tscMain)) {
+    process.stderr.write(
+      `error: ${name} is not built (${tscMain} is missing)\nhint: run 'npm run build' in ${root}\n`,
+    );
+    process.exit(1);
+  }
+  if (mtime(bundle) < mtime(tscMain)) {
+    await import(pathToFileURL(tscMain).href);
+    return;
+  }
+  runBundle(bundle);
+}
+
+function runBundle(bundle) {
+  const cacheFile = `${bundle}.v8cache`;
+  const cachedData = existsSync(cacheFile) ? readFileSync(cacheFile) : undefined;
+  // the module wrapper CommonJS uses, so the bundle sees require, module, __filename
+  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(bundle, "utf8")}\n})`;
+  const script = new Script(source, { filename: bundle, cachedData });
+  if (cachedData === undefined || script.cachedDataRejected === true) {
+    process.once("exit", () => {
+      const tmp = `${cacheFile}.${process.pid}`;
+      try {
+        writeFileSync(tmp, script.createCachedData());
+        renameSync(tmp, cacheFile);
+      } catch {
+        // no cache this time (e.g. a read-only install): start-up is slower, nothing else
+      }
+    });
+  }
+  const module = { exports: {} };
+  script
+    .runInThisContext()
+    .call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle));
+}

@@ -1,0 +1,110 @@
+// The record of pushed blobs (metadata pushed_blobs): a rebuild's push does not ask the
+// registry for blobs an earlier push left there, and when the registry has lost one since,
+// the push notices (the registry refuses the manifest) and sends it again. Checked against a
+// registry of the test's own, by its access log and by copying every image out with skopeo.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { kilnOk, removeTree, tempDir, testRegistry, writeContext } from "../fixtures/build-cli.js";
+import { run } from "../fixtures/exec.js";
+import { readAccessLog, startRegistry, type RunningRegistry } from "../fixtures/registry.js";
+
+const base = testRegistry();
+let dir = "";
+let ctx = "";
+let reg: RunningRegistry;
+
+before(async () => {
+  dir = await tempDir("push-record");
+  reg = await startRegistry();
+  ctx = await writeContext(join(dir, "ctx"), {
+    Dockerfile: `FROM ${base}/base/busybox\nCOPY a.txt /a.txt\nRUN echo built > /b.txt\n`,
+    "a.txt": "a\n",
+  });
+});
+after(async () => {
+  await reg.stop();
+  await removeTree(dir);
+});
+
+const push = (tag: string) =>
+  kilnOk(
+    [
+      "build",
+      "--platform",
+      "linux/amd64,linux/arm64",
+      "--provenance=false",
+      "-t",
+      `${reg.host}/rec/app:${tag}`,
+      "--push",
+      ".",
+    ],
+    { root: join(dir, "root"), cwd: ctx },
+  );
+
+/** The requests of one push: what the access log gained while fn ran. */
+async function requestsOf(fn: () => Promise<unknown>) {
+  const before = (await readAccessLog(reg.logFile)).length;
+  await fn();
+  return (await readAccessLog(reg.logFile)).slice(before);
+}
+
+/** skopeo reads every blob of every platform, verifying each against its digest. */
+async function complete(tag: string): Promise<void> {
+  await run("skopeo", [
+    "copy",
+    "--quiet",
+    "--all",
+    "--src-tls-verify=false",
+    `docker://${reg.host}/rec/app:${tag}`,
+    `oci:${join(dir, `copy-${tag}`)}:x`,
+  ]);
+}
+
+test("a rebuild pushes without asking for the blobs its last push left; a lost blob is sent again", async () => {
+  const first = await requestsOf(() => push("1"));
+  assert.ok(
+    first.some((r) => r.method === "HEAD" && r.path.includes("/blobs/")),
+    "the first push asks which blobs the repository has",
+  );
+  await complete("1");
+
+  const second = await requestsOf(() => push("2"));
+  const blobRequests = second.filter((r) => r.path.includes("/blobs/"));
+  assert.deepEqual(blobRequests, [], "nothing asked or sent for blobs already pushed");
+  assert.ok(second.some((r) => r.method === "PUT" && r.path === "/v2/rec/app/manifests/2"));
+  await complete("2");
+
+  // the registry loses a layer the image needs
+  const manifest = JSON.parse(
+    await run("skopeo", [
+      "inspect",
+      "--raw",
+      "--tls-verify=false",
+      "--override-arch",
+      "arm64",
+      `docker://${reg.host}/rec/app:2`,
+    ]),
+  ) as { manifests: { digest: string }[] };
+  const image = JSON.parse(
+    await run("skopeo", [
+      "inspect",
+      "--raw",
+      "--tls-verify=false",
+      `docker://${reg.host}/rec/app@${manifest.manifests[0]!.digest}`,
+    ]),
+  ) as { layers: { digest: string }[] };
+  const lost = image.layers.at(-1)!.digest;
+  const res = await fetch(`http://${reg.host}/v2/rec/app/blobs/${lost}`, { method: "DELETE" });
+  assert.equal(res.status, 202);
+
+  const third = await requestsOf(() => push("3"));
+  assert.ok(
+    third.some(
+      (r) =>
+        r.method === "PUT" && r.path.includes("/blobs/uploads/") && r.path.includes(lost.slice(7)),
+    ),
+    "the lost blob is uploaded again",
+  );
+  await complete("3");
+});
