@@ -36,7 +36,6 @@ export class PushAhead {
     this.lanes = new Lanes(client.maxConcurrency);
   }
 
-
   /** Whether the build pushes anywhere. */
   get active(): boolean {
     return this.repos.length > 0;
