@@ -239,7 +239,10 @@ export function buildCommand(): Command {
       "attestation: type=provenance,… or type=sbom (disabled=true turns one off) (repeatable)",
       collect,
     )
-    .option("--call <method>", "outline or targets[,format=json]: describe instead of building")
+    .option(
+      "--call <method>",
+      "outline, targets or check[,format=json]: describe or check instead of building",
+    )
     .addHelpText("after", OUTPUTS_HELP)
     .action(async (context: string, flags: BuildFlags & { call?: string }) => {
       if (flags.call !== undefined && (await printCall(context, { ...flags, call: flags.call })))
