@@ -239,11 +239,15 @@ export function buildCommand(): Command {
       "attestation: type=provenance,… or type=sbom (disabled=true turns one off) (repeatable)",
       collect,
     )
-    .option("--call <method>", "outline or targets[,format=json]: describe instead of building")
+    .option(
+      "--call <method>",
+      "outline, targets or check[,format=json]: describe or check instead of building",
+    )
+    .option("--check", "shorthand for --call check")
     .addHelpText("after", OUTPUTS_HELP)
-    .action(async (context: string, flags: BuildFlags & { call?: string }) => {
-      if (flags.call !== undefined && (await printCall(context, { ...flags, call: flags.call })))
-        return;
+    .action(async (context: string, flags: BuildFlags & { call?: string; check?: boolean }) => {
+      const call = flags.check ? "check" : flags.call;
+      if (call !== undefined && (await printCall(context, { ...flags, call }))) return;
       await runBuild(context, flags);
     });
 }

@@ -126,3 +126,21 @@ for (const [what, args, message, hint] of refusals) {
     assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
   });
 }
+
+test("build --check prints the findings and fails; a clean Dockerfile passes; nothing is built", async () => {
+  const bad = await writeContext(join(dir, "check-bad"), {
+    Dockerfile: "FROM scratch as base\nCMD run\n",
+  });
+  const r = await kiln("build", "--check", bad);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stdout,
+    /^WARNING: FromAsCasing - 'as' and 'FROM' keywords' casing do not match$/m,
+  );
+  assert.match(r.stdout, /^WARNING: JSONArgsRecommended - /m);
+  assert.match(r.stdout, /Check complete, 2 warnings have been found!\n$/);
+  assert.match(r.stderr, /error: 2 Dockerfile checks failed/);
+  const good = await kiln("build", "--call", "check", ctx);
+  assert.equal(good.code, 0, good.stderr);
+  assert.equal(good.stdout, "Check complete, no warnings found.\n");
+});

@@ -33,6 +33,7 @@ import {
   lintExposePort,
   lintFrom,
   lintUndefinedVars,
+  type LintFinding,
   type StageLintState,
   type WordMatch,
 } from "./lint.js";
@@ -80,6 +81,8 @@ export interface ConvertOptions {
   /** `--build-context name=docker-image://ref`: the image that replaces `FROM name` and `--from=name` */
   imageContexts?: ReadonlyMap<string, string>;
   resolveImage(name: string, platform: Platform): Promise<ResolvedBaseImage>;
+  /** `--call check`: report what the Dockerfile checks find, never fail on check=error=true */
+  checkOnly?: boolean;
 }
 
 export interface ConvertWarning {
@@ -97,6 +100,8 @@ export interface ConvertResult {
   /** the stage each vertex was created for (for --no-cache-filter) */
   vertexStages: Map<string, string>;
   warnings: ConvertWarning[];
+  /** what the Dockerfile checks found (also among the warnings) */
+  checks: readonly LintFinding[];
   /** what the target needs from the caller (`--call outline`) */
   outline: Outline;
 }
@@ -475,6 +480,7 @@ class Converter {
       historyProducers: st.historyProducers,
       vertexStages: this.vertexStages,
       warnings: this.warnings,
+      checks: this.lint.warnings,
       outline: this.outline(st),
     };
   }
@@ -492,6 +498,7 @@ class Converter {
   /** Findings become warnings; with check=error=true they fail the build before it runs. */
   private finishLint(): void {
     for (const f of this.lint.warnings) this.warn(`${f.rule}: ${f.message}`, f.line);
+    if (this.o.checkOnly) return;
     const failed = this.lint.error(this.df.file);
     if (failed) this.fail({ startLine: failed.line, endLine: failed.line }, failed.error);
   }

@@ -122,6 +122,7 @@ test("--call spec parsing", () => {
   assert.deepEqual(parseCallSpec("outline"), { method: "outline", format: "text" });
   assert.deepEqual(parseCallSpec("targets,format=json"), { method: "targets", format: "json" });
   assert.deepEqual(parseCallSpec("build"), { method: "build", format: "text" });
+  assert.deepEqual(parseCallSpec("check"), { method: "check", format: "text" });
   assert.throws(() => parseCallSpec("lint"), /--call "lint" is not supported/);
   assert.throws(() => parseCallSpec("outline,format=yaml"), /invalid --call option/);
 });
@@ -131,7 +132,9 @@ test("runCall reads the Dockerfile and prints text or BuildKit-shaped JSON", asy
   try {
     await writeFile(join(dir, "Dockerfile"), DF);
     const req = { contextDir: dir, dockerfile: "Dockerfile", buildArgs: {}, platforms: [] };
-    const targets = JSON.parse(await runCall({ method: "targets", format: "json" }, req)) as {
+    const targets = JSON.parse(
+      (await runCall({ method: "targets", format: "json" }, req)).text,
+    ) as {
       targets: { name: string; default?: boolean; location: unknown }[];
       sources: string[];
     };
@@ -144,7 +147,7 @@ test("runCall reads the Dockerfile and prints text or BuildKit-shaped JSON", asy
     });
     assert.equal(Buffer.from(targets.sources[0]!, "base64").toString(), DF);
     const outline = JSON.parse(
-      await runCall({ method: "outline", format: "json" }, { ...req, target: "build" }),
+      (await runCall({ method: "outline", format: "json" }, { ...req, target: "build" })).text,
     ) as {
       name: string;
       args: { name: string }[];
@@ -160,7 +163,50 @@ test("runCall reads the Dockerfile and prints text or BuildKit-shaped JSON", asy
       required: true,
       location: { ranges: [{ start: { line: 16 }, end: { line: 16 } }] },
     });
-    assert.match(await runCall({ method: "outline", format: "text" }, req), /^TARGET: +release\n/);
+    assert.match(
+      (await runCall({ method: "outline", format: "text" }, req)).text,
+      /^TARGET: +release\n/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("runCall check: the findings with their lines, and a failure when there are any", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-call-"));
+  try {
+    const req = { contextDir: dir, dockerfile: "Dockerfile", buildArgs: {}, platforms: [] };
+    // check=error=true does not stop the report: every finding is listed
+    await writeFile(join(dir, "Dockerfile"), "# check=error=true\nFROM alpine as base\nCMD run\n");
+    const bad = await runCall({ method: "check", format: "text" }, req);
+    assert.equal(
+      bad.text,
+      [
+        "WARNING: FromAsCasing - 'as' and 'FROM' keywords' casing do not match",
+        `${join(dir, "Dockerfile")}:2`,
+        "     2 | FROM alpine as base",
+        "",
+        "WARNING: JSONArgsRecommended - JSON arguments recommended for CMD to prevent unintended behavior related to OS signals",
+        `${join(dir, "Dockerfile")}:3`,
+        "     3 | CMD run",
+        "",
+        "Check complete, 2 warnings have been found!",
+        "",
+      ].join("\n"),
+    );
+    assert.equal(bad.failure?.code, "E_DOCKERFILE_LINT");
+    assert.match(bad.failure?.message ?? "", /2 Dockerfile checks failed/);
+    const json = JSON.parse((await runCall({ method: "check", format: "json" }, req)).text) as {
+      warnings: { rule: string; line: number }[];
+    };
+    assert.deepEqual(
+      json.warnings.map((w) => `${w.rule}:${w.line}`),
+      ["FromAsCasing:2", "JSONArgsRecommended:3"],
+    );
+    await writeFile(join(dir, "Dockerfile"), 'FROM alpine AS base\nCMD ["run"]\n');
+    const good = await runCall({ method: "check", format: "text" }, req);
+    assert.equal(good.text, "Check complete, no warnings found.\n");
+    assert.equal(good.failure, undefined);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
