@@ -28,6 +28,9 @@ for (const [entry, out] of [
     // what import.meta.url says in an ES module, for the code that locates files next to itself
     define: { "import.meta.url": "__kilnModuleUrl" },
     banner: { js: 'const __kilnModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+    // smaller to read, hash (the code cache check) and compile; names stay for messages
+    minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: "warning",
   });
 }
