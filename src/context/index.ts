@@ -9,6 +9,7 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
+import { Lanes } from "../lanes.js";
 
 export interface ContextFilter {
   /** the ignore file that was used, for messages */
@@ -129,11 +130,19 @@ export async function saveHashCache(file: string): Promise<void> {
   hashesChanged = false;
 }
 
-async function hashFile(path: string, key: string): Promise<string> {
+/** Files read at once while a checksum is taken (each read is a thread-pool job). */
+const PARALLEL_READS = 8;
+/** A file up to this size is read in one call; a larger one is streamed in 1 MiB reads. */
+const WHOLE_READ_BYTES = 1 << 20;
+
+async function hashFile(path: string, key: string, size: bigint): Promise<string> {
   const known = fileHashes.get(key);
   if (known) return known;
   const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  if (size <= WHOLE_READ_BYTES) h.update(await readFile(path));
+  else
+    for await (const chunk of createReadStream(path, { highWaterMark: WHOLE_READ_BYTES }))
+      h.update(chunk as Buffer);
   const d = h.digest("hex");
   fileHashes.set(key, d);
   hashesChanged = true;
@@ -144,29 +153,31 @@ async function hashFile(path: string, key: string): Promise<string> {
  * A checksum of what `paths` (relative, possibly with wildcards) select in the context: names,
  * types, modes, link targets and file contents — not mtimes or owners, like BuildKit's keys.
  * The walk's metadata calls are synchronous: each takes microseconds, while an awaited one
- * costs a thread-pool round trip, and a rebuild of an unchanged context is nothing but those
- * (file contents are read, asynchronously, only when the hash cache has no entry).
+ * costs a thread-pool round trip, and a rebuild of an unchanged context is nothing but those.
+ * File contents are read only when the hash cache has no entry, several files at once; the
+ * lines are hashed in walk order whatever order the reads finish in.
  */
 export async function contextChecksum(
   contextDir: string,
   filter: ContextFilter,
   paths: readonly string[],
 ): Promise<string> {
-  const h = createHash("sha256");
-  const visit = async (rel: string): Promise<void> => {
+  const lines: (string | Promise<string>)[] = [];
+  const reads = new Lanes(PARALLEL_READS);
+  const visit = (rel: string): void => {
     const host = join(contextDir, rel);
     let st;
     try {
       st = lstatSync(host, { bigint: true });
     } catch {
-      h.update(`missing ${rel}\n`);
+      lines.push(`missing ${rel}\n`);
       return;
     }
     const mode = Number(st.mode & 0o7777n);
     if (st.isSymbolicLink()) {
-      h.update(`l ${rel} ${readlinkSync(host)}\n`);
+      lines.push(`l ${rel} ${readlinkSync(host)}\n`);
     } else if (st.isDirectory()) {
-      h.update(`d ${rel} ${mode}\n`);
+      lines.push(`d ${rel} ${mode}\n`);
       for (const name of readdirSync(host).sort()) {
         const child = rel === "" ? name : `${rel}/${name}`;
         if (filter.excluded(child)) {
@@ -175,24 +186,31 @@ export async function contextChecksum(
           const cst = lstatSync(join(host, name));
           if (!cst.isDirectory()) continue;
         }
-        await visit(child);
+        visit(child);
       }
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-      h.update(`f ${rel} ${mode} ${await hashFile(host, key)}\n`);
+      const size = st.size;
+      const line = reads
+        .run(() => hashFile(host, key, size))
+        .then((d) => `f ${rel} ${mode} ${d}\n`);
+      // awaited below, in order; a failure must not count as unhandled meanwhile
+      line.catch(() => undefined);
+      lines.push(line);
     } else {
-      h.update(`o ${rel} ${mode}\n`);
+      lines.push(`o ${rel} ${mode}\n`);
     }
   };
   for (const p of paths) {
-    const clean = cleanInRoot(p).slice(1);
+    // no trailing slash: child paths are joined to it and matched against .dockerignore
+    const clean = cleanInRoot(p).slice(1).replace(/\/+$/, "");
     if (!hasWildcard(clean)) {
-      if (clean !== "" && filter.excluded(clean)) h.update(`excluded ${clean}\n`);
-      else await visit(clean);
+      if (clean !== "" && filter.excluded(clean)) lines.push(`excluded ${clean}\n`);
+      else visit(clean);
       continue;
     }
     const match = compileGlob(clean);
-    const walk = async (rel: string): Promise<void> => {
+    const walk = (rel: string): void => {
       let names: string[];
       try {
         names = readdirSync(join(contextDir, rel)).sort();
@@ -202,11 +220,13 @@ export async function contextChecksum(
       for (const name of names) {
         const child = rel === "" ? name : `${rel}/${name}`;
         if (filter.excluded(child)) continue;
-        if (match(child)) await visit(child);
-        else if (lstatSync(join(contextDir, child)).isDirectory()) await walk(child);
+        if (match(child)) visit(child);
+        else if (lstatSync(join(contextDir, child)).isDirectory()) walk(child);
       }
     };
-    await walk("");
+    walk("");
   }
+  const h = createHash("sha256");
+  for (const line of lines) h.update(await line);
   return "sha256:" + h.digest("hex");
 }

@@ -15,6 +15,7 @@ import { compressLayerTo, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
+import { Lanes } from "../lanes.js";
 import { layerCompression, type Compression } from "../oci/index.js";
 import type { Snapshotter } from "../snapshot/index.js";
 
@@ -41,25 +42,6 @@ function blobKey(opts: LayerBlobOptions, withEpoch: boolean): string {
   const epoch = !withEpoch || opts.epoch === undefined ? "" : `-e${opts.epoch}`;
   // d2: layers diffed against their lower view (older blobs kept unchanged entries)
   return `${opts.compression}${level}${epoch}-d2`;
-}
-
-/** Runs at most `limit` tasks at once, in the order they were queued. */
-export class Lanes {
-  private running = 0;
-  private readonly queue: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.running >= this.limit) await new Promise<void>((r) => this.queue.push(r));
-    else this.running++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.queue.shift();
-      if (next) next();
-      else this.running--;
-    }
-  }
 }
 
 export class LayerBlobs {

@@ -9,7 +9,7 @@ import type { ContentStore } from "../content/index.js";
 import type { OutputSpec } from "../request/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient, RepositoryRef } from "../registry/index.js";
-import { Lanes } from "./layers.js";
+import { Lanes } from "../lanes.js";
 
 export class PushAhead {
   private readonly repos: RepositoryRef[];
