@@ -304,6 +304,32 @@ function parseBundleName(name: string): { owner: string; id?: string } {
 }
 
 /**
+ * The containers under runcRoot. `runc list` fails when a container it is reading goes away
+ * (another kiln's RUN ending): that is asked again.
+ */
+async function listContainers(
+  runcRoot: string,
+): Promise<{ id: string; annotations?: Record<string, string> }[]> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await run("runc", ["--root", runcRoot, "list", "--format", "json"], {
+      timeoutMs: RUNC_TIMEOUT_MS,
+    });
+    if (r.exitCode === 0)
+      return (JSON.parse(r.stdout.toString("utf8") || "null") ?? []) as {
+        id: string;
+        annotations?: Record<string, string>;
+      }[];
+    if (attempt >= 5 || !/no such file or directory/i.test(r.stderr)) {
+      throw new KilnError(
+        "E_EXEC_CLEANUP",
+        `runc --root ${runcRoot} list failed (exit ${r.exitCode}): ${r.stderr.trim()}`,
+        { hint: `check kiln's runc state in ${runcRoot}` },
+      );
+    }
+  }
+}
+
+/**
  * Crash recovery, run at startup: kill and delete containers (and bundles) whose kiln process
  * is gone, e.g. after a SIGKILL. Returns the ids removed.
  */
@@ -312,15 +338,7 @@ export async function cleanupStaleContainers(opts: ExecutorOptions = {}): Promis
   const removed: string[] = [];
   // nothing recorded means nothing to clean: a cached build then starts no runc at all
   if ((await readdir(runcRoot).catch(() => [])).length > 0) {
-    const out = await runChecked("runc", ["--root", runcRoot, "list", "--format", "json"], {
-      timeoutMs: RUNC_TIMEOUT_MS,
-      errorCode: "E_EXEC_CLEANUP",
-    });
-    const list = (JSON.parse(out.stdout.toString("utf8") || "null") ?? []) as {
-      id: string;
-      annotations?: Record<string, string>;
-    }[];
-    for (const c of list) {
+    for (const c of await listContainers(runcRoot)) {
       if (await isOwnerAlive(c.annotations?.[OWNER_ANNOTATION] ?? "")) continue;
       await deleteContainer(runcRoot, c.id);
       removed.push(c.id);
