@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, renameSync, writeFileSync } from "node:fs";
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -9,6 +9,7 @@ import { MediaType } from "../oci/mediatypes.js";
 import { encodeJSON, sha256Hex } from "../oci/encode.js";
 import { parseIndex } from "../oci/parse.js";
 import type { Descriptor, Digest, ImageIndex } from "../oci/types.js";
+import { syncDir } from "../durable.js";
 
 export const refNameAnnotation = "org.opencontainers.image.ref.name";
 
@@ -348,15 +349,5 @@ async function writeIfAbsent(file: string, bytes: Buffer): Promise<void> {
     await writeFile(file, bytes, { flag: "wx" });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-  }
-}
-
-/** Make a rename durable: fsync the directory that holds the new name. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }

@@ -18,6 +18,7 @@ import type { ProgressEvent } from "../progress/index.js";
 import { isOwnerAlive } from "../process/index.js";
 import { REF_PATTERN, type BuildRecord } from "./record.js";
 import { countSteps, foldSteps } from "./steps.js";
+import { syncDir } from "../durable.js";
 
 export const RECORD_FILE = "record.json";
 export const EVENTS_FILE = "events.jsonl";
@@ -51,15 +52,6 @@ export async function writeFileAtomic(file: string, data: string): Promise<void>
   }
   await rename(tmp, file);
   await syncDir(join(file, ".."));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 export interface PruneOptions {
