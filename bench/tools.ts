@@ -5,6 +5,7 @@ import { existsSync, openSync, closeSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { shellQuote } from "../src/process/brief.js";
 import { alive, probe, removeTree, stopGroup, type Cmd } from "./proc.js";
 
 export const TOOL_NAMES = [
@@ -130,7 +131,7 @@ async function startRunsAlone(env: ToolEnv): Promise<Tool> {
           ]);
         for (const c of steps.copies)
           await runChecked(["cp", "--", join(job.context, c.src), join(root, c.dest)]);
-        const runs = steps.runs.map((r) => `chroot ${root} /bin/sh -c ${shellWord(r)}`);
+        const runs = steps.runs.map((r) => `chroot ${root} /bin/sh -c ${shellQuote(r)}`);
         scripts.push(`( ${runs.join(" && ")} ) > /dev/null`);
       }
     },
@@ -172,10 +173,6 @@ function replayableSteps(dockerfile: string): {
   }
   if (from === "" || runs.length === 0) throw new Skip("no FROM or no RUN to replay");
   return { from, copies, runs };
-}
-
-function shellWord(s: string): string {
-  return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 async function runChecked(argv: string[]): Promise<void> {
