@@ -43,9 +43,7 @@ export function formatPurl(p: Purl): string {
 
 /** Go's url.QueryEscape: all but unreserved characters, a space as `+`. */
 function goQueryEscape(s: string): string {
-  return encodeURIComponent(s)
-    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-    .replace(/%20/g, "+");
+  return enc(s).replace(/%20/g, "+");
 }
 
 /** Go's url.PathEscape: as a path segment, so `$&+:=@` stay as they are. */
