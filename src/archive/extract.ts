@@ -23,21 +23,26 @@
  * directory; the extraction is sequential, so nothing of ours races the checks (the target must
  * not be in use by anything else while it is being filled).
  */
-import { constants, type Stats } from "node:fs";
 import {
-  type FileHandle,
-  chmod,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  realpath,
-  rm,
-  symlink,
-} from "node:fs/promises";
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+  type Stats,
+} from "node:fs";
+import { realpath } from "node:fs/promises";
 import { join, posix, relative } from "node:path";
 import type { Readable } from "node:stream";
 import { setAttribute } from "../xattr.js";
@@ -100,9 +105,9 @@ const LAYER_ERRORS: ExtractErrors = {
     }),
 };
 
-async function lstatOrNull(p: string): Promise<Stats | null> {
+function lstatOrNull(p: string): Stats | null {
   try {
-    return await lstat(p);
+    return lstatSync(p);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return null;
@@ -174,10 +179,10 @@ class Extractor {
         cur = next;
         continue;
       }
-      const st = await lstatOrNull(this.abs(next));
+      const st = lstatOrNull(this.abs(next));
       if (st === null) {
         if (!create) return null;
-        await mkdir(this.abs(next), { mode: 0o755 });
+        mkdirSync(this.abs(next), { mode: 0o755 });
         this.created.add(next);
       } else if (st.isSymbolicLink()) {
         cur = await this.throughSymlink(next, name, create);
@@ -216,7 +221,7 @@ class Extractor {
     const target = relative(this.root, host);
     // resolveInRoot left no symlink in target; walking it again checks and caches each part
     const dir = await this.dirOf(target === "" ? [] : target.split("/"), name, create);
-    if (dir === null || !(await lstatOrNull(this.abs(dir)))?.isDirectory())
+    if (dir === null || !lstatOrNull(this.abs(dir))?.isDirectory())
       throw this.errors.unsafe(name, `parent ${JSON.stringify(rel)} is a symlink to no directory`);
     this.followed.set(rel, dir);
     return dir;
@@ -231,13 +236,13 @@ class Extractor {
   }
 
   /** Remove whatever is at rel (recursively for directories; rm never follows symlinks). */
-  private async remove(rel: string, st: Stats): Promise<void> {
+  private remove(rel: string, st: Stats): void {
     if (st.isDirectory()) {
-      await rm(this.abs(rel), { recursive: true, force: true });
+      rmSync(this.abs(rel), { recursive: true, force: true });
       for (const d of this.safeDirs)
         if (d === rel || d.startsWith(`${rel}/`)) this.safeDirs.delete(d);
     } else {
-      await rm(this.abs(rel), { force: true });
+      rmSync(this.abs(rel), { force: true });
     }
     this.planted.delete(rel);
     // a removed directory or link may be what a followed symlink led to
@@ -249,12 +254,12 @@ class Extractor {
   }
 
   /** Only ever called on a node this extraction just created or verified (never a symlink). */
-  private async setXattrs(p: string, entry: TarEntry): Promise<void> {
+  private setXattrs(p: string, entry: TarEntry): void {
     for (const [key, value] of Object.entries(entry.xattrs)) {
       // An archive must not smuggle in overlayfs metadata (opaque/redirect/metacopy).
       if (key.startsWith("trusted.overlay.")) continue;
       try {
-        await setAttribute(p, key, value);
+        setAttribute(p, key, value);
       } catch (e) {
         if (this.opts.bestEffortXattrs) continue;
         const msg = messageOf(e);
@@ -279,24 +284,26 @@ class Extractor {
     }
     const at = (await this.locate(rel, entry.name, true))!;
     const p = this.abs(at);
-    const existing = await lstatOrNull(p);
+    const existing = lstatOrNull(p);
     this.created.add(at);
     const owner = this.ownerOf(entry);
 
     if (entry.type === "dir") {
-      if (existing !== null && !existing.isDirectory()) await this.remove(at, existing);
-      if (existing === null || !existing.isDirectory()) await mkdir(p, { mode: 0o700 });
+      if (existing !== null && !existing.isDirectory()) this.remove(at, existing);
+      if (existing === null || !existing.isDirectory()) mkdirSync(p, { mode: 0o700 });
       this.safeDirs.add(at);
-      if (owner) await lchown(p, owner.uid, owner.gid);
-      await this.setXattrs(p, entry);
+      if (owner) lchownSync(p, owner.uid, owner.gid);
+      this.setXattrs(p, entry);
       this.dirMeta.push({ rel: at, name: entry.name, entry });
       return;
     }
-    if (existing !== null) await this.remove(at, existing);
+    if (existing !== null) this.remove(at, existing);
 
+    // Synchronous calls: a layer is mostly small files and links, for which a thread-pool
+    // round trip per call costs more than the call.
     switch (entry.type) {
       case "file": {
-        const fh = await open(
+        const fd = openSync(
           p,
           constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
           0o600,
@@ -304,23 +311,23 @@ class Extractor {
         try {
           for await (const chunk of body) {
             const c = chunk as Buffer;
-            for (let off = 0; off < c.length;) off += (await fh.write(c, off)).bytesWritten;
+            for (let off = 0; off < c.length;) off += writeSync(fd, c, off);
           }
           // owner, mode, xattrs, mtime: the order that keeps setuid bits and capabilities
-          if (owner) await fh.chown(owner.uid, owner.gid);
-          await fh.chmod(entry.mode);
-          await this.setXattrs(p, entry);
-          await fh.utimes(entry.mtime, entry.mtime);
+          if (owner) fchownSync(fd, owner.uid, owner.gid);
+          fchmodSync(fd, entry.mode);
+          this.setXattrs(p, entry);
+          futimesSync(fd, entry.mtime, entry.mtime);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
         return;
       }
       case "symlink":
-        await symlink(entry.linkname!, p);
+        symlinkSync(entry.linkname!, p);
         this.planted.add(at);
-        if (owner) await lchown(p, owner.uid, owner.gid);
-        await lutimes(p, entry.mtime, entry.mtime);
+        if (owner) lchownSync(p, owner.uid, owner.gid);
+        lutimesSync(p, entry.mtime, entry.mtime);
         return;
       case "char":
       case "block":
@@ -335,11 +342,11 @@ class Extractor {
         await makeNodes([node], (detail, cause) =>
           this.errors.failed(entry.name, new Error(detail, { cause })),
         );
-        if (owner) await lchown(p, owner.uid, owner.gid);
+        if (owner) lchownSync(p, owner.uid, owner.gid);
         // chown may have cleared setuid/setgid; p is the node just made, not a symlink
-        await chmod(p, entry.mode);
-        await this.setXattrs(p, entry);
-        await lutimes(p, entry.mtime, entry.mtime);
+        chmodSync(p, entry.mode);
+        this.setXattrs(p, entry);
+        lutimesSync(p, entry.mtime, entry.mtime);
         return;
       }
     }
@@ -349,7 +356,7 @@ class Extractor {
     const targetRel = cleanName(entry.linkname ?? "", entry.name, this.errors);
     if (targetRel === "") throw this.errors.unsafe(entry.name, "hardlink has no usable target");
     const target = await this.locate(targetRel, entry.name, false);
-    const tst = target === null ? null : await lstatOrNull(this.abs(target));
+    const tst = target === null ? null : lstatOrNull(this.abs(target));
     if (target === null || tst === null)
       throw this.errors.unsafe(
         entry.name,
@@ -359,11 +366,11 @@ class Extractor {
     if (tst.isSymbolicLink()) throw this.errors.unsafe(entry.name, "hardlink to a symlink");
     const at = (await this.locate(rel, entry.name, true))!;
     if (at === target) throw this.errors.unsafe(entry.name, "hardlink to itself");
-    const existing = await lstatOrNull(this.abs(at));
-    if (existing !== null) await this.remove(at, existing);
+    const existing = lstatOrNull(this.abs(at));
+    if (existing !== null) this.remove(at, existing);
     this.created.add(at);
     // link(2) never follows a symlink, and the target was just checked to be none
-    await link(this.abs(target), this.abs(at));
+    linkSync(this.abs(target), this.abs(at));
   }
 
   private async whiteout(rel: string, base: string, name: string): Promise<void> {
@@ -371,10 +378,10 @@ class Extractor {
     if (base === OPAQUE) {
       if (this.opts.whiteouts === "overlay") {
         const dir = (await this.dirOf(dirParts, name, true))!;
-        await setAttribute(this.abs(dir), "trusted.overlay.opaque", "y");
+        setAttribute(this.abs(dir), "trusted.overlay.opaque", "y");
       } else {
         const dir = await this.dirOf(dirParts, name, false);
-        if (dir !== null) await this.purge(dir);
+        if (dir !== null) this.purge(dir);
       }
       return;
     }
@@ -391,30 +398,30 @@ class Extractor {
     }
     const at = await this.locate(victimRel, name, false);
     if (at === null || this.created.has(at)) return;
-    const st = await lstatOrNull(this.abs(at));
-    if (st !== null) await this.remove(at, st);
+    const st = lstatOrNull(this.abs(at));
+    if (st !== null) this.remove(at, st);
   }
 
   /** Opaque directory in delete mode: drop everything lower layers put below dir. */
-  private async purge(dir: string): Promise<void> {
-    for (const child of await readdir(this.abs(dir))) {
+  private purge(dir: string): void {
+    for (const child of readdirSync(this.abs(dir))) {
       const rel = join2(dir, child);
-      const st = await lstat(this.abs(rel));
-      if (!this.created.has(rel)) await this.remove(rel, st);
-      else if (st.isDirectory()) await this.purge(rel);
+      const st = lstatSync(this.abs(rel));
+      if (!this.created.has(rel)) this.remove(rel, st);
+      else if (st.isDirectory()) this.purge(rel);
     }
   }
 
   /**
-   * A directory recorded earlier, walked again from the root now: its open handle, null when
+   * A directory recorded earlier, walked again from the root now: its open descriptor, null when
    * a later entry replaced it (or a parent) with a non-directory. A symlink anywhere on the
    * path is refused.
    */
-  private async reopenDir(rel: string, name: string): Promise<FileHandle | null> {
+  private reopenDir(rel: string, name: string): number | null {
     let prefix = "";
     for (const part of rel.split("/")) {
       prefix = join2(prefix, part);
-      const st = await lstatOrNull(this.abs(prefix));
+      const st = lstatOrNull(this.abs(prefix));
       if (st === null || (!st.isDirectory() && !st.isSymbolicLink())) return null;
       if (st.isSymbolicLink()) {
         throw this.errors.unsafe(
@@ -423,7 +430,10 @@ class Extractor {
         );
       }
     }
-    return open(this.abs(rel), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    return openSync(
+      this.abs(rel),
+      constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+    );
   }
 
   async finish(): Promise<void> {
@@ -435,8 +445,8 @@ class Extractor {
     for (const { rel, name } of this.pendingWhiteouts) {
       const at = await this.locate(rel, name, false);
       if (at === null || this.created.has(at)) continue;
-      const st = await lstatOrNull(this.abs(at));
-      if (st !== null) await this.remove(at, st);
+      const st = lstatOrNull(this.abs(at));
+      if (st !== null) this.remove(at, st);
       this.created.add(at);
       whiteouts.push({ path: this.abs(at), type: "char", mode: 0, major: 0, minor: 0 });
     }
@@ -444,13 +454,13 @@ class Extractor {
       this.errors.failed("", new Error(`creating overlay whiteouts: ${detail}`, { cause })),
     );
     for (const { rel, name, entry } of this.dirMeta.reverse()) {
-      const fh = await this.reopenDir(rel, name);
-      if (fh === null) continue;
+      const fd = this.reopenDir(rel, name);
+      if (fd === null) continue;
       try {
-        await fh.chmod(entry.mode);
-        await fh.utimes(entry.mtime, entry.mtime);
+        fchmodSync(fd, entry.mode);
+        futimesSync(fd, entry.mtime, entry.mtime);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
     }
   }

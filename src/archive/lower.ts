@@ -18,9 +18,9 @@ export function isWhiteout(st: BigIntStats): boolean {
   return st.isCharacterDevice() && st.rdev === 0n;
 }
 
-export async function isOpaqueDir(abs: string): Promise<boolean> {
+export function isOpaqueDir(abs: string): boolean {
   try {
-    return (await getAttribute(abs, "trusted.overlay.opaque"))?.toString() === "y";
+    return getAttribute(abs, "trusted.overlay.opaque")?.toString() === "y";
   } catch {
     return false;
   }
@@ -51,7 +51,7 @@ export class OverlayLowers {
         if (isWhiteout(st)) return undefined;
         if (i === parts.length - 1) return { abs, st };
         if (!st.isDirectory()) return undefined;
-        if (await isOpaqueDir(abs)) cutOff = true;
+        if (isOpaqueDir(abs)) cutOff = true;
       }
       if (cutOff) return undefined;
     }

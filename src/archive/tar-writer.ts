@@ -10,7 +10,7 @@ import { blockPadding, encodeHeader, type TarEntry } from "./tar-format.js";
 export interface TarInput {
   entry: TarEntry;
   /** Body of a "file" entry; exactly entry.size bytes. */
-  body?: Readable | Buffer | AsyncIterable<Uint8Array>;
+  body?: Readable | Buffer | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 }
 
 function sizeMismatch(entry: TarEntry, got: string): KilnError {
@@ -32,7 +32,7 @@ export async function* encodeTar(
       continue;
     }
     let written = 0;
-    const chunks: AsyncIterable<Uint8Array> | Iterable<Buffer> =
+    const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> =
       body === undefined ? [] : Buffer.isBuffer(body) ? [body] : body;
     for await (const c of chunks) {
       written += c.length;

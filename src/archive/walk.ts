@@ -7,8 +7,18 @@
 // Metadata calls (lstat, readdir, readlink) are synchronous: each takes microseconds, while an
 // awaited one is a thread-pool round trip, and a walk makes one per entry. File bodies are
 // read asynchronously.
-import { constants, lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  type BigIntStats,
+} from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { getAttribute, listAttributes } from "../xattr.js";
@@ -93,19 +103,21 @@ const READ_CHUNK = 1024 * 1024;
 /**
  * The first `size` bytes of an open file, read in buffers of exactly the size still needed
  * (a stream would allocate a full chunk per read and copy small files out of it). A file that
- * shrank ends early, which the tar writer reports; growth past `size` is not read.
+ * shrank ends early, which the tar writer reports; growth past `size` is not read. Reads are
+ * synchronous: a layer is mostly small files, for which a thread-pool round trip per call costs
+ * more than the read.
  */
-async function* fileBody(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+function* fileBody(fd: number, size: number): Generator<Buffer> {
   try {
     for (let left = size; left > 0;) {
       const buf = Buffer.allocUnsafeSlow(Math.min(left, READ_CHUNK));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, size - left);
+      const bytesRead = readSync(fd, buf, 0, buf.length, size - left);
       if (bytesRead === 0) return;
       left -= bytesRead;
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -129,7 +141,7 @@ async function* walk(
     pending.length = 0;
   }
 
-  async function describe(rel: string, abs: string, st: BigIntStats) {
+  function describe(rel: string, abs: string, st: BigIntStats) {
     let mtime = Number(st.mtimeNs / 1_000_000_000n);
     if (opts.mtime !== undefined && mtime > opts.mtime) mtime = opts.mtime;
     const entry: TarEntry = {
@@ -145,16 +157,16 @@ async function* walk(
     let opaque = false;
     // Symlinks carry no xattrs here: the xattr binding has no l* calls and would follow them.
     if (!st.isSymbolicLink()) {
-      for (const key of (await listAttributes(abs)).sort(byteOrder)) {
+      for (const key of listAttributes(abs).sort(byteOrder)) {
         if (overlay && key.startsWith(OVERLAY_XATTR)) {
           const rest = key.slice(OVERLAY_XATTR.length);
           if (rest === "redirect") throw unsupportedUpper(abs, "a directory redirect");
           if (rest === "metacopy") throw unsupportedUpper(abs, "a metadata-only copy-up");
-          if (rest === "opaque") opaque = (await getAttribute(abs, key))?.toString() === "y";
+          if (rest === "opaque") opaque = getAttribute(abs, key)?.toString() === "y";
           continue;
         }
         if (!keepXattr(key)) continue;
-        const value = await getAttribute(abs, key);
+        const value = getAttribute(abs, key);
         if (value !== null) entry.xattrs[key] = value;
       }
     }
@@ -215,7 +227,7 @@ async function* walk(
     base: LowerEntry | undefined,
     inView: boolean,
   ): AsyncGenerator<TarInput> {
-    const { entry, opaque } = await describe(rel, abs, st);
+    const { entry, opaque } = describe(rel, abs, st);
     const unchanged = base !== undefined && (await sameDirent(base, abs, st));
 
     if (!st.isDirectory() && !st.isSymbolicLink() && st.nlink > 1n) {
@@ -249,14 +261,14 @@ async function* walk(
     yield* flush();
     if (st.isFile()) {
       entry.size = Number(st.size);
-      const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-      if ((await fh.stat({ bigint: true })).ino !== st.ino) {
-        await fh.close();
+      const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      if (fstatSync(fd, { bigint: true }).ino !== st.ino) {
+        closeSync(fd);
         throw new KilnError("E_LAYER_SOURCE", `${abs} was replaced while it was being archived`, {
           hint: "nothing may write to a directory while it is turned into a layer",
         });
       }
-      yield { entry, body: fileBody(fh, entry.size) };
+      yield { entry, body: fileBody(fd, entry.size) };
     } else if (st.isSymbolicLink()) {
       yield { entry: { ...entry, type: "symlink", linkname: readlinkSync(abs) } };
     } else if (st.isFIFO()) {
@@ -282,7 +294,7 @@ async function sameDirent(base: LowerEntry, abs: string, st: BigIntStats): Promi
   if (b.mode !== st.mode || b.uid !== st.uid || b.gid !== st.gid || b.rdev !== st.rdev)
     return false;
   if (!st.isSymbolicLink()) {
-    const [x, y] = await Promise.all([capability(base.abs), capability(abs)]);
+    const [x, y] = [capability(base.abs), capability(abs)];
     if (!(x === undefined ? y === undefined : y !== undefined && x.equals(y))) return false;
   }
   if (st.isDirectory()) return true;
@@ -296,9 +308,9 @@ async function sameDirent(base: LowerEntry, abs: string, st: BigIntStats): Promi
   return sameContent(base.abs, abs);
 }
 
-async function capability(abs: string): Promise<Buffer | undefined> {
+function capability(abs: string): Buffer | undefined {
   try {
-    return (await getAttribute(abs, "security.capability")) ?? undefined;
+    return getAttribute(abs, "security.capability") ?? undefined;
   } catch {
     return undefined;
   }

@@ -527,22 +527,22 @@ class TreeCopier {
     const perm = fi.mode & 0o7777;
     await chmod(target, this.req.mode ? this.req.mode(perm, fi.isDirectory()) : perm);
     await utimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
-    await copyXattrs(src, target);
+    copyXattrs(src, target);
   }
 }
 
 /** Best effort, as BuildKit: a filesystem that refuses an attribute does not fail the copy. */
-async function copyXattrs(src: string, target: string): Promise<void> {
+function copyXattrs(src: string, target: string): void {
   let keys: string[];
   try {
-    keys = await listAttributes(src);
+    keys = listAttributes(src);
   } catch {
     return;
   }
   for (const key of keys) {
     try {
-      const value = await getAttribute(src, key);
-      if (value !== null) await setAttribute(target, key, value);
+      const value = getAttribute(src, key);
+      if (value !== null) setAttribute(target, key, value);
     } catch {
       // e.g. security.* without privilege, or trusted.* on an overlay mount
     }

@@ -3,7 +3,7 @@
 // (umoci) applies our layers on top of a base. Our own apply is checked against the same view.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -342,4 +342,46 @@ test("compressLayer hashes both sides in one pass, deterministically, for every 
       assert.equal(r.uncompressedSize, a.uncompressedSize);
     }
   }
+});
+
+test("a large gzip layer goes through igzip without a level and pigz with one; both apply and a cut blob is refused", async () => {
+  const dir = await mkdtemp(join(work, "big-gzip-"));
+  await mkdir(join(dir, "tree"));
+  // text and incompressible bytes: large enough that neither side is done in-process
+  await writeFile(join(dir, "tree", "text"), "kiln layer line\n".repeat(40_000));
+  await writeFile(join(dir, "tree", "random"), randomBytes(400_000));
+  const tar = join(dir, "layer.tar");
+  sh("tar", ["-cf", tar, "-C", join(dir, "tree"), "."]);
+  const tarDigest = `sha256:${sh("sha256sum", [tar]).slice(0, 64)}`;
+  const byDefault = await compressLayer(createReadStream(tar), join(dir, "default.gz"), {
+    compression: "gzip",
+  });
+  const level6 = await compressLayer(createReadStream(tar), join(dir, "level6.gz"), {
+    compression: "gzip",
+    level: 6,
+  });
+  assert.equal(byDefault.diffID, tarDigest);
+  assert.equal(level6.diffID, tarDigest);
+  const igzip = sh("sh", ["-c", `igzip -c -n -3 < ${tar} | sha256sum`]).slice(0, 64);
+  assert.equal(byDefault.digest, `sha256:${igzip}`, "the default is ISA-L's level 3");
+  const pigz = sh("sh", ["-c", `pigz -c -n -6 < ${tar} | sha256sum`]).slice(0, 64);
+  assert.equal(level6.digest, `sha256:${pigz}`, "a chosen level is zlib's, by pigz");
+  for (const blob of ["default.gz", "level6.gz"]) {
+    const target = await mkdtemp(join(dir, "apply-"));
+    await applyLayerBlob(createReadStream(join(dir, blob)), undefined, target, {
+      expectedDiffID: tarDigest,
+      whiteouts: "delete",
+    });
+    assert.equal((await readFile(join(target, "text"), "utf8")).length, 16 * 40_000);
+  }
+  const cut = (await readFile(join(dir, "default.gz"))).subarray(0, 300_000);
+  await assert.rejects(
+    applyLayerBlob(Readable.from([cut]), byDefault.mediaType, await mkdtemp(join(dir, "cut-")), {
+      expectedDiffID: tarDigest,
+      whiteouts: "delete",
+    }),
+    (e: Error & { code?: string }) =>
+      ["E_LAYER_INVALID", "E_LAYER_DIGEST"].includes(e.code ?? "") &&
+      /decompressing layer|diffID mismatch/.test(e.message),
+  );
 });
