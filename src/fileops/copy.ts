@@ -6,23 +6,25 @@
  * times carried over, --exclude and --parents patterns. Every path on both sides is resolved
  * inside its root, so neither a context symlink nor an image symlink leads a copy outside.
  */
-import { constants, type Stats } from "node:fs";
 import {
-  chmod,
-  copyFile,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  readdir,
-  readlink,
-  rm,
-  stat,
-  symlink,
-  utimes,
-  writeFile,
-} from "node:fs/promises";
+  chmodSync,
+  constants,
+  copyFileSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  type Stats,
+} from "node:fs";
+import { copyFile } from "node:fs/promises";
 import { dirname, join, posix, relative } from "node:path";
 import { getAttribute, listAttributes, setAttribute } from "../xattr.js";
 import { KilnError } from "../errors.js";
@@ -92,9 +94,18 @@ function isMissing(e: unknown): boolean {
   return code === "ENOENT" || code === "ENOTDIR";
 }
 
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+function statOrUndefined(p: string): Stats | undefined {
   try {
-    return await lstat(p);
+    return statSync(p);
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
+  }
+}
+
+function lstatOrUndefined(p: string): Stats | undefined {
+  try {
+    return lstatSync(p);
   } catch (e) {
     if (isMissing(e)) return undefined;
     throw e;
@@ -124,16 +135,8 @@ function notFound(source: CopySource, rel: string): KilnError {
  * Creates `host` and its missing parents (like MkdirAll) with `mode`, owned by `owner` when
  * given. `host` must come from resolveInRoot, so its existing part has no symlinks.
  */
-export async function mkdirAllHost(
-  root: string,
-  host: string,
-  mode: number,
-  owner?: Owner,
-): Promise<void> {
-  const st = await stat(host).catch((e: unknown) => {
-    if (isMissing(e)) return undefined;
-    throw e;
-  });
+export function mkdirAllHost(root: string, host: string, mode: number, owner?: Owner): void {
+  const st = statOrUndefined(host);
   if (st?.isDirectory()) return;
   if (st) {
     throw new KilnError(
@@ -144,30 +147,42 @@ export async function mkdirAllHost(
       },
     );
   }
-  if (host !== root) await mkdirAllHost(root, dirname(host), mode, owner);
+  if (host !== root) mkdirAllHost(root, dirname(host), mode, owner);
   try {
-    await mkdir(host, { mode });
+    mkdirSync(host, { mode });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return;
     throw e;
   }
-  await chmod(host, mode);
-  if (owner) await lchown(host, owner.uid, owner.gid);
+  chmodSync(host, mode);
+  if (owner) lchownSync(host, owner.uid, owner.gid);
 }
 
 /** How many plain files of one directory are copied at once. */
 const PARALLEL_FILES = 8;
 
+/**
+ * A file at most this big is copied synchronously: a COPY is mostly small files, for which a
+ * thread-pool round trip costs more than the copy; a bigger one goes to the thread pool, so
+ * kiln's thread (other platforms' steps, progress) does not wait for it.
+ */
+const SYNC_COPY_MAX = 1024 * 1024;
+
+async function copyContent(src: string, target: string, size: number): Promise<void> {
+  if (size <= SYNC_COPY_MAX) copyFileSync(src, target, constants.COPYFILE_FICLONE);
+  else await copyFile(src, target, constants.COPYFILE_FICLONE);
+}
+
 /** Whether a path of the source is visible, i.e. not hidden by .dockerignore. */
-async function visible(source: CopySource, host: string, st: Stats): Promise<boolean> {
+function visible(source: CopySource, host: string, st: Stats): boolean {
   if (!source.excluded) return true;
   const rel = relative(source.root, host);
   if (rel === "" || !source.excluded(rel)) return true;
   // an excluded directory still shows when an exception (!pattern) re-includes something in it
   if (!st.isDirectory() || source.reincludes === false) return false;
-  for (const name of await readdir(host)) {
+  for (const name of readdirSync(host)) {
     const child = join(host, name);
-    if (await visible(source, child, await lstat(child))) return true;
+    if (visible(source, child, lstatSync(child))) return true;
   }
   return false;
 }
@@ -185,16 +200,16 @@ export async function resolveWildcards(
   const { dir, pattern } = splitWildcards(clean);
   if (pattern === "") return [clean];
   const base = await resolveInRoot(source.root, dir, { followFinal: follow });
-  const st = await lstatOrUndefined(base);
-  if (!st || !(await visible(source, base, st))) throw notFound(source, dir);
+  const st = lstatOrUndefined(base);
+  if (!st || !visible(source, base, st)) throw notFound(source, dir);
   const match = compileGlob(pattern);
   const out: string[] = [];
   const walk = async (host: string, rel: string): Promise<void> => {
-    for (const name of (await readdir(host)).sort()) {
+    for (const name of readdirSync(host).sort()) {
       const childHost = join(host, name);
       const childRel = rel === "" ? name : `${rel}/${name}`;
-      const cst = await lstat(childHost);
-      if (!(await visible(source, childHost, cst))) continue;
+      const cst = lstatSync(childHost);
+      if (!visible(source, childHost, cst)) continue;
       if (match(childRel)) out.push(relative(source.root, childHost));
       else if (cst.isDirectory()) await walk(childHost, childRel);
     }
@@ -246,8 +261,8 @@ export async function copyInto(
   }
   if (required !== undefined) {
     const host = await resolveInRoot(source.root, required, { followFinal: false });
-    const st = await lstatOrUndefined(host);
-    if (!st || !(await visible(source, host, st))) throw notFound(source, required);
+    const st = lstatOrUndefined(host);
+    if (!st || !visible(source, host, st)) throw notFound(source, required);
   }
   for (const m of matches) {
     if (req.unpack && (await unpackOne(destRoot, source, m, req))) continue;
@@ -261,8 +276,8 @@ async function sourceHost(
   follow: boolean,
 ): Promise<{ host: string; st: Stats }> {
   const host = await resolveInRoot(source.root, rel, { followFinal: follow });
-  const st = await lstatOrUndefined(host);
-  if (!st || !(await visible(source, host, st))) throw notFound(source, rel);
+  const st = lstatOrUndefined(host);
+  if (!st || !visible(source, host, st)) throw notFound(source, rel);
   return { host, st };
 }
 
@@ -276,7 +291,7 @@ async function unpackOne(
   const { host, st } = await sourceHost(source, rel, true);
   if (!st.isFile() || !(await isArchive(host))) return false;
   const dest = await resolveInRoot(destRoot, req.dest, { followFinal: true });
-  await mkdirAllHost(destRoot, dest, DEFAULT_DIR_MODE, req.owner);
+  mkdirAllHost(destRoot, dest, DEFAULT_DIR_MODE, req.owner);
   await extractArchive(host, dest, { owner: req.owner, name: cleanInRoot(rel) });
   return true;
 }
@@ -296,7 +311,7 @@ async function copyOne(
       ? req.mode.octal & 0o777
       : DEFAULT_DIR_MODE;
   const ensure = wantsDir ? destClean : posix.dirname(destClean);
-  await mkdirAllHost(
+  mkdirAllHost(
     destRoot,
     await resolveInRoot(destRoot, ensure, { followFinal: true }),
     parentMode,
@@ -305,10 +320,7 @@ async function copyOne(
 
   const { host: srcHost, st: srcSt } = await sourceHost(source, rel, req.followSymlinks ?? true);
   const destHost = await resolveInRoot(destRoot, destClean, { followFinal: true });
-  const destSt = await stat(destHost).catch((e: unknown) => {
-    if (isMissing(e)) return undefined;
-    throw e;
-  });
+  const destSt = statOrUndefined(destHost);
   let target = destHost;
   if (
     (!req.dirContents && srcSt.isDirectory() && destSt) ||
@@ -317,7 +329,7 @@ async function copyOne(
     target = join(destHost, posix.basename(cleanInRoot(rel)));
   }
   const parent = req.dirContents && srcSt.isDirectory() && !destSt ? target : dirname(target);
-  await mkdirAllHost(destRoot, parent, parentMode, req.owner);
+  mkdirAllHost(destRoot, parent, parentMode, req.owner);
   const copier = new TreeCopier(destRoot, source, req, include, exclude);
   await copier.copy(srcHost, "", target, false, undefined, undefined);
 }
@@ -369,13 +381,13 @@ class TreeCopier {
       }
       if (!included && !this.include && !this.exclude?.hasExclusions) return;
     }
-    let fi = await lstat(src);
+    let fi = lstatSync(src);
     if (comps === "" && src === this.source.root && this.source.rootStampedNow && fi.isDirectory())
       fi = stampedNow(fi);
     if (!included && !fi.isDirectory()) return;
-    const targetFi = await lstatOrUndefined(target);
-    if (included) await this.createPendingParents(overwriteMeta);
-    if (!fi.isDirectory()) await this.ensureEmptyFileTarget(target);
+    const targetFi = lstatOrUndefined(target);
+    if (included) this.createPendingParents(overwriteMeta);
+    if (!fi.isDirectory()) this.ensureEmptyFileTarget(target);
 
     let copyInfo = included;
     let restoreTimes = false;
@@ -398,24 +410,24 @@ class TreeCopier {
     } else if (fi.isFile()) {
       const key = `${fi.dev}:${fi.ino}`;
       const first = fi.nlink > 1 ? this.inodes.get(key) : undefined;
-      if (first !== undefined) await link(first, target);
+      if (first !== undefined) linkSync(first, target);
       else {
         if (fi.nlink > 1) this.inodes.set(key, target);
-        await copyFile(src, target, constants.COPYFILE_FICLONE);
+        await copyContent(src, target, fi.size);
       }
     } else if (fi.isSymbolicLink()) {
-      await symlink(await readlink(src), target);
+      symlinkSync(readlinkSync(src), target);
     } else if (fi.isSocket()) {
       // sockets cannot be copied; like BuildKit, leave an empty file in their place
-      await writeFile(target, "", { flag: "wx" });
+      writeFileSync(target, "", { flag: "wx" });
     } else {
       await makeNode(target, fi);
     }
 
     if (copyInfo) {
-      await this.copyFileInfo(fi, src, target);
+      this.copyFileInfo(fi, src, target);
     } else if (restoreTimes && targetFi) {
-      await utimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
+      utimesSync(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
     }
   }
 
@@ -434,7 +446,7 @@ class TreeCopier {
     let created = false;
     const pending: PendingDir = { src, dst, copied: false };
     if (included) {
-      created = await this.copyDirectoryOnly(dst, fi, overwriteMeta);
+      created = this.copyDirectoryOnly(dst, fi, overwriteMeta);
       pending.copied = true;
     }
     this.pending.push(pending);
@@ -449,10 +461,10 @@ class TreeCopier {
         const failed = results.find((r) => r.status === "rejected");
         if (failed) throw failed.reason;
       };
-      for (const name of (await readdir(src)).sort()) {
+      for (const name of readdirSync(src).sort()) {
         const child = join(src, name);
-        const cst = await lstat(child);
-        if (!(await visible(this.source, child, cst))) continue;
+        const cst = lstatSync(child);
+        if (!visible(this.source, child, cst)) continue;
         const childComps = comps === "" ? name : `${comps}/${name}`;
         const copy = () => this.copy(child, childComps, join(dst, name), true, incInfo, excInfo);
         if (cst.isFile() && cst.nlink === 1 && this.pending.every((p) => p.copied)) {
@@ -470,14 +482,10 @@ class TreeCopier {
     return created;
   }
 
-  private async copyDirectoryOnly(
-    dst: string,
-    fi: Stats,
-    overwriteMeta: boolean,
-  ): Promise<boolean> {
-    const st = await lstatOrUndefined(dst);
+  private copyDirectoryOnly(dst: string, fi: Stats, overwriteMeta: boolean): boolean {
+    const st = lstatOrUndefined(dst);
     if (!st) {
-      await mkdir(dst, { mode: fi.mode & 0o7777 });
+      mkdirSync(dst, { mode: fi.mode & 0o7777 });
       return true;
     }
     if (!st.isDirectory()) {
@@ -487,24 +495,24 @@ class TreeCopier {
         { hint: "the destination has a file or symlink where the source has a directory" },
       );
     }
-    if (overwriteMeta) await chmod(dst, fi.mode & 0o7777);
+    if (overwriteMeta) chmodSync(dst, fi.mode & 0o7777);
     return false;
   }
 
   /** Directories skipped by --parents patterns are created once something inside is copied. */
-  private async createPendingParents(overwriteMeta: boolean): Promise<void> {
+  private createPendingParents(overwriteMeta: boolean): void {
     for (const p of this.pending) {
       if (p.copied) continue;
-      const fi = await stat(p.src);
-      if (await this.copyDirectoryOnly(p.dst, fi, overwriteMeta)) {
-        await this.copyFileInfo(fi, p.src, p.dst);
+      const fi = statSync(p.src);
+      if (this.copyDirectoryOnly(p.dst, fi, overwriteMeta)) {
+        this.copyFileInfo(fi, p.src, p.dst);
       }
       p.copied = true;
     }
   }
 
-  private async ensureEmptyFileTarget(target: string): Promise<void> {
-    const st = await lstatOrUndefined(target);
+  private ensureEmptyFileTarget(target: string): void {
+    const st = lstatOrUndefined(target);
     if (!st) return;
     if (st.isDirectory()) {
       throw new KilnError(
@@ -513,20 +521,20 @@ class TreeCopier {
         { hint: "remove the directory first (RUN rm -r) or copy to another path" },
       );
     }
-    await rm(target);
+    rmSync(target);
   }
 
   /** Owner, mode, times, then xattrs: the order that keeps setuid bits and capabilities. */
-  private async copyFileInfo(fi: Stats, src: string, target: string): Promise<void> {
+  private copyFileInfo(fi: Stats, src: string, target: string): void {
     const owner = this.req.owner ?? this.source.ownerOverride ?? { uid: fi.uid, gid: fi.gid };
-    await lchown(target, owner.uid, owner.gid);
+    lchownSync(target, owner.uid, owner.gid);
     if (fi.isSymbolicLink()) {
-      await lutimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
+      lutimesSync(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
       return; // the xattr binding follows symlinks: a link's own xattrs are not copied
     }
     const perm = fi.mode & 0o7777;
-    await chmod(target, this.req.mode ? this.req.mode(perm, fi.isDirectory()) : perm);
-    await utimes(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
+    chmodSync(target, this.req.mode ? this.req.mode(perm, fi.isDirectory()) : perm);
+    utimesSync(target, fi.atimeMs / 1000, fi.mtimeMs / 1000);
     copyXattrs(src, target);
   }
 }

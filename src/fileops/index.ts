@@ -35,7 +35,7 @@ export async function mkdirIn(
   const mode = opts.mode & 0o777;
   try {
     if (opts.makeParents) {
-      await mkdirAllHost(root, host, mode, opts.owner);
+      mkdirAllHost(root, host, mode, opts.owner);
       return;
     }
     await mkdir(host, { mode });
