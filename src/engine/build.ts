@@ -321,6 +321,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       {
         maxParallelism: req.maxParallelism,
         signal: opts.signal,
+        speculate: !remoteCache.imports,
         noCache: (v) =>
           req.noCache ||
           conversions.some((c) => noCacheStages.has(c.vertexStages.get(v.digest) ?? "\0")),

@@ -49,6 +49,7 @@ export function preparingWorker(
   const wanted = imageLayerVertices(roots);
   return {
     contentKey: (v, signal) => worker.contentKey(v, signal),
+    keyReadsContent: (v) => worker.keyReadsContent(v),
     emulated: (v) => worker.emulated(v),
     run: async (v, inputs, ctx) => {
       const r = await worker.run(v, inputs, ctx);

@@ -37,6 +37,11 @@ export class BuildRemoteCache {
     readonly results: ResultCache<FsResult>,
   ) {}
 
+  /** Whether any --cache-from could be read. */
+  get imports(): boolean {
+    return this.imported.size > 0;
+  }
+
   /** Imports every --cache-from (warnings for those that cannot be read). */
   static async open(
     req: BuildRequest,

@@ -133,20 +133,29 @@ export class BuildWorker implements Worker<FsResult> {
     // a git source is keyed on the commit its ref resolves to now
     if (v.op.kind === "git") return named(v, this.git.cacheKey(v.op, signal));
     const parts: string[] = [];
-    if (v.op.kind === "file") {
-      for (const a of v.op.actions) {
-        if (a.action !== "copy") continue;
-        const ctx = this.localContext(v.inputs[a.input]);
-        if (ctx) parts.push(await contextChecksum(ctx.dir, ctx.filter, [a.src]));
-      }
-    } else if (v.op.kind === "exec") {
-      for (const m of v.op.mounts) {
-        if (m.type !== "bind") continue;
-        const ctx = this.localContext(v.inputs[m.input]);
-        if (ctx) parts.push(await contextChecksum(ctx.dir, ctx.filter, [m.source]));
-      }
+    for (const { input, path } of this.contextReads(v)) {
+      const ctx = this.localContext(input)!;
+      parts.push(await contextChecksum(ctx.dir, ctx.filter, [path]));
     }
     return parts.length ? parts.join(",") : undefined;
+  }
+
+  keyReadsContent(v: Vertex): boolean {
+    return v.op.kind === "http" || v.op.kind === "git" || this.contextReads(v).length > 0;
+  }
+
+  /** The build-context paths a step reads (COPY sources, bind mounts of a context). */
+  private contextReads(v: Vertex): { input: Vertex; path: string }[] {
+    const reads: { input: Vertex; path: string }[] = [];
+    const add = (input: Vertex | undefined, path: string) => {
+      if (input?.op.kind === "local") reads.push({ input, path });
+    };
+    if (v.op.kind === "file") {
+      for (const a of v.op.actions) if (a.action === "copy") add(v.inputs[a.input], a.src);
+    } else if (v.op.kind === "exec") {
+      for (const m of v.op.mounts) if (m.type === "bind") add(v.inputs[m.input], m.source);
+    }
+    return reads;
   }
 
   private localContext(

@@ -27,6 +27,8 @@ export interface RunContext {
 export interface Worker<R> {
   /** extra identity for content-addressed sources (e.g. a checksum of context files) */
   contentKey(v: Vertex, signal: AbortSignal): Promise<string | undefined>;
+  /** whether contentKey reads content (files, a URL, a git ref) rather than answering at once */
+  keyReadsContent(v: Vertex): boolean;
   run(v: Vertex, inputs: R[], ctx: RunContext): Promise<R>;
   /** whether running v needs an emulator (shown in progress and the summary) */
   emulated(v: Vertex): boolean;
@@ -44,6 +46,12 @@ export interface SolveOptions {
   maxParallelism?: number;
   /** vertices that must run even when cached (`--no-cache`, `--no-cache-filter`) */
   noCache?: (v: Vertex) => boolean;
+  /**
+   * Start a step's inputs while its key still waits for content (see Solver.compute). Only
+   * safe to waste no work when every step that ever ran left a record, i.e. without imported
+   * caches, which may hold a step's record but not its inputs' (mode=min).
+   */
+  speculate?: boolean;
   signal?: AbortSignal;
 }
 
@@ -77,6 +85,9 @@ export class Solver<R> {
   private readonly keys = new Map<string, Promise<string>>();
   private readonly results = new Map<string, Promise<R>>();
   private readonly forced = new Map<string, boolean>();
+  private readonly slowKeys = new Map<string, boolean>();
+  /** digests whose result is being computed */
+  private readonly running = new Set<string>();
   private readonly semaphore: Semaphore;
   private readonly abort = new AbortController();
 
@@ -100,6 +111,8 @@ export class Solver<R> {
       const out = await Promise.all(roots.map((r) => this.result(r)));
       // inputs of a cache hit were never needed: they are cached too (as BuildKit shows them)
       for (const v of all) if (!this.results.has(v.digest)) this.progress.cached(v);
+      // inputs started ahead of a step that then hit the cache are not needed either
+      await this.settleSpeculation();
       return out;
     } catch (e) {
       this.abort.abort(e);
@@ -141,13 +154,39 @@ export class Solver<R> {
   private result(v: Vertex): Promise<R> {
     let p = this.results.get(v.digest);
     if (!p) {
-      p = this.compute(v);
+      this.running.add(v.digest);
+      p = this.compute(v).finally(() => this.running.delete(v.digest));
       this.results.set(v.digest, p);
     }
     return p;
   }
 
+  /** Whether v's key waits for content read by v or by a step before it. */
+  private slowKey(v: Vertex): boolean {
+    let slow = this.slowKeys.get(v.digest);
+    if (slow === undefined) {
+      slow = this.worker.keyReadsContent(v) || v.inputs.some((i) => this.slowKey(i));
+      this.slowKeys.set(v.digest, slow);
+    }
+    return slow;
+  }
+
+  /**
+   * Whatever still runs once the roots are done was started ahead of a step that hit the
+   * cache: cancel it and wait until it has cleaned up.
+   */
+  private async settleSpeculation(): Promise<void> {
+    if (this.running.size === 0) return;
+    this.abort.abort(new KilnError("E_CANCELED", "not needed: a later step was cached"));
+    await Promise.allSettled([...this.results.values()]);
+  }
+
   private async compute(v: Vertex): Promise<R> {
+    // A key that waits for content (a context checksum) would hold back the steps before it,
+    // which need no such wait: they start now. When they are not cached, the step cannot be
+    // either (its key includes theirs), so this only brings their work forward.
+    if (this.opts.speculate && this.slowKey(v))
+      for (const i of v.inputs) this.result(i).catch(() => undefined);
     const key = await this.cacheKey(v);
     if (!this.mustRun(v)) {
       const hit = await this.cache.load(key, v);

@@ -4,6 +4,7 @@ import { vertex, type Vertex } from "../../../src/graph/index.js";
 import {
   Solver,
   type ResultCache,
+  type RunContext,
   type VertexProgress,
   type Worker,
 } from "../../../src/solver/index.js";
@@ -17,19 +18,25 @@ class StringWorker implements Worker<string> {
   runs: string[] = [];
   active = 0;
   maxActive = 0;
+  /** names of steps whose key reads content, and the content key each resolves to */
+  readonly content = new Map<string, Promise<string>>();
   constructor(private readonly failOn?: string) {}
-  contentKey(): Promise<string | undefined> {
-    return Promise.resolve(undefined);
+  contentKey(v: Vertex): Promise<string | undefined> {
+    return this.content.get(v.name) ?? Promise.resolve(undefined);
+  }
+  keyReadsContent(v: Vertex): boolean {
+    return this.content.has(v.name);
   }
   emulated(): boolean {
     return false;
   }
-  async run(v: Vertex, inputs: string[]): Promise<string> {
+  async run(v: Vertex, inputs: string[], ctx?: RunContext): Promise<string> {
     this.runs.push(v.name);
     this.active++;
     this.maxActive = Math.max(this.maxActive, this.active);
     await new Promise((r) => setTimeout(r, 5));
     this.active--;
+    if (ctx?.signal.aborted) throw new KilnError("E_CANCELED", `${v.name} canceled`);
     if (v.name === this.failOn) throw new KilnError("E_STEP_FAILED", `${v.name} failed`);
     const args = v.op.kind === "exec" ? v.op.args.join(" ") : v.op.kind;
     return [...inputs, args].join("|");
@@ -152,4 +159,48 @@ test("the first failure is reported with the step name and fails the solve", asy
     (e: unknown) => e instanceof KilnError && e.message === "bad failed",
   );
   assert.ok(rec.events.includes("error bad: bad failed"));
+});
+
+test("with speculate, the steps before a key that waits for content run while it is read", async () => {
+  const a = exec(["a"], undefined);
+  const copy = exec(["copy"], exec(["b"], a));
+  const root = exec(["final"], copy);
+  const w = new StringWorker();
+  let read!: (key: string) => void;
+  w.content.set("copy", new Promise((resolve) => (read = resolve)));
+  const solving = new Solver(w, new MapCache(), new Recorder(), { speculate: true }).solve([root]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(w.runs, ["a", "b"], "a and b ran before copy's content was read");
+  read("checksum");
+  assert.deepEqual(await solving, ["a|b|copy|final"]);
+  assert.deepEqual(w.runs, ["a", "b", "copy", "final"]);
+
+  // without speculate nothing starts before every key is known
+  const w2 = new StringWorker();
+  let read2!: (key: string) => void;
+  w2.content.set("copy", new Promise((resolve) => (read2 = resolve)));
+  const solving2 = new Solver(w2, new MapCache(), new Recorder()).solve([root]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(w2.runs, []);
+  read2("checksum");
+  await solving2;
+});
+
+test("steps started ahead of a step that then hits the cache are canceled before solve returns", async () => {
+  const a = exec(["a"], undefined);
+  const copy = exec(["copy"], a);
+  const root = exec(["final"], copy);
+  const cache = new MapCache();
+  const w = new StringWorker();
+  w.content.set("copy", Promise.resolve("checksum"));
+  await new Solver(w, cache, new Recorder()).solve([root]);
+  // only the last step's record is left (as after a pruning that kept it)
+  const finalKey = await new Solver(w, cache, new Recorder()).cacheKey(root);
+  for (const k of [...cache.map.keys()]) if (k !== finalKey) cache.map.delete(k);
+  const w2 = new StringWorker();
+  w2.content.set("copy", new Promise((r) => setTimeout(() => { r("checksum"); }, 20)));
+  const [out] = await new Solver(w2, cache, new Recorder(), { speculate: true }).solve([root]);
+  assert.equal(out, "a|copy|final");
+  assert.equal(w2.active, 0, "nothing still runs once solve has returned");
+  assert.ok(!w2.runs.includes("final"));
 });
