@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 
 export const DEFAULT_HOSTNAME = "buildkitsandbox";
 
@@ -40,12 +40,18 @@ export function containerResolvConf(hostText: string, network: "none" | "host"):
  * The host's resolver config. With systemd-resolved's stub (127.0.0.53) as the only
  * nameserver, the upstream list systemd-resolved maintains is the useful one.
  */
-export async function hostResolvConf(): Promise<string> {
-  const read = (p: string) => readFile(p, "utf8").catch(() => undefined);
-  const main = (await read("/etc/resolv.conf")) ?? "";
+export function hostResolvConf(): string {
+  const read = (p: string) => {
+    try {
+      return readFileSync(p, "utf8");
+    } catch {
+      return undefined;
+    }
+  };
+  const main = read("/etc/resolv.conf") ?? "";
   const servers = [...main.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
   if (servers.length === 1 && servers[0] === "127.0.0.53") {
-    return (await read("/run/systemd/resolve/resolv.conf")) ?? main;
+    return read("/run/systemd/resolve/resolv.conf") ?? main;
   }
   return main;
 }

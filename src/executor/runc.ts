@@ -1,22 +1,23 @@
 import { randomBytes } from "node:crypto";
 import {
-  chown,
-  lstat,
-  mkdir,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  utimes,
-  writeFile,
-} from "node:fs/promises";
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { readFile, readdir, rm } from "node:fs/promises";
 import { dirname, join, posix, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { emulatedArgs, privateBinfmtRegistration } from "../emulation/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { isOwnerAlive, onCleanup, ownerTag, run, runChecked } from "../process/index.js";
 import { containerResolvConf, DEFAULT_HOSTNAME, hostResolvConf, hostsFile } from "./etcfiles.js";
-import { resolveInRoot } from "../rootpath/index.js";
+import { resolveInRootSync } from "../rootpath/index.js";
 import { buildRuntimeSpec, withDefaultPath, type IdMapping, type PrivateBinfmt } from "./spec.js";
 import type { ExecIO, ExecResult, ExecSpec, ExecutorOptions } from "./types.js";
 import { lookupUser, type ResolvedUser } from "./user.js";
@@ -30,23 +31,23 @@ function dirsOf(opts: ExecutorOptions) {
   return { runcRoot: join(stateDir, "runc"), bundles: join(stateDir, "bundles") };
 }
 
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    () => false,
-  );
+// The set-up and clean-up of a container are a few dozen metadata calls on small files: they
+// are synchronous, as a thread-pool round trip each would cost more than the calls.
+
+function exists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
 }
 
 /** Create the working directory if missing; every created level is owned by the user (like BuildKit). */
-async function ensureCwd(rootfs: string, cwd: string, user: ResolvedUser): Promise<void> {
-  const host = await resolveInRoot(rootfs, cwd, { followFinal: true });
+function ensureCwd(rootfs: string, cwd: string, user: ResolvedUser): void {
+  const host = resolveInRootSync(rootfs, cwd, { followFinal: true });
   const missing: string[] = [];
-  for (let p = host; p.startsWith(`${rootfs}/`) && !(await exists(p)); p = dirname(p)) {
+  for (let p = host; p.startsWith(`${rootfs}/`) && !exists(p); p = dirname(p)) {
     missing.unshift(p);
   }
   for (const p of missing) {
-    await mkdir(p, { mode: 0o755 });
-    await chown(p, user.uid, user.gid);
+    mkdirSync(p, { mode: 0o755 });
+    chownSync(p, user.uid, user.gid);
   }
 }
 
@@ -54,32 +55,29 @@ async function ensureCwd(rootfs: string, cwd: string, user: ResolvedUser): Promi
  * runc creates missing mount targets (files or dirs) in the rootfs; they are not part of what
  * the command changed, so the empty ones are removed afterwards, keeping the parent's times.
  */
-async function mountStubs(
-  rootfs: string,
-  targets: readonly string[],
-): Promise<() => Promise<void>> {
+function mountStubs(rootfs: string, targets: readonly string[]): () => void {
   // each missing target and the missing directories above it, deepest first (runc makes
   // them all; BuildKit removes them all again when they stayed empty)
   const stubs: { target: string; host: string }[] = [];
   for (const target of targets) {
     for (let t = target; t !== "/" && t !== "." && t !== ""; t = posix.dirname(t)) {
-      const host = await resolveInRoot(rootfs, t, { followFinal: true });
-      if (host === rootfs || (await exists(host))) break;
+      const host = resolveInRootSync(rootfs, t, { followFinal: true });
+      if (host === rootfs || exists(host)) break;
       if (!stubs.some((s) => s.host === host)) stubs.push({ target: t, host });
     }
   }
   stubs.sort((a, b) => b.host.length - a.host.length);
-  return async () => {
+  return () => {
     for (const { target, host } of stubs) {
       // Re-resolve so a symlink planted by the command cannot redirect the removal.
-      if ((await resolveInRoot(rootfs, target, { followFinal: true })) !== host) continue;
-      const st = await lstat(host).catch(() => undefined);
+      if (resolveInRootSync(rootfs, target, { followFinal: true }) !== host) continue;
+      const st = lstatSync(host, { throwIfNoEntry: false });
       if (!st) continue;
-      const empty = st.isDirectory() ? (await readdir(host)).length === 0 : st.size === 0;
+      const empty = st.isDirectory() ? readdirSync(host).length === 0 : st.size === 0;
       if (!empty) continue;
-      const parent = await stat(dirname(host)).catch(() => undefined);
-      await rm(host, { recursive: true });
-      if (parent) await utimes(dirname(host), parent.atime, parent.mtime);
+      const parent = statSync(dirname(host), { throwIfNoEntry: false });
+      rmSync(host, { recursive: true });
+      if (parent) utimesSync(dirname(host), parent.atime, parent.mtime);
     }
   };
 }
@@ -88,8 +86,8 @@ async function mountStubs(
  * Each range of this process's own uid or gid map (`/proc/self/uid_map`), mapped to itself:
  * the whole id space on a host, whatever kiln has when it runs in a user namespace itself.
  */
-async function identityMap(file: string): Promise<IdMapping[]> {
-  const text = await readFile(file, "utf8");
+function identityMap(file: string): IdMapping[] {
+  const text = readFileSync(file, "utf8");
   return text
     .split("\n")
     .map((line) => line.trim().split(/\s+/).map(Number))
@@ -104,8 +102,8 @@ async function privateBinfmtFor(spec: ExecSpec): Promise<PrivateBinfmt | undefin
   if (register === undefined) return undefined;
   return {
     register,
-    uidMappings: await identityMap("/proc/self/uid_map"),
-    gidMappings: await identityMap("/proc/self/gid_map"),
+    uidMappings: identityMap("/proc/self/uid_map"),
+    gidMappings: identityMap("/proc/self/gid_map"),
   };
 }
 
@@ -157,14 +155,14 @@ export async function runContainer(
     );
   }
   if (io.signal?.aborted) throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
-  await mkdir(runcRoot, { recursive: true, mode: 0o700 });
-  await mkdir(bundles, { recursive: true, mode: 0o700 });
+  mkdirSync(runcRoot, { recursive: true, mode: 0o700 });
+  mkdirSync(bundles, { recursive: true, mode: 0o700 });
   // the owner is in the bundle's name, so a concurrent kiln's stale sweep never sees a bundle
   // whose owner it cannot tell yet
   const owner = await ownerTag();
   const bundle = join(bundles, bundleName(owner, id));
   try {
-    await mkdir(bundle);
+    mkdirSync(bundle);
   } catch (e) {
     throw new KilnError("E_EXEC_ID", `container ${id} already has a bundle: ${messageOf(e)}`, {
       hint: "Use a unique container id, or run cleanupStaleContainers.",
@@ -174,8 +172,8 @@ export async function runContainer(
   const removeAll = async () => {
     // `runc run` deletes the container when its process exits; only a runc that was itself
     // killed leaves state behind (one process less per step when nothing is left)
-    if (await exists(join(runcRoot, id))) await deleteContainer(runcRoot, id);
-    await rm(bundle, { recursive: true, force: true });
+    if (exists(join(runcRoot, id))) await deleteContainer(runcRoot, id);
+    rmSync(bundle, { recursive: true, force: true });
   };
   const unregister = onCleanup(`container ${id}`, removeAll);
   const cleanup = async () => {
@@ -197,8 +195,8 @@ export async function runContainer(
 }
 
 /** kiln's own effective capabilities: all an insecure RUN can get. */
-async function ownCapabilities(): Promise<bigint> {
-  const status = await readFile("/proc/self/status", "utf8");
+function ownCapabilities(): bigint {
+  const status = readFileSync("/proc/self/status", "utf8");
   return BigInt("0x" + (/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0"));
 }
 
@@ -209,9 +207,9 @@ async function runInBundle(
 ): Promise<ExecResult> {
   const { id, runcRoot, bundle } = ctx;
   const rootfs = resolve(spec.rootfs);
-  const user = await lookupUser(rootfs, spec.user ?? "");
+  const user = lookupUser(rootfs, spec.user ?? "");
   const env = withDefaultPath(spec.env);
-  await ensureCwd(rootfs, spec.cwd, user);
+  ensureCwd(rootfs, spec.cwd, user);
   const pathEnv = env.findLast((e) => e.startsWith("PATH="))?.slice("PATH=".length);
   const args = spec.emulator
     ? await emulatedArgs(rootfs, spec.args, { pathEnv, cwd: spec.cwd })
@@ -219,8 +217,8 @@ async function runInBundle(
 
   const hostsPath = join(bundle, "hosts");
   const resolvConfPath = join(bundle, "resolv.conf");
-  await writeFile(hostsPath, hostsFile(spec.hostname ?? DEFAULT_HOSTNAME, spec.extraHosts ?? []));
-  await writeFile(resolvConfPath, containerResolvConf(await hostResolvConf(), spec.network));
+  writeFileSync(hostsPath, hostsFile(spec.hostname ?? DEFAULT_HOSTNAME, spec.extraHosts ?? []));
+  writeFileSync(resolvConfPath, containerResolvConf(hostResolvConf(), spec.network));
   const privateBinfmt = await privateBinfmtFor(spec);
   const config = {
     ...buildRuntimeSpec({
@@ -231,13 +229,13 @@ async function runInBundle(
       hostsPath,
       resolvConfPath,
       privateBinfmt,
-      ownCapabilities: spec.security === "insecure" ? await ownCapabilities() : undefined,
+      ownCapabilities: spec.security === "insecure" ? ownCapabilities() : undefined,
     }),
     annotations: { [OWNER_ANNOTATION]: ctx.owner },
   };
-  await writeFile(join(bundle, "config.json"), JSON.stringify(config));
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
 
-  const removeStubs = await mountStubs(rootfs, [
+  const removeStubs = mountStubs(rootfs, [
     "/etc/resolv.conf",
     "/etc/hosts",
     ...spec.mounts.map((m) => m.target),
@@ -259,7 +257,7 @@ async function runInBundle(
     void killLoop();
   };
   if (io.signal?.aborted) {
-    await removeStubs();
+    removeStubs();
     throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
   }
   io.signal?.addEventListener("abort", onAbort, { once: true });
@@ -279,7 +277,7 @@ async function runInBundle(
   } finally {
     closed = true;
     io.signal?.removeEventListener("abort", onAbort);
-    await removeStubs();
+    removeStubs();
   }
   if (aborted) throw new KilnError("E_EXEC_ABORTED", `container ${id}: aborted`);
   if (exitCode !== 0) {

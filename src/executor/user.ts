@@ -1,6 +1,6 @@
-import { open } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { KilnError } from "../errors.js";
-import { resolveInRoot } from "../rootpath/index.js";
+import { resolveInRootSync } from "../rootpath/index.js";
 
 export interface PasswdEntry {
   name: string;
@@ -123,31 +123,30 @@ export function resolveUser(
 const MAX_USER_FILE_BYTES = 10 * 1024 * 1024;
 
 /** Read a small regular file inside rootfs (symlinks confined to it); undefined if absent. */
-export async function readRootFile(rootfs: string, path: string): Promise<string | undefined> {
-  const host = await resolveInRoot(rootfs, path, { followFinal: true });
-  let fh;
+export function readRootFile(rootfs: string, path: string): string | undefined {
+  const host = resolveInRootSync(rootfs, path, { followFinal: true });
+  let fd;
   try {
-    fh = await open(host, "r");
+    fd = openSync(host, "r");
   } catch {
     return undefined;
   }
   try {
-    const st = await fh.stat();
+    const st = fstatSync(fd);
     if (!st.isFile()) return undefined;
     if (st.size > MAX_USER_FILE_BYTES) {
       throw new KilnError("E_EXEC_USER", `${path} in the image is larger than 10 MiB`);
     }
-    return await fh.readFile("utf8");
+    return readFileSync(fd, "utf8");
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
-/** Resolve a USER value against the rootfs's /etc/passwd and /etc/group. */
-export async function lookupUser(rootfs: string, spec: string): Promise<ResolvedUser> {
-  return resolveUser(
-    spec,
-    await readRootFile(rootfs, "/etc/passwd"),
-    await readRootFile(rootfs, "/etc/group"),
-  );
+/**
+ * Resolve a USER value against the rootfs's /etc/passwd and /etc/group (small files, read
+ * synchronously when a container is set up).
+ */
+export function lookupUser(rootfs: string, spec: string): ResolvedUser {
+  return resolveUser(spec, readRootFile(rootfs, "/etc/passwd"), readRootFile(rootfs, "/etc/group"));
 }

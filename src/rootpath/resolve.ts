@@ -5,7 +5,7 @@
  * The one implementation for fileops (COPY/ADD), the executor (cwd, mount targets, users)
  * and emulation (finding a program in a rootfs).
  */
-import { lstat, readlink } from "node:fs/promises";
+import { lstatSync, readlinkSync } from "node:fs";
 import { posix, join } from "node:path";
 import { KilnError } from "../errors.js";
 
@@ -27,17 +27,28 @@ function isNotFound(e: unknown): boolean {
   );
 }
 
+interface ResolveOptions {
+  followFinal: boolean;
+  onSymlink?: (host: string) => void;
+}
+
 /**
  * The host path of `p` inside `root`. Intermediate symlinks are always followed (scoped);
  * the final component is followed only with `followFinal`. Missing components are fine:
  * the result is where they would be created. `onSymlink` hears the host path of every symlink
- * followed.
+ * followed. A failure rejects the promise.
  */
-export async function resolveInRoot(
-  root: string,
-  p: string,
-  opts: { followFinal: boolean; onSymlink?: (host: string) => void },
-): Promise<string> {
+export function resolveInRoot(root: string, p: string, opts: ResolveOptions): Promise<string> {
+  return new Promise((resolve) => {
+    resolve(resolveInRootSync(root, p, opts));
+  });
+}
+
+/**
+ * resolveInRoot, synchronously: a resolution is a few lstat calls, each much cheaper than a
+ * thread-pool round trip.
+ */
+export function resolveInRootSync(root: string, p: string, opts: ResolveOptions): string {
   let pending = cleanInRoot(p).split("/").filter(Boolean);
   const resolved: string[] = [];
   let links = 0;
@@ -56,7 +67,7 @@ export async function resolveInRoot(
     }
     let isLink = false;
     try {
-      isLink = (await lstat(host)).isSymbolicLink();
+      isLink = lstatSync(host).isSymbolicLink();
     } catch (e) {
       if (!isNotFound(e)) throw e;
     }
@@ -70,7 +81,7 @@ export async function resolveInRoot(
       });
     }
     opts.onSymlink?.(host);
-    const target = await readlink(host);
+    const target = readlinkSync(host);
     const rest = target.split("/").filter(Boolean);
     if (target.startsWith("/")) resolved.length = 0;
     pending = [...rest, ...pending];

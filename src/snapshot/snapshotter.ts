@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
@@ -206,7 +207,7 @@ export class Snapshotter {
 
   /** Mount a tiny overlay and check that a write lands in the upperdir; returns why not. */
   async #probeOverlay(): Promise<unknown> {
-    const ws = await this.#workspace("probe");
+    const ws = this.#workspace("probe");
     try {
       for (const d of ["lower", "upper", "work", "merged"]) await mkdir(join(ws.dir, d));
       await mountOverlay(
@@ -225,9 +226,9 @@ export class Snapshotter {
     }
   }
 
-  async #workspace(name: string): Promise<Workspace> {
+  #workspace(name: string): Workspace {
     const dir = join(this.#activeRoot, `${this.#ownerTag}-${randomBytes(4).toString("hex")}`);
-    await mkdir(dir);
+    mkdirSync(dir);
     const ws: Workspace = { dir, mounted: undefined, done: false, unregister: () => undefined };
     ws.unregister = onCleanup(`snapshot workspace ${name}`, async () => {
       if (ws.mounted) await unmount(ws.mounted);
@@ -264,7 +265,7 @@ export class Snapshotter {
     await this.driver();
     let meta: SnapshotInfo;
     try {
-      meta = JSON.parse(await readFile(join(this.#dir(id), "meta.json"), "utf8")) as SnapshotInfo;
+      meta = JSON.parse(readFileSync(join(this.#dir(id), "meta.json"), "utf8")) as SnapshotInfo;
     } catch (e) {
       if (isErrno(e, "ENOENT")) return undefined;
       throw new KilnError(
@@ -358,7 +359,7 @@ export class Snapshotter {
     await this.#requireAll(parents);
     const claim = this.#claim(id, parents);
     try {
-      const w = await this.#workspace(id);
+      const w = this.#workspace(id);
       claim.ws = w;
       const free = async () => {
         this.#inUse.delete(id);
@@ -371,7 +372,7 @@ export class Snapshotter {
         await this.#copyTree(base?.path, rootfs);
         return { id, driver, rootfs, upperdir: rootfs, base: base?.path, release: free };
       }
-      for (const d of ["upper", "work", "merged"]) await mkdir(join(w.dir, d));
+      for (const d of ["upper", "work", "merged"]) mkdirSync(join(w.dir, d));
       const rel = `../active/${w.dir.slice(w.dir.lastIndexOf("/") + 1)}`;
       const upper = { upper: `${rel}/upper`, work: `${rel}/work` };
       const chain = await this.#fitChain([...parents], upper);
@@ -402,10 +403,13 @@ export class Snapshotter {
     const driver = await this.driver();
     await this.#requireAll(parents);
     const claim = this.#claim(id, parents);
-    const ws = await this.#workspace(id).catch((e: unknown) => {
+    let ws: Workspace;
+    try {
+      ws = this.#workspace(id);
+    } catch (e) {
       this.#inUse.delete(id);
       throw e;
-    });
+    }
     claim.ws = ws;
     const dir = join(ws.dir, "upper");
     const free = async () => {
@@ -501,7 +505,7 @@ export class Snapshotter {
       }
     }
     this.#known.delete(id);
-    const ws = await this.#workspace(`remove ${id}`);
+    const ws = this.#workspace(`remove ${id}`);
     // Renaming first means a crash mid-delete never leaves a half-deleted visible snapshot.
     await rename(this.#dir(id), join(ws.dir, "gone"));
     await this.#discard(ws);
@@ -530,7 +534,7 @@ export class Snapshotter {
 
   async #flatten(chain: string[], flatId: string): Promise<void> {
     const fitted = await this.#fitChain(chain, {});
-    const ws = await this.#workspace(`flatten ${flatId}`);
+    const ws = this.#workspace(`flatten ${flatId}`);
     try {
       let source = this.path(fitted[0]!);
       if (fitted.length > 1) {
@@ -598,7 +602,7 @@ export class Snapshotter {
     const flatId = flatSnapshotId(chain);
     if (!(await this.exists(flatId))) {
       const below = await this.#treeOf(chain.slice(0, -1));
-      const ws = await this.#workspace(`flatten ${flatId}`);
+      const ws = this.#workspace(`flatten ${flatId}`);
       try {
         await this.#publishFlat(ws, flatId, "copy", async (fs) => {
           await this.#copyTree(below?.path, fs);
