@@ -97,17 +97,20 @@ export async function storeAttestations(
   target: Descriptor,
   statements: readonly Statement[],
 ): Promise<StoredAttestations> {
-  const layers: Descriptor[] = [];
-  for (const s of statements) {
-    const info = await content.putBytes(encodeJSON(s));
-    layers.push({
-      mediaType: IN_TOTO_MEDIA_TYPE,
-      digest: info.digest,
-      size: info.size,
-      annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType },
-    });
-  }
-  await content.putBytes(Buffer.from("{}"));
+  const [layers] = await Promise.all([
+    Promise.all(
+      statements.map(async (s): Promise<Descriptor> => {
+        const info = await content.putBytes(encodeJSON(s));
+        return {
+          mediaType: IN_TOTO_MEDIA_TYPE,
+          digest: info.digest,
+          size: info.size,
+          annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType },
+        };
+      }),
+    ),
+    content.putBytes(Buffer.from("{}")),
+  ]);
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,

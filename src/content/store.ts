@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, renameSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, renameSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError, messageOf } from "../errors.js";
 import { MediaType } from "../oci/mediatypes.js";
-import { encodeJSON, sha256Hex } from "../oci/encode.js";
+import { digestOf, encodeJSON, sha256Hex } from "../oci/encode.js";
 import { parseIndex } from "../oci/parse.js";
 import type { Descriptor, Digest, ImageIndex } from "../oci/types.js";
 import { syncDir } from "../durable.js";
@@ -123,8 +123,17 @@ export class ContentStore {
     }
   }
 
-  putBytes(bytes: Uint8Array, expected: Expected = {}): Promise<BlobInfo> {
-    return this.ingest(Readable.from([bytes]), expected);
+  /**
+   * Store a small blob held in memory. One already stored is not written again: a blob path
+   * only ever holds complete, verified content, and the write would cost two fsyncs.
+   */
+  async putBytes(bytes: Uint8Array, expected: Expected = {}): Promise<BlobInfo> {
+    if (expected.digest !== undefined) hexOf(expected.digest);
+    const info = { digest: digestOf(bytes), size: bytes.length };
+    checkExpected(info, expected, "content being stored");
+    if (statSync(this.path(info.digest), { throwIfNoEntry: false })?.size === info.size)
+      return info;
+    return await this.ingest(Readable.from([bytes]), expected);
   }
 
   /** A stream of the blob that fails at its end with E_DIGEST_MISMATCH if the file is corrupt. */

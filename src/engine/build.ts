@@ -315,7 +315,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       });
     background = [layerBlobs, pushAhead];
     const solver = new Solver<FsResult>(
-      preparingWorker(worker, roots, layerBlobs, targets.length > 1),
+      preparingWorker(worker, roots, layerBlobs),
       remoteCache.results,
       progress,
       {

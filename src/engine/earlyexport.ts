@@ -36,15 +36,11 @@ export function imageLayerVertices(roots: readonly Vertex[]): Set<string> {
   return out;
 }
 
-/**
- * The worker, handing each new image layer to `layers` as soon as its step has run. In a
- * multi-platform build a file op's layer may have twins (the same COPY in every platform).
- */
+/** The worker, handing each new image layer to `layers` as soon as its step has run. */
 export function preparingWorker(
   worker: Worker<FsResult>,
   roots: readonly Vertex[],
   layers: LayerBlobs,
-  multiPlatform: boolean,
 ): Worker<FsResult> {
   const wanted = imageLayerVertices(roots);
   return {
@@ -55,9 +51,7 @@ export function preparingWorker(
       const r = await worker.run(v, inputs, ctx);
       if (wanted.has(v.digest)) {
         // a pulled image: all its layers; a step: the layer it made
-        const twins = multiPlatform && v.op.kind === "file";
-        for (const l of r.layers)
-          if (!l.producer || l.producer === v.digest) layers.prepare(l, twins && !!l.producer);
+        for (const l of r.layers) if (!l.producer || l.producer === v.digest) layers.prepare(l);
       }
       return r;
     },

@@ -13,6 +13,7 @@ import {
   layerCompression,
   layerMediaType,
   emptyIndex,
+  digestOf,
   encodeJSON,
   goImageConfig,
   fromPlatform,
@@ -217,41 +218,43 @@ export async function assembleImages(
   const parallelism = opts.parallelism ?? 2;
   // layers shared between platforms (a common base) are resolved once
   const blobOf = (l: LayerRecord): Promise<BlobRecord> => layers.blobOf(l);
-  const platforms: AssembledPlatform[] = [];
-  for (const img of images) {
-    const blobs = await mapBounded(img.result.layers, parallelism, blobOf);
-    const config = finalConfig(img, blobs, opts.epoch);
-    const configBytes = encodeJSON(config);
-    const configInfo = await deps.content.putBytes(configBytes);
-    const configDesc: Descriptor = {
-      mediaType: opts.ociMediaTypes ? MediaType.ociConfig : MediaType.dockerConfig,
-      digest: configInfo.digest,
-      size: configInfo.size,
-    };
-    const layers: Descriptor[] = blobs.map((b) => ({
-      mediaType: layerTypeIn(b.mediaType, opts.ociMediaTypes),
-      digest: b.digest,
-      size: b.size,
-    }));
-    const manifest = setAnnotations(
-      manifestFor(configDesc, layers, {
-        mediaType: opts.ociMediaTypes ? MediaType.ociManifest : MediaType.dockerManifest,
-      }),
-      notes.manifest(img.platform),
-    );
-    const manifestBytes = encodeJSON(manifest, 2);
-    const info = await deps.content.putBytes(manifestBytes);
-    const manifestDesc = setAnnotations<Descriptor>(
-      {
-        mediaType: manifest.mediaType ?? MediaType.ociManifest,
-        digest: info.digest,
-        size: info.size,
-        platform: fromPlatform(img.platform),
-      },
-      notes.manifestDescriptor(img.platform),
-    );
-    platforms.push({ platform: img.platform, manifest, manifestDesc, configDesc });
-  }
+  // platforms at once: each small blob written costs fsyncs, not CPU
+  const platforms = await Promise.all(
+    images.map(async (img): Promise<AssembledPlatform> => {
+      const blobs = await mapBounded(img.result.layers, parallelism, blobOf);
+      const config = finalConfig(img, blobs, opts.epoch);
+      const configBytes = encodeJSON(config);
+      const configStored = deps.content.putBytes(configBytes);
+      const configDesc: Descriptor = {
+        mediaType: opts.ociMediaTypes ? MediaType.ociConfig : MediaType.dockerConfig,
+        digest: digestOf(configBytes),
+        size: configBytes.length,
+      };
+      const layers: Descriptor[] = blobs.map((b) => ({
+        mediaType: layerTypeIn(b.mediaType, opts.ociMediaTypes),
+        digest: b.digest,
+        size: b.size,
+      }));
+      const manifest = setAnnotations(
+        manifestFor(configDesc, layers, {
+          mediaType: opts.ociMediaTypes ? MediaType.ociManifest : MediaType.dockerManifest,
+        }),
+        notes.manifest(img.platform),
+      );
+      const manifestBytes = encodeJSON(manifest, 2);
+      const [, info] = await Promise.all([configStored, deps.content.putBytes(manifestBytes)]);
+      const manifestDesc = setAnnotations<Descriptor>(
+        {
+          mediaType: manifest.mediaType ?? MediaType.ociManifest,
+          digest: info.digest,
+          size: info.size,
+          platform: fromPlatform(img.platform),
+        },
+        notes.manifestDescriptor(img.platform),
+      );
+      return { platform: img.platform, manifest, manifestDesc, configDesc };
+    }),
+  );
   const attestations = await attestationManifests(deps, platforms, opts);
   const index = setAnnotations(
     appendManifests(
@@ -281,10 +284,9 @@ async function attestationManifests(
   platforms: readonly AssembledPlatform[],
   opts: AssembleOptions,
 ): Promise<StoredAttestations[]> {
-  const out: StoredAttestations[] = [];
-  for (const [i, p] of platforms.entries()) {
+  const stored = platforms.map(async (p, i): Promise<StoredAttestations | undefined> => {
     const atts = opts.attestations?.[i] ?? [];
-    if (atts.length === 0) continue;
+    if (atts.length === 0) return undefined;
     if (!opts.ociMediaTypes) {
       throw new KilnError("E_OUTPUT", 'cannot export attestations with "oci-mediatypes=false"', {
         hint: "drop oci-mediatypes=false, or build with --provenance=false (and no --sbom/--attest)",
@@ -296,13 +298,11 @@ async function attestationManifests(
       digest: p.manifestDesc.digest,
       size: p.manifestDesc.size,
     };
-    out.push(
-      await storeAttestations(
-        deps.content,
-        target,
-        atts.map((a) => statementOf(a, subject)),
-      ),
+    return storeAttestations(
+      deps.content,
+      target,
+      atts.map((a) => statementOf(a, subject)),
     );
-  }
-  return out;
+  });
+  return (await Promise.all(stored)).filter((a) => a !== undefined);
 }

@@ -3,13 +3,11 @@
  * compressed as soon as its step ends, while later steps still run (`prepare`), and the image
  * assembly then finds it done (`blobOf`). Each blob is compressed straight into the content
  * store, hashed on both sides as it is written. Pulled layers recompressed to another format
- * are shared by diffID. A built layer that may have twins (the same file op in each platform of
- * a multi-platform build, e.g. a COPY of the context into the same base) is hashed before it
- * is compressed, and twins with one diffID share one blob: compressed and pushed once. Other
- * built layers are not hashed ahead: a RUN's output differs by its files' times, and the extra
- * pass would only delay its compression (measured on the bench's simple workload).
+ * are shared by diffID. Built layers are compressed in one pass, never hashed ahead: twins (the
+ * same file op in each platform of a multi-platform build) compress to the same bytes, so they
+ * are one blob in the store and one upload, and a second pass to spot them would cost more than
+ * the compression it saves (igzip compresses faster than a layer is read).
  */
-import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { compressLayerTo, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
@@ -47,7 +45,6 @@ function blobKey(opts: LayerBlobOptions, withEpoch: boolean): string {
 export class LayerBlobs {
   private readonly bySnapshot = new Map<string, Promise<BlobRecord>>();
   private readonly byDiffID = new Map<string, Promise<BlobRecord>>();
-  private readonly twinCandidates = new Set<string>();
   private readonly lanes: Lanes;
   private readonly listeners: ((blob: BlobRecord) => void)[] = [];
 
@@ -63,12 +60,8 @@ export class LayerBlobs {
     this.listeners.push(fn);
   }
 
-  /**
-   * Starts making a layer's blob in the background; its failure surfaces from `blobOf`.
-   * `mayHaveTwins`: another platform's step may have made the same layer (hash it first).
-   */
-  prepare(layer: LayerRecord, mayHaveTwins = false): void {
-    if (mayHaveTwins) this.twinCandidates.add(layer.snapshot);
+  /** Starts making a layer's blob in the background; its failure surfaces from `blobOf`. */
+  prepare(layer: LayerRecord): void {
     this.blobOf(layer).catch(() => undefined);
   }
 
@@ -108,16 +101,11 @@ export class LayerBlobs {
         ? decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType)
         : this.deps.snapshots.diff(layer.snapshot, { mtime: this.opts.epoch });
     let blob: Promise<BlobRecord> | undefined;
-    const diffID = pulled
-      ? pulled.diffID
-      : this.twinCandidates.has(layer.snapshot)
-        ? await this.lanes.run(async () => digestOf(await tar()))
-        : undefined;
-    if (diffID !== undefined) {
-      const same = `${key} ${diffID}`;
+    if (pulled) {
+      const same = `${key} ${pulled.diffID}`;
       blob = this.byDiffID.get(same);
       if (!blob) {
-        blob = this.lanes.run(() => this.compress(tar, diffID));
+        blob = this.lanes.run(() => this.compress(tar, pulled.diffID));
         this.byDiffID.set(same, blob);
       }
     } else {
@@ -147,11 +135,4 @@ export class LayerBlobs {
     }
     return { digest: c.digest, size: c.size, mediaType: c.mediaType, diffID: c.diffID };
   }
-}
-
-/** The sha256 of a stream, read to its end. */
-async function digestOf(stream: Readable): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of stream) h.update(chunk as Buffer);
-  return `sha256:${h.digest("hex")}`;
 }
