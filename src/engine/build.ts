@@ -465,6 +465,10 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   } finally {
     for (const b of background) await b.settle();
     client.close();
+    // later builds only trust snapshots that reached the disk: wait for the last flush
+    await state.snapshots.durable().catch((e: unknown) => {
+      sink.write({ type: "warning", message: messageOf(e) });
+    });
   }
 }
 

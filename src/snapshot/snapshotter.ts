@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
@@ -27,13 +27,20 @@ import {
  *
  *   driver                         the driver this root was created with
  *   snapshots/<key>/fs             a committed snapshot's files (immutable)
- *   snapshots/<key>/meta.json      { id, parents, driver, created }
+ *   snapshots/<key>/meta.json      { id, parents, driver, created, owner }
+ *   snapshots/<key>/synced         present once the snapshot's files are on disk
  *   snapshots/.empty               the lower dir of a mount without parents
  *   active/<pid>-<start>-<rand>/   one workspace per prepare/newEmpty/flatten, owned by a process
  *
  * <key> is a short hash of the id so ~250 lowerdirs fit in the one page mount(2) accepts when
  * they are given relative to snapshots/; meta.json's id guards against collisions. A snapshot
  * becomes visible only by renaming a completed workspace dir into snapshots/.
+ *
+ * Durability is off the build's path: a snapshot is published at once and a background syncfs
+ * (coalescing every snapshot published meanwhile) then marks it `synced`. One without the mark
+ * whose publishing process is gone was cut off by a crash, and its files may be incomplete: it
+ * counts as absent (and is replaced when the step runs again). Cache records may name a
+ * snapshot before it is synced; they are only used while it counts as present.
  *
  * Drivers: "overlay" — a committed snapshot is a diff (the overlay upperdir, with overlay-style
  * whiteouts: 0/0 character devices and trusted.overlay.opaque=y dirs), mounted over its parent
@@ -76,6 +83,8 @@ export interface SnapshotInfo {
   parents: string[];
   driver: SnapshotDriver;
   created: string;
+  /** The process that published it (ownerTag); absent in snapshots synced before publishing. */
+  owner?: string;
 }
 
 interface Active {
@@ -124,6 +133,7 @@ interface Claim {
 }
 
 const EMPTY = ".empty";
+const SYNCED = "synced";
 
 function keyOf(id: string): string {
   return createHash("sha256").update(id).digest("hex").slice(0, 12);
@@ -145,6 +155,11 @@ export class Snapshotter {
   #ownerTag = "";
   /** Active id → its parents, the committed ids its mount reads from, and its workspace. */
   readonly #inUse = new Map<string, Claim>();
+  /** Ids this process published, and those of them waiting for the next syncfs. */
+  readonly #mine = new Set<string>();
+  readonly #unsynced = new Set<string>();
+  #syncing: Promise<void> | undefined;
+  #syncError: unknown;
 
   constructor(root: string, opts: SnapshotterOptions = {}) {
     this.root = resolve(root);
@@ -286,8 +301,60 @@ export class Snapshotter {
         },
       );
     }
+    if (await this.#cutOff(id, meta)) return undefined;
     this.#known.add(id);
     return meta;
+  }
+
+  /** Published but never synced by a process that is gone: its files may be incomplete. */
+  async #cutOff(id: string, meta: SnapshotInfo): Promise<boolean> {
+    if (meta.owner === undefined || this.#mine.has(id)) return false;
+    if (existsSync(join(this.#dir(id), SYNCED))) return false;
+    return !(await isOwnerAlive(meta.owner));
+  }
+
+  /**
+   * Resolves once every snapshot this process published is on disk; rejects with
+   * E_SNAPSHOT_SYNC when a syncfs failed (those snapshots then count as absent to later builds).
+   */
+  async durable(): Promise<void> {
+    while (this.#syncing) await this.#syncing;
+    if (this.#syncError !== undefined) {
+      const cause = this.#syncError;
+      this.#syncError = undefined;
+      throw new KilnError("E_SNAPSHOT_SYNC", `flushing snapshots: ${messageOf(cause)}`, {
+        hint: "check the disk holding the state dir; the steps will run again next time",
+        cause,
+      });
+    }
+  }
+
+  /** One syncfs at a time, each covering every snapshot published before it started. */
+  #syncSoon(id: string): void {
+    this.#unsynced.add(id);
+    this.#syncing ??= this.#syncAll().finally(() => {
+      this.#syncing = undefined;
+    });
+  }
+
+  async #syncAll(): Promise<void> {
+    while (this.#unsynced.size > 0) {
+      const ids = [...this.#unsynced];
+      this.#unsynced.clear();
+      try {
+        await runBriefChecked("sync", ["-f", this.#snapshots], { errorCode: "E_SNAPSHOT_SYNC" });
+      } catch (e) {
+        this.#syncError = e;
+        return;
+      }
+      for (const id of ids) {
+        try {
+          writeFileSync(join(this.#dir(id), SYNCED), "");
+        } catch (e) {
+          if (!isErrno(e, "ENOENT")) this.#syncError = e; // ENOENT: removed meanwhile
+        }
+      }
+    }
   }
 
   /** Where committed snapshots and active workspaces live (for `kiln du`/`prune`). */
@@ -463,7 +530,7 @@ export class Snapshotter {
       const staging = join(ws.dir, "commit");
       await mkdir(staging);
       await rename(active.upperdir, join(staging, "fs"));
-      const meta = {
+      const meta: SnapshotInfo = {
         id: newId,
         parents: [...claim.parents],
         driver,
@@ -475,18 +542,27 @@ export class Snapshotter {
     }
   }
 
-  /** Write meta.json, flush, and make the snapshot visible with one rename. */
+  /**
+   * Write meta.json and make the snapshot visible with one rename; it is flushed to disk in
+   * the background (see durable). One left by a crash before its flush is replaced.
+   */
   async #publish(staging: string, meta: SnapshotInfo, allowExisting = false): Promise<void> {
-    await writeFile(join(staging, "meta.json"), `${JSON.stringify(meta)}\n`);
-    // syncfs: the layer's files must be on disk before the rename makes them reachable.
-    await runBriefChecked("sync", ["-f", join(staging, "meta.json")], {
-      errorCode: "E_SNAPSHOT_SYNC",
-    });
-    try {
+    const owned = { ...meta, owner: this.#ownerTag };
+    await writeFile(join(staging, "meta.json"), `${JSON.stringify(owned)}\n`);
+    const publish = async () => {
       await rename(staging, this.#dir(meta.id));
       this.#known.add(meta.id);
+      this.#mine.add(meta.id);
+      this.#syncSoon(meta.id);
+    };
+    try {
+      await publish();
     } catch (e) {
       if (!isErrno(e, "EEXIST", "ENOTEMPTY")) throw e;
+      if (!this.#known.has(meta.id) && (await this.info(meta.id)) === undefined) {
+        await rm(this.#dir(meta.id), { recursive: true, force: true });
+        return publish();
+      }
       if (allowExisting) return;
       throw new KilnError("E_SNAPSHOT_EXISTS", `snapshot ${meta.id} already exists`, {
         hint: "Check exists() before building a snapshot, or remove the old one first.",

@@ -243,3 +243,36 @@ test("cleanupStale unmounts and removes what a SIGKILLed process left", async ()
   assert.deepEqual(await readdir(join(root, "active")), []);
   assert.ok(await s.exists("a"));
 });
+
+test("a snapshot is flushed in the background; one a crash cut off before its flush counts as absent and is replaced", async () => {
+  const root = await freshRoot("durable");
+  const s = new Snapshotter(root);
+  await layer(s, "kept", [], { f: "kept" });
+  await layer(s, "cut", [], { f: "old" });
+  await layer(s, "inflight", [], { f: "live" });
+  await s.durable();
+  const dirOf = (id: string) => join(s.path(id), "..");
+  for (const id of ["kept", "cut", "inflight"])
+    assert.ok((await stat(join(dirOf(id), "synced"))).isFile(), `${id} is marked synced`);
+  // "cut": published by a process that died before the flush (same pid, another start time)
+  await rm(join(dirOf("cut"), "synced"));
+  const meta = JSON.parse(await readFile(join(dirOf("cut"), "meta.json"), "utf8")) as {
+    owner: string;
+  };
+  await writeFile(
+    join(dirOf("cut"), "meta.json"),
+    JSON.stringify({ ...meta, owner: `${process.pid}-1` }),
+  );
+  // "inflight": not flushed yet, but its publisher (this process) is alive
+  await rm(join(dirOf("inflight"), "synced"));
+
+  const later = new Snapshotter(root);
+  assert.equal(await later.exists("kept"), true);
+  assert.equal(await later.exists("inflight"), true, "a live publisher's snapshot counts");
+  assert.equal(await later.exists("cut"), false, "cut off by a crash: absent");
+  await layer(later, "cut", [], { f: "new" });
+  assert.equal(await readFile(join(later.path("cut"), "f"), "utf8"), "new");
+  await later.durable();
+  assert.ok((await stat(join(dirOf("cut"), "synced"))).isFile());
+  assert.equal(await new Snapshotter(root).exists("cut"), true);
+});
