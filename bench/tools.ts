@@ -226,9 +226,13 @@ async function startKiln(env: ToolEnv): Promise<Tool> {
   return {
     name: "kiln",
     version: `kiln ${version}`,
+    // Cold is an emptied cache in a state dir that stays, as BuildKit's `buildctl prune --all`
+    // leaves its daemon's root: no image, layer, snapshot, cache record or pushed-blob record
+    // is left (kiln prune --all), the metadata database and the snapshot driver's choice are.
     reset: async () => {
-      await removeTree(root);
       await mkdir(root, { recursive: true });
+      const r = await probe([bin, "prune", "--all", "--force"], { KILN_ROOT: root });
+      if (r.code !== 0) throw new Error(`kiln prune --all failed: ${r.out}`);
     },
     beforeBuild: async () => {},
     remoteCache: true,

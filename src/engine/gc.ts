@@ -688,6 +688,8 @@ export async function prune(
       (a, b) => order.indexOf(a.rec.type) - order.indexOf(b.rec.type),
     );
     for (const n of removed) await n.remove();
+    // what pushes left in registries is remembered state too: an emptied cache asks again
+    if (opts.all) state.metadata.forgetAllPushedBlobs();
     return { removed: removed.map((n) => n.rec), freed: p.freed + staleFreed };
   } finally {
     await release();

@@ -151,6 +151,11 @@ export class MetadataStore {
       .run(registry, repository);
   }
 
+  /** Forget every pushed blob (`kiln prune --all`: the next push asks the registry again). */
+  forgetAllPushedBlobs(): void {
+    this.#db.prepare("DELETE FROM pushed_blobs").run();
+  }
+
   // -------------------------------------------------------------------------------------------
   // Image index
 

@@ -5,7 +5,15 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { kilnOk, removeTree, tempDir, testRegistry, writeContext } from "../fixtures/build-cli.js";
+import {
+  collect,
+  kilnOk,
+  removeTree,
+  startKiln,
+  tempDir,
+  testRegistry,
+  writeContext,
+} from "../fixtures/build-cli.js";
 import { run } from "../fixtures/exec.js";
 import { readAccessLog, startRegistry, type RunningRegistry } from "../fixtures/registry.js";
 
@@ -107,4 +115,16 @@ test("a rebuild pushes without asking for the blobs its last push left; a lost b
     "the lost blob is uploaded again",
   );
   await complete("3");
+
+  // `kiln prune --all` forgets what pushes left: the next push asks the registry again
+  const pruned = await collect(
+    await startKiln(["prune", "--all", "--force"], { root: join(dir, "root"), cwd: ctx }),
+  );
+  assert.equal(pruned.code, 0, pruned.messages.join("\n"));
+  const fourth = await requestsOf(() => push("4"));
+  assert.ok(
+    fourth.some((r) => r.method === "HEAD" && r.path.includes("/blobs/")),
+    "after prune --all the push asks which blobs the repository has",
+  );
+  await complete("4");
 });
