@@ -198,7 +198,14 @@ test("steps started ahead of a step that then hits the cache are canceled before
   const finalKey = await new Solver(w, cache, new Recorder()).cacheKey(root);
   for (const k of [...cache.map.keys()]) if (k !== finalKey) cache.map.delete(k);
   const w2 = new StringWorker();
-  w2.content.set("copy", new Promise((r) => setTimeout(() => { r("checksum"); }, 20)));
+  w2.content.set(
+    "copy",
+    new Promise((r) =>
+      setTimeout(() => {
+        r("checksum");
+      }, 20),
+    ),
+  );
   const [out] = await new Solver(w2, cache, new Recorder(), { speculate: true }).solve([root]);
   assert.equal(out, "a|copy|final");
   assert.equal(w2.active, 0, "nothing still runs once solve has returned");
