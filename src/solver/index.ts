@@ -184,9 +184,10 @@ export class Solver<R> {
   private async compute(v: Vertex): Promise<R> {
     // A key that waits for content (a context checksum) would hold back the steps before it,
     // which need no such wait: they start now. When they are not cached, the step cannot be
-    // either (its key includes theirs), so this only brings their work forward.
+    // either (its key includes theirs), so this only brings their work forward. A context
+    // source has nothing to bring forward (its content is read for the key anyway).
     if (this.opts.speculate && this.slowKey(v))
-      for (const i of v.inputs) this.result(i).catch(() => undefined);
+      for (const i of v.inputs) if (i.op.kind !== "local") this.result(i).catch(() => undefined);
     const key = await this.cacheKey(v);
     if (!this.mustRun(v)) {
       const hit = await this.cache.load(key, v);
