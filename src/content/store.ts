@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, renameSync, statSync, writeFileSync } from "node:fs";
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -101,16 +101,53 @@ export class ContentStore {
     source: Readable | AsyncIterable<Uint8Array>,
     expected: Expected = {},
   ): Promise<BlobInfo> {
-    if (expected.digest !== undefined) hexOf(expected.digest);
-    const tmp = join(this.root, ingestDir, `${Date.now()}-${randomBytes(8).toString("hex")}`);
-    try {
+    return this.#store(expected, async (tmp) => {
       const hasher = new HashingTransform(expected.size);
       // flush: fsync before close, so a renamed blob is durable.
       await pipeline(source, hasher, createWriteStream(tmp, { flags: "wx", flush: true }));
-      const info = { digest: hasher.digest(), size: hasher.bytes };
+      return { digest: hasher.digest(), size: hasher.bytes };
+    });
+  }
+
+  /**
+   * Store a blob a program writes: `fill` gets the descriptor of a private temp file (say, a
+   * compressor's stdout) and resolves once the whole blob is in it. The file is then hashed
+   * (one read of what the page cache still holds), fsynced, verified and renamed into place,
+   * as ingest does with a stream.
+   */
+  async ingestWritten(
+    fill: (fd: number) => Promise<void>,
+    expected: Expected = {},
+  ): Promise<BlobInfo> {
+    return this.#store(expected, async (tmp) => {
+      const fh = await open(tmp, "wx");
+      try {
+        await fill(fh.fd);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const hash = createHash("sha256");
+      let size = 0;
+      for await (const c of createReadStream(tmp, { highWaterMark: 1024 * 1024 })) {
+        hash.update(c as Buffer);
+        size += (c as Buffer).length;
+      }
+      return { digest: `sha256:${hash.digest("hex")}`, size };
+    });
+  }
+
+  /**
+   * A blob written to a private temp file by `write` (which returns what it wrote), verified
+   * and renamed into place; the temp file never outlives a failure.
+   */
+  async #store(expected: Expected, write: (tmp: string) => Promise<BlobInfo>): Promise<BlobInfo> {
+    if (expected.digest !== undefined) hexOf(expected.digest);
+    const tmp = join(this.root, ingestDir, `${Date.now()}-${randomBytes(8).toString("hex")}`);
+    try {
+      const info = await write(tmp);
       checkExpected(info, expected, "content being stored");
-      const dest = this.path(info.digest);
-      await rename(tmp, dest);
+      await rename(tmp, this.path(info.digest));
       await syncDir(join(this.root, "blobs", "sha256"));
       return info;
     } catch (e) {

@@ -123,6 +123,7 @@ export class LayerBlobs {
     const c = await compressLayerTo(await tar(), (blob) => this.deps.content.ingest(blob), {
       compression: this.opts.compression,
       level: this.opts.compressionLevel,
+      writeFile: (fill) => this.deps.content.ingestWritten(fill),
     });
     if (expectedDiffID !== undefined && c.diffID !== expectedDiffID) {
       throw new KilnError(

@@ -1,6 +1,6 @@
 // The one place kiln starts external programs (runc, mount, mknod, qemu, zstd): argv,
 // timeouts, abort, stderr capture for errors, streaming, and cleanup on interruption.
-export { run, runChecked, spawnStream, filterThrough, formatCommand } from "./run.js";
+export { run, runChecked, spawnStream, filterThrough, filterToFile, formatCommand } from "./run.js";
 export type {
   StartOptions,
   RunOptions,

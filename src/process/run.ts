@@ -23,6 +23,8 @@ export interface StartOptions {
   onStderr?: (chunk: Buffer) => void;
   /** Called once the child is running. */
   onSpawn?: (pid: number) => void;
+  /** A file descriptor the program writes its output to (default: a pipe to kiln). */
+  stdout?: number;
 }
 
 export interface RunOptions extends StartOptions {
@@ -97,7 +99,7 @@ function start(
   const child = spawn(argv.file, argv.args, {
     cwd: opts.cwd,
     env: opts.env,
-    stdio: [stdin, "pipe", "pipe"],
+    stdio: [stdin, opts.stdout ?? "pipe", "pipe"],
   });
   let stderrTail = Buffer.alloc(0);
   let failure: KilnError | undefined;
@@ -271,17 +273,54 @@ export async function* filterThrough(
       throw fail(messageOf(e), e);
     }
     finished = true;
-    // The program closed its stdin (EPIPE, or the pipe closed before a write was flushed).
-    const feedCode = (feedError as { code?: string } | undefined)?.code;
-    const pipeBroken = feedCode === "EPIPE" || feedCode === "ERR_STREAM_PREMATURE_CLOSE";
-    if (feedError !== undefined && !pipeBroken) throw feedError as Error;
-    if (status.exitCode !== 0) {
-      const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.exitCode}`;
-      const stderr = status.stderr.trim();
-      throw fail(`${file} failed (${how})${stderr === "" ? "" : `: ${stderr}`}`);
-    }
-    if (feedError !== undefined) throw fail(`${file} stopped reading its input`, feedError);
+    checkFilter(file, status, feedError, fail);
   } finally {
     if (!finished) proc.kill();
   }
+}
+
+/**
+ * Feed `input` to a filter program that writes its output into the open file `fd` itself (no
+ * trip through kiln: large outputs cost kiln's thread nothing), and wait for it to end.
+ */
+export async function filterToFile(
+  file: string,
+  args: readonly string[],
+  input: AsyncIterable<Uint8Array>,
+  fd: number,
+  fail: FilterFailure,
+): Promise<void> {
+  const { child, done, kill } = start(file, args, "pipe", { stdout: fd });
+  done.catch(() => undefined); // awaited below; a start failure must not go unhandled first
+  let feedError: unknown;
+  await pipeline(input, child.stdin!).catch((e: unknown) => {
+    feedError = e;
+    kill();
+  });
+  let status: ExitStatus;
+  try {
+    status = await done;
+  } catch (e) {
+    throw fail(messageOf(e), e);
+  }
+  checkFilter(file, status, feedError, fail);
+}
+
+/** A filter's failure from how it ended and whether feeding it failed. */
+function checkFilter(
+  file: string,
+  status: ExitStatus,
+  feedError: unknown,
+  fail: FilterFailure,
+): void {
+  // The program closed its stdin (EPIPE, or the pipe closed before a write was flushed).
+  const feedCode = (feedError as { code?: string } | undefined)?.code;
+  const pipeBroken = feedCode === "EPIPE" || feedCode === "ERR_STREAM_PREMATURE_CLOSE";
+  if (feedError !== undefined && !pipeBroken) throw feedError as Error;
+  if (status.exitCode !== 0) {
+    const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.exitCode}`;
+    const stderr = status.stderr.trim();
+    throw fail(`${file} failed (${how})${stderr === "" ? "" : `: ${stderr}`}`);
+  }
+  if (feedError !== undefined) throw fail(`${file} stopped reading its input`, feedError);
 }

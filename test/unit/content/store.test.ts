@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { writeSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -111,6 +112,28 @@ test("a failing source stream leaves no temp file", async () => {
     throw new Error("source died");
   }
   await assertKilnError(store.ingest(broken()), "E_CONTENT_WRITE");
+  assert.deepEqual(await readdir(join(store.root, ".ingest")), []);
+});
+
+test("a blob a writer puts in the descriptor it is given is stored verified; a bad one leaves nothing", async () => {
+  const store = await freshStore("written");
+  const bytes = randomBytes(3 * 1024 * 1024 + 7);
+  const fill = (fd: number) => {
+    writeSync(fd, bytes.subarray(0, 1000));
+    writeSync(fd, bytes.subarray(1000));
+    return Promise.resolve();
+  };
+  const info = await store.ingestWritten(fill, { digest: digestOf(bytes) });
+  assert.deepEqual(info, { digest: digestOf(bytes), size: bytes.length });
+  assert.ok((await store.readBytes(info.digest)).equals(bytes));
+  await assertKilnError(
+    store.ingestWritten(fill, { digest: digestOf(Buffer.from("other")) }),
+    "E_DIGEST_MISMATCH",
+  );
+  await assertKilnError(
+    store.ingestWritten(() => Promise.reject(new Error("writer died"))),
+    "E_CONTENT_WRITE",
+  );
   assert.deepEqual(await readdir(join(store.root, ".ingest")), []);
 });
 
