@@ -225,15 +225,20 @@ async function* gzipLayer(
 }
 
 /**
+ * A blob this small is gunzipped by node:zlib (on its thread pool): starting igzip blocks
+ * kiln's thread longer than inflating it takes.
+ */
+const SMALL_GZIP_BLOB = 4 * 1024 * 1024;
+
+/**
  * gunzip of a layer blob: a small one in-process (streamed: a small blob may expand to a
- * large tar), a larger one by igzip (about four times node:zlib's speed, off kiln's thread)
- * when installed.
+ * large tar), a larger one by igzip (about four times node:zlib's speed) when installed.
  */
 async function* gunzipLayer(
   src: AsyncIterable<Uint8Array>,
   fail: FilterFailure,
 ): AsyncGenerator<Buffer> {
-  const { ended, rest } = await peek(src, SMALL_TAR);
+  const { ended, rest } = await peek(src, SMALL_GZIP_BLOB);
   if (!ended && onPath("igzip")) yield* filterThrough("igzip", ["-d", "-c"], rest, fail);
   else yield* through(rest, createGunzip());
 }

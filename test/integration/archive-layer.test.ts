@@ -347,9 +347,10 @@ test("compressLayer hashes both sides in one pass, deterministically, for every 
 test("a large gzip layer goes through igzip without a level and pigz with one; both apply and a cut blob is refused", async () => {
   const dir = await mkdtemp(join(work, "big-gzip-"));
   await mkdir(join(dir, "tree"));
-  // text and incompressible bytes: large enough that neither side is done in-process
+  // text and incompressible bytes: large enough that neither side is done in-process (the
+  // blob is over 4 MiB)
   await writeFile(join(dir, "tree", "text"), "kiln layer line\n".repeat(40_000));
-  await writeFile(join(dir, "tree", "random"), randomBytes(400_000));
+  await writeFile(join(dir, "tree", "random"), randomBytes(5_000_000));
   const tar = join(dir, "layer.tar");
   sh("tar", ["-cf", tar, "-C", join(dir, "tree"), "."]);
   const tarDigest = `sha256:${sh("sha256sum", [tar]).slice(0, 64)}`;
@@ -374,7 +375,7 @@ test("a large gzip layer goes through igzip without a level and pigz with one; b
     });
     assert.equal((await readFile(join(target, "text"), "utf8")).length, 16 * 40_000);
   }
-  const cut = (await readFile(join(dir, "default.gz"))).subarray(0, 300_000);
+  const cut = (await readFile(join(dir, "default.gz"))).subarray(0, 4_500_000);
   await assert.rejects(
     applyLayerBlob(Readable.from([cut]), byDefault.mediaType, await mkdtemp(join(dir, "cut-")), {
       expectedDiffID: tarDigest,
