@@ -24,8 +24,12 @@ export interface OverlayDirs {
   work?: string;
 }
 
-/** The -o string for an overlay mount; throws if it cannot be a valid mount. */
-export function overlayOptions(dirs: OverlayDirs): string {
+/**
+ * The -o string for an overlay mount; throws if it cannot be a valid mount. `volatile` (Linux
+ * 5.10+, writable mounts only) drops the upper filesystem's syncs, among them the syncfs that
+ * unmounting does: a snapshot reaches the disk through the snapshotter's own background flush.
+ */
+export function overlayOptions(dirs: OverlayDirs, opts: { volatile?: boolean } = {}): string {
   for (const d of [...dirs.lowers, dirs.upper ?? "", dirs.work ?? ""]) {
     if (/[:,\\]/.test(d)) {
       throw new KilnError(
@@ -40,24 +44,47 @@ export function overlayOptions(dirs: OverlayDirs): string {
   const parts = [`lowerdir=${dirs.lowers.join(":")}`];
   if (dirs.upper !== undefined) parts.push(`upperdir=${dirs.upper}`, `workdir=${dirs.work ?? ""}`);
   parts.push(...DIFF_SAFE_OPTIONS);
+  if (opts.volatile && dirs.upper !== undefined) parts.push("volatile");
   return parts.join(",");
 }
 
 /** Whether this overlay can be mounted in one mount(2) call. */
 export function overlayFits(dirs: OverlayDirs, limit = MAX_OPTIONS_LENGTH): boolean {
-  return dirs.lowers.length <= MAX_LOWER_LAYERS && overlayOptions(dirs).length <= limit;
+  return (
+    dirs.lowers.length <= MAX_LOWER_LAYERS &&
+    overlayOptions(dirs, { volatile: true }).length <= limit
+  );
 }
+
+/** Whether this kernel takes `volatile` (known after the first writable mount). */
+let volatileWorks: boolean | undefined;
 
 const MOUNT_TIMEOUT_MS = 60_000;
 
 /** Mount an overlay at target; relative dirs are resolved against cwd (keeps options short). */
 export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: string): Promise<void> {
-  await runBriefChecked("mount", ["-t", "overlay", "overlay", "-o", overlayOptions(dirs), target], {
-    cwd,
-    timeoutMs: MOUNT_TIMEOUT_MS,
-    errorCode: "E_SNAPSHOT_MOUNT",
-    hint: "overlayfs mounts need root and a kernel with overlay support; kiln falls back to the copy driver when the startup probe fails.",
-  });
+  const mount = async (volatile: boolean): Promise<void> => {
+    await runBriefChecked(
+      "mount",
+      ["-t", "overlay", "overlay", "-o", overlayOptions(dirs, { volatile }), target],
+      {
+        cwd,
+        timeoutMs: MOUNT_TIMEOUT_MS,
+        errorCode: "E_SNAPSHOT_MOUNT",
+        hint: "overlayfs mounts need root and a kernel with overlay support; kiln falls back to the copy driver when the startup probe fails.",
+      },
+    );
+  };
+  if (dirs.upper === undefined || volatileWorks === false) return mount(false);
+  if (volatileWorks === true) return mount(true);
+  try {
+    await mount(true);
+    volatileWorks = true;
+  } catch {
+    // a kernel before 5.10: mount as before (a real failure fails again, with its own message)
+    await mount(false);
+    volatileWorks = false;
+  }
 }
 
 /** Unmount target; if it is busy, detach it lazily so it disappears once the last user exits. */

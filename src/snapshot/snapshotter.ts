@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
@@ -548,20 +548,22 @@ export class Snapshotter {
    */
   async #publish(staging: string, meta: SnapshotInfo, allowExisting = false): Promise<void> {
     const owned = { ...meta, owner: this.#ownerTag };
-    await writeFile(join(staging, "meta.json"), `${JSON.stringify(owned)}\n`);
-    const publish = async () => {
-      await rename(staging, this.#dir(meta.id));
+    // two quick calls on small things: synchronous, not queued behind slow ones on the pool
+    writeFileSync(join(staging, "meta.json"), `${JSON.stringify(owned)}\n`);
+    const publish = () => {
+      renameSync(staging, this.#dir(meta.id));
       this.#known.add(meta.id);
       this.#mine.add(meta.id);
       this.#syncSoon(meta.id);
     };
     try {
-      await publish();
+      publish();
     } catch (e) {
       if (!isErrno(e, "EEXIST", "ENOTEMPTY")) throw e;
       if (!this.#known.has(meta.id) && (await this.info(meta.id)) === undefined) {
         await rm(this.#dir(meta.id), { recursive: true, force: true });
-        return publish();
+        publish();
+        return;
       }
       if (allowExisting) return;
       throw new KilnError("E_SNAPSHOT_EXISTS", `snapshot ${meta.id} already exists`, {
