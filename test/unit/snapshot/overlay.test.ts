@@ -60,3 +60,16 @@ test("overlayFits: one page of options and at most 500 layers", () => {
   assert.ok(!overlayFits({ lowers: Array.from({ length: 501 }, () => "a") }));
   assert.ok(!overlayFits({ lowers: lowers(10) }, 100));
 });
+
+test("overlayOptions: volatile only for a writable mount, and counted when checking the fit", () => {
+  const rw = { lowers: ["a/fs"], upper: "u", work: "w" };
+  assert.equal(
+    overlayOptions(rw, { volatile: true }),
+    "lowerdir=a/fs,upperdir=u,workdir=w,index=off,redirect_dir=off,metacopy=off,volatile",
+  );
+  assert.doesNotMatch(overlayOptions(rw), /volatile/);
+  assert.doesNotMatch(overlayOptions({ lowers: ["a", "b"] }, { volatile: true }), /volatile/);
+  const limit = overlayOptions(rw).length;
+  assert.equal(overlayFits(rw, limit), false, "the longer, volatile options must fit");
+  assert.equal(overlayFits(rw, limit + ",volatile".length), true);
+});
