@@ -514,6 +514,9 @@ async function startBuildctl(env: ToolEnv): Promise<Tool> {
           `dockerfile=${job.context}`,
           "--opt",
           `platform=${job.platforms.join(",")}`,
+          // what `docker buildx build --push` asks for, and kiln does by default
+          "--opt",
+          "attest:provenance=mode=min",
           "--output",
           `type=image,name=${job.ref},push=true,registry.insecure=true`,
           ...(job.cacheFrom
