@@ -158,6 +158,9 @@ export function mkdirAllHost(root: string, host: string, mode: number, owner?: O
   if (owner) lchownSync(host, owner.uid, owner.gid);
 }
 
+/** How long a copy runs before it lets the event loop run. */
+const YIELD_AFTER_MS = 10;
+
 /** How many plain files of one directory are copied at once. */
 const PARALLEL_FILES = 8;
 
@@ -344,6 +347,7 @@ interface PendingDir {
 class TreeCopier {
   private readonly inodes = new Map<string, string>();
   private readonly pending: PendingDir[] = [];
+  private lastYield = performance.now();
 
   constructor(
     private readonly destRoot: string,
@@ -462,6 +466,7 @@ class TreeCopier {
         if (failed) throw failed.reason;
       };
       for (const name of readdirSync(src).sort()) {
+        await this.yieldNow();
         const child = join(src, name);
         const cst = lstatSync(child);
         if (!visible(this.source, child, cst)) continue;
@@ -480,6 +485,17 @@ class TreeCopier {
       this.pending.pop();
     }
     return created;
+  }
+
+  /**
+   * The copy's calls are synchronous, and awaiting them only runs microtasks: every so often
+   * the event loop gets a turn, so a large COPY does not stall the rest of the build (another
+   * platform's steps, uploads, progress).
+   */
+  private async yieldNow(): Promise<void> {
+    if (performance.now() - this.lastYield < YIELD_AFTER_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.lastYield = performance.now();
   }
 
   private copyDirectoryOnly(dst: string, fi: Stats, overwriteMeta: boolean): boolean {
