@@ -281,7 +281,8 @@ export async function* filterThrough(
 
 /**
  * Feed `input` to a filter program that writes its output into the open file `fd` itself (no
- * trip through kiln: large outputs cost kiln's thread nothing), and wait for it to end.
+ * trip through kiln: large outputs cost kiln's thread nothing), and wait for it to end. The
+ * program dies with kiln: it must not go on writing into a file kiln no longer owns.
  */
 export async function filterToFile(
   file: string,
@@ -290,7 +291,7 @@ export async function filterToFile(
   fd: number,
   fail: FilterFailure,
 ): Promise<void> {
-  const { child, done, kill } = start(file, args, "pipe", { stdout: fd });
+  const { child, done, kill } = start(file, args, "pipe", { stdout: fd, killWithParent: true });
   done.catch(() => undefined); // awaited below; a start failure must not go unhandled first
   let feedError: unknown;
   await pipeline(input, child.stdin!).catch((e: unknown) => {

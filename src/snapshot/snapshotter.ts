@@ -574,7 +574,8 @@ export class Snapshotter {
 
   /** Delete a committed snapshot. Refused while an active mount reads from it. */
   async remove(id: string): Promise<void> {
-    if (!(await this.exists(id))) return;
+    // on disk, whether or not it counts (one a crash cut off before its flush is removed too)
+    if (!existsSync(join(this.#dir(id), "meta.json"))) return;
     for (const [activeId, { uses }] of this.#inUse) {
       if (uses.includes(id)) {
         throw new KilnError("E_SNAPSHOT_IN_USE", `snapshot ${id} is in use by ${activeId}`, {
