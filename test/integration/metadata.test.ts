@@ -136,14 +136,22 @@ test("cache mounts: locked excludes other processes, a SIGKILLed holder blocks n
     priv.release();
     assert.equal(got, undefined, "a locked cache held by another process is not handed out");
 
-    // …until the holder dies without releasing (SIGKILL): its hold dies with it
+    // …until the holder dies without releasing (SIGKILL): its hold dies with it, and the two
+    // waiting requests get the directory, one after the other in whichever order they poll
+    // (each releases it at once: a shared hold would keep the locked request waiting)
     const childGone = exited(child);
     child.kill("SIGKILL");
     await childGone;
-    const mine = await waiting;
-    assert.equal(mine.dir, lockedDir);
-    mine.release();
-    const shared = await sharedWaiting;
+    const granted: string[] = [];
+    const useOnce = (p: Promise<{ dir: string; release: () => void }>) =>
+      p.then((h) => {
+        granted.push(h.dir);
+        h.release();
+      });
+    await Promise.all([useOnce(waiting), useOnce(sharedWaiting)]);
+    assert.deepEqual(granted, [lockedDir, lockedDir]);
+    assert.equal(got, lockedDir);
+    const shared = await mounts.acquire(request("shared"));
     assert.equal(shared.dir, lockedDir);
 
     // shared: another process shares it at once, and the concurrent use is warned about
