@@ -96,8 +96,8 @@ export interface CompressOptions {
   compression: Compression;
   level?: number;
   /**
-   * Lets a compressor program write the blob itself (igzip, for gzip without a level): its
-   * output then never passes through kiln's thread.
+   * Lets a compressor program (igzip or pigz, for gzip) write a large blob itself: its output
+   * then never passes through kiln's thread.
    */
   writeFile?: BlobFileWriter;
 }
@@ -141,28 +141,10 @@ export async function compressLayerTo(
       hint: "check free space where the blob is written",
       cause,
     });
-  const done = (written: { digest: string; size: number }): CompressedLayer => ({
-    digest: written.digest,
-    size: written.size,
-    diffID: raw.digest(),
-    uncompressedSize: raw.size,
-    mediaType: LAYER_MEDIA_TYPES[opts.compression],
-  });
-  const { writeFile } = opts;
-  if (opts.compression === "gzip" && opts.level === undefined && writeFile && onPath("igzip")) {
-    try {
-      const feeding = pipeline(tar, raw);
-      const { head, ended, rest } = await peek(raw, SMALL_TAR);
-      const written = ended
-        ? await write(Readable.from([gzipSync(head)]))
-        : await writeFile((fd) => filterToFile("igzip", IGZIP_ARGS, rest, fd, fail));
-      await feeding;
-      return done(written);
-    } catch (e) {
-      if (isKilnError(e)) throw e;
-      throw fail(messageOf(e), e);
-    }
-  }
+  // gzip of a large tar by a program that writes the blob file itself, when the writer can
+  // give it one; everything else streams through `write`
+  const program =
+    opts.compression === "gzip" && opts.writeFile ? gzipProgram(opts.level) : undefined;
   let compressor: Duplex | ((src: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>);
   switch (opts.compression) {
     case "gzip":
@@ -176,20 +158,45 @@ export async function compressLayerTo(
       compressor = new PassThrough();
       break;
   }
-  const blob = new PassThrough();
-  // a writer that gives up must stop the compressor too (else the pipeline waits forever)
-  const writing = write(blob).catch((e: unknown) => {
-    blob.destroy(e instanceof Error ? e : new Error(String(e)));
-    throw e;
-  });
+  // raw's readable side is read below; a failure there destroys raw, which ends this too
+  const feeding = pipeline(tar, raw);
+  feeding.catch(() => undefined); // awaited below, after what may fail first
   let written: { digest: string; size: number };
   try {
-    [, written] = await Promise.all([pipeline(tar, raw, compressor, blob), writing]);
+    let src: AsyncIterable<Uint8Array> = raw;
+    const { writeFile } = opts;
+    if (program && writeFile) {
+      const { ended, rest } = await peek(raw, SMALL_TAR);
+      src = rest;
+      if (!ended) {
+        written = await writeFile((fd) => filterToFile(program.file, program.args, rest, fd, fail));
+        await feeding;
+        return done(written);
+      }
+    }
+    const blob = new PassThrough();
+    // a writer that gives up must stop the compressor too (else the pipeline waits forever)
+    const writing = write(blob).catch((e: unknown) => {
+      blob.destroy(e instanceof Error ? e : new Error(String(e)));
+      throw e;
+    });
+    [, written] = await Promise.all([pipeline(src, compressor, blob), writing, feeding]);
   } catch (e) {
+    raw.destroy();
     if (isKilnError(e)) throw e;
     throw fail(messageOf(e), e);
   }
   return done(written);
+
+  function done(w: { digest: string; size: number }): CompressedLayer {
+    return {
+      digest: w.digest,
+      size: w.size,
+      diffID: raw.digest(),
+      uncompressedSize: raw.size,
+      mediaType: LAYER_MEDIA_TYPES[opts.compression],
+    };
+  }
 }
 
 /** A tar this small is gzipped in-process: starting a program would cost more than compressing. */
@@ -216,12 +223,18 @@ async function* gzipLayer(
   fail: FilterFailure,
 ): AsyncGenerator<Buffer> {
   const { head, ended, rest } = await peek(src, SMALL_TAR);
+  const program = gzipProgram(level);
   const zlevel = level ?? zc.Z_DEFAULT_COMPRESSION;
   if (ended) yield gzipSync(head, { level: zlevel });
-  else if (level === undefined && onPath("igzip"))
-    yield* filterThrough("igzip", IGZIP_ARGS, rest, fail);
-  else if (onPath("pigz")) yield* filterThrough("pigz", ["-c", "-n", `-${level ?? 6}`], rest, fail);
+  else if (program) yield* filterThrough(program.file, program.args, rest, fail);
   else yield* through(rest, createGzip({ level: zlevel, chunkSize: 64 * 1024 }));
+}
+
+/** The installed program that gzips a large tar: igzip without a level, pigz with one. */
+function gzipProgram(level: number | undefined): { file: string; args: string[] } | undefined {
+  if (level === undefined && onPath("igzip")) return { file: "igzip", args: IGZIP_ARGS };
+  if (onPath("pigz")) return { file: "pigz", args: ["-c", "-n", `-${level ?? 6}`] };
+  return undefined;
 }
 
 /**

@@ -155,8 +155,7 @@ export class Snapshotter {
   #ownerTag = "";
   /** Active id → its parents, the committed ids its mount reads from, and its workspace. */
   readonly #inUse = new Map<string, Claim>();
-  /** Ids this process published, and those of them waiting for the next syncfs. */
-  readonly #mine = new Set<string>();
+  /** Ids this process published that wait for the next syncfs. */
   readonly #unsynced = new Set<string>();
   #syncing: Promise<void> | undefined;
   #syncError: unknown;
@@ -308,7 +307,7 @@ export class Snapshotter {
 
   /** Published but never synced by a process that is gone: its files may be incomplete. */
   async #cutOff(id: string, meta: SnapshotInfo): Promise<boolean> {
-    if (meta.owner === undefined || this.#mine.has(id)) return false;
+    if (meta.owner === undefined || meta.owner === this.#ownerTag) return false;
     if (existsSync(join(this.#dir(id), SYNCED))) return false;
     return !(await isOwnerAlive(meta.owner));
   }
@@ -553,7 +552,6 @@ export class Snapshotter {
     const publish = () => {
       renameSync(staging, this.#dir(meta.id));
       this.#known.add(meta.id);
-      this.#mine.add(meta.id);
       this.#syncSoon(meta.id);
     };
     try {
