@@ -6,7 +6,7 @@ import { createHash, type Hash } from "node:crypto";
 import { accessSync, constants as fsConstants, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
-import { PassThrough, Readable, Transform, type Duplex, type TransformCallback } from "node:stream";
+import { PassThrough, Readable, type Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { constants as zc, createGunzip, createGzip, gzipSync } from "node:zlib";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
@@ -42,20 +42,55 @@ export function compressionOf(mediaType: string): Compression {
   });
 }
 
-/** Counts and hashes the bytes flowing through. */
-class Digester extends Transform {
+/** Counts and hashes the bytes of a source as it is read (see `tally`). */
+class Tally {
   private readonly hash: Hash = createHash("sha256");
   size = 0;
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  add(chunk: Uint8Array): void {
     this.hash.update(chunk);
     this.size += chunk.length;
-    cb(null, chunk);
   }
 
   digest(): string {
     return `sha256:${this.hash.digest("hex")}`;
   }
+}
+
+/**
+ * `src` as it is, counted and hashed into `t` on the way. Small chunks are handed on joined
+ * (up to FEED_CHUNK): a tar comes as 512-byte headers and paddings between file bodies, and
+ * each chunk costs a write to the compressor and a turn of the event loop. Large chunks pass
+ * as they are: copying them costs more than that.
+ */
+async function* tally(src: AsyncIterable<Uint8Array>, t: Tally): AsyncGenerator<Buffer> {
+  let pending: Uint8Array[] = [];
+  let pendingSize = 0;
+  const flush = (): Buffer => {
+    const joined =
+      pending.length === 1 ? asBuffer(pending[0]!) : Buffer.concat(pending, pendingSize);
+    pending = [];
+    pendingSize = 0;
+    return joined;
+  };
+  for await (const c of src) {
+    t.add(c);
+    if (c.length >= FEED_CHUNK) {
+      if (pendingSize > 0) yield flush();
+      yield asBuffer(c);
+      continue;
+    }
+    pending.push(c);
+    pendingSize += c.length;
+    if (pendingSize >= FEED_CHUNK) yield flush();
+  }
+  if (pendingSize > 0) yield flush();
+}
+
+const FEED_CHUNK = 64 * 1024;
+
+function asBuffer(c: Uint8Array): Buffer {
+  return Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
 }
 
 const programsFound = new Map<string, boolean>();
@@ -107,13 +142,13 @@ export interface CompressOptions {
  * same pass.
  */
 export async function compressLayer(
-  tar: Readable,
+  tar: AsyncIterable<Uint8Array>,
   destFile: string,
   opts: Omit<CompressOptions, "writeFile">,
 ): Promise<CompressedLayer> {
   const toFile: BlobWriter = async (blob) => {
-    const packed = new Digester();
-    await pipeline(blob, packed, createWriteStream(destFile));
+    const packed = new Tally();
+    await pipeline(tally(blob, packed), createWriteStream(destFile));
     return { digest: packed.digest(), size: packed.size };
   };
   try {
@@ -131,11 +166,11 @@ export async function compressLayer(
  * multi-threaded output does not depend on the thread count.
  */
 export async function compressLayerTo(
-  tar: Readable,
+  tar: AsyncIterable<Uint8Array>,
   write: BlobWriter,
   opts: CompressOptions,
 ): Promise<CompressedLayer> {
-  const raw = new Digester();
+  const raw = new Tally();
   const fail = (detail: string, cause?: unknown) =>
     new KilnError("E_LAYER_COMPRESS", `compressing layer: ${detail}`, {
       hint: "check free space where the blob is written",
@@ -158,19 +193,15 @@ export async function compressLayerTo(
       compressor = new PassThrough();
       break;
   }
-  // raw's readable side is read below; a failure there destroys raw, which ends this too
-  const feeding = pipeline(tar, raw);
-  feeding.catch(() => undefined); // awaited below, after what may fail first
   let written: { digest: string; size: number };
   try {
-    let src: AsyncIterable<Uint8Array> = raw;
+    let src: AsyncIterable<Uint8Array> = tally(tar, raw);
     const { writeFile } = opts;
     if (program && writeFile) {
-      const { ended, rest } = await peek(raw, SMALL_TAR);
+      const { ended, rest } = await peek(src, SMALL_TAR);
       src = rest;
       if (!ended) {
         written = await writeFile((fd) => filterToFile(program.file, program.args, rest, fd, fail));
-        await feeding;
         return done(written);
       }
     }
@@ -180,9 +211,8 @@ export async function compressLayerTo(
       blob.destroy(e instanceof Error ? e : new Error(String(e)));
       throw e;
     });
-    [, written] = await Promise.all([pipeline(src, compressor, blob), writing, feeding]);
+    [, written] = await Promise.all([pipeline(src, compressor, blob), writing]);
   } catch (e) {
-    raw.destroy();
     if (isKilnError(e)) throw e;
     throw fail(messageOf(e), e);
   }

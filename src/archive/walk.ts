@@ -20,13 +20,12 @@ import {
 } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { getAttribute, listAttributes } from "../xattr.js";
 import { KilnError } from "../errors.js";
 import { isWhiteout, OverlayLowers, type LowerEntry } from "./lower.js";
 import { splitDev } from "./nodes.js";
 import type { TarEntry } from "./tar-format.js";
-import { packTar, type TarInput } from "./tar-writer.js";
+import { encodeTar, type TarInput } from "./tar-writer.js";
 
 export interface WalkOptions {
   /** SOURCE_DATE_EPOCH: mtimes later than this are clamped to it. */
@@ -57,8 +56,8 @@ const layerXattr: XattrFilter = (key) => key === "security.capability";
 type WalkMode = "upperdir" | "plain" | "plain-over-lower";
 
 /** An overlayfs upperdir as an OCI layer tar (with whiteouts). */
-export function diffUpperDir(upperdir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(upperdir, opts, "upperdir", layerXattr));
+export function diffUpperDir(upperdir: string, opts: WalkOptions = {}): AsyncGenerator<Buffer> {
+  return encodeTar(walk(upperdir, opts, "upperdir", layerXattr));
 }
 
 /**
@@ -70,14 +69,14 @@ export function diffTrees(
   lower: string | undefined,
   upper: string,
   opts: WalkOptions = {},
-): Readable {
-  if (lower === undefined) return packTar(walk(upper, opts, "plain", layerXattr));
-  return packTar(walk(upper, { ...opts, lowers: [lower] }, "plain-over-lower", layerXattr));
+): AsyncGenerator<Buffer> {
+  if (lower === undefined) return encodeTar(walk(upper, opts, "plain", layerXattr));
+  return encodeTar(walk(upper, { ...opts, lowers: [lower] }, "plain-over-lower", layerXattr));
 }
 
 /** A whole directory as a tar (no whiteout semantics), with all its extended attributes. */
-export function dirToTar(dir: string, opts: WalkOptions = {}): Readable {
-  return packTar(walk(dir, opts, "plain", (key) => !key.startsWith(OVERLAY_XATTR)));
+export function dirToTar(dir: string, opts: WalkOptions = {}): AsyncGenerator<Buffer> {
+  return encodeTar(walk(dir, opts, "plain", (key) => !key.startsWith(OVERLAY_XATTR)));
 }
 
 function byteOrder(a: string, b: string): number {

@@ -117,10 +117,8 @@ export interface BinfmtStatus {
 export async function binfmtStatus(
   mountPoint: string = DEFAULT_BINFMT_MOUNT,
 ): Promise<BinfmtStatus> {
-  const [probed, handlers] = await Promise.all([
-    probeSupported({ cacheMaxAgeMs: 0, mountPoint }),
-    readBinfmtHandlers(mountPoint),
-  ]);
+  const probed = await probeSupported({ cacheMaxAgeMs: 0, mountPoint });
+  const handlers = readBinfmtHandlers(mountPoint);
   return { supported: probed.supported.map(format), emulators: handlers.map((h) => h.name) };
 }
 

@@ -2,7 +2,7 @@
  * Reading the kernel's binfmt_misc entries: which handlers exist, their flags, and which
  * architecture each one serves (found by testing the handler's magic/mask against our probes).
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { PROBE_ARCHITECTURES, probeBinary } from "./probes.js";
 
@@ -65,24 +65,25 @@ function handledArchitecture(h: BinfmtHandler): string | undefined {
   );
 }
 
-/** Every entry under a binfmt_misc mount; empty when it is not mounted or not readable. */
-export async function readBinfmtHandlers(
-  mountPoint: string = DEFAULT_BINFMT_MOUNT,
-): Promise<BinfmtHandler[]> {
+/**
+ * Every entry under a binfmt_misc mount; empty when it is not mounted or not readable. Read
+ * synchronously: each entry is a few bytes of kernel memory, and a thread-pool round trip per
+ * entry (dozens with qemu-user-static) cost more than the reads.
+ */
+export function readBinfmtHandlers(mountPoint: string = DEFAULT_BINFMT_MOUNT): BinfmtHandler[] {
   let names: string[];
   try {
-    names = (await readdir(mountPoint)).filter((n) => n !== "register" && n !== "status");
+    names = readdirSync(mountPoint).filter((n) => n !== "register" && n !== "status");
   } catch {
     return [];
   }
-  const handlers = await Promise.all(
-    names.sort().map(async (name) => {
-      try {
-        return parseBinfmtEntry(name, await readFile(path.join(mountPoint, name), "utf8"));
-      } catch {
-        return undefined; // removed while we were reading
-      }
-    }),
-  );
-  return handlers.filter((h): h is BinfmtHandler => h !== undefined);
+  const handlers: BinfmtHandler[] = [];
+  for (const name of names.sort()) {
+    try {
+      handlers.push(parseBinfmtEntry(name, readFileSync(path.join(mountPoint, name), "utf8")));
+    } catch {
+      // removed while we were reading
+    }
+  }
+  return handlers;
 }

@@ -189,5 +189,13 @@ export const PROBE_ARCHITECTURES: readonly string[] = [
 export function probeBinary(architecture: string): Uint8Array | undefined {
   const spec = specs[architecture];
   if (spec === undefined) return undefined;
-  return buildElf({ ...spec, code: spec.code() });
+  // built once: every binfmt entry read is matched against each probe
+  let elf = built.get(architecture);
+  if (elf === undefined) {
+    elf = buildElf({ ...spec, code: spec.code() });
+    built.set(architecture, elf);
+  }
+  return elf;
 }
+
+const built = new Map<string, Uint8Array>();

@@ -106,7 +106,7 @@ async function nativePlatforms(native: Platform): Promise<Platform[]> {
 
 async function detect(opts: ProbeOptions): Promise<SupportedPlatforms> {
   const native = defaultPlatform();
-  const binfmt = await readBinfmtHandlers(opts.mountPoint);
+  const binfmt = readBinfmtHandlers(opts.mountPoint);
   const supported = await nativePlatforms(native);
   const failures: ProbeFailure[] = [];
   if (native.os !== "linux") return { native, supported: [native], binfmt, failures };

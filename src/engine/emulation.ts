@@ -47,6 +47,15 @@ export class ExecutionPlanner {
     return !only(this.native).match(p);
   }
 
+  /**
+   * Starts deciding how `p` runs (a probe process when it is emulated) without waiting: called
+   * when a step of `p` starts work, so its first RUN finds the answer ready. A failure is kept
+   * for the `plan` call that uses it.
+   */
+  prepare(p: Platform): void {
+    if (this.needsEmulation(p)) this.plan(p).catch(() => undefined);
+  }
+
   plan(p: Platform): Promise<ExecutionPlan> {
     const key = formatAll(p);
     let plan = this.plans.get(key);

@@ -174,6 +174,8 @@ export class BuildWorker implements Worker<FsResult> {
   async run(v: Vertex, inputs: FsResult[], ctx: RunContext): Promise<FsResult> {
     switch (v.op.kind) {
       case "image":
+        // a pulled base is mostly followed by RUN steps: probe their emulator meanwhile
+        if (v.platform) this.o.emulation.prepare(v.platform);
         return { layers: await this.o.images.pull(v, ctx.signal) };
       case "local":
         return { layers: [] };

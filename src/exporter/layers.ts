@@ -8,7 +8,6 @@
  * are one blob in the store and one upload, and a second pass to spot them would cost more than
  * the compression it saves (igzip compresses faster than a layer is read).
  */
-import type { Readable } from "node:stream";
 import { compressLayerTo, decompressStream } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
@@ -96,7 +95,7 @@ export class LayerBlobs {
     const key = blobKey(this.opts, !pulled);
     const known = await this.deps.cache.blobFor(layer.snapshot, key);
     if (known && (await this.deps.content.has(known.digest))) return known;
-    const tar = async (): Promise<Readable> =>
+    const tar = async (): Promise<AsyncIterable<Uint8Array>> =>
       pulled
         ? decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType)
         : this.deps.snapshots.diff(layer.snapshot, { mtime: this.opts.epoch });
@@ -117,7 +116,7 @@ export class LayerBlobs {
   }
 
   private async compress(
-    tar: () => Promise<Readable>,
+    tar: () => Promise<AsyncIterable<Uint8Array>>,
     expectedDiffID: string | undefined,
   ): Promise<BlobRecord> {
     const c = await compressLayerTo(await tar(), (blob) => this.deps.content.ingest(blob), {

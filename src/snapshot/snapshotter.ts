@@ -2,7 +2,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Readable } from "node:stream";
 import { applyLayer, diffTrees, diffUpperDir, type WalkOptions } from "../archive/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { flatSnapshotId } from "./ids.js";
@@ -649,7 +648,7 @@ export class Snapshotter {
    * A committed snapshot's layer: its changes over its parents as a tar, deletions as OCI
    * whiteouts. overlay: the upperdir as it is; copy: its tree compared with its parents' tree.
    */
-  async diff(id: string, opts: WalkOptions = {}): Promise<Readable> {
+  async diff(id: string, opts: WalkOptions = {}): Promise<AsyncIterable<Buffer>> {
     const info = await this.info(id);
     if (info === undefined) {
       throw new KilnError("E_SNAPSHOT_NOT_FOUND", `snapshot ${id} does not exist`, {

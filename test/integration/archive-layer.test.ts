@@ -113,7 +113,9 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function tarEntries(tar: Readable): Promise<{ name: string; type: string }[]> {
+async function tarEntries(
+  tar: AsyncIterable<Uint8Array>,
+): Promise<{ name: string; type: string }[]> {
   const out: { name: string; type: string }[] = [];
   for await (const { entry } of readTar(tar)) out.push({ name: entry.name, type: entry.type });
   return out;
@@ -121,7 +123,7 @@ async function tarEntries(tar: Readable): Promise<{ name: string; type: string }
 
 async function blobFile(
   dir: string,
-  tar: Readable,
+  tar: AsyncIterable<Uint8Array>,
   compression: Compression,
 ): Promise<CompressedLayer> {
   const tmp = join(dir, "blobs/sha256/tmp");
@@ -166,7 +168,7 @@ test("diffUpperDir emits OCI whiteouts, opaque markers and hardlinks in sorted o
 });
 
 test("a layer keeps security.capability and drops user.* xattrs; a plain tar keeps them all", async () => {
-  const xattrsOf = async (tar: Readable, name: string): Promise<string[]> => {
+  const xattrsOf = async (tar: AsyncIterable<Uint8Array>, name: string): Promise<string[]> => {
     for await (const { entry } of readTar(tar))
       if (entry.name === name) return Object.keys(entry.xattrs);
     throw new Error(`${name} is not in the tar`);
@@ -198,7 +200,10 @@ test("with its lowers, the diff leaves out what the step did not change (BuildKi
 });
 
 /** umoci's unpack of an image made of these layer tars (bottom first); returns its rootfs. */
-async function umociRootfs(name: string, layers: [Readable, Compression][]): Promise<string> {
+async function umociRootfs(
+  name: string,
+  layers: [AsyncIterable<Uint8Array>, Compression][],
+): Promise<string> {
   const layout = join(work, `layout-${name}`);
   await mkdir(join(layout, "blobs/sha256"), { recursive: true });
   await writeFile(join(layout, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
@@ -299,9 +304,9 @@ test("applyLayer (overlay mode) makes a lowerdir that overlayfs merges into the 
   await applyLayer(diffUpperDir(upper), s2, { whiteouts: "overlay" });
   // Diffing the applied snapshot reproduces the original layer byte for byte.
   const again = createHash("sha256");
-  for await (const c of diffUpperDir(s2)) again.update(c as Buffer);
+  for await (const c of diffUpperDir(s2)) again.update(c);
   const orig = createHash("sha256");
-  for await (const c of diffUpperDir(upper)) orig.update(c as Buffer);
+  for await (const c of diffUpperDir(upper)) orig.update(c);
   assert.equal(again.digest("hex"), orig.digest("hex"));
   mountOverlay(`${s2}:${s1}`, view);
   try {

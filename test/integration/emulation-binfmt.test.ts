@@ -78,7 +78,7 @@ async function child(): Promise<void> {
   out["unwrapped"] = await runInRootfs("riscv64");
 
   out["install"] = results(await installBinfmt(["arm64"], { mountPoint }));
-  const entry = (await readBinfmtHandlers(mountPoint)).find((h) => h.name === "qemu-aarch64");
+  const entry = readBinfmtHandlers(mountPoint).find((h) => h.name === "qemu-aarch64");
   out["entry"] = entry && {
     interpreter: entry.interpreter,
     flags: entry.flags,
@@ -93,7 +93,7 @@ async function child(): Promise<void> {
   out["afterUninstall"] = await supportedArches(mountPoint);
 
   out["all"] = results(await installBinfmt("all", { mountPoint, flags: "CFP" }));
-  out["allFlags"] = [...new Set((await readBinfmtHandlers(mountPoint)).map((h) => h.flags))];
+  out["allFlags"] = [...new Set(readBinfmtHandlers(mountPoint).map((h) => h.flags))];
   out["afterAll"] = await supportedArches(mountPoint);
   out["uninstallAll"] = results(await uninstallBinfmt("all", { mountPoint }));
   out["left"] = (await readdir(mountPoint)).sort();
@@ -181,7 +181,7 @@ if (process.env["KILN_BINFMT_CHILD"] === "scenario") {
 
 /** KILN_TEST_BINFMT=1 on kernels without private instances: the host, restored in finally. */
 async function hostScenario(): Promise<void> {
-  const present = new Set((await readBinfmtHandlers()).map((h) => h.name));
+  const present = new Set(readBinfmtHandlers().map((h) => h.name));
   const candidates = BINFMT_ARCHES.filter((a) => !present.has(`qemu-${a.qemuArch}`));
   const usable = [];
   for (const a of candidates) {
@@ -201,5 +201,5 @@ async function hostScenario(): Promise<void> {
   } finally {
     await uninstallBinfmt([arch.architecture]);
   }
-  assert.ok(!(await readBinfmtHandlers()).some((h) => h.name === `qemu-${arch.qemuArch}`));
+  assert.ok(!readBinfmtHandlers().some((h) => h.name === `qemu-${arch.qemuArch}`));
 }

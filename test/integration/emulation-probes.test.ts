@@ -82,7 +82,7 @@ test("probeSupported agrees with the kernel's binfmt_misc handlers", async () =>
     );
   }
   // An enabled handler with the F flag must make its architecture runnable in a chroot.
-  for (const h of await readBinfmtHandlers()) {
+  for (const h of readBinfmtHandlers()) {
     if (h.architecture === undefined || !h.enabled) continue;
     const ok = result.supported.some((p) => p.architecture === h.architecture);
     if (h.flags.includes("F"))
@@ -125,7 +125,7 @@ test("findEmulator finds the installed qemu-user-static with its version", async
 
 test("binfmtStatus lists the registered entries and the probed platforms", async () => {
   const status = await binfmtStatus();
-  const handlers = await readBinfmtHandlers();
+  const handlers = readBinfmtHandlers();
   assert.deepEqual(
     status.emulators,
     handlers.map((h) => h.name),

@@ -16,7 +16,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { once } from "node:events";
-import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { getAttribute } from "@napi-rs/xattr";
 import { Snapshotter, readMountInfo, mountsUnder } from "../../src/snapshot/index.js";
@@ -58,7 +57,7 @@ async function layer(
 }
 
 /** Entry names of a layer tar as GNU tar lists them. */
-async function gnuTarList(tar: Readable): Promise<string[]> {
+async function gnuTarList(tar: AsyncIterable<Uint8Array>): Promise<string[]> {
   const child = spawn("tar", ["-tf", "-"], { stdio: ["pipe", "pipe", "inherit"] });
   const out: Buffer[] = [];
   child.stdout.on("data", (c: Buffer) => out.push(c));
