@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
 import type { Vertex } from "../graph/index.js";
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import {
   type Descriptor,
   isDigest,
@@ -315,39 +315,18 @@ export class Images implements ImagePuller {
   ): Promise<void> {
     const snapshots = this.state.snapshots;
     if (await snapshots.exists(snapshot)) return;
-    if (!(await this.state.content.has(desc.digest))) {
-      const id = `pulling ${desc.digest}`;
-      const started = Date.now();
-      let done = 0;
-      const blob = fetch();
-      blob.on("data", (c: Buffer) => {
-        done += c.length;
-        this.progress.write({
-          type: "status",
-          vertex: v.digest,
-          id,
-          current: done,
-          total: desc.size,
-          started,
-        });
-      });
-      await this.state.content.ingest(blob, { digest: desc.digest, size: desc.size });
-      this.progress.write({
-        type: "status",
-        vertex: v.digest,
-        id,
-        current: desc.size,
-        total: desc.size,
-        started,
-        completed: Date.now(),
-      });
-    }
+    const stored = await this.state.content.has(desc.digest);
     const active = await snapshots.newEmpty(stepSnapshotId("unpack", snapshot), parents);
     try {
-      await applyLayerBlob(this.state.content.openRead(desc.digest), desc.mediaType, active.dir, {
-        expectedDiffID: diffID,
-        whiteouts: active.whiteouts === "overlay" ? "overlay" : "delete",
-      });
+      // a blob being downloaded is unpacked as it arrives; the snapshot is committed only
+      // once the store has verified and kept the whole blob
+      const apply = (blob: AsyncIterable<Uint8Array>) =>
+        applyLayerBlob(blob, desc.mediaType, active.dir, {
+          expectedDiffID: diffID,
+          whiteouts: active.whiteouts === "overlay" ? "overlay" : "delete",
+        });
+      if (stored) await apply(this.state.content.openRead(desc.digest));
+      else await this.download(v, fetch(), desc, apply);
       await snapshots.commit(active.id, active, snapshot);
     } catch (e) {
       await active.release();
@@ -356,5 +335,57 @@ export class Images implements ImagePuller {
         return;
       throw e;
     }
+  }
+
+  /**
+   * Stores a blob from the registry and hands the same bytes to `use` as they arrive; resolves
+   * when both are done, with the first failure of either (the store's digest check included).
+   */
+  private async download(
+    v: Vertex,
+    blob: Readable,
+    desc: { digest: string; size: number },
+    use: (blob: AsyncIterable<Uint8Array>) => Promise<unknown>,
+  ): Promise<void> {
+    const id = `pulling ${desc.digest}`;
+    const started = Date.now();
+    let done = 0;
+    const toStore = new PassThrough();
+    const toUse = new PassThrough();
+    blob.on("data", (c: Buffer) => {
+      done += c.length;
+      this.progress.write({
+        type: "status",
+        vertex: v.digest,
+        id,
+        current: done,
+        total: desc.size,
+        started,
+      });
+    });
+    blob.on("error", (e) => {
+      toStore.destroy(e);
+      toUse.destroy(e);
+    });
+    blob.pipe(toStore);
+    blob.pipe(toUse);
+    const [stored, used] = await Promise.allSettled([
+      this.state.content.ingest(toStore, { digest: desc.digest, size: desc.size }),
+      use(toUse).finally(() => {
+        // a consumer that stopped early must not hold the download back
+        if (!toUse.readableEnded) toUse.resume();
+      }),
+    ]);
+    if (stored.status === "rejected") throw stored.reason;
+    if (used.status === "rejected") throw used.reason;
+    this.progress.write({
+      type: "status",
+      vertex: v.digest,
+      id,
+      current: desc.size,
+      total: desc.size,
+      started,
+      completed: Date.now(),
+    });
   }
 }
