@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
 
@@ -102,31 +102,70 @@ export async function hidesAnythingUnder(
   return walk(start);
 }
 
-/** Content hashes of files by identity, so an unchanged context is not re-read. */
-const fileHashes = new Map<string, string>();
-let hashesChanged = false;
+/**
+ * Content hashes of one context's files by identity (device, inode, size, mtime and ctime: any
+ * change to a file gives it a new key), so an unchanged context is not re-read. Each context
+ * has its own file: a build loads the hashes of the contexts it reads, not of every context
+ * ever built, and a save keeps only the entries this process used (a changed file's old entry
+ * goes away).
+ */
+interface ContextHashes {
+  file: string | undefined;
+  /** loaded from the file or hashed here */
+  known: Map<string, string>;
+  /** looked up or hashed by this process: what a save writes */
+  used: Map<string, string>;
+  changed: boolean;
+}
+
+let hashCacheDir: string | undefined;
+const contextHashes = new Map<string, Promise<ContextHashes>>();
 
 /**
- * Loads the file-hash cache a previous build saved, so a rebuild of a large unchanged
- * context stats its files instead of reading them. Entries are keyed by device, inode, size,
- * mtime and ctime: any change to a file gives it a new key.
+ * Keeps file-hash caches in `dir` (a context's is loaded when a checksum first needs it), so a
+ * rebuild of a large unchanged context stats its files instead of reading them.
  */
-export async function loadHashCache(file: string): Promise<void> {
+export function useHashCache(dir: string): void {
+  if (dir === hashCacheDir) return;
+  hashCacheDir = dir;
+  contextHashes.clear();
+}
+
+function hashesOf(contextDir: string): Promise<ContextHashes> {
+  const dir = resolve(contextDir);
+  let hashes = contextHashes.get(dir);
+  if (hashes === undefined) {
+    hashes = loadHashes(dir);
+    contextHashes.set(dir, hashes);
+  }
+  return hashes;
+}
+
+async function loadHashes(contextDir: string): Promise<ContextHashes> {
+  const name = createHash("sha256").update(contextDir).digest("hex").slice(0, 32);
+  const file = hashCacheDir === undefined ? undefined : join(hashCacheDir, `${name}.json`);
+  const known = new Map<string, string>();
   try {
-    const saved = JSON.parse(await readFile(file, "utf8")) as Record<string, string>;
-    for (const [k, v] of Object.entries(saved)) if (!fileHashes.has(k)) fileHashes.set(k, v);
+    if (file !== undefined) {
+      const saved = JSON.parse(await readFile(file, "utf8")) as Record<string, string>;
+      for (const [k, v] of Object.entries(saved)) known.set(k, v);
+    }
   } catch {
     // none yet, or torn by a crash: hashing again is always correct
   }
+  return { file, known, used: new Map(), changed: false };
 }
 
-/** Saves the cache (atomically) when this build hashed something new. */
-export async function saveHashCache(file: string): Promise<void> {
-  if (!hashesChanged) return;
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(Object.fromEntries(fileHashes)));
-  await rename(tmp, file);
-  hashesChanged = false;
+/** Saves (atomically) the cache of each context in which this process hashed something new. */
+export async function saveHashCache(): Promise<void> {
+  for (const pending of contextHashes.values()) {
+    const hashes = await pending;
+    if (!hashes.changed || hashes.file === undefined) continue;
+    const tmp = `${hashes.file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(Object.fromEntries(hashes.used)));
+    await rename(tmp, hashes.file);
+    hashes.changed = false;
+  }
 }
 
 /** Files read at once while a checksum is taken (each read is a thread-pool job). */
@@ -134,8 +173,13 @@ const PARALLEL_READS = 8;
 /** A file up to this size is read in one call; a larger one is streamed in 1 MiB reads. */
 const WHOLE_READ_BYTES = 1 << 20;
 
-async function hashFile(path: string, key: string, size: bigint): Promise<string> {
-  const known = fileHashes.get(key);
+async function hashFile(
+  hashes: ContextHashes,
+  path: string,
+  key: string,
+  size: bigint,
+): Promise<string> {
+  const known = hashes.known.get(key);
   if (known) return known;
   const h = createHash("sha256");
   if (size <= WHOLE_READ_BYTES) h.update(await readFile(path));
@@ -143,8 +187,9 @@ async function hashFile(path: string, key: string, size: bigint): Promise<string
     for await (const chunk of createReadStream(path, { highWaterMark: WHOLE_READ_BYTES }))
       h.update(chunk as Buffer);
   const d = h.digest("hex");
-  fileHashes.set(key, d);
-  hashesChanged = true;
+  hashes.known.set(key, d);
+  hashes.used.set(key, d);
+  hashes.changed = true;
   return d;
 }
 
@@ -162,6 +207,7 @@ export async function contextChecksum(
   filter: ContextFilter,
   paths: readonly string[],
 ): Promise<string> {
+  const hashes = await hashesOf(contextDir);
   // a line, or a file whose line needs its content hash
   const lines: (string | { rel: string; mode: number; host: string; key: string; size: bigint })[] =
     [];
@@ -191,7 +237,8 @@ export async function contextChecksum(
       }
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-      const known = fileHashes.get(key);
+      const known = hashes.known.get(key);
+      if (known) hashes.used.set(key, known);
       lines.push(known ? `f ${rel} ${mode} ${known}\n` : { rel, mode, host, key, size: st.size });
     } else {
       lines.push(`o ${rel} ${mode}\n`);
@@ -229,7 +276,7 @@ export async function contextChecksum(
     for (ahead = Math.max(ahead, i); ahead < lines.length && reads.size < PARALLEL_READS; ahead++) {
       const f = lines[ahead]!;
       if (typeof f === "string") continue;
-      const read = hashFile(f.host, f.key, f.size);
+      const read = hashFile(hashes, f.host, f.key, f.size);
       // awaited below, in order; a failure must not count as unhandled meanwhile
       read.catch(() => undefined);
       reads.set(ahead, read);
@@ -239,7 +286,7 @@ export async function contextChecksum(
       h.update(line);
       continue;
     }
-    const digest = await (reads.get(i) ?? hashFile(line.host, line.key, line.size));
+    const digest = await (reads.get(i) ?? hashFile(hashes, line.host, line.key, line.size));
     reads.delete(i);
     h.update(`f ${line.rel} ${line.mode} ${digest}\n`);
   }

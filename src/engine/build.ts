@@ -16,8 +16,8 @@ import type { FsResult } from "../cache/index.js";
 import type { ProgressSink } from "../progress/index.js";
 import {
   loadContextFilter,
-  loadHashCache,
   saveHashCache,
+  useHashCache,
   type ContextFilter,
 } from "../context/index.js";
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
@@ -199,7 +199,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   await cleanupStaleSecrets();
 
   const epoch = sourceDateEpoch(req);
-  await loadHashCache(state.contextHashesFile);
+  useHashCache(state.contextHashesDir);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
   const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
     ["context", { dir: resolve(req.contextDir), filter }],
@@ -329,7 +329,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     );
     opts.onGraph?.(printGraph(roots));
     const solved = await solver.solve(roots);
-    await saveHashCache(state.contextHashesFile);
+    await saveHashCache();
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 

@@ -4,9 +4,9 @@
  * several kiln processes may change at once (tags, cache records, leases, cache-mount holds)
  * lives in its metadata database (src/metadata/).
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { BuildCache } from "../cache/index.js";
 import { ContentStore } from "../content/index.js";
 import { MetadataStore } from "../metadata/index.js";
@@ -24,8 +24,8 @@ export interface KilnState {
   content: ContentStore;
   snapshots: Snapshotter;
   cache: BuildCache;
-  /** content hashes of build-context files by identity (a cache: last writer wins) */
-  contextHashesFile: string;
+  /** content hashes of build-context files by identity, a file per context (a cache) */
+  contextHashesDir: string;
   /** persistent `RUN --mount=type=cache` directories */
   cacheMountsDir: string;
   tmpDir: string;
@@ -41,12 +41,14 @@ export async function openState(root: string = defaultRoot()): Promise<KilnState
     content: await ContentStore.open(join(root, "content"), metadata),
     snapshots,
     cache: new BuildCache(metadata, (id) => snapshots.exists(id)),
-    contextHashesFile: join(root, "cache", "context-hashes.json"),
+    contextHashesDir: join(root, "cache", "context-hashes"),
     cacheMountsDir: join(root, "cache-mounts"),
     tmpDir: join(root, "tmp"),
   };
-  for (const d of [dirname(state.contextHashesFile), state.cacheMountsDir, state.tmpDir]) {
+  for (const d of [state.contextHashesDir, state.cacheMountsDir, state.tmpDir]) {
     await mkdir(d, { recursive: true });
   }
+  // the one file all contexts shared before they had one each
+  await rm(join(root, "cache", "context-hashes.json"), { force: true });
   return state;
 }

@@ -31,7 +31,7 @@ async function stateAt(root: string): Promise<KilnState> {
     content: await ContentStore.open(join(root, "content"), metadata),
     snapshots,
     cache: new BuildCache(metadata, (id) => snapshots.exists(id)),
-    contextHashesFile: join(root, "cache", "context-hashes.json"),
+    contextHashesDir: join(root, "cache", "context-hashes"),
     cacheMountsDir: join(root, "cache-mounts"),
     tmpDir: join(root, "tmp"),
   };
