@@ -173,7 +173,10 @@ export function pruneCommand(): Command {
     .description(
       "Remove build cache: by default what no named image uses; --all everything but named images' own content",
     )
-    .option("-a, --all", "also remove what named images use (their blobs stay) and cache mounts")
+    .option(
+      "-a, --all",
+      "also remove what named images use (their blobs stay), cache mounts and build-context checksums",
+    )
     .option(
       "--filter <filter>",
       "keep records by a filter; until=<duration> keeps those used within it (e.g. until=24h)",

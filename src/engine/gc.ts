@@ -688,9 +688,15 @@ export async function prune(
       (a, b) => order.indexOf(a.rec.type) - order.indexOf(b.rec.type),
     );
     for (const n of removed) await n.remove();
-    // what pushes left in registries is remembered state too: an emptied cache asks again
-    if (opts.all) state.metadata.forgetAllPushedBlobs();
-    return { removed: removed.map((n) => n.rec), freed: p.freed + staleFreed };
+    let checksumsFreed = 0;
+    if (opts.all) {
+      // what pushes left in registries is remembered state too: an emptied cache asks again
+      state.metadata.forgetAllPushedBlobs();
+      // and build-context checksums are read afresh, as BuildKit's go with its local sources
+      checksumsFreed = await diskUsage(state.contextHashesDir);
+      await rm(state.contextHashesDir, { recursive: true, force: true });
+    }
+    return { removed: removed.map((n) => n.rec), freed: p.freed + staleFreed + checksumsFreed };
   } finally {
     await release();
   }

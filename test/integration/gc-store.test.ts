@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { link, mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -146,9 +147,12 @@ test("prune: flattened chains, parents, leftovers, hard links, until", async () 
     );
     for (const id of [...chain.slice(0, 2), side]) assert.ok(await s.exists(id), id);
 
-    // --all: everything, cache mounts included
+    // --all: everything, cache mounts and build-context checksums included
+    await mkdir(state.contextHashesDir, { recursive: true });
+    await writeFile(join(state.contextHashesDir, "0123.json"), "{}");
     await pruneChecked(state, { all: true });
     assert.deepEqual(await readdir(state.cacheMountsDir), []);
+    assert.equal(existsSync(state.contextHashesDir), false, "context checksums are gone");
     assert.deepEqual(
       (await s.list()).map((x) => x.info?.id),
       [],
