@@ -9,8 +9,8 @@
  * record still marked running whose owner process is gone was cut off; it reads as canceled,
  * with the step counts of the events it left. A torn last event line is skipped, never fatal.
  */
-import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createReadStream, readFileSync } from "node:fs";
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { KilnError } from "../errors.js";
@@ -235,12 +235,15 @@ export class HistoryStore {
     }
   }
 
-  /** One record as stored, or as it must be read when its build was cut off. */
+  /**
+   * One record as stored, or as it must be read when its build was cut off. Read synchronously:
+   * a record is a few KB, and every build lists them all (retention) before it starts.
+   */
   async #read(ref: string): Promise<BuildRecord | undefined> {
     let record: BuildRecord;
     try {
       record = JSON.parse(
-        await readFile(join(this.recordDir(ref), RECORD_FILE), "utf8"),
+        readFileSync(join(this.recordDir(ref), RECORD_FILE), "utf8"),
       ) as BuildRecord;
     } catch {
       // removed meanwhile, or not a record: record.json is only ever replaced whole
