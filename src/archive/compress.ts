@@ -194,8 +194,9 @@ export async function compressLayerTo(
       break;
   }
   let written: { digest: string; size: number };
+  const tallied = tally(tar, raw);
   try {
-    let src: AsyncIterable<Uint8Array> = tally(tar, raw);
+    let src: AsyncIterable<Uint8Array> = tallied;
     const { writeFile } = opts;
     if (program && writeFile) {
       const { ended, rest } = await peek(src, SMALL_TAR);
@@ -213,6 +214,8 @@ export async function compressLayerTo(
     });
     [, written] = await Promise.all([pipeline(src, compressor, blob), writing]);
   } catch (e) {
+    // whatever stopped reading the tar, its source (open files of a walk) is closed now
+    tallied.return(undefined).catch(() => undefined);
     if (isKilnError(e)) throw e;
     throw fail(messageOf(e), e);
   }

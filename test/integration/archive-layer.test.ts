@@ -14,6 +14,7 @@ import {
   applyLayer,
   applyLayerBlob,
   compressLayer,
+  compressLayerTo,
   diffTrees,
   diffUpperDir,
   dirToTar,
@@ -390,4 +391,31 @@ test("a large gzip layer goes through igzip without a level and pigz with one; b
       ["E_LAYER_INVALID", "E_LAYER_DIGEST"].includes(e.code ?? "") &&
       /decompressing layer|diffID mismatch/.test(e.message),
   );
+});
+
+test("a compression whose blob writer fails stops reading the tar and closes its source", async () => {
+  let closed = false;
+  async function* tar(): AsyncGenerator<Buffer> {
+    try {
+      for (let i = 0; i < 64; i++) {
+        await new Promise((r) => setImmediate(r)); // a source that reads, as a walk does
+        yield randomBytes(64 * 1024);
+      }
+    } finally {
+      closed = true;
+    }
+  }
+  for (const writeFile of [undefined, () => Promise.reject(new Error("disk full"))]) {
+    closed = false;
+    await assert.rejects(
+      compressLayerTo(tar(), () => Promise.reject(new Error("disk full")), {
+        compression: "gzip",
+        ...(writeFile ? { writeFile } : {}),
+      }),
+      /disk full/,
+    );
+    // the source's cleanup runs once the generator is returned (a turn of the event loop)
+    await new Promise((r) => setImmediate(r));
+    assert.ok(closed, `source closed (${writeFile ? "program" : "stream"} path)`);
+  }
 });
