@@ -175,7 +175,7 @@ export function pruneCommand(): Command {
     )
     .option(
       "-a, --all",
-      "also remove what named images use (their blobs stay), cache mounts and build-context checksums",
+      "also remove what named images use (their blobs stay) and cache mounts; without --filter or --keep-storage, build-context checksums too",
     )
     .option(
       "--filter <filter>",

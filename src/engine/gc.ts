@@ -692,9 +692,12 @@ export async function prune(
     if (opts.all) {
       // what pushes left in registries is remembered state too: an emptied cache asks again
       state.metadata.forgetAllPushedBlobs();
-      // and build-context checksums are read afresh, as BuildKit's go with its local sources
-      checksumsFreed = await diskUsage(state.contextHashesDir);
-      await rm(state.contextHashesDir, { recursive: true, force: true });
+      // and, when everything goes, build-context checksums are read afresh (BuildKit's go
+      // with its local sources)
+      if (opts.keepBytes === undefined && opts.keepDurationMs === undefined) {
+        checksumsFreed = await diskUsage(state.contextHashesDir);
+        await rm(state.contextHashesDir, { recursive: true, force: true });
+      }
     }
     return { removed: removed.map((n) => n.rec), freed: p.freed + staleFreed + checksumsFreed };
   } finally {
