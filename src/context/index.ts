@@ -3,7 +3,7 @@
  * which wins), and content checksums of the parts a step reads, so a COPY is invalidated
  * only by a change to the files it copies.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
@@ -161,7 +161,8 @@ export async function saveHashCache(): Promise<void> {
   for (const pending of contextHashes.values()) {
     const hashes = await pending;
     if (!hashes.changed || hashes.file === undefined) continue;
-    const tmp = `${hashes.file}.${process.pid}.tmp`;
+    // a daemon's concurrent builds may save the same context's file at once
+    const tmp = `${hashes.file}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(tmp, JSON.stringify(Object.fromEntries(hashes.used)));
     await rename(tmp, hashes.file);
     hashes.changed = false;
