@@ -2,7 +2,15 @@
 export type { TarEntry, TarEntryType } from "./tar-format.js";
 export { readTar, type TarReadEntry } from "./tar-reader.js";
 export { encodeTar, packTar, type TarInput } from "./tar-writer.js";
-export { diffTrees, diffUpperDir, dirToTar, type WalkOptions } from "./walk.js";
+export {
+  diffOf,
+  diffSignature,
+  diffTrees,
+  diffUpperDir,
+  dirToTar,
+  type LayerDiff,
+  type WalkOptions,
+} from "./walk.js";
 export {
   applyLayer,
   extractTar,

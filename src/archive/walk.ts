@@ -19,12 +19,13 @@ import {
   type BigIntStats,
 } from "node:fs";
 import { open } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { getAttribute, listAttributes } from "../xattr.js";
 import { KilnError } from "../errors.js";
 import { isWhiteout, OverlayLowers, type LowerEntry } from "./lower.js";
 import { splitDev } from "./nodes.js";
-import type { TarEntry } from "./tar-format.js";
+import { encodeHeader, type TarEntry } from "./tar-format.js";
 import { encodeTar, type TarInput } from "./tar-writer.js";
 
 export interface WalkOptions {
@@ -70,8 +71,40 @@ export function diffTrees(
   upper: string,
   opts: WalkOptions = {},
 ): AsyncGenerator<Buffer> {
-  if (lower === undefined) return encodeTar(walk(upper, opts, "plain", layerXattr));
-  return encodeTar(walk(upper, { ...opts, lowers: [lower] }, "plain-over-lower", layerXattr));
+  return diffOf({ kind: "trees", lower, upper }, opts);
+}
+
+/**
+ * Where a layer's changes are: an overlayfs upperdir over its lowerdirs (top-most first), or a
+ * plain tree over the plain tree it was made from (none: the whole tree).
+ */
+export type LayerDiff =
+  | { kind: "upperdir"; upperdir: string; lowers: readonly string[] }
+  | { kind: "trees"; lower: string | undefined; upper: string };
+
+function diffEntries(diff: LayerDiff, opts: WalkOptions, bodies: boolean) {
+  if (diff.kind === "upperdir") {
+    return walk(diff.upperdir, { ...opts, lowers: diff.lowers }, "upperdir", layerXattr, bodies);
+  }
+  return diff.lower === undefined
+    ? walk(diff.upper, opts, "plain", layerXattr, bodies)
+    : walk(diff.upper, { ...opts, lowers: [diff.lower] }, "plain-over-lower", layerXattr, bodies);
+}
+
+/** The layer tar of a LayerDiff (as diffUpperDir or diffTrees make it). */
+export function diffOf(diff: LayerDiff, opts: WalkOptions = {}): AsyncGenerator<Buffer> {
+  return encodeTar(diffEntries(diff, opts, true));
+}
+
+/**
+ * The digest of a layer's tar headers alone (names, types, modes, owners, sizes, times, links,
+ * extended attributes), read without opening a file: layers whose signatures differ differ;
+ * equal signatures say nothing about the contents.
+ */
+export async function diffSignature(diff: LayerDiff, opts: WalkOptions = {}): Promise<string> {
+  const h = createHash("sha256");
+  for await (const { entry } of diffEntries(diff, opts, false)) h.update(encodeHeader(entry));
+  return `sha256:${h.digest("hex")}`;
 }
 
 /** A whole directory as a tar (no whiteout semantics), with all its extended attributes. */
@@ -125,6 +158,7 @@ async function* walk(
   opts: WalkOptions,
   mode: WalkMode,
   keepXattr: XattrFilter,
+  bodies = true,
 ): AsyncGenerator<TarInput> {
   const overlay = mode === "upperdir";
   const firstPathOfInode = new Map<string, string>();
@@ -260,6 +294,10 @@ async function* walk(
     yield* flush();
     if (st.isFile()) {
       entry.size = Number(st.size);
+      if (!bodies) {
+        yield { entry };
+        return;
+      }
       const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       if (fstatSync(fd, { bigint: true }).ino !== st.ino) {
         closeSync(fd);

@@ -307,7 +307,10 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       snapshots: state.snapshots,
       tmpDir: state.tmpDir,
     };
-    const layerBlobs = layerBlobsFor(assembleDeps, assembleOptionsFor(req.outputs, epoch));
+    const layerBlobs = layerBlobsFor(assembleDeps, {
+      ...assembleOptionsFor(req.outputs, epoch),
+      twins: targets.length > 1,
+    });
     const pushAhead = new PushAhead(client, state.content, req.outputs);
     if (pushAhead.active)
       layerBlobs.onBlob((b) => {

@@ -38,7 +38,7 @@ import {
   type Attestation,
   type StoredAttestations,
 } from "../attest/index.js";
-import { LayerBlobs } from "./layers.js";
+import { LayerBlobs, type LayerBlobOptions } from "./layers.js";
 
 export interface PlatformImage {
   platform: Platform;
@@ -94,7 +94,10 @@ export interface AssembleDeps {
 }
 
 /** The layer blob maker for an export with these options. */
-export function layerBlobsFor(deps: AssembleDeps, opts: AssembleOptions): LayerBlobs {
+export function layerBlobsFor(
+  deps: AssembleDeps,
+  opts: AssembleOptions & Pick<LayerBlobOptions, "twins">,
+): LayerBlobs {
   return new LayerBlobs(deps, opts);
 }
 

@@ -3,12 +3,12 @@
  * compressed as soon as its step ends, while later steps still run (`prepare`), and the image
  * assembly then finds it done (`blobOf`). Each blob is compressed straight into the content
  * store, hashed on both sides as it is written. Pulled layers recompressed to another format
- * are shared by diffID. Built layers are compressed in one pass, never hashed ahead: twins (the
- * same file op in each platform of a multi-platform build) compress to the same bytes, so they
- * are one blob in the store and one upload, and a second pass to spot them would cost more than
- * the compression it saves (igzip compresses faster than a layer is read).
+ * are shared by diffID. Built layers are compressed in one pass; in a multi-platform build, a
+ * layer that looks like one made before (same tar headers) is hashed first and shares that
+ * blob when it is the same (see `built`).
  */
-import { compressLayerTo, decompressStream } from "../archive/index.js";
+import { createHash } from "node:crypto";
+import { compressLayerTo, decompressStream, diffOf, diffSignature } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
@@ -31,6 +31,8 @@ export interface LayerBlobOptions {
   epoch?: number;
   /** how many layers are compressed at once */
   parallelism?: number;
+  /** several platforms are built: look for identical layers among them (see `built`) */
+  twins?: boolean;
 }
 
 /** The cache's name for a blob made with these options. */
@@ -44,6 +46,8 @@ function blobKey(opts: LayerBlobOptions, withEpoch: boolean): string {
 export class LayerBlobs {
   private readonly bySnapshot = new Map<string, Promise<BlobRecord>>();
   private readonly byDiffID = new Map<string, Promise<BlobRecord>>();
+  /** built layers' blobs by blob key and header signature (see `built`) */
+  private readonly bySignature = new Map<string, Promise<BlobRecord>>();
   private readonly lanes: Lanes;
   private readonly listeners: ((blob: BlobRecord) => void)[] = [];
 
@@ -95,31 +99,56 @@ export class LayerBlobs {
     const key = blobKey(this.opts, !pulled);
     const known = await this.deps.cache.blobFor(layer.snapshot, key);
     if (known && (await this.deps.content.has(known.digest))) return known;
-    const tar = async (): Promise<AsyncIterable<Uint8Array>> =>
-      pulled
-        ? decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType)
-        : this.deps.snapshots.diff(layer.snapshot, { mtime: this.opts.epoch });
     let blob: Promise<BlobRecord> | undefined;
     if (pulled) {
       const same = `${key} ${pulled.diffID}`;
       blob = this.byDiffID.get(same);
       if (!blob) {
+        const tar = () =>
+          decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType);
         blob = this.lanes.run(() => this.compress(tar, pulled.diffID));
         this.byDiffID.set(same, blob);
       }
     } else {
-      blob = this.lanes.run(() => this.compress(tar, undefined));
+      blob = this.built(layer.snapshot, key);
     }
     const made = await blob;
     await this.deps.cache.recordBlob(layer.snapshot, key, made);
     return made;
   }
 
+  /**
+   * A built layer's blob. In a multi-platform build the same step often makes the same layer
+   * for each platform (a COPY of the context into the same directories, in the same second):
+   * a layer whose header signature (names, sizes, modes, times; no content read) matches one
+   * made before is hashed, and when its diffID matches too it shares that blob (one
+   * compression, one upload). Any other layer is compressed in one pass.
+   */
+  private async built(snapshot: string, key: string): Promise<BlobRecord> {
+    const walk = this.opts.epoch === undefined ? {} : { mtime: this.opts.epoch };
+    const diff = await this.deps.snapshots.layerDiff(snapshot);
+    const tar = () => diffOf(diff, walk);
+    if (!this.opts.twins) return this.lanes.run(() => this.compress(tar, undefined));
+    const signature = `${key} ${await diffSignature(diff, walk)}`;
+    const twin = this.bySignature.get(signature);
+    if (twin === undefined) {
+      const made = this.lanes.run(() => this.compress(tar, undefined));
+      this.bySignature.set(signature, made);
+      return made;
+    }
+    const theirs = await twin.catch(() => undefined);
+    if (theirs !== undefined && (await this.deps.content.has(theirs.digest))) {
+      const diffID = await this.lanes.run(() => digestOf(tar()));
+      if (diffID === theirs.diffID) return theirs;
+    }
+    return this.lanes.run(() => this.compress(tar, undefined));
+  }
+
   private async compress(
-    tar: () => Promise<AsyncIterable<Uint8Array>>,
+    tar: () => AsyncIterable<Uint8Array>,
     expectedDiffID: string | undefined,
   ): Promise<BlobRecord> {
-    const c = await compressLayerTo(await tar(), (blob) => this.deps.content.ingest(blob), {
+    const c = await compressLayerTo(tar(), (blob) => this.deps.content.ingest(blob), {
       compression: this.opts.compression,
       level: this.opts.compressionLevel,
       writeFile: (fill) => this.deps.content.ingestWritten(fill),
@@ -135,4 +164,11 @@ export class LayerBlobs {
     }
     return { digest: c.digest, size: c.size, mediaType: c.mediaType, diffID: c.diffID };
   }
+}
+
+/** The sha256 of a stream of bytes, read to its end. */
+async function digestOf(bytes: AsyncIterable<Uint8Array>): Promise<string> {
+  const h = createHash("sha256");
+  for await (const c of bytes) h.update(c);
+  return `sha256:${h.digest("hex")}`;
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { applyLayer, diffTrees, diffUpperDir, type WalkOptions } from "../archive/index.js";
+import { applyLayer, diffOf, type LayerDiff, type WalkOptions } from "../archive/index.js";
 import { KilnError, messageOf } from "../errors.js";
 import { flatSnapshotId } from "./ids.js";
 import {
@@ -649,6 +649,11 @@ export class Snapshotter {
    * whiteouts. overlay: the upperdir as it is; copy: its tree compared with its parents' tree.
    */
   async diff(id: string, opts: WalkOptions = {}): Promise<AsyncIterable<Buffer>> {
+    return diffOf(await this.layerDiff(id), opts);
+  }
+
+  /** Where `diff` finds the snapshot's changes (for diffOf and diffSignature). */
+  async layerDiff(id: string): Promise<LayerDiff> {
     const info = await this.info(id);
     if (info === undefined) {
       throw new KilnError("E_SNAPSHOT_NOT_FOUND", `snapshot ${id} does not exist`, {
@@ -658,10 +663,10 @@ export class Snapshotter {
     if (info.driver === "overlay") {
       // the lowers let the diff leave out what the step left as it was (BuildKit's differ)
       const lowers = info.parents.map((p) => this.path(p)).reverse();
-      return diffUpperDir(this.path(id), { ...opts, lowers });
+      return { kind: "upperdir", upperdir: this.path(id), lowers };
     }
     const base = await this.#treeOf(info.parents);
-    return diffTrees(base?.path, this.path(id), opts);
+    return { kind: "trees", lower: base?.path, upper: this.path(id) };
   }
 
   /**
