@@ -6,7 +6,7 @@ import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError, messageOf } from "../errors.js";
 import { MediaType } from "../oci/mediatypes.js";
-import { digestOf, encodeJSON, sha256Hex } from "../oci/encode.js";
+import { digestOf, encodeJSON, sha256Hex, streamDigest } from "../oci/encode.js";
 import { parseIndex } from "../oci/parse.js";
 import type { Descriptor, Digest, ImageIndex } from "../oci/types.js";
 import { syncDir } from "../durable.js";
@@ -127,13 +127,7 @@ export class ContentStore {
       } finally {
         await fh.close();
       }
-      const hash = createHash("sha256");
-      let size = 0;
-      for await (const c of createReadStream(tmp, { highWaterMark: 1024 * 1024 })) {
-        hash.update(c as Buffer);
-        size += (c as Buffer).length;
-      }
-      return { digest: `sha256:${hash.digest("hex")}`, size };
+      return streamDigest(createReadStream(tmp, { highWaterMark: 1024 * 1024 }));
     });
   }
 

@@ -7,13 +7,12 @@
  * layer that looks like one made before (same tar headers) is hashed first and shares that
  * blob when it is the same (see `built`).
  */
-import { createHash } from "node:crypto";
 import { compressLayerTo, decompressStream, diffOf, diffSignature } from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
 import { Lanes } from "../lanes.js";
-import { layerCompression, type Compression } from "../oci/index.js";
+import { layerCompression, streamDigest, type Compression } from "../oci/index.js";
 import type { Snapshotter } from "../snapshot/index.js";
 
 export interface LayerBlobDeps {
@@ -138,7 +137,7 @@ export class LayerBlobs {
     }
     const theirs = await twin.catch(() => undefined);
     if (theirs !== undefined && (await this.deps.content.has(theirs.digest))) {
-      const diffID = await this.lanes.run(() => digestOf(tar()));
+      const { digest: diffID } = await this.lanes.run(() => streamDigest(tar()));
       if (diffID === theirs.diffID) return theirs;
     }
     return this.lanes.run(() => this.compress(tar, undefined));
@@ -164,11 +163,4 @@ export class LayerBlobs {
     }
     return { digest: c.digest, size: c.size, mediaType: c.mediaType, diffID: c.diffID };
   }
-}
-
-/** The sha256 of a stream of bytes, read to its end. */
-async function digestOf(bytes: AsyncIterable<Uint8Array>): Promise<string> {
-  const h = createHash("sha256");
-  for await (const c of bytes) h.update(c);
-  return `sha256:${h.digest("hex")}`;
 }
