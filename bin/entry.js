@@ -14,6 +14,16 @@ import { Script } from "node:vm";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
+// bin/kiln moves NODE_EXTRA_CA_CERTS aside: Node would read the file and build its whole root
+// store before any code runs (~35 ms here), for commands that make no HTTPS request. It is put
+// back for the programs kiln starts and for kiln's HTTPS agents, which apply it when first made
+// (src/registry/http.ts).
+const deferredCa = process.env.KILN_NODE_EXTRA_CA_CERTS;
+if (deferredCa !== undefined) {
+  delete process.env.KILN_NODE_EXTRA_CA_CERTS;
+  if (deferredCa !== "") process.env.NODE_EXTRA_CA_CERTS = deferredCa;
+}
+
 /** name: the bundle (dist/<name>.cjs); main: the tsc output it bundles, relative to dist/. */
 export async function runEntry(name, main) {
   const tscMain = join(root, "dist", main);

@@ -9,11 +9,11 @@ import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import type { IncomingMessage } from "node:http";
 import { pipeline } from "node:stream/promises";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { KilnError, messageOf } from "../errors.js";
 import { extractArchive, isArchive } from "../fileops/index.js";
+import { HttpTransport } from "../registry/http.js";
 import { checkoutGit, parseGitRef, type GitAccess } from "../source/index.js";
 
 export interface MaterializedContext {
@@ -68,22 +68,26 @@ export async function openRemoteContext(
 }
 
 async function download(url: string, file: string, signal?: AbortSignal): Promise<void> {
-  let res: Response;
+  const transport = new HttpTransport();
   try {
-    res = await fetch(url, { signal, redirect: "follow" });
-  } catch (e) {
-    throw new KilnError("E_CONTEXT", `cannot download the context ${url}: ${messageOf(e)}`, {
-      hint: "check the URL and that the server is reachable",
-      cause: e,
-    });
+    let res: IncomingMessage;
+    try {
+      res = await transport.follow({ method: "GET", url: new URL(url), signal }, true);
+    } catch (e) {
+      throw new KilnError("E_CONTEXT", `cannot download the context ${url}: ${messageOf(e)}`, {
+        hint: "check the URL and that the server is reachable",
+        cause: e,
+      });
+    }
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      res.destroy();
+      throw new KilnError("E_CONTEXT", `cannot download the context ${url}: HTTP ${status}`, {
+        hint: "the URL must serve a tar archive (or a Dockerfile) with status 200",
+      });
+    }
+    await pipeline(res, createWriteStream(file, { flags: "wx", mode: 0o600 }));
+  } finally {
+    transport.close();
   }
-  if (!res.ok || res.body === null) {
-    throw new KilnError("E_CONTEXT", `cannot download the context ${url}: HTTP ${res.status}`, {
-      hint: "the URL must serve a tar archive (or a Dockerfile) with status 200",
-    });
-  }
-  await pipeline(
-    Readable.fromWeb(res.body as WebReadableStream<Uint8Array>),
-    createWriteStream(file, { flags: "wx", mode: 0o600 }),
-  );
 }

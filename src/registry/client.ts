@@ -14,7 +14,13 @@ import { parseManifestOrIndex, type ParsedDocument } from "../oci/parse.js";
 import type { Descriptor, Digest } from "../oci/types.js";
 import { Authorizer, repositoryScope } from "./auth.js";
 import { dockerCredentials, type CredentialsProvider } from "./credentials.js";
-import { HttpTransport, drain, isTransientNetworkError, readBody } from "./http.js";
+import {
+  HttpTransport,
+  drain,
+  isTransientNetworkError,
+  readBody,
+  responseHeader as header,
+} from "./http.js";
 
 /** A repository on a registry: `registry` as written in references ("docker.io", "host:5000"). */
 export interface RepositoryRef {
@@ -694,7 +700,10 @@ export class RegistryClient {
       const body = typeof o.body === "function" ? o.body() : o.body;
       let res: IncomingMessage;
       try {
-        res = await this.follow({ method: o.method, url, headers, body }, o.redirects === true);
+        res = await this.transport.follow(
+          { method: o.method, url, headers, body },
+          o.redirects === true,
+        );
       } catch (e) {
         if (body instanceof Readable) body.destroy();
         // A failing body source (e.g. corrupt local content) is its own error, not the network's.
@@ -727,37 +736,6 @@ export class RegistryClient {
         continue;
       }
       return res;
-    }
-  }
-
-  private async follow(
-    req: {
-      method: string;
-      url: URL;
-      headers: Record<string, string>;
-      body: Buffer | Readable | undefined;
-    },
-    redirects: boolean,
-  ): Promise<IncomingMessage> {
-    let current = req;
-    for (let hop = 0; ; hop++) {
-      const res = await this.transport.request(current);
-      const status = res.statusCode ?? 0;
-      const loc = header(res, "location");
-      if (
-        !redirects ||
-        hop >= 5 ||
-        loc === undefined ||
-        ![301, 302, 303, 307, 308].includes(status)
-      )
-        return res;
-      await drain(res);
-      const next = new URL(loc, current.url);
-      const headers = { ...current.headers };
-      // Storage backends get presigned URLs; our registry credentials are not for them.
-      if (next.host !== current.url.host || next.protocol !== current.url.protocol)
-        delete headers.Authorization;
-      current = { method: current.method, url: next, headers, body: undefined };
     }
   }
 }
@@ -823,11 +801,6 @@ class ExactSlices {
       { hint: "the local content is corrupt; rebuild it or delete it from the content store" },
     ));
   }
-}
-
-function header(res: IncomingMessage, name: string): string | undefined {
-  const v = res.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 function manifestPath(repo: RepositoryRef, reference: string): string {

@@ -1,12 +1,15 @@
 /**
- * The one place that talks HTTP: node:http/https with keep-alive agents (so a CA file can be
- * given and redirects stay under our control), streaming request and response bodies.
+ * The one place that talks HTTP (registries, ADD <url>, remote contexts): node:http/https with
+ * keep-alive agents (so a CA file can be given and redirects stay under our control), streaming
+ * request and response bodies.
  */
+import { readFileSync } from "node:fs";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
-import { rootCertificates } from "node:tls";
+import { createSecureContext, rootCertificates, type SecureContext } from "node:tls";
 import { finished, pipeline } from "node:stream/promises";
+import { messageOf } from "../errors.js";
 
 export interface HttpRequest {
   method: string;
@@ -14,6 +17,7 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   /** A Buffer (replayable) or a stream (sent once). */
   body?: Buffer | Readable;
+  signal?: AbortSignal;
 }
 
 export interface TransportOptions {
@@ -38,21 +42,63 @@ export function isTransientNetworkError(e: unknown): boolean {
   return transientCodes.has((e as NodeJS.ErrnoException | undefined)?.code ?? "");
 }
 
+let extraCa: string | undefined | null = null;
+
+/**
+ * The PEM text of the file NODE_EXTRA_CA_CERTS names, read once; unreadable: a warning, as
+ * Node gives. kiln's launcher (bin/kiln) hides the variable from Node's start-up, which would
+ * otherwise parse the file and build its whole root store before any code runs (~35 ms here,
+ * for every command, TLS or not); bin/entry.js puts it back, and it is applied here, when the
+ * first HTTPS agent is made.
+ */
+function extraCaCertificates(): string | undefined {
+  if (extraCa !== null) return extraCa;
+  extraCa = undefined;
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (file) {
+    try {
+      extraCa = readFileSync(file, "utf8");
+    } catch (e) {
+      process.emitWarning(`Ignoring extra certs from \`${file}\`, load failed: ${messageOf(e)}`);
+    }
+  }
+  return extraCa;
+}
+
+/** The roots an HTTPS agent trusts: Node's, NODE_EXTRA_CA_CERTS's, the given CA's. */
+function trustedRoots(ca: Buffer | undefined): SecureContext | undefined {
+  const extra = [extraCaCertificates(), ca?.toString("utf8")].filter((c) => c !== undefined);
+  // Giving a CA replaces Node's default store, so its roots are listed too.
+  return extra.length === 0
+    ? undefined
+    : createSecureContext({ ca: [...rootCertificates, ...extra] });
+}
+
 export class HttpTransport {
   private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  /** made on first HTTPS use: trusting a CA costs parsing every root certificate */
+  private secureAgent: https.Agent | undefined;
   private readonly idleTimeoutMs: number;
+  private readonly maxSockets: number;
+  private readonly ca: Buffer | undefined;
 
   constructor(opts: TransportOptions = {}) {
-    const maxSockets = opts.maxSockets ?? 16;
+    this.maxSockets = opts.maxSockets ?? 16;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets });
-    this.httpsAgent = new https.Agent({
-      keepAlive: true,
-      maxSockets,
-      // Adding a CA must not drop the system roots.
-      ...(opts.ca === undefined ? {} : { ca: [...rootCertificates, opts.ca.toString("utf8")] }),
-    });
+    this.ca = opts.ca;
+    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: this.maxSockets });
+  }
+
+  private httpsAgent(): https.Agent {
+    if (this.secureAgent === undefined) {
+      const secureContext = trustedRoots(this.ca);
+      this.secureAgent = new https.Agent({
+        keepAlive: true,
+        maxSockets: this.maxSockets,
+        ...(secureContext === undefined ? {} : { secureContext }),
+      });
+    }
+    return this.secureAgent;
   }
 
   /** Resolves with the response head; the body is left for the caller to consume or drain. */
@@ -65,7 +111,8 @@ export class HttpTransport {
       const r = mod.request(req.url, {
         method: req.method,
         headers,
-        agent: secure ? this.httpsAgent : this.httpAgent,
+        agent: secure ? this.httpsAgent() : this.httpAgent,
+        ...(req.signal === undefined ? {} : { signal: req.signal }),
       });
       r.setTimeout(this.idleTimeoutMs, () => {
         r.destroy(
@@ -87,9 +134,38 @@ export class HttpTransport {
     });
   }
 
+  /**
+   * request, following up to 5 redirects when asked (GET/HEAD of blobs may be redirected to
+   * storage). A hop to another host or scheme drops Authorization: our credentials are not for it.
+   */
+  async follow(req: HttpRequest, redirects: boolean): Promise<IncomingMessage> {
+    let current = req;
+    for (let hop = 0; ; hop++) {
+      const res = await this.request(current);
+      const status = res.statusCode ?? 0;
+      const loc = responseHeader(res, "location");
+      if (
+        !redirects ||
+        hop >= 5 ||
+        loc === undefined ||
+        ![301, 302, 303, 307, 308].includes(status)
+      )
+        return res;
+      await drain(res);
+      const next = new URL(loc, current.url);
+      const sameOrigin = next.host === current.url.host && next.protocol === current.url.protocol;
+      const headers = Object.fromEntries(
+        Object.entries(current.headers ?? {}).filter(
+          ([k]) => sameOrigin || k.toLowerCase() !== "authorization",
+        ),
+      );
+      current = { method: current.method, url: next, headers, signal: current.signal };
+    }
+  }
+
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.secureAgent?.destroy();
   }
 }
 
@@ -107,6 +183,12 @@ export async function readBody(res: IncomingMessage, limit: number): Promise<Buf
     parts.push(b);
   }
   return Buffer.concat(parts);
+}
+
+/** A response header's (first) value. */
+export function responseHeader(res: IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
 }
 
 /** Discard a body we do not need so the connection can be reused. */

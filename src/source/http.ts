@@ -9,13 +9,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
+import type { IncomingMessage } from "node:http";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
 import type { ContentStore } from "../content/index.js";
 import type { HttpSourceOp } from "../graph/index.js";
+import { HttpTransport, drain, responseHeader } from "../registry/http.js";
 import { VERSION } from "../version.js";
 
 export interface HttpSourceOptions {
@@ -90,19 +90,10 @@ function httpDate(v: string | null | undefined): string | undefined {
   return Number.isNaN(t.getTime()) ? undefined : t.toUTCString();
 }
 
-/** The most specific text of a fetch failure (undici hides the socket error in `cause`). */
-function fetchFailure(e: unknown): string {
-  const cause = (e as { cause?: unknown }).cause;
-  if (cause instanceof Error) {
-    const code = (cause as { code?: unknown }).code;
-    return cause.message || (typeof code === "string" ? code : messageOf(e));
-  }
-  return messageOf(e);
-}
-
 export class HttpSource {
   /** one resolution per URL per build, shared by every vertex that adds it */
   private readonly resolving = new Map<string, Promise<Resolved>>();
+  private transport: HttpTransport | undefined;
 
   constructor(private readonly o: HttpSourceOptions) {}
 
@@ -164,17 +155,17 @@ export class HttpSource {
     if (rec?.etag) headers["if-none-match"] = rec.etag;
     else if (rec?.lastModified) headers["if-modified-since"] = rec.lastModified;
     const res = await this.request(url, headers, signal, rec !== undefined);
-    if (rec && res.status === 304) {
-      await res.body?.cancel();
+    if (rec && res.statusCode === 304) {
+      await drain(res);
       return { digest: rec.digest, lastModified: rec.lastModified };
     }
     // some servers ignore If-None-Match but still send the same ETag (BuildKit's HEAD check)
     if (
       rec &&
-      sameETag(res.headers.get("etag"), rec.etag) &&
+      sameETag(responseHeader(res, "etag"), rec.etag) &&
       (await this.o.content.has(rec.digest))
     ) {
-      await res.body?.cancel();
+      res.destroy();
       return { digest: rec.digest, lastModified: rec.lastModified };
     }
     return this.store({ kind: "http", url }, res, undefined);
@@ -183,15 +174,12 @@ export class HttpSource {
   /** Streams the body into the content store, checks it, and records the URL's validators. */
   private async store(
     op: HttpSourceOp,
-    res: Response,
+    res: IncomingMessage,
     expected: string | undefined,
   ): Promise<Resolved> {
     let info;
     try {
-      const body = res.body
-        ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)
-        : Readable.from([]);
-      info = await this.o.content.ingest(body);
+      info = await this.o.content.ingest(res);
     } catch (e) {
       throw new KilnError(
         isKilnError(e) ? e.code : "E_HTTP_FETCH",
@@ -215,8 +203,8 @@ export class HttpSource {
           );
     }
     const rec: UrlRecord = { url: op.url, digest: info.digest, size: info.size };
-    const etag = res.headers.get("etag");
-    const lastModified = httpDate(res.headers.get("last-modified"));
+    const etag = responseHeader(res, "etag");
+    const lastModified = httpDate(responseHeader(res, "last-modified"));
     if (etag) rec.etag = etag;
     if (lastModified) rec.lastModified = lastModified;
     await this.writeRecord(rec);
@@ -229,25 +217,30 @@ export class HttpSource {
     headers: Record<string, string>,
     signal: AbortSignal,
     conditional = false,
-  ): Promise<Response> {
-    let res: Response;
+  ): Promise<IncomingMessage> {
+    let res: IncomingMessage;
     try {
-      res = await fetch(url, { headers, signal, redirect: "follow" });
+      this.transport ??= new HttpTransport();
+      res = await this.transport.follow(
+        { method: "GET", url: new URL(url), headers, signal },
+        true,
+      );
     } catch (e) {
       if (signal.aborted) throw e;
-      throw new KilnError("E_HTTP_FETCH", `cannot download ${url}: ${fetchFailure(e)}`, {
+      throw new KilnError("E_HTTP_FETCH", `cannot download ${url}: ${messageOf(e)}`, {
         hint: "check the URL and that its server is reachable from this machine",
         cause: e,
       });
     }
-    if ((res.status >= 200 && res.status < 300) || (conditional && res.status === 304)) return res;
-    await res.body?.cancel();
+    const status = res.statusCode ?? 0;
+    if ((status >= 200 && status < 300) || (conditional && status === 304)) return res;
+    res.destroy();
     throw new KilnError(
       "E_HTTP_STATUS",
-      `cannot download ${url}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`,
+      `cannot download ${url}: HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ""}`,
       {
         hint:
-          res.status === 401 || res.status === 403
+          status === 401 || status === 403
             ? "pass credentials with --secret id=HTTP_AUTH_TOKEN_<host> (or HTTP_AUTH_HEADER_<host>)"
             : "check the URL",
       },
