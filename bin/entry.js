@@ -6,13 +6,17 @@
 // compile cache of its own. The cache is written at exit when it was missing or V8 refused it
 // (another Node, another bundle); it is only an optimisation, so a read-only install runs
 // without one.
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { Script } from "node:vm";
+//
+// bin/ is CommonJS (bin/package.json): Node's ES module loader costs ~40 ms of start-up here,
+// and nothing on the bundle's path needs it.
+"use strict";
+const { existsSync, readFileSync, renameSync, statSync, writeFileSync } = require("node:fs");
+const { createRequire } = require("node:module");
+const { dirname, join } = require("node:path");
+const { pathToFileURL } = require("node:url");
+const { Script } = require("node:vm");
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const root = join(__dirname, "..");
 
 // bin/kiln moves NODE_EXTRA_CA_CERTS aside: Node would read the file and build its whole root
 // store before any code runs (~35 ms here), for commands that make no HTTPS request. It is put
@@ -25,7 +29,7 @@ if (deferredCa !== undefined) {
 }
 
 /** name: the bundle (dist/<name>.cjs); main: the tsc output it bundles, relative to dist/. */
-export async function runEntry(name, main) {
+function runEntry(name, main) {
   const tscMain = join(root, "dist", main);
   const bundle = join(root, "dist", `${name}.cjs`);
   const mtime = (f) => statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? -1;
@@ -36,7 +40,8 @@ export async function runEntry(name, main) {
     process.exit(1);
   }
   if (mtime(bundle) < mtime(tscMain)) {
-    await import(pathToFileURL(tscMain).href);
+    // the tsc output is ES modules; an import that fails reports itself as an uncaught rejection
+    void import(pathToFileURL(tscMain).href);
     return;
   }
   runBundle(bundle);
@@ -64,3 +69,5 @@ function runBundle(bundle) {
     .runInThisContext()
     .call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle));
 }
+
+module.exports = { runEntry };
