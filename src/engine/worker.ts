@@ -94,6 +94,8 @@ export class BuildWorker implements Worker<FsResult> {
   private readonly cacheMounts: CacheMounts;
   private readonly http: HttpSource;
   private readonly git: GitSource;
+  /** context checksums taken in this build, by context and path */
+  private readonly checksums = new Map<object, Map<string, Promise<string>>>();
 
   constructor(private readonly o: WorkerOptions) {
     // as BuildKit, an ADD of a git URL authenticates with the agent forwarded with
@@ -134,10 +136,18 @@ export class BuildWorker implements Worker<FsResult> {
     if (v.op.kind === "git") return named(v, this.git.cacheKey(v.op, signal));
     const parts: string[] = [];
     for (const { input, path } of this.contextReads(v)) {
-      const ctx = this.localContext(input)!;
-      parts.push(await contextChecksum(ctx.dir, ctx.filter, [path]));
+      parts.push(await this.checksum(this.localContext(input)!, path));
     }
     return parts.length ? parts.join(",") : undefined;
+  }
+
+  /** One walk of a context path per build: every platform's COPY of it has the same key part. */
+  private checksum(ctx: { dir: string; filter: ContextFilter }, path: string): Promise<string> {
+    let byPath = this.checksums.get(ctx);
+    if (!byPath) this.checksums.set(ctx, (byPath = new Map<string, Promise<string>>()));
+    let sum = byPath.get(path);
+    if (!sum) byPath.set(path, (sum = contextChecksum(ctx.dir, ctx.filter, [path])));
+    return sum;
   }
 
   keyReadsContent(v: Vertex): boolean {
