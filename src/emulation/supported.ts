@@ -5,6 +5,8 @@
  * without the F flag has its interpreter looked up in the guest's root, where it is missing,
  * and such a handler would not work inside a container either.
  */
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -52,6 +54,12 @@ export interface ProbeOptions {
    * platforms, not a process per architecture kiln knows. Default: all of them.
    */
   architectures?: readonly string[];
+  /**
+   * A file that keeps each architecture's successful probe across processes, for as long as
+   * the kernel, its binfmt_misc handlers and their interpreter files stay the same: BuildKit's
+   * daemon probes once, not for every build, and a probe costs an emulator's start.
+   */
+  recordFile?: string;
 }
 
 const DEFAULT_CACHE_MAX_AGE_MS = 20_000;
@@ -122,13 +130,86 @@ async function detect(opts: ProbeOptions): Promise<SupportedPlatforms> {
     return { native, supported: dedupe(supported), binfmt, failures };
   }
 
-  const outcomes = await Promise.all(candidates.map((arch) => probe(arch, binfmt)));
+  const record = opts.recordFile === undefined ? undefined : readRecord(opts.recordFile, binfmt);
+  const outcomes = await Promise.all(
+    candidates.map((arch) => {
+      const kept = record?.probes[arch];
+      return kept === undefined ? probe(arch, binfmt) : Promise.resolve(kept);
+    }),
+  );
+  let learned = false;
   outcomes.forEach((outcome, i) => {
     const arch = candidates[i]!;
     if ("reason" in outcome) failures.push({ architecture: arch, reason: outcome.reason });
-    else supported.push(...outcome.platforms);
+    else {
+      supported.push(...outcome.platforms);
+      if (record !== undefined && record.probes[arch] === undefined) {
+        // only successes are kept: a failure may be passing (a timeout under load)
+        record.probes[arch] = outcome;
+        learned = true;
+      }
+    }
   });
+  if (learned) writeRecord(opts.recordFile!, record!);
   return { native, supported: dedupe(supported), binfmt, failures };
+}
+
+/** Successful probes, valid for one state of the kernel's emulation (the fingerprint). */
+interface ProbeRecord {
+  fingerprint: string;
+  probes: Record<string, { platforms: Platform[] }>;
+}
+
+/**
+ * What a probe's outcome depends on: the kernel, every binfmt_misc handler (an unregistered
+ * or disabled one changes its entry) and the file identity of each interpreter (a new QEMU
+ * is a new file), and the probe programs themselves.
+ */
+function probeFingerprint(binfmt: readonly BinfmtHandler[]): string {
+  const h = createHash("sha256").update(`${os.release()}\n`);
+  for (const b of binfmt) {
+    const st =
+      b.interpreter === undefined ? undefined : statSync(b.interpreter, { throwIfNoEntry: false });
+    h.update(
+      JSON.stringify([
+        b.name,
+        b.enabled,
+        b.interpreter ?? null,
+        b.flags,
+        b.offset ?? null,
+        Buffer.from(b.magic ?? []).toString("hex"),
+        Buffer.from(b.mask ?? []).toString("hex"),
+        b.extension ?? null,
+        st === undefined ? null : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`,
+      ]) + "\n",
+    );
+  }
+  for (const arch of PROBE_ARCHITECTURES) h.update(probeBinary(arch)!);
+  return h.digest("hex");
+}
+
+/** The record if it is for this fingerprint, else an empty one (stale, missing or torn). */
+function readRecord(file: string, binfmt: readonly BinfmtHandler[]): ProbeRecord {
+  const fingerprint = probeFingerprint(binfmt);
+  try {
+    const r = JSON.parse(readFileSync(file, "utf8")) as ProbeRecord;
+    if (r.fingerprint === fingerprint && typeof r.probes === "object") return r;
+  } catch {
+    // none yet, or torn: probing again is always right
+  }
+  return { fingerprint, probes: {} };
+}
+
+/** Atomic (temp file + rename): concurrent builds each write a whole record. */
+function writeRecord(file: string, record: ProbeRecord): void {
+  try {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(record));
+    renameSync(tmp, file);
+  } catch {
+    // only an optimisation: the next build probes again
+  }
 }
 
 function dedupe(platforms: Platform[]): Platform[] {

@@ -221,7 +221,10 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     contexts.set(name, { dir: resolve(dir), filter: await loadContextFilter(dir) });
   }
 
-  const planner = new ExecutionPlanner({ ignoreBinfmt: req.ignoreBinfmt });
+  const planner = new ExecutionPlanner({
+    ignoreBinfmt: req.ignoreBinfmt,
+    recordFile: state.probeRecordFile,
+  });
   const targets: Platform[] = req.platforms.length ? req.platforms : [planner.native];
   const insecure = [
     ...req.insecureRegistries,

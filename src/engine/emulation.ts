@@ -34,11 +34,15 @@ export class ExecutionPlanner {
   /** the normalized host platform: the build platform of every conversion */
   readonly native: Platform = defaultPlatform();
 
-  constructor(private readonly opts: { ignoreBinfmt: boolean }) {}
+  /** recordFile: where successful probes are kept across builds (see probeSupported) */
+  constructor(private readonly opts: { ignoreBinfmt: boolean; recordFile?: string }) {}
 
   /** Probes on first use only: a fully cached build runs no step and pays for no probe. */
   supported(): Promise<SupportedPlatforms> {
-    this.probed ??= probeSupported({ ignoreBinfmt: this.opts.ignoreBinfmt });
+    this.probed ??= probeSupported({
+      ignoreBinfmt: this.opts.ignoreBinfmt,
+      recordFile: this.opts.recordFile,
+    });
     return this.probed;
   }
 
@@ -64,6 +68,7 @@ export class ExecutionPlanner {
       const probed = probeSupported({
         ignoreBinfmt: this.opts.ignoreBinfmt,
         architectures: [p.architecture],
+        recordFile: this.opts.recordFile,
       });
       plan = probed.then((s) => planExecution(p, s));
       this.plans.set(key, plan);

@@ -26,6 +26,8 @@ export interface KilnState {
   cache: BuildCache;
   /** content hashes of build-context files by identity, a file per context (a cache) */
   contextHashesDir: string;
+  /** emulators' successful probes, kept while the host's binfmt_misc setup is unchanged */
+  probeRecordFile: string;
   /** persistent `RUN --mount=type=cache` directories */
   cacheMountsDir: string;
   tmpDir: string;
@@ -42,6 +44,7 @@ export async function openState(root: string = defaultRoot()): Promise<KilnState
     snapshots,
     cache: new BuildCache(metadata, (id) => snapshots.exists(id)),
     contextHashesDir: join(root, "cache", "context-hashes"),
+    probeRecordFile: join(root, "cache", "emulation-probes.json"),
     cacheMountsDir: join(root, "cache-mounts"),
     tmpDir: join(root, "tmp"),
   };

@@ -116,6 +116,41 @@ test("probe results are cached until they are older than cacheMaxAgeMs", async (
   await first;
 });
 
+test("a probe record serves successful probes across processes while binfmt_misc is unchanged", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-probe-record-"));
+  const recordFile = path.join(dir, "cache", "probes.json");
+  const probeArm64 = async () =>
+    (
+      await probeSupported({ cacheMaxAgeMs: 0, architectures: ["arm64"], recordFile })
+    ).supported.map(format);
+  type Kept = { fingerprint: string; probes: Record<string, { platforms: Platform[] }> };
+  const read = async () => JSON.parse(await readFile(recordFile, "utf8")) as Kept;
+  try {
+    assert.ok((await probeArm64()).includes("linux/arm64"), "this machine emulates arm64");
+    const record = await read();
+    assert.deepEqual(record.probes.arm64?.platforms.map(format), ["linux/arm64"]);
+
+    // what the record says is what a later probe answers: no process asked
+    const marked = { os: "linux", architecture: "arm64", variant: "v9" };
+    await writeFile(
+      recordFile,
+      JSON.stringify({ ...record, probes: { arm64: { platforms: [marked] } } }),
+    );
+    assert.ok((await probeArm64()).includes("linux/arm64/v9"));
+
+    // a record of another kernel or binfmt_misc state is not used, and is replaced
+    await writeFile(
+      recordFile,
+      JSON.stringify({ fingerprint: "other", probes: { arm64: { platforms: [marked] } } }),
+    );
+    const again = await probeArm64();
+    assert.ok(again.includes("linux/arm64") && !again.includes("linux/arm64/v9"), again.join());
+    assert.deepEqual(await read(), record);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("findEmulator finds the installed qemu-user-static with its version", async () => {
   const emu = await findEmulator({ os: "linux", architecture: "arm64" }, { path: "/usr/bin" });
   assert.equal(emu?.path, "/usr/bin/qemu-aarch64-static");

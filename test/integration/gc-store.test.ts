@@ -33,6 +33,7 @@ async function stateAt(root: string): Promise<KilnState> {
     snapshots,
     cache: new BuildCache(metadata, (id) => snapshots.exists(id)),
     contextHashesDir: join(root, "cache", "context-hashes"),
+    probeRecordFile: join(root, "cache", "emulation-probes.json"),
     cacheMountsDir: join(root, "cache-mounts"),
     tmpDir: join(root, "tmp"),
   };

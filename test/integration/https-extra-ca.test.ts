@@ -51,8 +51,8 @@ test("NODE_EXTRA_CA_CERTS is trusted for remote contexts and ADD <https URL>; wi
       assert.notEqual(r.code, 0);
       const all = r.messages.join("\n");
       assert.doesNotMatch(all, /^\s+at /m, `no stack trace:\n${all}`);
-      const line = r.messages.find((l) => l.startsWith("error: "));
-      assert.ok(line?.includes(what), all);
+      const line = r.messages.find((l) => l.startsWith("error: ")) ?? "";
+      assert.ok(line.includes(what), all);
       assert.match(line, /certificate/);
     }
   } finally {
