@@ -6,9 +6,44 @@
 // the tsc output it came from.
 import { build } from "esbuild";
 import { rm } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
+
+/**
+ * Node built-ins that many commands never use (a no-op build makes no HTTPS request, compresses
+ * nothing, starts no process): each is a module of getters that loads it on first use, instead
+ * of a require() when the bundle starts (~10 ms of start-up here for these five).
+ */
+const LAZY_BUILTINS = [
+  "node:child_process",
+  "node:https",
+  "node:readline",
+  "node:tls",
+  "node:zlib",
+];
+const lazyBuiltins = {
+  name: "lazy-builtins",
+  setup(b) {
+    const names = new RegExp(`^(${LAZY_BUILTINS.join("|")})$`);
+    b.onResolve({ filter: names }, (args) =>
+      // the getter module's own require stays a plain one
+      args.namespace === "lazy-builtin"
+        ? { path: args.path, external: true }
+        : { path: args.path, namespace: "lazy-builtin" },
+    );
+    b.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, (args) => ({
+      loader: "js",
+      contents: [
+        "let m;",
+        `const keys = ${JSON.stringify(Object.keys(createRequire(import.meta.url)(args.path)))};`,
+        "for (const k of keys)",
+        `  Object.defineProperty(module.exports, k, { enumerable: true, get: () => (m ??= require(${JSON.stringify(args.path)}))[k] });`,
+      ].join("\n"),
+    }));
+  },
+};
 for (const [entry, out] of [
   ["dist/cli/main.js", "dist/kiln.cjs"],
   ["dist/daemon/main.js", "dist/kilnd.cjs"],
@@ -31,6 +66,7 @@ for (const [entry, out] of [
     // smaller to read, hash (the code cache check) and compile; names stay for messages
     minifyWhitespace: true,
     minifySyntax: true,
+    plugins: [lazyBuiltins],
     logLevel: "warning",
   });
 }
