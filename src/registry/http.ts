@@ -65,13 +65,22 @@ function extraCaCertificates(): string | undefined {
   return extraCa;
 }
 
+/** TLS contexts by the extra certificates they trust (a daemon makes a client per build). */
+const secureContexts = new Map<string, SecureContext>();
+
 /** The roots an HTTPS agent trusts: Node's, NODE_EXTRA_CA_CERTS's, the given CA's. */
 function trustedRoots(ca: Buffer | undefined): SecureContext | undefined {
   const extra = [extraCaCertificates(), ca?.toString("utf8")].filter((c) => c !== undefined);
+  if (extra.length === 0) return undefined;
+  const key = extra.join("\n");
+  let context = secureContexts.get(key);
   // Giving a CA replaces Node's default store, so its roots are listed too.
-  return extra.length === 0
-    ? undefined
-    : createSecureContext({ ca: [...rootCertificates, ...extra] });
+  if (context === undefined)
+    secureContexts.set(
+      key,
+      (context = createSecureContext({ ca: [...rootCertificates, ...extra] })),
+    );
+  return context;
 }
 
 export class HttpTransport {
