@@ -1,9 +1,10 @@
 /**
- * Brief commands (mount, umount, sync) started by a small shell instead of by kiln itself.
+ * Brief commands (the snapshotter's `sync -f`) started by a small shell instead of by kiln
+ * itself.
  *
  * Node starts a program by forking its own process, which blocks kiln's one JavaScript thread
  * for a time that grows with kiln's memory (about 5 ms at 50 MB, 13 ms at 150 MB here): a cold
- * two-platform build starts ~30 such commands. A shell (dash, ~1 MB) forks them in a few tens
+ * two-platform build starts ~10 such commands. A shell (dash, ~1 MB) forks them in a few tens
  * of microseconds, on its own time. Each shell runs one command at a time; a few are kept.
  *
  * The protocol is shell text on the shell's stdin, every argument single-quoted (so nothing in

@@ -1,10 +1,8 @@
-import { runBrief, runBriefChecked } from "../process/index.js";
+import { constants } from "node:os";
+import { MNT_DETACH, mountSyscall, unmountSyscall } from "../process/index.js";
 import { KilnError } from "../errors.js";
 
-/**
- * mount(2) copies at most one page of options; keep a margin below 4096 for the terminating
- * NUL and anything mount(8) adds.
- */
+/** mount(2) copies at most one page of options; keep a margin below 4096 for the NUL. */
 export const MAX_OPTIONS_LENGTH = 4000;
 /** The kernel's overlayfs stacking limit (OVL_MAX_STACK). */
 export const MAX_LOWER_LAYERS = 500;
@@ -59,21 +57,20 @@ export function overlayFits(dirs: OverlayDirs, limit = MAX_OPTIONS_LENGTH): bool
 /** Whether this kernel takes `volatile` (known after the first writable mount). */
 let volatileWorks: boolean | undefined;
 
-const MOUNT_TIMEOUT_MS = 60_000;
-
 /** Mount an overlay at target; relative dirs are resolved against cwd (keeps options short). */
 export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: string): Promise<void> {
   const mount = async (volatile: boolean): Promise<void> => {
-    await runBriefChecked(
-      "mount",
-      ["-t", "overlay", "overlay", "-o", overlayOptions(dirs, { volatile }), target],
-      {
-        cwd,
-        timeoutMs: MOUNT_TIMEOUT_MS,
-        errorCode: "E_SNAPSHOT_MOUNT",
-        hint: "overlayfs mounts need root and a kernel with overlay support; kiln falls back to the copy driver when the startup probe fails.",
-      },
-    );
+    const data = overlayOptions(dirs, { volatile });
+    const failed = await mountSyscall({ source: "overlay", target, fstype: "overlay", data, cwd });
+    if (failed) {
+      throw new KilnError(
+        "E_SNAPSHOT_MOUNT",
+        `cannot mount an overlay at ${target}: ${failed.message} (options ${data})`,
+        {
+          hint: "overlayfs mounts need root and a kernel with overlay support; kiln falls back to the copy driver when the startup probe fails.",
+        },
+      );
+    }
   };
   if (dirs.upper === undefined || volatileWorks === false) return mount(false);
   if (volatileWorks === true) return mount(true);
@@ -89,12 +86,14 @@ export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: strin
 
 /** Unmount target; if it is busy, detach it lazily so it disappears once the last user exits. */
 export async function unmount(target: string): Promise<void> {
-  const res = await runBrief("umount", [target], { timeoutMs: MOUNT_TIMEOUT_MS });
-  if (res.exitCode === 0) return;
-  if (/not mounted|no mount point/i.test(res.stderr)) return;
-  await runBriefChecked("umount", ["-l", target], {
-    timeoutMs: MOUNT_TIMEOUT_MS,
-    errorCode: "E_SNAPSHOT_UNMOUNT",
-    hint: `Unmount ${target} by hand (umount -l) and retry.`,
-  });
+  const failed = await unmountSyscall(target);
+  // EINVAL: not a mount point (any more); ENOENT: no such path
+  if (failed === undefined || failed.errno === constants.errno.EINVAL) return;
+  if (failed.errno === constants.errno.ENOENT) return;
+  const detached = await unmountSyscall(target, MNT_DETACH);
+  if (detached) {
+    throw new KilnError("E_SNAPSHOT_UNMOUNT", `cannot unmount ${target}: ${detached.message}`, {
+      hint: `Unmount ${target} by hand (umount -l) and retry.`,
+    });
+  }
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { applyLayer, diffOf, type LayerDiff, type WalkOptions } from "../archive/index.js";
-import { KilnError, messageOf } from "../errors.js";
+import { KilnError, isKilnError, messageOf } from "../errors.js";
 import { flatSnapshotId } from "./ids.js";
 import {
   isOwnerAlive,
@@ -11,6 +11,7 @@ import {
   ownerTag,
   runBriefChecked,
   runChecked,
+  prepareMountHelper,
 } from "../process/index.js";
 import { mountsUnder, readMountInfo } from "./mountinfo.js";
 import {
@@ -233,6 +234,10 @@ export class Snapshotter {
       await stat(join(ws.dir, "upper", "probe"));
       return undefined;
     } catch (e) {
+      // the mount helper itself missing says nothing of overlayfs: the copy driver would be
+      // kept for this state dir for good
+      if (isKilnError(e) && (e.code === "E_PROCESS_SPAWN" || e.code === "E_PROCESS_FAILED"))
+        throw e;
       return e;
     } finally {
       await this.#discard(ws);
@@ -466,6 +471,8 @@ export class Snapshotter {
   /** An empty layer directory to unpack into (see ActiveLayer.whiteouts), then commit. */
   async newEmpty(id: string, parents: readonly string[] = []): Promise<ActiveLayer> {
     const driver = await this.driver();
+    // a layer unpacked now is mounted by a step soon: the mount helper starts meanwhile
+    if (driver === "overlay") prepareMountHelper();
     await this.#requireAll(parents);
     const claim = this.#claim(id, parents);
     let ws: Workspace;

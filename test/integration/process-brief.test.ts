@@ -1,4 +1,4 @@
-// src/process/brief.ts: brief commands (mount, umount, sync) run by a pool of shells.
+// src/process/brief.ts: brief commands (sync -f) run by a pool of shells.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
