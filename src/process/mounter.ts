@@ -72,7 +72,12 @@ class Mounter {
 
   constructor() {
     const numbers = SYSCALLS[process.arch]?.map(String) ?? ["", ""];
-    this.child = spawn("perl", ["-e", HELPER, ...numbers], { stdio: ["pipe", "pipe", "pipe"] });
+    // detached: its own process group, so a Ctrl-C at the terminal leaves it to unmount what
+    // kiln cleans up on the way out; it exits when kiln's end of its stdin closes
+    this.child = spawn("perl", ["-e", HELPER, ...numbers], {
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
     let stderr = "";
     this.child.stderr!.on("data", (c: Buffer) => {
       stderr = (stderr + c.toString("utf8")).slice(-4096);
