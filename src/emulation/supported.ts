@@ -130,27 +130,25 @@ async function detect(opts: ProbeOptions): Promise<SupportedPlatforms> {
     return { native, supported: dedupe(supported), binfmt, failures };
   }
 
-  const record = opts.recordFile === undefined ? undefined : readRecord(opts.recordFile, binfmt);
+  const fingerprint = opts.recordFile === undefined ? undefined : probeFingerprint(binfmt);
+  const record = fingerprint === undefined ? undefined : readRecord(opts.recordFile!, fingerprint);
   const outcomes = await Promise.all(
     candidates.map((arch) => {
       const kept = record?.probes[arch];
       return kept === undefined ? probe(arch, binfmt) : Promise.resolve(kept);
     }),
   );
-  let learned = false;
+  const learned: ProbeRecord["probes"] = {};
   outcomes.forEach((outcome, i) => {
     const arch = candidates[i]!;
     if ("reason" in outcome) failures.push({ architecture: arch, reason: outcome.reason });
     else {
       supported.push(...outcome.platforms);
-      if (record !== undefined && record.probes[arch] === undefined) {
-        // only successes are kept: a failure may be passing (a timeout under load)
-        record.probes[arch] = outcome;
-        learned = true;
-      }
+      // only successes are kept: a failure may be passing (a timeout under load)
+      if (record !== undefined && record.probes[arch] === undefined) learned[arch] = outcome;
     }
   });
-  if (learned) writeRecord(opts.recordFile!, record!);
+  if (Object.keys(learned).length > 0) keepProbes(opts.recordFile!, fingerprint!, learned);
   return { native, supported: dedupe(supported), binfmt, failures };
 }
 
@@ -189,8 +187,7 @@ function probeFingerprint(binfmt: readonly BinfmtHandler[]): string {
 }
 
 /** The record if it is for this fingerprint, else an empty one (stale, missing or torn). */
-function readRecord(file: string, binfmt: readonly BinfmtHandler[]): ProbeRecord {
-  const fingerprint = probeFingerprint(binfmt);
+function readRecord(file: string, fingerprint: string): ProbeRecord {
   try {
     const r = JSON.parse(readFileSync(file, "utf8")) as ProbeRecord;
     if (r.fingerprint === fingerprint && typeof r.probes === "object") return r;
@@ -200,8 +197,14 @@ function readRecord(file: string, binfmt: readonly BinfmtHandler[]): ProbeRecord
   return { fingerprint, probes: {} };
 }
 
-/** Atomic (temp file + rename): concurrent builds each write a whole record. */
-function writeRecord(file: string, record: ProbeRecord): void {
+/**
+ * Adds probes to the record as it is on disk now: a build probes its platforms at once, and
+ * each must add to what the others kept. Read and write are synchronous, so no other probe of
+ * this process comes between them; the write is atomic (temp file + rename).
+ */
+function keepProbes(file: string, fingerprint: string, learned: ProbeRecord["probes"]): void {
+  const record = readRecord(file, fingerprint);
+  Object.assign(record.probes, learned);
   try {
     mkdirSync(path.dirname(file), { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;

@@ -151,6 +151,25 @@ test("a probe record serves successful probes across processes while binfmt_misc
   }
 });
 
+test("probes of several platforms at once all land in the record", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-probe-record-"));
+  const recordFile = path.join(dir, "probes.json");
+  try {
+    // as a build's platforms are planned: one probeSupported per architecture, concurrently
+    await Promise.all(
+      ["arm64", "riscv64", "s390x"].map((a) =>
+        probeSupported({ cacheMaxAgeMs: 0, architectures: [a], recordFile }),
+      ),
+    );
+    const record = JSON.parse(await readFile(recordFile, "utf8")) as {
+      probes: Record<string, unknown>;
+    };
+    assert.deepEqual(Object.keys(record.probes).sort(), ["arm64", "riscv64", "s390x"]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("findEmulator finds the installed qemu-user-static with its version", async () => {
   const emu = await findEmulator({ os: "linux", architecture: "arm64" }, { path: "/usr/bin" });
   assert.equal(emu?.path, "/usr/bin/qemu-aarch64-static");
