@@ -14,12 +14,7 @@ import type { Platform } from "../platform/types.js";
 import { Solver, type VertexProgress } from "../solver/index.js";
 import type { FsResult } from "../cache/index.js";
 import type { ProgressSink } from "../progress/index.js";
-import {
-  loadContextFilter,
-  saveHashCache,
-  useHashCache,
-  type ContextFilter,
-} from "../context/index.js";
+import { loadContextFilter, saveHashCache, useHashCache } from "../context/index.js";
 import { RegistryClient, dockerCredentials } from "../registry/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import { cleanupStaleContainers } from "../executor/index.js";
@@ -37,7 +32,7 @@ import { acquireBuildLock } from "./gc.js";
 import { ExecutionPlanner } from "./emulation.js";
 import { Images, openLayoutContexts } from "./images.js";
 import { layoutImageName } from "../source/index.js";
-import { BuildWorker, cleanupStaleSecrets } from "./worker.js";
+import { BuildWorker, cleanupStaleSecrets, type LocalContext } from "./worker.js";
 import { preparingWorker } from "./earlyexport.js";
 import {
   imageContextRef,
@@ -201,7 +196,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
   const epoch = sourceDateEpoch(req);
   useHashCache(state.contextHashesDir);
   const filter = await loadContextFilter(req.contextDir, dockerfilePath);
-  const contexts = new Map<string, { dir: string; filter: ContextFilter }>([
+  const contexts = new Map<string, LocalContext>([
     ["context", { dir: resolve(req.contextDir), filter }],
   ]);
   const imageContexts = new Map<string, string>();

@@ -40,13 +40,16 @@ import type { ImagePuller } from "./images.js";
 import type { ProgressSink } from "../progress/index.js";
 import { GitSource, HttpSource } from "../source/index.js";
 
+/** A local build context as the build was given it: its directory and ignore rules. */
+export type LocalContext = { dir: string; filter: ContextFilter };
+
 export interface WorkerOptions {
   state: KilnState;
   images: ImagePuller;
   emulation: ExecutionPlanner;
   progress: ProgressSink;
   /** local build contexts by name ("context" is the main one) */
-  contexts: Map<string, { dir: string; filter: ContextFilter }>;
+  contexts: Map<string, LocalContext>;
   secrets: Map<string, Buffer>;
   /** ssh agent sockets by id ("default" from SSH_AUTH_SOCK) */
   ssh: Map<string, string>;
@@ -95,7 +98,7 @@ export class BuildWorker implements Worker<FsResult> {
   private readonly http: HttpSource;
   private readonly git: GitSource;
   /** context checksums taken in this build, by context and path */
-  private readonly checksums = new Map<object, Map<string, Promise<string>>>();
+  private readonly checksums = new Map<LocalContext, Map<string, Promise<string>>>();
 
   constructor(private readonly o: WorkerOptions) {
     // as BuildKit, an ADD of a git URL authenticates with the agent forwarded with
@@ -142,7 +145,7 @@ export class BuildWorker implements Worker<FsResult> {
   }
 
   /** One walk of a context path per build: every platform's COPY of it has the same key part. */
-  private checksum(ctx: { dir: string; filter: ContextFilter }, path: string): Promise<string> {
+  private checksum(ctx: LocalContext, path: string): Promise<string> {
     let byPath = this.checksums.get(ctx);
     if (!byPath) this.checksums.set(ctx, (byPath = new Map<string, Promise<string>>()));
     let sum = byPath.get(path);
@@ -168,9 +171,7 @@ export class BuildWorker implements Worker<FsResult> {
     return reads;
   }
 
-  private localContext(
-    input: Vertex | undefined,
-  ): { dir: string; filter: ContextFilter } | undefined {
+  private localContext(input: Vertex | undefined): LocalContext | undefined {
     if (input?.op.kind !== "local") return undefined;
     const ctx = this.o.contexts.get(input.op.name);
     if (!ctx) {
@@ -510,10 +511,7 @@ export class BuildWorker implements Worker<FsResult> {
   }
 
   /** A local build context as a copy source: what its ignore rules leave, owners as on disk. */
-  private contextSource(
-    input: Vertex | undefined,
-    local: { dir: string; filter: ContextFilter },
-  ): CopySource {
+  private contextSource(input: Vertex | undefined, local: LocalContext): CopySource {
     return {
       root: local.dir,
       label:

@@ -122,15 +122,27 @@ class BriefShell {
     p?.reject(e);
   }
 
-  // an idle shell must not keep kiln running; it exits when kiln's end of its stdin closes
   private idle(): void {
-    this.child.unref();
-    for (const s of [this.child.stdin, this.child.stdout]) (s as Partial<Socket> | null)?.unref?.();
+    holdsKilnOpen(this.child, false);
   }
 
   private busy(): void {
-    this.child.ref();
-    for (const s of [this.child.stdin, this.child.stdout]) (s as Partial<Socket> | null)?.ref?.();
+    holdsKilnOpen(this.child, true);
+  }
+}
+
+/**
+ * Whether a long-lived helper process (and its pipes) keeps kiln's event loop alive: only
+ * while it works for kiln. An idle one must not keep kiln running; it exits when kiln's end of
+ * its stdin closes.
+ */
+export function holdsKilnOpen(child: ChildProcess, busy: boolean): void {
+  if (busy) child.ref();
+  else child.unref();
+  for (const s of [child.stdin, child.stdout, child.stderr]) {
+    const socket = s as Partial<Socket> | null;
+    if (busy) socket?.ref?.();
+    else socket?.unref?.();
   }
 }
 

@@ -8,8 +8,8 @@
  * a path can break a line), and one line back: `0`, or the errno and its message.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import type { Socket } from "node:net";
 import { KilnError } from "../errors.js";
+import { holdsKilnOpen } from "./brief.js";
 
 /** Linux's MNT_DETACH: unmount lazily, once the last user is gone. */
 export const MNT_DETACH = 2;
@@ -30,7 +30,7 @@ const SYSCALLS: Record<string, [number, number]> = {
   s390x: [21, 52],
 };
 
-// The fields are hex-encoded; the flags are a number.
+// Every field is hex-encoded (the flags are the hex of their decimal text).
 const HELPER = String.raw`
 my ($SYS_mount, $SYS_umount2) = @ARGV;
 if ($SYS_mount eq "") { require "syscall.ph"; ($SYS_mount, $SYS_umount2) = (&SYS_mount, &SYS_umount2); }
@@ -57,9 +57,15 @@ while (my $line = <STDIN>) {
 }
 `;
 
+/** What a failed call says: its errno and the message for it. */
+export interface SyscallFailure {
+  errno: number;
+  message: string;
+}
+
 interface Call {
   line: string;
-  resolve: (errno: { code: number; message: string } | undefined) => void;
+  resolve: (failure: SyscallFailure | undefined) => void;
   reject: (e: unknown) => void;
 }
 
@@ -107,10 +113,10 @@ class Mounter {
         ),
       );
     });
-    this.idle();
+    holdsKilnOpen(this.child, false);
   }
 
-  call(fields: readonly string[]): Promise<{ code: number; message: string } | undefined> {
+  call(fields: readonly string[]): Promise<SyscallFailure | undefined> {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       this.queue.push({ line: `${fields.join("\t")}\n`, resolve, reject });
@@ -120,11 +126,8 @@ class Mounter {
 
   private send(): void {
     const next = this.queue[0];
-    if (next === undefined) {
-      this.idle();
-      return;
-    }
-    this.busy();
+    holdsKilnOpen(this.child, next !== undefined);
+    if (next === undefined) return;
     this.child.stdin!.write(next.line);
     this.timer = setTimeout(() => {
       this.child.kill("SIGKILL");
@@ -152,7 +155,7 @@ class Mounter {
       call.resolve(
         answer === "0"
           ? undefined
-          : { code: Number(answer.slice(0, tab)), message: answer.slice(tab + 1) },
+          : { errno: Number(answer.slice(0, tab)), message: answer.slice(tab + 1) },
       );
       this.send();
     }
@@ -163,19 +166,6 @@ class Mounter {
     this.dead = e;
     clearTimeout(this.timer);
     for (const call of this.queue.splice(0)) call.reject(e);
-  }
-
-  // an idle helper must not keep kiln running; it exits when kiln's end of its stdin closes
-  private idle(): void {
-    this.child.unref();
-    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr])
-      (s as Partial<Socket> | null)?.unref?.();
-  }
-
-  private busy(): void {
-    this.child.ref();
-    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr])
-      (s as Partial<Socket> | null)?.ref?.();
   }
 }
 
@@ -191,23 +181,17 @@ export function prepareMountHelper(): void {
   helper();
 }
 
-function call(fields: readonly string[]): Promise<{ code: number; message: string } | undefined> {
+function call(fields: readonly string[]): Promise<SyscallFailure | undefined> {
   return helper().call(fields);
 }
 
 const hex = (s: string | number): string => Buffer.from(String(s)).toString("hex");
 
-/** What a failed call says: the errno's name-free message and its number. */
-export interface SyscallFailure {
-  errno: number;
-  message: string;
-}
-
 /**
  * mount(2): mounts `source` of `fstype` at `target` with `data` as its options; relative paths
  * in them resolve against `cwd`. Resolves with the failure, if any (the caller words it).
  */
-export async function mountSyscall(o: {
+export function mountSyscall(o: {
   source: string;
   target: string;
   fstype: string;
@@ -215,7 +199,7 @@ export async function mountSyscall(o: {
   cwd: string;
   flags?: number;
 }): Promise<SyscallFailure | undefined> {
-  const r = await call([
+  return call([
     "mount",
     hex(o.cwd),
     hex(o.source),
@@ -224,14 +208,9 @@ export async function mountSyscall(o: {
     hex(o.flags ?? 0),
     hex(o.data),
   ]);
-  return r && { errno: r.code, message: r.message };
 }
 
 /** umount2(2) of `target` with `flags` (MNT_DETACH); resolves with the failure, if any. */
-export async function unmountSyscall(
-  target: string,
-  flags = 0,
-): Promise<SyscallFailure | undefined> {
-  const r = await call(["umount", hex(target), hex(flags)]);
-  return r && { errno: r.code, message: r.message };
+export function unmountSyscall(target: string, flags = 0): Promise<SyscallFailure | undefined> {
+  return call(["umount", hex(target), hex(flags)]);
 }

@@ -88,8 +88,8 @@ export async function mountOverlay(dirs: OverlayDirs, target: string, cwd: strin
 export async function unmount(target: string): Promise<void> {
   const failed = await unmountSyscall(target);
   // EINVAL: not a mount point (any more); ENOENT: no such path
-  if (failed === undefined || failed.errno === constants.errno.EINVAL) return;
-  if (failed.errno === constants.errno.ENOENT) return;
+  const gone = [constants.errno.EINVAL, constants.errno.ENOENT];
+  if (failed === undefined || gone.includes(failed.errno)) return;
   const detached = await unmountSyscall(target, MNT_DETACH);
   if (detached) {
     throw new KilnError("E_SNAPSHOT_UNMOUNT", `cannot unmount ${target}: ${detached.message}`, {
