@@ -77,18 +77,21 @@ COPY --from=builder /built /built
 COPY a.txt /a.txt
 RUN cat /a.txt /built > /both
 `,
-      "other.Dockerfile": `FROM ${reg}/base/busybox
+      // shares no record with the named image (the base snapshot is most of that one's cache)
+      "other.Dockerfile": `FROM scratch
 COPY b.txt /b
-RUN head -c 300000 /dev/urandom > /other
+COPY other.txt /other
 `,
       "a.txt": "A\n",
       "b.txt": "B\n",
+      "other.txt": "other\n".repeat(50000),
     });
     const o = { root: join(dir, "root"), cwd: ctx };
     // no provenance: its per-build blobs would change the reclaimable sizes this test reckons with
     const app = ["build", "--provenance=false", "-t", "local/app:1", "."];
+    const other = ["build", "-f", "other.Dockerfile", "-o", `type=local,dest=${dir}/out`, "."];
     await kilnOk(app, o);
-    await kilnOk(["build", "-f", "other.Dockerfile", "-o", `type=local,dest=${dir}/o1`, "."], o);
+    await kilnOk(other, o);
 
     const report = await du(o);
     assert.equal(report.total, await measured(o.root));
@@ -117,13 +120,23 @@ RUN head -c 300000 /dev/urandom > /other
       [],
     );
 
-    // --keep-storage: the least recently used records go until the state dir fits
+    // --keep-storage: the least recently used records go until the state dir fits. The other
+    // build, made last, is the most recently used and shares no record with the named image's
+    // cache: freeing half of that cache never needs it. (Records of one build are used within
+    // milliseconds of each other, in no set order, so the test does not reckon with an order
+    // inside one build.)
+    await kilnOk(other, o);
     const full = await du(o);
     const keep = full.total - Math.floor((full.reclaimableAll - full.reclaimable) / 2);
     await pruneChecked(["--all", "--keep-storage", String(keep)], o);
     const kept = await measured(o.root);
     assert.ok(kept <= keep, `${kept} <= ${keep}`);
     assert.ok(kept > full.total - full.reclaimableAll, "something was kept");
+    assert.deepEqual(
+      ran(await kilnOk(other, o)).map((v) => v.name),
+      [],
+      "the most recently used build is still cached",
+    );
 
     // --all: only the named image's own blobs stay, and they are all there
     await pruneChecked(["--all"], o);
