@@ -33,6 +33,9 @@ export function parseIgnoreFile(text: string): string[] {
 }
 
 export function makeFilter(patterns: string[], file: string | undefined): ContextFilter {
+  // no rules: nothing to ask per path (the matcher would also remember every path it saw)
+  if (patterns.length === 0)
+    return { file, patterns, excluded: () => false, reason: () => undefined };
   const ig = dockerignore({ ignorecase: false }).add(patterns);
   return {
     file,
@@ -108,15 +111,28 @@ export async function hidesAnythingUnder(
  * has its own file: a build loads the hashes of the contexts it reads, not of every context
  * ever built, and a save keeps only the entries this process used (a changed file's old entry
  * goes away).
+ *
+ * The file is a line `<key> <sha256 hex>` per file, in the order the build that saved it walked
+ * them. The next walk of an unchanged context meets its files in that order, so each lookup is
+ * a comparison at a cursor in the file's text: no map of 20,000 entries is built (parsing one
+ * cost ~50 ms, JSON twice that). A key not at the cursor is looked up in a map of the whole
+ * file, made on that first miss, which also puts the cursor back in step.
  */
 interface ContextHashes {
   file: string | undefined;
-  /** loaded from the file or hashed here */
-  known: Map<string, string>;
+  /** the saved file's text ("" when there is none) */
+  saved: string;
+  /** where in `saved` the line of the next file walked is expected */
+  cursor: number;
+  /** offset in `saved` of each key's hash, made on the first lookup the cursor misses */
+  offsets: Map<string, number> | undefined;
   /** looked up or hashed by this process: what a save writes */
   used: Map<string, string>;
   changed: boolean;
 }
+
+/** The length of a sha256 in hex, as the cache file holds it. */
+const HEX_LENGTH = 64;
 
 let hashCacheDir: string | undefined;
 const contextHashes = new Map<string, Promise<ContextHashes>>();
@@ -143,17 +159,51 @@ function hashesOf(contextDir: string): Promise<ContextHashes> {
 
 async function loadHashes(contextDir: string): Promise<ContextHashes> {
   const name = createHash("sha256").update(contextDir).digest("hex").slice(0, 32);
-  const file = hashCacheDir === undefined ? undefined : join(hashCacheDir, `${name}.json`);
-  const known = new Map<string, string>();
+  const file = hashCacheDir === undefined ? undefined : join(hashCacheDir, `${name}.hashes`);
+  let saved = "";
   try {
-    if (file !== undefined) {
-      const saved = JSON.parse(await readFile(file, "utf8")) as Record<string, string>;
-      for (const [k, v] of Object.entries(saved)) known.set(k, v);
-    }
+    // keys and hex digests are ASCII: a one-byte string, sliced without copies
+    if (file !== undefined) saved = await readFile(file, "latin1");
   } catch {
-    // none yet, or torn by a crash: hashing again is always correct
+    // none yet: hashing is always correct
   }
-  return { file, known, used: new Map(), changed: false };
+  return { file, saved, cursor: 0, offsets: undefined, used: new Map(), changed: false };
+}
+
+/**
+ * The saved hash of `key`, if any. Only whole lines count: a file torn by a crash loses its
+ * last line, not its meaning.
+ */
+function savedHash(hashes: ContextHashes, key: string): string | undefined {
+  const s = hashes.saved;
+  const at = hashes.cursor + key.length + 1;
+  let hashAt: number | undefined;
+  if (
+    s.startsWith(key, hashes.cursor) &&
+    s.charCodeAt(at - 1) === 0x20 &&
+    s.charCodeAt(at + HEX_LENGTH) === 0x0a
+  ) {
+    hashAt = at;
+  } else {
+    hashes.offsets ??= savedOffsets(s);
+    hashAt = hashes.offsets.get(key);
+    if (hashAt === undefined) return undefined;
+  }
+  hashes.cursor = hashAt + HEX_LENGTH + 1;
+  return s.slice(hashAt, hashAt + HEX_LENGTH);
+}
+
+/** Where each key's hash starts in the saved text (whole, well-formed lines only). */
+function savedOffsets(s: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (let line = 0; line < s.length;) {
+    const end = s.indexOf("\n", line);
+    if (end < 0) break;
+    const space = end - HEX_LENGTH - 1;
+    if (space > line && s.charCodeAt(space) === 0x20) out.set(s.slice(line, space), space + 1);
+    line = end + 1;
+  }
+  return out;
 }
 
 /** Saves (atomically) the cache of each context in which this process hashed something new. */
@@ -163,11 +213,16 @@ export async function saveHashCache(): Promise<void> {
     if (!hashes.changed || hashes.file === undefined) continue;
     // a daemon's concurrent builds may save the same context's file at once
     const tmp = `${hashes.file}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`;
-    await writeFile(tmp, JSON.stringify(Object.fromEntries(hashes.used)));
+    let text = "";
+    for (const [key, hash] of hashes.used) text += `${key} ${hash}\n`;
+    await writeFile(tmp, text, "latin1");
     await rename(tmp, hashes.file);
     hashes.changed = false;
   }
 }
+
+/** Walk lines are hashed in strings of about this length: one call each, not one per line. */
+const HASH_BATCH = 64 * 1024;
 
 /** Files read at once while a checksum is taken (each read is a thread-pool job). */
 const PARALLEL_READS = 8;
@@ -180,18 +235,16 @@ async function hashFile(
   key: string,
   size: number,
 ): Promise<string> {
-  const known = hashes.known.get(key);
+  // another checksum of this build may have read it already
+  const known = hashes.used.get(key);
   if (known) return known;
   const h = createHash("sha256");
   if (size <= WHOLE_READ_BYTES) h.update(await readFile(path));
   else
     for await (const chunk of createReadStream(path, { highWaterMark: WHOLE_READ_BYTES }))
       h.update(chunk as Buffer);
-  const d = h.digest("hex");
-  hashes.known.set(key, d);
-  hashes.used.set(key, d);
   hashes.changed = true;
-  return d;
+  return h.digest("hex");
 }
 
 /**
@@ -211,16 +264,27 @@ export async function contextChecksum(
   const hashes = await hashesOf(contextDir);
   const h = createHash("sha256");
   // Lines are hashed in walk order. Until a file needs its content read, each line is hashed
-  // at once (a rebuild of an unchanged context keeps no list); from then on they wait here: a
-  // line, or a file whose line needs its content hash.
+  // at once (a rebuild of an unchanged context keeps no list), a batch of lines per call; from
+  // then on they wait here: a line, or a file whose line needs its content hash.
   const lines: (string | { rel: string; mode: number; host: string; key: string; size: number })[] =
     [];
+  let batch = "";
   const emit = (l: string): void => {
-    if (lines.length === 0) h.update(l);
-    else lines.push(l);
+    if (lines.length > 0) lines.push(l);
+    else if ((batch += l).length >= HASH_BATCH) {
+      h.update(batch);
+      batch = "";
+    }
   };
+  const wait = (l: (typeof lines)[number]): void => {
+    h.update(batch);
+    batch = "";
+    lines.push(l);
+  };
+  // rel is clean: a plain concatenation (join would normalize each of 20,000 paths again)
+  const root = resolve(contextDir);
   const visit = (rel: string): void => {
-    const host = join(contextDir, rel);
+    const host = rel === "" ? root : `${root}/${rel}`;
     // not bigint: the key's times in float milliseconds still tell apart every change a
     // file-system clock can show, and a walk of 20,000 files allocates much less
     let st;
@@ -247,11 +311,11 @@ export async function contextChecksum(
       }
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-      const known = hashes.known.get(key);
+      const known = hashes.used.get(key) ?? savedHash(hashes, key);
       if (known) {
         hashes.used.set(key, known);
         emit(`f ${rel} ${mode} ${known}\n`);
-      } else lines.push({ rel, mode, host, key, size: st.size });
+      } else wait({ rel, mode, host, key, size: st.size });
     } else {
       emit(`o ${rel} ${mode}\n`);
     }
@@ -281,6 +345,7 @@ export async function contextChecksum(
     };
     walk("");
   }
+  h.update(batch);
   const reads = new Map<number, Promise<string>>();
   let ahead = 0;
   for (let i = 0; i < lines.length; i++) {
@@ -299,6 +364,8 @@ export async function contextChecksum(
     }
     const digest = await (reads.get(i) ?? hashFile(hashes, line.host, line.key, line.size));
     reads.delete(i);
+    // in walk order (not as reads finish): the order the next walk's lookups expect
+    hashes.used.set(line.key, digest);
     h.update(`f ${line.rel} ${line.mode} ${digest}\n`);
   }
   return "sha256:" + h.digest("hex");

@@ -14,14 +14,27 @@ import {
 
 const none = makeFilter([], undefined);
 
-/** The cache files in `dir` and their entries. */
+/** The cache files in `dir` and their entries (`<key> <hash>` lines). */
 async function cacheFiles(dir: string): Promise<Map<string, Record<string, string>>> {
   const out = new Map<string, Record<string, string>>();
   for (const f of await readdir(dir)) {
-    out.set(f, JSON.parse(await readFile(join(dir, f), "utf8")) as Record<string, string>);
+    const text = await readFile(join(dir, f), "utf8");
+    assert.ok(text.endsWith("\n"), `${f} ends with a whole line`);
+    const entries: Record<string, string> = {};
+    for (const line of text.slice(0, -1).split("\n")) {
+      const [key, hash, ...rest] = line.split(" ");
+      assert.match(hash!, /^[0-9a-f]{64}$/);
+      assert.equal(rest.length, 0, line);
+      entries[key!] = hash!;
+    }
+    out.set(f, entries);
   }
   return out;
 }
+
+/** A cache file's text for `entries`, in their order. */
+const cacheText = (entries: [string, string][]): string =>
+  entries.map(([k, v]) => `${k} ${v}\n`).join("");
 
 /** Starts over as a new process would: caches are loaded from their files again. */
 function reload(cacheDir: string, work: string): void {
@@ -54,7 +67,7 @@ test("hash cache: a file per context, read instead of the files, keeping what wa
     // a wrong hash planted in a's file is what a later build's checksum uses: the cache file
     // was read and the content was not
     const [key] = Object.keys(entriesOfA);
-    await writeFile(join(cacheDir, fileOfA), JSON.stringify({ [key!]: "0".repeat(64) }));
+    await writeFile(join(cacheDir, fileOfA), cacheText([[key!, "0".repeat(64)]]));
     reload(cacheDir, work);
     assert.notEqual(await contextChecksum(a, none, ["."]), sumA);
     await rm(join(cacheDir, fileOfA));
@@ -70,6 +83,57 @@ test("hash cache: a file per context, read instead of the files, keeping what wa
     const saved = (await cacheFiles(cacheDir)).get(fileOfA)!;
     assert.equal(Object.keys(saved).length, 1, "only the current version's entry");
     assert.notDeepEqual(saved, entriesOfA);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test("hash cache: entries in another order than the walk, unknown ones and a torn last line", async () => {
+  const work = await mkdtemp(join(tmpdir(), "kiln-hash-order-"));
+  try {
+    const cacheDir = join(work, "cache");
+    const ctx = join(work, "ctx");
+    await mkdir(cacheDir);
+    await mkdir(join(ctx, "d"), { recursive: true });
+    const names = ["a", "b", "c", "d/e", "d/f"];
+    for (const n of names) await writeFile(join(ctx, n), `${n}\n`);
+    reload(cacheDir, work);
+    const sum = await contextChecksum(ctx, none, ["."]);
+    await saveHashCache();
+    const [[file, entries]] = [...(await cacheFiles(cacheDir))] as [
+      [string, Record<string, string>],
+    ];
+    const walked = Object.entries(entries);
+    assert.equal(walked.length, names.length);
+
+    // wrong hashes, so that the checksum shows which entries were taken from the file
+    const planted = (e: [string, string][]) =>
+      e.map(([k]): [string, string] => [k, "1".repeat(64)]);
+    await writeFile(join(cacheDir, file), cacheText(planted(walked)));
+    reload(cacheDir, work);
+    const allPlanted = await contextChecksum(ctx, none, ["."]);
+    assert.notEqual(allPlanted, sum);
+
+    // the same entries reversed, with one that no file has: the lookups that miss the cursor
+    // find every entry all the same
+    const reversed = [...planted(walked)].reverse();
+    reversed.splice(2, 0, ["1:2:3:4:5", "2".repeat(64)]);
+    await writeFile(join(cacheDir, file), cacheText(reversed));
+    reload(cacheDir, work);
+    assert.equal(await contextChecksum(ctx, none, ["."]), allPlanted);
+
+    // a last line cut short (a crash mid-write) is not an entry: that file is read again
+    const torn = cacheText(planted(walked)).slice(0, -10);
+    await writeFile(join(cacheDir, file), torn);
+    reload(cacheDir, work);
+    const torn1 = await contextChecksum(ctx, none, ["."]);
+    await writeFile(join(cacheDir, file), cacheText(planted(walked.slice(0, -1))));
+    reload(cacheDir, work);
+    assert.equal(torn1, await contextChecksum(ctx, none, ["."]), "as if the line were not there");
+    assert.notEqual(torn1, allPlanted);
+    await writeFile(join(cacheDir, file), cacheText(walked.slice(0, -1)));
+    reload(cacheDir, work);
+    assert.equal(await contextChecksum(ctx, none, ["."]), sum, "the real hashes, one re-read");
   } finally {
     await rm(work, { recursive: true, force: true });
   }
