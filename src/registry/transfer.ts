@@ -113,7 +113,10 @@ async function pushImageOnce(
 ): Promise<Descriptor> {
   // Every tag already names this root: the registry holds it and all it references (a
   // registry accepts a manifest only when what it lists is there), so one HEAD is the push.
-  if (tags.length > 0 && (await allTagged(client, repo, tags, root.digest))) return root;
+  // Asked while the blobs go up: a root that is new (a build's provenance makes one each
+  // time) would otherwise wait a round trip for the answer.
+  const tagged = // never rejects: a failed lookup means "push it all"
+    tags.length > 0 ? allTagged(client, repo, tags, root.digest) : Promise.resolve(false);
   const blobs = new Map<Digest, Descriptor>();
   // Post-order: a manifest appears after everything it references; its height (0 for an
   // image manifest, 1 + its children's for an index) says which can go up together.
@@ -142,6 +145,7 @@ async function pushImageOnce(
     const open = missing ? () => missing(desc) : () => store.openRead(desc.digest);
     await client.pushBlob(repo, desc, open, { mountFrom: opts.mountFrom });
   });
+  if (await tagged) return root;
   // by digest, a level at a time: a platform's image and attestation manifests go up together
   const children = manifests.slice(0, -1);
   for (let h = 0; children.some((m) => m.height >= h); h++) {

@@ -35,15 +35,15 @@ after(async () => {
   await removeTree(dir);
 });
 
-const push = (tag: string) =>
+const push = (tag: string, provenance = false, repository = "rec/app") =>
   kilnOk(
     [
       "build",
       "--platform",
       "linux/amd64,linux/arm64",
-      "--provenance=false",
+      `--provenance=${provenance}`,
       "-t",
-      `${reg.host}/rec/app:${tag}`,
+      `${reg.host}/${repository}:${tag}`,
       "--push",
       ".",
     ],
@@ -58,14 +58,14 @@ async function requestsOf(fn: () => Promise<unknown>) {
 }
 
 /** skopeo reads every blob of every platform, verifying each against its digest. */
-async function complete(tag: string): Promise<void> {
+async function complete(tag: string, repository = "rec/app"): Promise<void> {
   await run("skopeo", [
     "copy",
     "--quiet",
     "--all",
     "--src-tls-verify=false",
-    `docker://${reg.host}/rec/app:${tag}`,
-    `oci:${join(dir, `copy-${tag}`)}:x`,
+    `docker://${reg.host}/${repository}:${tag}`,
+    `oci:${join(dir, `copy-${repository.replace("/", "-")}-${tag}`)}:x`,
   ]);
 }
 
@@ -127,4 +127,25 @@ test("a rebuild pushes without asking for the blobs its last push left; a lost b
     "after prune --all the push asks which blobs the repository has",
   );
   await complete("4");
+});
+
+test("a small blob no push left is sent without asking; a large one is asked for first", async () => {
+  const repository = "rec/prov";
+  const first = await requestsOf(() => push("1", true, repository));
+  const asked = first.filter((r) => r.method === "HEAD" && r.path.includes("/blobs/"));
+  // each platform's base layer (~1 MB) is asked for; the configs, the small layers of COPY and
+  // RUN and the provenance (a few KiB each) are not
+  assert.equal(asked.length, 2, JSON.stringify(asked));
+  await complete("1", repository);
+
+  // a rebuild makes new provenance (its times) and a new index: two small blobs go up, each
+  // as an upload session and its PUT, and nothing is asked
+  const second = await requestsOf(() => push("2", true, repository));
+  const blobRequests = second.filter((r) => r.path.includes("/blobs/"));
+  assert.deepEqual(
+    blobRequests.map((r) => r.method).sort(),
+    ["POST", "POST", "PUT", "PUT"],
+    JSON.stringify(blobRequests),
+  );
+  await complete("2", repository);
 });
