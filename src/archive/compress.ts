@@ -283,10 +283,14 @@ const SMALL_GZIP_BLOB = 4 * 1024 * 1024;
 async function* gunzipLayer(
   src: AsyncIterable<Uint8Array>,
   fail: FilterFailure,
+  blobSize: number | undefined,
 ): AsyncGenerator<Buffer> {
-  const { ended, rest } = await peek(src, SMALL_GZIP_BLOB);
-  if (!ended && onPath("igzip")) yield* filterThrough("igzip", ["-d", "-c"], rest, fail);
-  else yield* through(rest, createGunzip());
+  // a size known from the blob's descriptor decides at once: no reading ahead, so a blob
+  // being downloaded is unpacked as it arrives
+  let small = blobSize === undefined ? undefined : blobSize <= SMALL_GZIP_BLOB;
+  if (small === undefined) ({ ended: small, rest: src } = await peek(src, SMALL_GZIP_BLOB));
+  if (!small && onPath("igzip")) yield* filterThrough("igzip", ["-d", "-c"], src, fail);
+  else yield* through(src, createGunzip());
 }
 
 /**
@@ -335,6 +339,7 @@ async function* through(src: AsyncIterable<Uint8Array>, t: Duplex): AsyncGenerat
 async function* decompress(
   input: AsyncIterable<Uint8Array>,
   kind: Compression | undefined,
+  blobSize?: number,
 ): AsyncGenerator<Buffer> {
   let src: AsyncIterable<Uint8Array> = input;
   if (kind === undefined) {
@@ -349,7 +354,7 @@ async function* decompress(
   const fail = (detail: string, cause?: unknown) =>
     invalidLayer(`decompressing layer: ${detail}`, cause);
   try {
-    if (kind === "gzip") yield* gunzipLayer(src, fail);
+    if (kind === "gzip") yield* gunzipLayer(src, fail, blobSize);
     else if (kind === "zstd") yield* filterThrough("zstd", ["-d", "-q", "-c"], src, fail);
     else for await (const c of src) yield Buffer.from(c);
   } catch (e) {
@@ -362,9 +367,13 @@ async function* decompress(
  * The uncompressed tar of a layer blob. With a media type the compression is taken from it;
  * without one it is detected from the magic bytes (gzip, zstd, else plain tar).
  */
-export function decompressStream(blob: AsyncIterable<Uint8Array>, mediaType?: string): Readable {
+export function decompressStream(
+  blob: AsyncIterable<Uint8Array>,
+  mediaType?: string,
+  blobSize?: number,
+): Readable {
   return Readable.from(
-    decompress(blob, mediaType === undefined ? undefined : compressionOf(mediaType)),
+    decompress(blob, mediaType === undefined ? undefined : compressionOf(mediaType), blobSize),
     { objectMode: false },
   );
 }
@@ -378,13 +387,17 @@ export async function applyLayerBlob(
   blob: AsyncIterable<Uint8Array>,
   mediaType: string | undefined,
   targetDir: string,
-  opts: ApplyOptions & { expectedDiffID: string },
+  opts: ApplyOptions & {
+    expectedDiffID: string;
+    /** the blob's size from its descriptor: the decompressor is chosen without reading ahead */
+    blobSize?: number;
+  },
 ): Promise<{ diffID: string; uncompressedSize: number }> {
   const hash = createHash("sha256");
   let size = 0;
   async function* hashed(): AsyncGenerator<Buffer> {
     const kind = mediaType === undefined ? undefined : compressionOf(mediaType);
-    for await (const c of decompress(blob, kind)) {
+    for await (const c of decompress(blob, kind, opts.blobSize)) {
       hash.update(c);
       size += c.length;
       yield c;

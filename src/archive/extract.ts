@@ -107,7 +107,8 @@ const LAYER_ERRORS: ExtractErrors = {
 
 function lstatOrNull(p: string): Stats | null {
   try {
-    return lstatSync(p);
+    // ENOENT (most entries of a layer, unpacked into an empty dir) without an exception
+    return lstatSync(p, { throwIfNoEntry: false }) ?? null;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return null;

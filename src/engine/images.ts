@@ -323,6 +323,7 @@ export class Images implements ImagePuller {
       const apply = (blob: AsyncIterable<Uint8Array>) =>
         applyLayerBlob(blob, desc.mediaType, active.dir, {
           expectedDiffID: diffID,
+          blobSize: desc.size,
           whiteouts: active.whiteouts === "overlay" ? "overlay" : "delete",
         });
       if (stored) await apply(this.state.content.openRead(desc.digest));

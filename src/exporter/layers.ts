@@ -104,7 +104,11 @@ export class LayerBlobs {
       blob = this.byDiffID.get(same);
       if (!blob) {
         const tar = () =>
-          decompressStream(this.deps.content.openRead(pulled.digest), pulled.mediaType);
+          decompressStream(
+            this.deps.content.openRead(pulled.digest),
+            pulled.mediaType,
+            pulled.size,
+          );
         blob = this.lanes.run(() => this.compress(tar, pulled.diffID));
         this.byDiffID.set(same, blob);
       }

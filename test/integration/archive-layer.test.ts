@@ -4,11 +4,12 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
 import { setAttributeSync } from "@napi-rs/xattr";
 import {
   applyLayer,
@@ -391,6 +392,37 @@ test("a large gzip layer goes through igzip without a level and pigz with one; b
       ["E_LAYER_INVALID", "E_LAYER_DIGEST"].includes(e.code ?? "") &&
       /decompressing layer|diffID mismatch/.test(e.message),
   );
+});
+
+test("a blob of known size is unpacked as it arrives: its first file is there before the rest is sent", async () => {
+  const dir = await mkdtemp(join(work, "arriving-"));
+  await mkdir(join(dir, "tree"));
+  await writeFile(join(dir, "tree", "first"), "f".repeat(1000));
+  await writeFile(join(dir, "tree", "second"), randomBytes(100_000));
+  sh("tar", ["-cf", join(dir, "layer.tar"), "-C", join(dir, "tree"), "first", "second"]);
+  const tar = await readFile(join(dir, "layer.tar"));
+  const diffID = `sha256:${createHash("sha256").update(tar).digest("hex")}`;
+  // two gzip members (one gzip stream to any reader): the first one holds "first" whole
+  const split = 512 + 1024;
+  const members = [gzipSync(tar.subarray(0, split)), gzipSync(tar.subarray(split))];
+  const target = await mkdtemp(join(dir, "apply-"));
+  let seenEarly = false;
+  async function* arriving(): AsyncGenerator<Buffer> {
+    yield members[0]!;
+    // the rest is held back until the first file is out (or for 3 s, if it never comes)
+    for (let waited = 0; waited < 3000 && !seenEarly; waited += 10) {
+      seenEarly = existsSync(join(target, "first"));
+      if (!seenEarly) await new Promise((r) => setTimeout(r, 10));
+    }
+    yield members[1]!;
+  }
+  await applyLayerBlob(arriving(), "application/vnd.oci.image.layer.v1.tar+gzip", target, {
+    expectedDiffID: diffID,
+    whiteouts: "delete",
+    blobSize: members[0]!.length + members[1]!.length,
+  });
+  assert.ok(seenEarly, "the first file was unpacked before the blob's end arrived");
+  assert.equal((await readFile(join(target, "second"))).length, 100_000);
 });
 
 test("a compression whose blob writer fails stops reading the tar and closes its source", async () => {
