@@ -86,8 +86,6 @@ export interface FetchedManifest {
 export type PushResult = "exists" | "mounted" | "uploaded";
 
 const maxManifestBytes = 4 << 20;
-/** A blob up to this size is uploaded without a HEAD first (see #pushBlob). */
-const ASK_FIRST_BYTES = 64 << 10;
 const defaultRetry: RetryPolicy = {
   attempts: 5,
   baseDelayMs: 200,
@@ -417,16 +415,9 @@ export class RegistryClient {
     subject: string,
     push: string,
   ): Promise<PushResult> {
-    // A small blob that the record of earlier pushes does not list, and that nothing can be
-    // mounted from, is sent without asking first: it is most likely new (a build's provenance
-    // is new every time), and asking would add a third round trip to the upload's two.
-    const ask =
-      this.pushedBlobs === undefined ||
-      desc.size > ASK_FIRST_BYTES ||
-      (opts.mountFrom ?? []).length > 0;
     if (
       this.pushedBlobs?.hasPushedBlob(repo.registry, repo.repository, desc.digest) === true ||
-      (ask && (await this.blobExists(repo, desc.digest, [push])) !== undefined)
+      (await this.blobExists(repo, desc.digest, [push])) !== undefined
     ) {
       this.progress({
         direction: "push",

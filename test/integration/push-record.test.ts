@@ -35,15 +35,15 @@ after(async () => {
   await removeTree(dir);
 });
 
-const push = (tag: string, provenance = false, repository = "rec/app") =>
+const push = (tag: string) =>
   kilnOk(
     [
       "build",
       "--platform",
       "linux/amd64,linux/arm64",
-      `--provenance=${provenance}`,
+      "--provenance=false",
       "-t",
-      `${reg.host}/${repository}:${tag}`,
+      `${reg.host}/rec/app:${tag}`,
       "--push",
       ".",
     ],
@@ -58,14 +58,14 @@ async function requestsOf(fn: () => Promise<unknown>) {
 }
 
 /** skopeo reads every blob of every platform, verifying each against its digest. */
-async function complete(tag: string, repository = "rec/app"): Promise<void> {
+async function complete(tag: string): Promise<void> {
   await run("skopeo", [
     "copy",
     "--quiet",
     "--all",
     "--src-tls-verify=false",
-    `docker://${reg.host}/${repository}:${tag}`,
-    `oci:${join(dir, `copy-${repository.replace("/", "-")}-${tag}`)}:x`,
+    `docker://${reg.host}/rec/app:${tag}`,
+    `oci:${join(dir, `copy-${tag}`)}:x`,
   ]);
 }
 
@@ -129,23 +129,34 @@ test("a rebuild pushes without asking for the blobs its last push left; a lost b
   await complete("4");
 });
 
-test("a small blob no push left is sent without asking; a large one is asked for first", async () => {
-  const repository = "rec/prov";
-  const first = await requestsOf(() => push("1", true, repository));
-  const asked = first.filter((r) => r.method === "HEAD" && r.path.includes("/blobs/"));
-  // each platform's base layer (~1 MB) is asked for; the configs, the small layers of COPY and
-  // RUN and the provenance (a few KiB each) are not
-  assert.equal(asked.length, 2, JSON.stringify(asked));
-  await complete("1", repository);
-
-  // a rebuild makes new provenance (its times) and a new index: two small blobs go up, each
-  // as an upload session and its PUT, and nothing is asked
-  const second = await requestsOf(() => push("2", true, repository));
-  const blobRequests = second.filter((r) => r.path.includes("/blobs/"));
-  assert.deepEqual(
-    blobRequests.map((r) => r.method).sort(),
-    ["POST", "POST", "PUT", "PUT"],
-    JSON.stringify(blobRequests),
+test("a build from an imported cache sends no blob the repository has, though it holds none of them", async () => {
+  // one platform: the image rebuilt from the cache is the same image (with several, a layer
+  // two platforms share has one creation time in the cache, as in BuildKit's)
+  const build = (state: string, ...args: string[]) =>
+    kilnOk(["build", "--platform", "linux/amd64", "--provenance=false", ...args, "."], {
+      root: join(dir, state),
+      cwd: ctx,
+    });
+  await build(
+    "export-state",
+    "--cache-to",
+    `type=registry,ref=${reg.host}/rec/imp-cache:max,mode=max`,
+    "-t",
+    `${reg.host}/rec/imp:1`,
+    "--push",
   );
-  await complete("2", repository);
+  // an empty state: every layer is only in the registry, and no push is on record
+  const imported = await requestsOf(() =>
+    build(
+      "import-state",
+      "--cache-from",
+      `${reg.host}/rec/imp-cache:max`,
+      "-t",
+      `${reg.host}/rec/imp:2`,
+      "--push",
+    ),
+  );
+  const uploads = imported.filter((r) => r.path.includes("/blobs/uploads/"));
+  assert.deepEqual(uploads, [], "nothing uploaded: the repository has every blob");
+  assert.ok(imported.some((r) => r.method === "PUT" && r.path === "/v2/rec/imp/manifests/2"));
 });
