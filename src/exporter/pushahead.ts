@@ -49,7 +49,12 @@ export class PushAhead {
       const desc = { mediaType: b.mediaType, digest: b.digest, size: b.size };
       this.pushes.push(
         this.lanes
-          .run(() => this.client.pushBlob(repo, desc, () => this.content.openRead(b.digest)))
+          .run(async () => {
+            // a layer of an imported cache that was never fetched: the final push mounts it
+            // from the cache's repository or streams it from there
+            if (!(await this.content.has(b.digest))) return;
+            await this.client.pushBlob(repo, desc, () => this.content.openRead(b.digest));
+          })
           .catch(() => undefined),
       );
     }

@@ -58,14 +58,14 @@ async function requestsOf(fn: () => Promise<unknown>) {
 }
 
 /** skopeo reads every blob of every platform, verifying each against its digest. */
-async function complete(tag: string): Promise<void> {
+async function complete(tag: string, repository = "rec/app"): Promise<void> {
   await run("skopeo", [
     "copy",
     "--quiet",
     "--all",
     "--src-tls-verify=false",
-    `docker://${reg.host}/rec/app:${tag}`,
-    `oci:${join(dir, `copy-${tag}`)}:x`,
+    `docker://${reg.host}/${repository}:${tag}`,
+    `oci:${join(dir, `copy-${repository.replace("/", "-")}-${tag}`)}:x`,
   ]);
 }
 
@@ -159,4 +159,23 @@ test("a build from an imported cache sends no blob the repository has, though it
   const uploads = imported.filter((r) => r.path.includes("/blobs/uploads/"));
   assert.deepEqual(uploads, [], "nothing uploaded: the repository has every blob");
   assert.ok(imported.some((r) => r.method === "PUT" && r.path === "/v2/rec/imp/manifests/2"));
+
+  // to a repository without them, the layers are mounted from the cache's: never read from
+  // the empty state (no upload is opened that does not mount)
+  const elsewhere = await requestsOf(() =>
+    build(
+      "import-state-2",
+      "--cache-from",
+      `${reg.host}/rec/imp-cache:max`,
+      "-t",
+      `${reg.host}/rec/imp-other:1`,
+      "--push",
+    ),
+  );
+  const opened = elsewhere.filter((r) => r.method === "POST" && r.path.includes("/blobs/uploads/"));
+  const mounted = opened.filter((r) => r.path.includes("mount=") && r.status === 201);
+  assert.ok(mounted.length >= 2, JSON.stringify(opened));
+  // the one upload that is not a mount: the image config, which the cache does not hold
+  assert.equal(opened.length - mounted.length, 1, JSON.stringify(opened));
+  await complete("1", "rec/imp-other");
 });
