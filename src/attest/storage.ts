@@ -7,7 +7,7 @@
  * listed after the images with platform unknown/unknown and the `vnd.docker.reference.*`
  * annotations.
  */
-import type { ContentStore } from "../content/index.js";
+import type { DocumentBatch } from "../content/index.js";
 import { MediaType, encodeJSON, type Descriptor, type ImageManifest } from "../oci/index.js";
 import type { Platform } from "../platform/types.js";
 import { imagePurl } from "./purl.js";
@@ -91,26 +91,22 @@ export interface StoredAttestations {
   descriptor: Descriptor;
 }
 
-/** Writes the statements and their attestation manifest for `target` into the store. */
-export async function storeAttestations(
-  content: ContentStore,
+/** The statements and their attestation manifest for `target`, put in `docs`. */
+export function storeAttestations(
+  docs: DocumentBatch,
   target: Descriptor,
   statements: readonly Statement[],
-): Promise<StoredAttestations> {
-  const [layers] = await Promise.all([
-    Promise.all(
-      statements.map(async (s): Promise<Descriptor> => {
-        const info = await content.putBytes(encodeJSON(s));
-        return {
-          mediaType: IN_TOTO_MEDIA_TYPE,
-          digest: info.digest,
-          size: info.size,
-          annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType },
-        };
-      }),
-    ),
-    content.putBytes(Buffer.from("{}")),
-  ]);
+): StoredAttestations {
+  const layers = statements.map((s): Descriptor => {
+    const info = docs.put(encodeJSON(s));
+    return {
+      mediaType: IN_TOTO_MEDIA_TYPE,
+      digest: info.digest,
+      size: info.size,
+      annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType },
+    };
+  });
+  docs.put(Buffer.from("{}"));
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
@@ -119,7 +115,7 @@ export async function storeAttestations(
     layers,
     subject: { mediaType: target.mediaType, digest: target.digest, size: target.size },
   };
-  const info = await content.putBytes(encodeJSON(manifest, 2));
+  const info = docs.put(encodeJSON(manifest, 2));
   return {
     manifest,
     descriptor: {

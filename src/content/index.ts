@@ -1,5 +1,6 @@
 export {
   ContentStore,
+  DocumentBatch,
   checkExpected,
   openVerified,
   readVerified,

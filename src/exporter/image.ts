@@ -5,7 +5,7 @@
  * and compressed once, and the blob is remembered for the next export.
  */
 import type { BlobRecord, BuildCache, FsResult, LayerRecord } from "../cache/index.js";
-import type { ContentStore } from "../content/index.js";
+import { DocumentBatch, type ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
 import {
   MediaType,
@@ -13,7 +13,6 @@ import {
   layerCompression,
   layerMediaType,
   emptyIndex,
-  digestOf,
   encodeJSON,
   goImageConfig,
   fromPlatform,
@@ -221,17 +220,18 @@ export async function assembleImages(
   const parallelism = opts.parallelism ?? 2;
   // layers shared between platforms (a common base) are resolved once
   const blobOf = (l: LayerRecord): Promise<BlobRecord> => layers.blobOf(l);
-  // platforms at once: each small blob written costs fsyncs, not CPU
+  // every document is written at once, each named by its digest before it is on disk: each
+  // small blob written costs fsyncs, not CPU
+  const docs = new DocumentBatch(deps.content);
   const platforms = await Promise.all(
     images.map(async (img): Promise<AssembledPlatform> => {
       const blobs = await mapBounded(img.result.layers, parallelism, blobOf);
       const config = finalConfig(img, blobs, opts.epoch);
-      const configBytes = encodeJSON(config);
-      const configStored = deps.content.putBytes(configBytes);
+      const configInfo = docs.put(encodeJSON(config));
       const configDesc: Descriptor = {
         mediaType: opts.ociMediaTypes ? MediaType.ociConfig : MediaType.dockerConfig,
-        digest: digestOf(configBytes),
-        size: configBytes.length,
+        digest: configInfo.digest,
+        size: configInfo.size,
       };
       const layers: Descriptor[] = blobs.map((b) => ({
         mediaType: layerTypeIn(b.mediaType, opts.ociMediaTypes),
@@ -244,8 +244,7 @@ export async function assembleImages(
         }),
         notes.manifest(img.platform),
       );
-      const manifestBytes = encodeJSON(manifest, 2);
-      const [, info] = await Promise.all([configStored, deps.content.putBytes(manifestBytes)]);
+      const info = docs.put(encodeJSON(manifest, 2));
       const manifestDesc = setAnnotations<Descriptor>(
         {
           mediaType: manifest.mediaType ?? MediaType.ociManifest,
@@ -258,7 +257,7 @@ export async function assembleImages(
       return { platform: img.platform, manifest, manifestDesc, configDesc };
     }),
   );
-  const attestations = await attestationManifests(deps, platforms, opts);
+  const attestations = attestationManifests(docs, platforms, opts);
   const index = setAnnotations(
     appendManifests(
       emptyIndex(opts.ociMediaTypes ? MediaType.ociIndex : MediaType.dockerManifestList),
@@ -266,8 +265,8 @@ export async function assembleImages(
     ),
     indexNotes,
   );
-  const indexBytes = encodeJSON(index, 2);
-  const indexInfo = await deps.content.putBytes(indexBytes);
+  const indexInfo = docs.put(encodeJSON(index, 2));
+  await docs.stored();
   return {
     platforms,
     index,
@@ -282,12 +281,12 @@ export async function assembleImages(
 }
 
 /** Each platform's inline attestations as an attestation manifest (BuildKit's storage). */
-async function attestationManifests(
-  deps: AssembleDeps,
+function attestationManifests(
+  docs: DocumentBatch,
   platforms: readonly AssembledPlatform[],
   opts: AssembleOptions,
-): Promise<StoredAttestations[]> {
-  const stored = platforms.map(async (p, i): Promise<StoredAttestations | undefined> => {
+): StoredAttestations[] {
+  const stored = platforms.map((p, i): StoredAttestations | undefined => {
     const atts = opts.attestations?.[i] ?? [];
     if (atts.length === 0) return undefined;
     if (!opts.ociMediaTypes) {
@@ -302,10 +301,10 @@ async function attestationManifests(
       size: p.manifestDesc.size,
     };
     return storeAttestations(
-      deps.content,
+      docs,
       target,
       atts.map((a) => statementOf(a, subject)),
     );
   });
-  return (await Promise.all(stored)).filter((a) => a !== undefined);
+  return stored.filter((a) => a !== undefined);
 }
