@@ -126,6 +126,7 @@ export async function exportOutput(out: OutputSpec, x: ExportContext): Promise<s
             pushImage(x.client, x.content, root, repo, tags, {
               mountFrom: x.remoteBlobs?.mountFrom(repo.registry),
               openMissing: x.remoteBlobs && ((d) => x.remoteBlobs!.open(d)),
+              fresh: statementsOf(x.assembled),
             }),
         );
         pushed.push(out.pushByDigest ? `${ref.registry}/${ref.repository}` : name);
@@ -235,4 +236,12 @@ async function clampTimes(dir: string, epoch: number): Promise<void> {
     }
   };
   await visit(dir);
+}
+
+/**
+ * The in-toto statements this export made: new to any registry unless a build made the same
+ * before (they hold its times), and then pushed again harmlessly, or known from the push record.
+ */
+function statementsOf(assembled: AssembledImage): Set<string> {
+  return new Set(assembled.attestations.flatMap((a) => a.manifest.layers.map((l) => l.digest)));
 }

@@ -398,7 +398,11 @@ export class RegistryClient {
     repo: RepositoryRef,
     desc: Descriptor,
     open: () => Readable,
-    opts: { mountFrom?: readonly string[] } = {},
+    opts: {
+      mountFrom?: readonly string[];
+      /** a blob made just now (a build's provenance): sent without asking whether it is there */
+      fresh?: boolean;
+    } = {},
   ): Promise<PushResult> {
     const subject = formatRef(repo, desc.digest);
     const push = repositoryScope(repo.repository, "pull,push");
@@ -411,13 +415,13 @@ export class RegistryClient {
     repo: RepositoryRef,
     desc: Descriptor,
     open: () => Readable,
-    opts: { mountFrom?: readonly string[] },
+    opts: { mountFrom?: readonly string[]; fresh?: boolean },
     subject: string,
     push: string,
   ): Promise<PushResult> {
     if (
       this.pushedBlobs?.hasPushedBlob(repo.registry, repo.repository, desc.digest) === true ||
-      (await this.blobExists(repo, desc.digest, [push])) !== undefined
+      (opts.fresh !== true && (await this.blobExists(repo, desc.digest, [push])) !== undefined)
     ) {
       this.progress({
         direction: "push",

@@ -75,6 +75,12 @@ export async function pullImage(
 
 export interface PushOptions {
   mountFrom?: readonly string[];
+  /**
+   * blobs the caller made just now and the store holds (a build's provenance statements):
+   * uploaded without asking first, as a registry is not expected to have them (a third round
+   * trip saved; one that is there is only sent again)
+   */
+  fresh?: ReadonlySet<Digest>;
   /** where a blob the store lacks is read from (a remote build cache) */
   openMissing?: (desc: Descriptor) => Readable;
 }
@@ -143,7 +149,10 @@ async function pushImageOnce(
     const missing =
       opts.openMissing && !(await store.has(desc.digest)) ? opts.openMissing : undefined;
     const open = missing ? () => missing(desc) : () => store.openRead(desc.digest);
-    await client.pushBlob(repo, desc, open, { mountFrom: opts.mountFrom });
+    await client.pushBlob(repo, desc, open, {
+      mountFrom: opts.mountFrom,
+      fresh: !missing && opts.fresh?.has(desc.digest),
+    });
   });
   if (await tagged) return root;
   // by digest, a level at a time: a platform's image and attestation manifests go up together

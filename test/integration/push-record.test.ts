@@ -35,15 +35,15 @@ after(async () => {
   await removeTree(dir);
 });
 
-const push = (tag: string) =>
+const push = (tag: string, provenance = false, repository = "rec/app") =>
   kilnOk(
     [
       "build",
       "--platform",
       "linux/amd64,linux/arm64",
-      "--provenance=false",
+      `--provenance=${provenance}`,
       "-t",
-      `${reg.host}/rec/app:${tag}`,
+      `${reg.host}/${repository}:${tag}`,
       "--push",
       ".",
     ],
@@ -178,4 +178,18 @@ test("a build from an imported cache sends no blob the repository has, though it
   // the one upload that is not a mount: the image config, which the cache does not hold
   assert.equal(opened.length - mounted.length, 1, JSON.stringify(opened));
   await complete("1", "rec/imp-other");
+});
+
+test("a rebuild's new provenance goes up without asking; nothing else is asked or sent", async () => {
+  const repository = "rec/prov";
+  await push("1", true, repository);
+  // the same build again: new statements (their times), everything else on record
+  const second = await requestsOf(() => push("2", true, repository));
+  const blobRequests = second.filter((r) => r.path.includes("/blobs/"));
+  assert.deepEqual(
+    blobRequests.map((r) => r.method).sort(),
+    ["POST", "POST", "PUT", "PUT"],
+    JSON.stringify(blobRequests),
+  );
+  await complete("2", repository);
 });
