@@ -145,33 +145,19 @@ test("a build from an imported cache sends no blob the repository has, though it
     `${reg.host}/rec/imp:1`,
     "--push",
   );
-  // an empty state: every layer is only in the registry, and no push is on record
-  const imported = await requestsOf(() =>
-    build(
-      "import-state",
-      "--cache-from",
-      `${reg.host}/rec/imp-cache:max`,
-      "-t",
-      `${reg.host}/rec/imp:2`,
-      "--push",
-    ),
-  );
+  // from an empty state: every layer is only in the registry, and no push is on record
+  const importTo = (state: string, ref: string) =>
+    requestsOf(() =>
+      build(state, "--cache-from", `${reg.host}/rec/imp-cache:max`, "-t", ref, "--push"),
+    );
+  const imported = await importTo("import-state", `${reg.host}/rec/imp:2`);
   const uploads = imported.filter((r) => r.path.includes("/blobs/uploads/"));
   assert.deepEqual(uploads, [], "nothing uploaded: the repository has every blob");
   assert.ok(imported.some((r) => r.method === "PUT" && r.path === "/v2/rec/imp/manifests/2"));
 
   // to a repository without them, the layers are mounted from the cache's: never read from
   // the empty state (no upload is opened that does not mount)
-  const elsewhere = await requestsOf(() =>
-    build(
-      "import-state-2",
-      "--cache-from",
-      `${reg.host}/rec/imp-cache:max`,
-      "-t",
-      `${reg.host}/rec/imp-other:1`,
-      "--push",
-    ),
-  );
+  const elsewhere = await importTo("import-state-2", `${reg.host}/rec/imp-other:1`);
   const opened = elsewhere.filter((r) => r.method === "POST" && r.path.includes("/blobs/uploads/"));
   const mounted = opened.filter((r) => r.path.includes("mount=") && r.status === 201);
   assert.ok(mounted.length >= 2, JSON.stringify(opened));
