@@ -1,11 +1,12 @@
 // Runs one of kiln's compiled programs: the one-file CommonJS bundle dist/<name>.cjs while it is
 // newer than the tsc output it was made from (it loads faster), else that output.
 //
-// The bundle is compiled with a V8 code cache kept next to it (<bundle>.v8cache): compiling
-// ~900 KB of JavaScript is a large part of a no-op build's start-up, and Node 20 has no module
-// compile cache of its own. The cache is written at exit when it was missing or V8 refused it
-// (another Node, another bundle); it is only an optimisation, so a read-only install runs
-// without one.
+// The bundle is compiled with a V8 code cache kept next to it (<bundle>.<kind>.v8cache):
+// compiling ~900 KB of JavaScript is a large part of a no-op build's start-up, and Node 20 has
+// no module compile cache of its own. The cache is written at exit when it was missing or V8
+// refused it (another Node, another bundle); it is only an optimisation, so a read-only install
+// runs without one. It holds what the run that wrote it compiled, so each kind of command (the
+// entry point's choice) has its own: a build runs much code that `--version` never does.
 //
 // bin/ is CommonJS (bin/package.json): Node's ES module loader costs ~40 ms of start-up here,
 // and nothing on the bundle's path needs it.
@@ -28,8 +29,11 @@ if (deferredCa !== undefined) {
   if (deferredCa !== "") process.env.NODE_EXTRA_CA_CERTS = deferredCa;
 }
 
-/** name: the bundle (dist/<name>.cjs); main: the tsc output it bundles, relative to dist/. */
-function runEntry(name, main) {
+/**
+ * name: the bundle (dist/<name>.cjs); main: the tsc output it bundles, relative to dist/; kind:
+ * the kind of command, which names its code cache.
+ */
+function runEntry(name, main, kind) {
   const tscMain = join(root, "dist", main);
   const bundle = join(root, "dist", `${name}.cjs`);
   const mtime = (f) => statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? -1;
@@ -44,11 +48,10 @@ function runEntry(name, main) {
     void import(pathToFileURL(tscMain).href);
     return;
   }
-  runBundle(bundle);
+  runBundle(bundle, `${bundle}.${kind}.v8cache`);
 }
 
-function runBundle(bundle) {
-  const cacheFile = `${bundle}.v8cache`;
+function runBundle(bundle, cacheFile) {
   const cachedData = existsSync(cacheFile) ? readFileSync(cacheFile) : undefined;
   // the module wrapper CommonJS uses, so the bundle sees require, module, __filename
   const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(bundle, "utf8")}\n})`;

@@ -5,7 +5,8 @@
 // loads the xattr one on use). bin/kiln and bin/kilnd run a bundle only while it is newer than
 // the tsc output it came from.
 import { build } from "esbuild";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
+import { basename } from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
@@ -48,8 +49,11 @@ for (const [entry, out] of [
   ["dist/cli/main.js", "dist/kiln.cjs"],
   ["dist/daemon/main.js", "dist/kilnd.cjs"],
 ]) {
-  // a cache made for the previous bundle would only be refused
-  await rm(`${root}/${out}.v8cache`, { force: true });
+  // caches made for the previous bundle would only be refused
+  const name = basename(out);
+  for (const f of await readdir(`${root}/dist`))
+    if (f.startsWith(`${name}.`) && f.endsWith(".v8cache"))
+      await rm(`${root}/dist/${f}`, { force: true });
   await build({
     absWorkingDir: root,
     entryPoints: [entry],
