@@ -105,7 +105,8 @@ function statOrUndefined(p: string): Stats | undefined {
 
 function lstatOrUndefined(p: string): Stats | undefined {
   try {
-    return lstatSync(p);
+    // ENOENT (every file a COPY creates) without an exception: ~15 µs a file less
+    return lstatSync(p, { throwIfNoEntry: false });
   } catch (e) {
     if (isMissing(e)) return undefined;
     throw e;
@@ -364,6 +365,8 @@ class TreeCopier {
     overwriteMeta: boolean,
     parentInc: MatchInfo,
     parentExc: MatchInfo,
+    /** src's lstat, when the caller just took it */
+    srcStat?: Stats,
   ): Promise<void> {
     let included = true;
     let excluded = false;
@@ -385,13 +388,13 @@ class TreeCopier {
       }
       if (!included && !this.include && !this.exclude?.hasExclusions) return;
     }
-    let fi = lstatSync(src);
+    let fi = srcStat ?? lstatSync(src);
     if (comps === "" && src === this.source.root && this.source.rootStampedNow && fi.isDirectory())
       fi = stampedNow(fi);
     if (!included && !fi.isDirectory()) return;
     const targetFi = lstatOrUndefined(target);
     if (included) this.createPendingParents(overwriteMeta);
-    if (!fi.isDirectory()) this.ensureEmptyFileTarget(target);
+    if (!fi.isDirectory()) this.ensureEmptyFileTarget(target, targetFi);
 
     let copyInfo = included;
     let restoreTimes = false;
@@ -471,7 +474,8 @@ class TreeCopier {
         const cst = lstatSync(child);
         if (!visible(this.source, child, cst)) continue;
         const childComps = comps === "" ? name : `${comps}/${name}`;
-        const copy = () => this.copy(child, childComps, join(dst, name), true, incInfo, excInfo);
+        const copy = () =>
+          this.copy(child, childComps, join(dst, name), true, incInfo, excInfo, cst);
         if (cst.isFile() && cst.nlink === 1 && this.pending.every((p) => p.copied)) {
           files.push(copy());
           if (files.length >= PARALLEL_FILES) await settle();
@@ -527,8 +531,8 @@ class TreeCopier {
     }
   }
 
-  private ensureEmptyFileTarget(target: string): void {
-    const st = lstatOrUndefined(target);
+  /** `st`: the target's lstat, just taken. */
+  private ensureEmptyFileTarget(target: string, st: Stats | undefined): void {
     if (!st) return;
     if (st.isDirectory()) {
       throw new KilnError(
