@@ -55,6 +55,9 @@ export interface SolveOptions {
   signal?: AbortSignal;
 }
 
+/** The error of a step stopped because the build was (BuildKit's marker, docs/progress.md). */
+const CANCELED = "canceled";
+
 export function defaultParallelism(): number {
   return Math.max(2, availableParallelism());
 }
@@ -219,9 +222,11 @@ export class Solver<R> {
       const err = isKilnError(e)
         ? e
         : new KilnError("E_STEP_FAILED", `${v.name}: ${messageOf(e)}`, { cause: e });
-      if (!this.abort.signal.aborted || err !== this.abort.signal.reason) {
-        this.progress.failed(v, err.message);
-      }
+      // A step that ends once the build is being stopped (another step failed, or the user
+      // canceled) was stopped, whatever its own error says (a killed container's): it shows
+      // as canceled, as in BuildKit, and only the failure that stopped the build as an error.
+      if (!this.abort.signal.aborted) this.progress.failed(v, err.message);
+      else if (err !== this.abort.signal.reason) this.progress.failed(v, CANCELED);
       throw err;
     } finally {
       release();

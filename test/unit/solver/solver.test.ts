@@ -161,6 +161,28 @@ test("the first failure is reported with the step name and fails the solve", asy
   assert.ok(rec.events.includes("error bad: bad failed"));
 });
 
+test("a step stopped because another failed shows as canceled, whatever error its stop raised", async () => {
+  // like a RUN whose container is killed: its own error, not a cancellation
+  class KilledWorker extends StringWorker {
+    override async run(v: Vertex, inputs: string[], ctx?: RunContext): Promise<string> {
+      if (v.name !== "slow") return super.run(v, inputs, ctx);
+      await new Promise((r) => setTimeout(r, 50));
+      if (ctx?.signal.aborted) throw new KilnError("E_EXEC_ABORTED", "container c1: aborted");
+      return "slow";
+    }
+  }
+  const rec = new Recorder();
+  await assert.rejects(
+    new Solver(new KilledWorker("bad"), new MapCache(), rec).solve([
+      exec(["bad"], undefined),
+      exec(["slow"], undefined),
+    ]),
+    (e: unknown) => e instanceof KilnError && e.message === "bad failed",
+  );
+  assert.ok(rec.events.includes("error bad: bad failed"), rec.events.join("\n"));
+  assert.ok(rec.events.includes("error slow: canceled"), rec.events.join("\n"));
+});
+
 test("with speculate, the steps before a key that waits for content run while it is read", async () => {
   const a = exec(["a"], undefined);
   const copy = exec(["copy"], exec(["b"], a));
