@@ -112,6 +112,7 @@ export async function exportOutput(out: OutputSpec, x: ExportContext): Promise<s
         });
       }
       const pushed: string[] = [];
+      const fresh = statementsOf(x.assembled);
       for (const name of names) {
         const ref = parseReference(name);
         const repo = { registry: registryHost(ref), repository: ref.repository };
@@ -126,7 +127,7 @@ export async function exportOutput(out: OutputSpec, x: ExportContext): Promise<s
             pushImage(x.client, x.content, root, repo, tags, {
               mountFrom: x.remoteBlobs?.mountFrom(repo.registry),
               openMissing: x.remoteBlobs && ((d) => x.remoteBlobs!.open(d)),
-              fresh: statementsOf(x.assembled),
+              fresh,
             }),
         );
         pushed.push(out.pushByDigest ? `${ref.registry}/${ref.repository}` : name);
