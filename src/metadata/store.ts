@@ -10,6 +10,7 @@
  *   layer_blobs          the compressed blob made from a snapshot per compression
  *   leases               running builds and prunes (a prune waits for builds and vice versa)
  *   cache_mount_holders  who holds which `RUN --mount=type=cache` directory, and how
+ *   pushed_blobs         blobs known to be in registry repositories (pushed or pulled there)
  *
  * Rows that belong to a process (leases, holders) carry its owner tag; a row whose owner is
  * dead (SIGKILL, crash) is deleted by the next sweep, so nobody waits on a dead process.
@@ -143,6 +144,16 @@ export class MetadataStore {
          ON CONFLICT (registry, repository, digest) DO UPDATE SET pushed = excluded.pushed`,
       )
       .run(registry, repository, digest, Date.now());
+  }
+
+  repositoriesWith(registry: string, digest: string, limit: number): string[] {
+    return this.#db
+      .prepare<[string, string, number], { repository: string }>(
+        `SELECT repository FROM pushed_blobs WHERE registry = ? AND digest = ?
+         ORDER BY pushed DESC LIMIT ?`,
+      )
+      .all(registry, digest, limit)
+      .map((r) => r.repository);
   }
 
   forgetPushedBlobs(registry: string, repository: string): void {

@@ -66,16 +66,24 @@ export interface RegistryClientOptions {
 }
 
 /**
- * A record of the blobs this machine pushed to (or found in) a repository. A blob it lists is
- * not asked for again (a no-op rebuild's push is then one request per manifest); should the
- * registry have lost one since, it refuses the manifest that needs it, pushImage forgets the
- * repository's record and pushes again, asking for every blob.
+ * A record of the blobs this machine pushed to, found in or pulled from a repository. A blob
+ * it lists is not asked for again (a no-op rebuild's push is then one request per manifest);
+ * should the registry have lost one since, it refuses the manifest that needs it, pushImage
+ * forgets the repository's record and pushes again, asking for every blob. A blob pushed to
+ * another repository of the same registry is mounted from one that the record lists (a base
+ * image's layers from the base's repository, as containerd's distribution-source labels do)
+ * instead of uploaded; a registry that cannot mount it opens an upload instead.
  */
 export interface PushedBlobs {
   hasPushedBlob(registry: string, repository: string, digest: Digest): boolean;
   addPushedBlob(registry: string, repository: string, digest: Digest): void;
+  /** Repositories of `registry` on record with `digest`, the most recent first. */
+  repositoriesWith(registry: string, digest: Digest, limit: number): string[];
   forgetPushedBlobs(registry: string, repository: string): void;
 }
+
+/** How many repositories on record a push asks to mount a blob from before uploading it. */
+const MOUNT_CANDIDATES = 3;
 
 export interface FetchedManifest {
   descriptor: Descriptor;
@@ -381,6 +389,8 @@ export class RegistryClient {
     }
     const actual = `sha256:${hash.digest("hex")}`;
     if (actual !== desc.digest) throw digestMismatch(subject, desc.digest, actual);
+    // a push to another repository of this registry can mount it from here
+    this.pushedBlobs?.addPushedBlob(repo.registry, repo.repository, desc.digest);
     this.progress({
       direction: "pull",
       digest: desc.digest,
@@ -434,8 +444,15 @@ export class RegistryClient {
     }
     let session: URL | undefined;
     let minChunk = 0;
-    for (const from of opts.mountFrom ?? []) {
-      if (from === repo.repository) continue;
+    const sources = new Set(opts.mountFrom);
+    for (const r of this.pushedBlobs?.repositoriesWith(
+      repo.registry,
+      desc.digest,
+      MOUNT_CANDIDATES,
+    ) ?? [])
+      sources.add(r);
+    sources.delete(repo.repository);
+    for (const from of sources) {
       const res = await this.send(repo, {
         method: "POST",
         url: `/v2/${repo.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from)}`,

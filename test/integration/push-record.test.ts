@@ -179,3 +179,68 @@ test("a rebuild's new provenance goes up without asking; nothing else is asked o
   );
   await complete("2", repository);
 });
+
+test("a base image's layers are mounted from the base's repository, not uploaded again", async () => {
+  // the base in the registry the build pushes to: its layers are already there, in rec/base
+  await run("skopeo", [
+    "copy",
+    "--quiet",
+    "--all",
+    "--src-tls-verify=false",
+    "--dest-tls-verify=false",
+    `docker://${base}/base/busybox`,
+    `docker://${reg.host}/rec/base:1`,
+  ]);
+  const index = JSON.parse(
+    await run("skopeo", [
+      "inspect",
+      "--raw",
+      "--tls-verify=false",
+      `docker://${reg.host}/rec/base:1`,
+    ]),
+  ) as { manifests: { digest: string; platform: { architecture: string } }[] };
+  const baseLayers: string[] = [];
+  for (const m of index.manifests.filter((m) =>
+    ["amd64", "arm64"].includes(m.platform.architecture),
+  )) {
+    const image = JSON.parse(
+      await run("skopeo", [
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        `docker://${reg.host}/rec/base@${m.digest}`,
+      ]),
+    ) as { layers: { digest: string }[] };
+    baseLayers.push(...image.layers.map((l) => l.digest));
+  }
+  assert.ok(baseLayers.length >= 2);
+  const fromBase = await writeContext(join(dir, "ctx-mount"), {
+    Dockerfile: `FROM ${reg.host}/rec/base:1\nCOPY a.txt /a.txt\n`,
+    "a.txt": "a\n",
+  });
+  const requests = await requestsOf(() =>
+    kilnOk(
+      [
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--provenance=false",
+        "-t",
+        `${reg.host}/rec/mounted:1`,
+        "--push",
+        ".",
+      ],
+      { root: join(dir, "mount-state"), cwd: fromBase },
+    ),
+  );
+  const pushes = requests.filter((r) => r.path.startsWith("/v2/rec/mounted/blobs/uploads/"));
+  for (const layer of baseLayers) {
+    const mine = pushes.filter((r) => r.path.includes(layer.slice(7)));
+    assert.deepEqual(
+      mine.map((r) => [r.method, r.status, r.path.includes("from=rec%2Fbase")]),
+      [["POST", 201, true]],
+      `${layer}: ${JSON.stringify(mine)}`,
+    );
+  }
+  await complete("1", "rec/mounted");
+});
