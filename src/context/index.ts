@@ -266,8 +266,11 @@ export async function contextChecksum(
   // Lines are hashed in walk order. Until a file needs its content read, each line is hashed
   // at once (a rebuild of an unchanged context keeps no list), a batch of lines per call; from
   // then on they wait here: a line, or a file whose line needs its content hash.
-  const lines: (string | { rel: string; mode: number; host: string; key: string; size: number })[] =
-    [];
+  // A file line waits with its hash when it is known (so that the cache keeps walk order), else
+  // with what reading it needs.
+  const lines: (
+    string | { rel: string; mode: number; host: string; key: string; size: number; known?: string }
+  )[] = [];
   let batch = "";
   const emit = (l: string): void => {
     if (lines.length > 0) lines.push(l);
@@ -312,10 +315,10 @@ export async function contextChecksum(
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
       const known = hashes.used.get(key) ?? savedHash(hashes, key);
-      if (known) {
+      if (known && lines.length === 0) {
         hashes.used.set(key, known);
         emit(`f ${rel} ${mode} ${known}\n`);
-      } else wait({ rel, mode, host, key, size: st.size });
+      } else wait({ rel, mode, host, key, size: st.size, known });
     } else {
       emit(`o ${rel} ${mode}\n`);
     }
@@ -351,7 +354,7 @@ export async function contextChecksum(
   for (let i = 0; i < lines.length; i++) {
     for (ahead = Math.max(ahead, i); ahead < lines.length && reads.size < PARALLEL_READS; ahead++) {
       const f = lines[ahead]!;
-      if (typeof f === "string") continue;
+      if (typeof f === "string" || f.known !== undefined) continue;
       const read = hashFile(hashes, f.host, f.key, f.size);
       // awaited below, in order; a failure must not count as unhandled meanwhile
       read.catch(() => undefined);
@@ -362,7 +365,8 @@ export async function contextChecksum(
       h.update(line);
       continue;
     }
-    const digest = await (reads.get(i) ?? hashFile(hashes, line.host, line.key, line.size));
+    const digest =
+      line.known ?? (await (reads.get(i) ?? hashFile(hashes, line.host, line.key, line.size)));
     reads.delete(i);
     // in walk order (not as reads finish): the order the next walk's lookups expect
     hashes.used.set(line.key, digest);

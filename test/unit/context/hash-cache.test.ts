@@ -138,3 +138,30 @@ test("hash cache: entries in another order than the walk, unknown ones and a tor
     await rm(work, { recursive: true, force: true });
   }
 });
+
+test("hash cache: a changed file keeps its place, so the next walk finds each entry at the cursor", async () => {
+  const work = await mkdtemp(join(tmpdir(), "kiln-hash-changed-"));
+  try {
+    const cacheDir = join(work, "cache");
+    const ctx = join(work, "ctx");
+    await mkdir(cacheDir);
+    await mkdir(join(ctx, "d"), { recursive: true });
+    for (const n of ["a", "b", "c", "d/e"]) await writeFile(join(ctx, n), `${n}\n`);
+    reload(cacheDir, work);
+    await contextChecksum(ctx, none, ["."]);
+    await saveHashCache();
+    const before = Object.keys([...(await cacheFiles(cacheDir)).values()][0]!);
+
+    // the first file in walk order changes: it is read, the others come from the cache
+    await writeFile(join(ctx, "a"), "a, changed\n");
+    reload(cacheDir, work);
+    await contextChecksum(ctx, none, ["."]);
+    await saveHashCache();
+    const after = Object.keys([...(await cacheFiles(cacheDir)).values()][0]!);
+    assert.equal(after.length, before.length);
+    assert.notEqual(after[0], before[0], "the changed file's entry is new");
+    assert.deepEqual(after.slice(1), before.slice(1), "and in its place: the rest follow it");
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
