@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join, normalize, resolve } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
 
@@ -37,10 +37,14 @@ export function makeFilter(patterns: string[], file: string | undefined): Contex
   if (patterns.length === 0)
     return { file, patterns, excluded: () => false, reason: () => undefined };
   const ig = dockerignore({ ignorecase: false }).add(patterns);
+  const deepest = deepestMatch(patterns);
   return {
     file,
     patterns,
-    excluded: (rel) => rel !== "" && ig.ignores(rel),
+    // a path deeper than any rule reaches is decided by its ancestor that deep (every rule is
+    // tried on a path's own depth and on its parent of the rule's depth): one cached answer
+    // per directory instead of a test and a cache entry for each of 20,000 files
+    excluded: (rel) => rel !== "" && ig.ignores(ancestorAt(rel, deepest)),
     reason: (rel) => {
       if (rel === "" || !ig.ignores(rel)) return undefined;
       // the last pattern that matches decides; report that one
@@ -53,6 +57,32 @@ export function makeFilter(patterns: string[], file: string | undefined): Contex
       return file ?? ".dockerignore";
     },
   };
+}
+
+/**
+ * How many path components the deepest path a rule can match has; Infinity when a rule can
+ * match at any depth (`**`) or may match a `/` otherwise (a character class, an escape). Counts
+ * the components of the rule as written (a leading or trailing slash counts one more): more
+ * than the matcher's own count is safe, fewer would not be.
+ */
+function deepestMatch(patterns: readonly string[]): number {
+  let deepest = 1;
+  for (const p of patterns) {
+    const rule = normalize(p.startsWith("!") ? p.slice(1) : p);
+    if (/\*\*|\[|\\/.test(rule)) return Infinity;
+    deepest = Math.max(deepest, rule.split("/").length);
+  }
+  return deepest;
+}
+
+/** `rel` cut to its first `depth` components (itself when it has no more). */
+function ancestorAt(rel: string, depth: number): string {
+  let at = -1;
+  for (let n = 0; n < depth; n++) {
+    at = rel.indexOf("/", at + 1);
+    if (at < 0) return rel;
+  }
+  return rel.slice(0, at);
 }
 
 /** Loads the ignore rules for a build: `<dockerfile>.dockerignore` next to it, else `<ctx>/.dockerignore`. */
