@@ -477,7 +477,8 @@ export class RegistryClient {
         minChunk = Number(header(res, "oci-chunk-min-length") ?? 0);
         break;
       }
-      if (res.statusCode !== 404) throw await statusError(res, subject, "blob");
+      // Any other answer (404; 401 or 403 where the token does not reach `from`): a mount is
+      // only a shortcut, the upload below is asked for on its own and reports its own failure.
     }
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {

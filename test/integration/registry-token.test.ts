@@ -64,6 +64,7 @@ describe("token auth", () => {
     tokens = await startTokenServer({
       users: { alice: password },
       refreshTokens: { "alice-refresh": "alice" },
+      denied: ["team/private"],
     });
     reg = await startTokenRegistry(tokens);
   });
@@ -125,6 +126,45 @@ describe("token auth", () => {
       ).length,
       0,
     );
+    client.close();
+  });
+
+  test("a mount from a repository the token does not reach falls back to an upload", async () => {
+    // a blob on record in a repository the user may not pull from (the registry answers the
+    // mount with 401 even with a fresh token): the push uploads it instead of failing
+    const client = new RegistryClient({ auth: as(alice) });
+    await pushImage(
+      client,
+      store,
+      image.index,
+      { registry: reg.host, repository: "team/from-private" },
+      ["v1"],
+      { mountFrom: ["team/private"] },
+    );
+    const log = await readAccessLog(reg.logFile);
+    const refused = log.filter(
+      (e) =>
+        e.method === "POST" && e.path.includes("/team/from-private/") && e.path.includes("mount="),
+    );
+    assert.ok(
+      refused.length > 0 && refused.every((e) => e.status === 401),
+      JSON.stringify(refused),
+    );
+    const uploaded = log.filter(
+      (e) => e.method === "PUT" && e.path.includes("/team/from-private/blobs/uploads/"),
+    );
+    assert.equal(uploaded.length, image.blobs.length);
+    const target = await ContentStore.open(join(dir, "pulled-from-private"));
+    const r = await pullImage(
+      client,
+      target,
+      { registry: reg.host, repository: "team/from-private" },
+      "v1",
+      {
+        platform: { os: "linux", architecture: "amd64" },
+      },
+    );
+    assert.equal(r.manifests[0]!.digest, image.manifests[0]!.desc.digest);
     client.close();
   });
 
