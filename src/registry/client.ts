@@ -121,6 +121,11 @@ interface SendOptions {
 
 export class RegistryClient {
   readonly maxConcurrency: number;
+  /**
+   * Parallel requests whose bodies are small (manifests, provenance statements): each costs a
+   * round trip and the registry's bookkeeping, not bandwidth, so twice the blob transfers.
+   */
+  readonly smallConcurrency: number;
   private readonly transport: HttpTransport;
   private readonly auth: Authorizer;
   private readonly insecure: ReadonlySet<string>;
@@ -133,6 +138,7 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions = {}) {
     this.pushedBlobs = opts.pushedBlobs;
     this.maxConcurrency = Math.max(1, opts.maxConcurrency ?? 4);
+    this.smallConcurrency = this.maxConcurrency * 2;
     let ca: Buffer | undefined;
     if (opts.caFile !== undefined) {
       try {
@@ -147,7 +153,7 @@ export class RegistryClient {
         );
       }
     }
-    this.transport = new HttpTransport({ ca, maxSockets: this.maxConcurrency * 2 + 2 });
+    this.transport = new HttpTransport({ ca, maxSockets: this.smallConcurrency + 2 });
     this.auth = new Authorizer(this.transport, opts.auth ?? dockerCredentials());
     this.insecure = new Set(opts.insecureHosts ?? []);
     this.retry = { ...defaultRetry, ...opts.retry };

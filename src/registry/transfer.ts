@@ -85,6 +85,9 @@ export interface PushOptions {
   openMissing?: (desc: Descriptor) => Readable;
 }
 
+/** A blob this small is pushed with the manifests' parallelism (RegistryClient.smallConcurrency). */
+const SMALL_BLOB_BYTES = 64 * 1024;
+
 /**
  * Push an image (manifest or index) from the store. Every distinct blob is sent once even when
  * several platforms share it; blobs another repository of the same registry has can be mounted
@@ -145,7 +148,7 @@ async function pushImageOnce(
     return height;
   };
   await walk(root);
-  await mapLimit([...blobs.values()], client.maxConcurrency, async (desc) => {
+  const pushBlob = async (desc: Descriptor): Promise<void> => {
     const missing =
       opts.openMissing && !(await store.has(desc.digest)) ? opts.openMissing : undefined;
     const open = missing ? () => missing(desc) : () => store.openRead(desc.digest);
@@ -153,14 +156,21 @@ async function pushImageOnce(
       mountFrom: opts.mountFrom,
       fresh: !missing && opts.fresh?.has(desc.digest),
     });
-  });
+  };
+  // configs and statements go up beside the layers, many at once
+  const small = [...blobs.values()].filter((d) => d.size <= SMALL_BLOB_BYTES);
+  const large = [...blobs.values()].filter((d) => d.size > SMALL_BLOB_BYTES);
+  await Promise.all([
+    mapLimit(small, client.smallConcurrency, pushBlob),
+    mapLimit(large, client.maxConcurrency, pushBlob),
+  ]);
   if (await tagged) return root;
   // by digest, a level at a time: a platform's image and attestation manifests go up together
   const children = manifests.slice(0, -1);
   for (let h = 0; children.some((m) => m.height >= h); h++) {
     await mapLimit(
       children.filter((m) => m.height === h),
-      client.maxConcurrency,
+      client.smallConcurrency,
       async (m) => {
         await client.putManifest(repo, m.desc.digest, m.bytes, m.desc.mediaType);
       },

@@ -303,3 +303,24 @@ test("pushing content whose bytes do not match the descriptor fails with E_DIGES
     "E_DIGEST_MISMATCH",
   );
 });
+
+test("manifests go up more at once than blobs: each is a round trip, not bandwidth", async () => {
+  const platforms = ["amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64", "386", "mips64le"];
+  const image = await buildIndex(
+    store,
+    platforms.map((architecture) => ({ os: "linux", architecture })),
+    "many",
+  );
+  const mark = proxy.requests.length;
+  await pushImage(client, store, image.index, repoOf("many/app"), ["v1"]);
+  const puts = since(mark).filter((r) => r.method === "PUT" && /\/manifests\/sha256:/.test(r.path));
+  assert.equal(puts.length, platforms.length);
+  // the most requests in flight at one moment (each start, against the others' spans)
+  const overlap = Math.max(
+    ...puts.map((p) => puts.filter((q) => q.started <= p.started && p.started < q.ended!).length),
+  );
+  assert.ok(
+    overlap > client.maxConcurrency,
+    `at most ${overlap} manifests in flight (blobs: ${client.maxConcurrency})`,
+  );
+});
