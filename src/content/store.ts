@@ -1,17 +1,44 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, renameSync, statSync, writeFileSync } from "node:fs";
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  writeFile,
+  type FileHandle,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError, messageOf } from "../errors.js";
 import { MediaType } from "../oci/mediatypes.js";
-import { digestOf, encodeJSON, sha256Hex, streamDigest } from "../oci/encode.js";
+import { digestOf, encodeJSON, sha256Hex } from "../oci/encode.js";
 import { parseIndex } from "../oci/parse.js";
 import type { Descriptor, Digest, ImageIndex } from "../oci/types.js";
 import { syncDir } from "../durable.js";
 
 export const refNameAnnotation = "org.opencontainers.image.ref.name";
+
+/**
+ * The digest and length of an open file, read through one buffer: a stream's fresh buffer per
+ * chunk costs page faults on new memory (a 15 MB layer blob: 50–65 ms against 12–17 here).
+ */
+async function digestOfFile(fh: FileHandle): Promise<BlobInfo> {
+  const h = createHash("sha256");
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, size);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    size += bytesRead;
+  }
+  return { digest: `sha256:${h.digest("hex")}`, size };
+}
 
 export interface Expected {
   digest?: Digest;
@@ -112,22 +139,22 @@ export class ContentStore {
   /**
    * Store a blob a program writes: `fill` gets the descriptor of a private temp file (say, a
    * compressor's stdout) and resolves once the whole blob is in it. The file is then hashed
-   * (one read of what the page cache still holds), fsynced, verified and renamed into place,
-   * as ingest does with a stream.
+   * (one read of what the page cache still holds) while it is fsynced, verified and renamed
+   * into place, as ingest does with a stream.
    */
   async ingestWritten(
     fill: (fd: number) => Promise<void>,
     expected: Expected = {},
   ): Promise<BlobInfo> {
     return this.#store(expected, async (tmp) => {
-      const fh = await open(tmp, "wx");
+      const fh = await open(tmp, "wx+");
       try {
         await fill(fh.fd);
-        await fh.sync();
+        const [, info] = await Promise.all([fh.sync(), digestOfFile(fh)]);
+        return info;
       } finally {
         await fh.close();
       }
-      return streamDigest(createReadStream(tmp, { highWaterMark: 1024 * 1024 }));
     });
   }
 
