@@ -192,13 +192,10 @@ export async function recordBuild(
 ): Promise<BuildResult> {
   const store = HistoryStore.at(opts.root);
   let recorder: HistoryRecorder | undefined;
+  let keep = 0;
   try {
-    const keep = keepFromEnv();
-    if (keep > 0) {
-      recorder = await HistoryRecorder.start(store, await newRecord(opts));
-      // room for this one: retention counts the finished records
-      await store.prune({ keep: keep - 1 });
-    }
+    keep = keepFromEnv();
+    if (keep > 0) recorder = await HistoryRecorder.start(store, await newRecord(opts));
   } catch (e) {
     opts.progress.write({
       type: "warning",
@@ -206,15 +203,28 @@ export async function recordBuild(
     });
   }
   if (recorder === undefined) return build(opts.progress);
+  // Room for this one (retention counts the finished records), made while the build runs:
+  // listing and removing records is no part of the build. A failure only costs a warning.
+  const pruning = store.prune({ keep: keep - 1 }).then(
+    () => undefined,
+    (e: unknown) => {
+      opts.progress.write({
+        type: "warning",
+        message: `build history: cannot remove old records: ${messageOf(e)}`,
+      });
+    },
+  );
   // history first: whatever the user saw is already on disk, however the process ends
   const sink = new ProgressBus([recorder, opts.progress]);
   let result: BuildResult;
   try {
     result = await build(sink);
   } catch (e) {
+    await pruning;
     await recorder.finish({ error: e }).catch(() => undefined);
     throw e;
   }
+  await pruning;
   await recorder.finish({ result }).catch((e: unknown) => {
     opts.progress.write({
       type: "warning",

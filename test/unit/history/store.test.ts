@@ -260,3 +260,30 @@ test("KILN_HISTORY_KEEP=0 records nothing; an unwritable history warns and build
     assert.match(progress.ofType("warning")[0]?.message ?? "", /not recording this build/);
   });
 });
+
+test("KILN_HISTORY_KEEP=N keeps the newest N records, the finished build's among them", async () => {
+  await withStore(async (store, root) => {
+    const refs: string[] = [];
+    process.env.KILN_HISTORY_KEEP = "2";
+    try {
+      for (let i = 0; i < 4; i++) {
+        const ref = newRef();
+        refs.push(ref);
+        await recordBuild(
+          { root, ref, request: request(), progress: new RecordingSink() },
+          () =>
+            // the records are removed beside the build: it does not wait for them
+            new Promise((r) => {
+              setTimeout(() => {
+                r(result);
+              }, 5);
+            }),
+        );
+      }
+    } finally {
+      delete process.env.KILN_HISTORY_KEEP;
+    }
+    const kept = (await store.list()).map((r) => r.ref);
+    assert.deepEqual(kept.sort(), refs.slice(2).sort());
+  });
+});
