@@ -1,6 +1,7 @@
 // The file-hash cache behind contextChecksum: one file per context, loaded only for the
 // contexts a build reads, keeping the entries the last build used.
 import { test } from "node:test";
+import { createHash, randomBytes } from "node:crypto";
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -161,6 +162,27 @@ test("hash cache: a changed file keeps its place, so the next walk finds each en
     assert.equal(after.length, before.length);
     assert.notEqual(after[0], before[0], "the changed file's entry is new");
     assert.deepEqual(after.slice(1), before.slice(1), "and in its place: the rest follow it");
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test("hash cache: each entry is the sha256 of the file's bytes, a file of several reads included", async () => {
+  const work = await mkdtemp(join(tmpdir(), "kiln-hash-bytes-"));
+  try {
+    const cacheDir = join(work, "cache");
+    const ctx = join(work, "ctx");
+    await mkdir(cacheDir);
+    await mkdir(ctx);
+    // 2.5 reads of the checksum's buffer, an empty file and a small one
+    const contents = [randomBytes((5 << 20) / 2), Buffer.alloc(0), Buffer.from("small\n")];
+    for (const [i, c] of contents.entries()) await writeFile(join(ctx, `f${i}`), c);
+    reload(cacheDir, work);
+    await contextChecksum(ctx, none, ["."]);
+    await saveHashCache();
+    const saved = Object.values([...(await cacheFiles(cacheDir)).values()][0]!).sort();
+    const expected = contents.map((c) => createHash("sha256").update(c).digest("hex")).sort();
+    assert.deepEqual(saved, expected);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
