@@ -3,6 +3,7 @@ export type { TarEntry, TarEntryType } from "./tar-format.js";
 export { readTar, type TarReadEntry } from "./tar-reader.js";
 export { encodeTar, packTar, type TarInput } from "./tar-writer.js";
 export {
+  diffDigest,
   diffOf,
   diffSignature,
   diffTrees,

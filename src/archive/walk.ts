@@ -82,7 +82,14 @@ export type LayerDiff =
   | { kind: "upperdir"; upperdir: string; lowers: readonly string[] }
   | { kind: "trees"; lower: string | undefined; upper: string };
 
-function diffEntries(diff: LayerDiff, opts: WalkOptions, bodies: boolean) {
+/**
+ * What a walk gives each file: its contents in buffers of its own ("own"), in one buffer reused
+ * for every read ("shared": valid only until the next chunk is asked for, for a consumer that
+ * only hashes), or no contents ("none").
+ */
+type Bodies = "own" | "shared" | "none";
+
+function diffEntries(diff: LayerDiff, opts: WalkOptions, bodies: Bodies) {
   if (diff.kind === "upperdir") {
     return walk(diff.upperdir, { ...opts, lowers: diff.lowers }, "upperdir", layerXattr, bodies);
   }
@@ -93,7 +100,26 @@ function diffEntries(diff: LayerDiff, opts: WalkOptions, bodies: boolean) {
 
 /** The layer tar of a LayerDiff (as diffUpperDir or diffTrees make it). */
 export function diffOf(diff: LayerDiff, opts: WalkOptions = {}): AsyncGenerator<Buffer> {
-  return encodeTar(diffEntries(diff, opts, true));
+  return encodeTar(diffEntries(diff, opts, "own"));
+}
+
+/**
+ * The digest and size of the tar diffOf gives, its files read through one reused buffer: fresh
+ * memory per file costs page faults here (a 1 GiB layer's contents hashed in ~1 s rather than
+ * ~3 s).
+ */
+export async function diffDigest(
+  diff: LayerDiff,
+  opts: WalkOptions = {},
+): Promise<{ digest: string; size: number }> {
+  const h = createHash("sha256");
+  let size = 0;
+  // each chunk is hashed before the next is read into the same buffer
+  for await (const c of encodeTar(diffEntries(diff, opts, "shared"))) {
+    h.update(c);
+    size += c.length;
+  }
+  return { digest: `sha256:${h.digest("hex")}`, size };
 }
 
 /**
@@ -103,7 +129,7 @@ export function diffOf(diff: LayerDiff, opts: WalkOptions = {}): AsyncGenerator<
  */
 export async function diffSignature(diff: LayerDiff, opts: WalkOptions = {}): Promise<string> {
   const h = createHash("sha256");
-  for await (const { entry } of diffEntries(diff, opts, false)) h.update(encodeHeader(entry));
+  for await (const { entry } of diffEntries(diff, opts, "none")) h.update(encodeHeader(entry));
   return `sha256:${h.digest("hex")}`;
 }
 
@@ -134,15 +160,19 @@ const READ_CHUNK = 1024 * 1024;
 
 /**
  * The first `size` bytes of an open file, read in buffers of exactly the size still needed
- * (a stream would allocate a full chunk per read and copy small files out of it). A file that
+ * (a stream would allocate a full chunk per read and copy small files out of it), or into
+ * `shared` (each chunk then valid until the next is asked for). A file that
  * shrank ends early, which the tar writer reports; growth past `size` is not read. Reads are
  * synchronous: a layer is mostly small files, for which a thread-pool round trip per call costs
  * more than the read.
  */
-function* fileBody(fd: number, size: number): Generator<Buffer> {
+function* fileBody(fd: number, size: number, shared: Buffer | undefined): Generator<Buffer> {
   try {
     for (let left = size; left > 0;) {
-      const buf = Buffer.allocUnsafeSlow(Math.min(left, READ_CHUNK));
+      const buf =
+        shared === undefined
+          ? Buffer.allocUnsafeSlow(Math.min(left, READ_CHUNK))
+          : shared.subarray(0, Math.min(left, shared.length));
       const bytesRead = readSync(fd, buf, 0, buf.length, size - left);
       if (bytesRead === 0) return;
       left -= bytesRead;
@@ -158,8 +188,9 @@ async function* walk(
   opts: WalkOptions,
   mode: WalkMode,
   keepXattr: XattrFilter,
-  bodies = true,
+  bodies: Bodies = "own",
 ): AsyncGenerator<TarInput> {
+  const shared = bodies === "shared" ? Buffer.allocUnsafeSlow(READ_CHUNK) : undefined;
   const overlay = mode === "upperdir";
   const firstPathOfInode = new Map<string, string>();
   const lowers =
@@ -294,7 +325,7 @@ async function* walk(
     yield* flush();
     if (st.isFile()) {
       entry.size = Number(st.size);
-      if (!bodies) {
+      if (bodies === "none") {
         yield { entry };
         return;
       }
@@ -305,7 +336,7 @@ async function* walk(
           hint: "nothing may write to a directory while it is turned into a layer",
         });
       }
-      yield { entry, body: fileBody(fd, entry.size) };
+      yield { entry, body: fileBody(fd, entry.size, shared) };
     } else if (st.isSymbolicLink()) {
       yield { entry: { ...entry, type: "symlink", linkname: readlinkSync(abs) } };
     } else if (st.isFIFO()) {

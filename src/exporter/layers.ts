@@ -7,12 +7,18 @@
  * layer that looks like one made before (same tar headers) is hashed first and shares that
  * blob when it is the same (see `built`).
  */
-import { compressLayerTo, decompressStream, diffOf, diffSignature } from "../archive/index.js";
+import {
+  compressLayerTo,
+  decompressStream,
+  diffDigest,
+  diffOf,
+  diffSignature,
+} from "../archive/index.js";
 import type { BlobRecord, BuildCache, LayerRecord } from "../cache/index.js";
 import type { ContentStore } from "../content/index.js";
 import { KilnError } from "../errors.js";
 import { Lanes } from "../lanes.js";
-import { layerCompression, streamDigest, type Compression } from "../oci/index.js";
+import { layerCompression, type Compression } from "../oci/index.js";
 import type { Snapshotter } from "../snapshot/index.js";
 
 export interface LayerBlobDeps {
@@ -141,7 +147,7 @@ export class LayerBlobs {
     }
     const theirs = await twin.catch(() => undefined);
     if (theirs !== undefined && (await this.deps.content.has(theirs.digest))) {
-      const { digest: diffID } = await this.lanes.run(() => streamDigest(tar()));
+      const { digest: diffID } = await this.lanes.run(() => diffDigest(diff, walk));
       if (diffID === theirs.diffID) return theirs;
     }
     return this.lanes.run(() => this.compress(tar, undefined));

@@ -28,19 +28,6 @@ export function digestOf(bytes: Uint8Array): Digest {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
-/** The digest and length of a stream of bytes, read to its end. */
-export async function streamDigest(
-  bytes: AsyncIterable<Uint8Array>,
-): Promise<{ digest: Digest; size: number }> {
-  const h = createHash("sha256");
-  let size = 0;
-  for await (const c of bytes) {
-    h.update(c);
-    size += c.length;
-  }
-  return { digest: `sha256:${h.digest("hex")}`, size };
-}
-
 const digestPattern = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 const sha256Pattern = /^sha256:[a-f0-9]{64}$/;
 const sha512Pattern = /^sha512:[a-f0-9]{128}$/;

@@ -3,7 +3,6 @@ export type * from "./types.js";
 export {
   encodeJSON,
   digestOf,
-  streamDigest,
   isDigest,
   sha256Hex,
   describe,

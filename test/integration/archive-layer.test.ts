@@ -16,6 +16,8 @@ import {
   applyLayerBlob,
   compressLayer,
   compressLayerTo,
+  diffDigest,
+  diffOf,
   diffTrees,
   diffUpperDir,
   dirToTar,
@@ -287,6 +289,31 @@ test("diffTrees compares content when mtimes have no sub-second part", async () 
   }
   const names = (await tarEntries(diffTrees(lower, upperTree))).map((e) => e.name);
   assert.deepEqual(names, ["rewritten"]);
+});
+
+test("diffDigest (one reused buffer) hashes exactly the bytes diffOf gives", async () => {
+  const tree = join(work, "digest-tree");
+  await mkdir(join(tree, "d"), { recursive: true });
+  // files of several reads of the 1 MiB buffer, between them small and empty ones
+  await writeFile(join(tree, "a-big"), randomBytes((5 << 20) / 2 + 3));
+  await writeFile(join(tree, "b-empty"), "");
+  await writeFile(join(tree, "c-small"), "small\n");
+  await writeFile(join(tree, "d/e-big"), randomBytes((3 << 20) / 2));
+  for (const diff of [
+    { kind: "trees" as const, lower: undefined, upper: tree },
+    { kind: "upperdir" as const, upperdir: upper, lowers: [base] },
+  ]) {
+    const h = createHash("sha256");
+    let size = 0;
+    for await (const c of diffOf(diff, { mtime: 7 })) {
+      h.update(c);
+      size += c.length;
+    }
+    assert.deepEqual(await diffDigest(diff, { mtime: 7 }), {
+      digest: `sha256:${h.digest("hex")}`,
+      size,
+    });
+  }
 });
 
 test("applyLayer (delete mode) over the base gives the merged view", async () => {
