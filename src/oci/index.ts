@@ -1,13 +1,6 @@
 export * from "./mediatypes.js";
 export type * from "./types.js";
-export {
-  encodeJSON,
-  digestOf,
-  isDigest,
-  sha256Hex,
-  describe,
-  toBlob,
-} from "./encode.js";
+export { encodeJSON, digestOf, isDigest, sha256Hex, describe, toBlob } from "./encode.js";
 export { toPlatform, fromPlatform } from "./platform.js";
 export { goImageConfig, type GoImageConfig } from "./goconfig.js";
 export {
