@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
   constants,
+  fstatSync,
   lstatSync,
   openSync,
   readSync,
@@ -16,6 +17,7 @@ import {
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join, normalize, resolve } from "node:path";
 import dockerignore from "@balena/dockerignore";
+import { KilnError } from "../errors.js";
 import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
 
 export interface ContextFilter {
@@ -279,9 +281,15 @@ function hashFile(hashes: ContextHashes, path: string, key: string): string {
   if (known) return known;
   const h = createHash("sha256");
   const buf = (readBuffer ??= Buffer.allocUnsafeSlow(READ_BYTES));
-  // the walk saw a regular file here: a symlink swapped in since is not followed
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // The walk saw a regular file here. A symlink swapped in since is not followed, and a FIFO
+  // neither blocks the open (O_NONBLOCK) nor is read.
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
+    if (!fstatSync(fd).isFile()) {
+      throw new KilnError("E_CONTEXT", `${path} stopped being a regular file while it was read`, {
+        hint: "nothing may change the build context while a build reads it",
+      });
+    }
     for (let pos = 0, n; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n)
       h.update(buf.subarray(0, n));
   } finally {
