@@ -186,13 +186,24 @@ export class ContentStore {
    * only ever holds complete, verified content, and the write would cost two fsyncs.
    */
   async putBytes(bytes: Uint8Array, expected: Expected = {}): Promise<BlobInfo> {
+    return this.storeBytes(bytes, expected).stored;
+  }
+
+  /**
+   * putBytes, giving the blob's descriptor at once (it follows from the bytes) beside the
+   * promise of its write, so that documents naming each other need not wait for each other.
+   */
+  storeBytes(
+    bytes: Uint8Array,
+    expected: Expected = {},
+  ): { info: BlobInfo; stored: Promise<BlobInfo> } {
     if (expected.digest !== undefined) hexOf(expected.digest);
     const info = { digest: digestOf(bytes), size: bytes.length };
     checkExpected(info, expected, "content being stored");
     if (statSync(this.path(info.digest), { throwIfNoEntry: false })?.size === info.size)
-      return info;
+      return { info, stored: Promise.resolve(info) };
     // written in one call, not streamed: a stream's turns cost more than the write
-    return await this.#store(expected, async (tmp) => {
+    const stored = this.#store(expected, async (tmp) => {
       const fh = await open(tmp, "wx");
       try {
         await fh.writeFile(bytes);
@@ -202,6 +213,7 @@ export class ContentStore {
       }
       return info;
     });
+    return { info, stored };
   }
 
   /** A stream of the blob that fails at its end with E_DIGEST_MISMATCH if the file is corrupt. */
@@ -440,10 +452,10 @@ export class DocumentBatch {
   constructor(private readonly content: ContentStore) {}
 
   put(bytes: Uint8Array): BlobInfo {
-    const write = this.content.putBytes(bytes);
-    write.catch(() => undefined); // a failure is reported by stored()
-    this.#writes.push(write);
-    return { digest: digestOf(bytes), size: bytes.length };
+    const { info, stored } = this.content.storeBytes(bytes);
+    stored.catch(() => undefined); // a failure is reported by stored()
+    this.#writes.push(stored);
+    return info;
   }
 
   async stored(): Promise<void> {
