@@ -4,7 +4,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync } from "node:fs";
+import { createReadStream, existsSync, type lstatSync } from "node:fs";
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -314,6 +315,38 @@ test("diffDigest (one reused buffer) hashes exactly the bytes diffOf gives", asy
       size,
     });
   }
+});
+
+test("a layer unpacked into an empty directory is not looked up entry by entry; into a full one it replaces", async () => {
+  const src = join(work, "many");
+  for (const d of ["a", "b/c"]) {
+    await mkdir(join(src, d), { recursive: true });
+    for (let i = 0; i < 40; i++) await writeFile(join(src, d, `f${i}`), `${d} ${i}\n`);
+  }
+  const target = join(work, "many-unpacked");
+  await mkdir(target);
+  // lstat of a path inside the target, counted through node:fs as the extractor imports it
+  const fs = createRequire(import.meta.url)("node:fs") as { lstatSync: typeof lstatSync };
+  const lstatOf = fs.lstatSync;
+  let inside = 0;
+  fs.lstatSync = ((p: string, o?: object) => {
+    if (p.startsWith(`${target}/`)) inside++;
+    return lstatOf(p, o as undefined);
+  }) as typeof lstatSync;
+  syncBuiltinESMExports();
+  try {
+    await applyLayer(dirToTar(src), target, { whiteouts: "overlay" });
+  } finally {
+    fs.lstatSync = lstatOf;
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(describeTree(target, { mtimes: true }), describeTree(src, { mtimes: true }));
+  // 80 files in 3 directories: each directory is looked at once, when its metadata is set
+  assert.ok(inside <= 3, `${inside} lstat calls inside the target`);
+  // the same layer again over what it made: every entry is there and is replaced
+  await writeFile(join(src, "a", "f0"), "changed\n");
+  await applyLayer(dirToTar(src), target, { whiteouts: "delete" });
+  assert.deepEqual(describeTree(target, { mtimes: true }), describeTree(src, { mtimes: true }));
 });
 
 test("applyLayer (delete mode) over the base gives the merged view", async () => {
