@@ -368,6 +368,10 @@ export class Images implements ImagePuller {
       toStore.destroy(e);
       toUse.destroy(e);
     });
+    // The failure reaches the caller through the two promises below. A copy whose consumer
+    // has not started yet (or has stopped) would otherwise have no listener for it, and an
+    // 'error' without one ends the process.
+    for (const copy of [toStore, toUse]) copy.on("error", () => undefined);
     blob.pipe(toStore);
     blob.pipe(toUse);
     const [stored, used] = await Promise.allSettled([
