@@ -1,6 +1,7 @@
 // Bundles the compiled CLI and daemon (dist/cli/main.js, dist/daemon/main.js) into one file
-// each (dist/kiln.cjs, dist/kilnd.cjs): start-up then reads and compiles one script instead of
-// resolving ~150 modules. CommonJS, because bin/entry.js compiles it with a V8 code cache
+// each (dist/kiln.cjs, dist/kilnd.cjs), and the worker thread that unpacks large layers
+// (dist/apply-worker.cjs): start-up then reads and compiles one script instead of resolving
+// ~150 modules. CommonJS, because bin/entry.js compiles it with a V8 code cache
 // (vm.Script), which Node 20 offers for scripts only. Native modules stay outside (src/xattr.ts
 // loads the xattr one on use). bin/kiln and bin/kilnd run a bundle only while it is newer than
 // the tsc output it came from.
@@ -48,6 +49,8 @@ const lazyBuiltins = {
 for (const [entry, out] of [
   ["dist/cli/main.js", "dist/kiln.cjs"],
   ["dist/daemon/main.js", "dist/kilnd.cjs"],
+  // the worker thread that unpacks large layers (src/archive/apply-thread.ts finds it here)
+  ["dist/archive/apply-worker.js", "dist/apply-worker.cjs"],
 ]) {
   // caches made for the previous bundle would only be refused
   const name = basename(out);

@@ -378,6 +378,18 @@ export function decompressStream(
   );
 }
 
+/** How a layer blob is applied (plain data: it crosses to the worker threads too). */
+export interface LayerApply extends ApplyOptions {
+  expectedDiffID: string;
+  /** the blob's size from its descriptor: the decompressor is chosen without reading ahead */
+  blobSize?: number;
+}
+
+export interface AppliedLayer {
+  diffID: string;
+  uncompressedSize: number;
+}
+
 /**
  * Decompress, extract and verify a layer blob in one pass. A diffID mismatch is only known
  * once the whole stream has been read, i.e. after extraction: the caller must then discard
@@ -387,12 +399,8 @@ export async function applyLayerBlob(
   blob: AsyncIterable<Uint8Array>,
   mediaType: string | undefined,
   targetDir: string,
-  opts: ApplyOptions & {
-    expectedDiffID: string;
-    /** the blob's size from its descriptor: the decompressor is chosen without reading ahead */
-    blobSize?: number;
-  },
-): Promise<{ diffID: string; uncompressedSize: number }> {
+  opts: LayerApply,
+): Promise<AppliedLayer> {
   const hash = createHash("sha256");
   let size = 0;
   async function* hashed(): AsyncGenerator<Buffer> {

@@ -22,7 +22,7 @@ import { formatAll, normalize } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
 import { formatReference, parseReference, registryHost, withDigest } from "../reference/index.js";
 import { RegistryClient, selectPlatform, type RepositoryRef } from "../registry/index.js";
-import { applyLayerBlob } from "../archive/index.js";
+import { unpackLayerBlob } from "../archive/index.js";
 import { pulledLayerId, stepSnapshotId } from "../snapshot/index.js";
 import {
   OciLayoutSource,
@@ -321,7 +321,7 @@ export class Images implements ImagePuller {
       // a blob being downloaded is unpacked as it arrives; the snapshot is committed only
       // once the store has verified and kept the whole blob
       const apply = (blob: AsyncIterable<Uint8Array>) =>
-        applyLayerBlob(blob, desc.mediaType, active.dir, {
+        unpackLayerBlob(blob, desc.mediaType, active.dir, {
           expectedDiffID: diffID,
           blobSize: desc.size,
           whiteouts: active.whiteouts === "overlay" ? "overlay" : "delete",

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, type lstatSync } from "node:fs";
+import { createReadStream, existsSync, type lstatSync, type openSync } from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,6 +23,8 @@ import {
   diffUpperDir,
   dirToTar,
   readTar,
+  OFF_THREAD_BYTES,
+  unpackLayerBlob,
   type CompressedLayer,
   type Compression,
 } from "../../src/archive/index.js";
@@ -452,6 +454,65 @@ test("a large gzip layer goes through igzip without a level and pigz with one; b
       ["E_LAYER_INVALID", "E_LAYER_DIGEST"].includes(e.code ?? "") &&
       /decompressing layer|diffID mismatch/.test(e.message),
   );
+});
+
+test("a large layer is unpacked on a worker thread, a small one on kiln's; failures keep their code", async () => {
+  const dir = await mkdtemp(join(work, "off-thread-"));
+  const tree = join(dir, "tree");
+  await mkdir(join(tree, "d"), { recursive: true });
+  for (let i = 0; i < 20; i++) await writeFile(join(tree, "d", `f${i}`), `file ${i}\n`);
+  // incompressible, so that the blob is over OFF_THREAD_BYTES
+  await writeFile(join(tree, "random"), randomBytes(OFF_THREAD_BYTES + (1 << 20)));
+  const big = await compressLayer(dirToTar(tree), join(dir, "big.gz"), { compression: "gzip" });
+  assert.ok(big.size >= OFF_THREAD_BYTES, `${big.size} bytes`);
+  const small = await compressLayer(dirToTar(join(tree, "d")), join(dir, "small.gz"), {
+    compression: "gzip",
+  });
+  // files created by this thread inside a target, counted through node:fs as the extractor
+  // imports it (a worker thread has node:fs of its own)
+  const fs = createRequire(import.meta.url)("node:fs") as { openSync: typeof openSync };
+  const openOf = fs.openSync;
+  const targets: string[] = [];
+  let here = 0;
+  fs.openSync = ((p: string, flags: number, mode?: number) => {
+    if (targets.some((t) => p.startsWith(`${t}/`))) here++;
+    return openOf(p, flags, mode);
+  }) as typeof openSync;
+  syncBuiltinESMExports();
+  const unpack = async (file: string, layer: CompressedLayer, expectedDiffID = layer.diffID) => {
+    const target = await mkdtemp(join(dir, "unpacked-"));
+    targets.push(target);
+    here = 0;
+    await unpackLayerBlob(createReadStream(file), layer.mediaType, target, {
+      expectedDiffID,
+      blobSize: layer.size,
+      whiteouts: "overlay",
+    });
+    return { target, here };
+  };
+  try {
+    // two at once, as two platforms' base layers are
+    const bigFile = join(dir, "big.gz");
+    const [a, b] = await Promise.all([unpack(bigFile, big), unpack(bigFile, big)]);
+    for (const r of [a, b]) {
+      assert.equal(r.here, 0, "no file of the large layer was created on this thread");
+      assert.deepEqual(
+        describeTree(r.target, { mtimes: true }),
+        describeTree(tree, { mtimes: true }),
+      );
+    }
+    assert.ok(
+      (await unpack(join(dir, "small.gz"), small)).here >= 20,
+      "the small layer is unpacked on this thread",
+    );
+    await assert.rejects(unpack(bigFile, big, `sha256:${"0".repeat(64)}`), {
+      code: "E_LAYER_DIGEST",
+      message: /layer diffID mismatch/,
+    });
+  } finally {
+    fs.openSync = openOf;
+    syncBuiltinESMExports();
+  }
 });
 
 test("a blob of known size is unpacked as it arrives: its first file is there before the rest is sent", async () => {
