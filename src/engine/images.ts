@@ -281,18 +281,27 @@ export class Images implements ImagePuller {
     signal: AbortSignal,
   ): Promise<string[]> {
     const names = layerSnapshots(layers.map((l) => l.diffID));
-    const out: string[] = [];
+    // With overlayfs the layers download and unpack all at once (each is a directory of its
+    // own) and are committed bottom first; the copy driver makes each on the one below it.
+    const apart = await this.state.snapshots.layersApart();
+    let below: Promise<void> = Promise.resolve();
+    const unpacked: Promise<void>[] = [];
     for (let i = 0; i < layers.length; i++) {
       signal.throwIfAborted();
       const { desc, diffID } = layers[i]!;
       const snapshot = names[i]!;
-      const parents = [...out];
-      await this.unpackOnce(snapshot, () =>
-        this.unpack(v, () => fetch(desc), desc, diffID, snapshot, parents),
+      const parents = names.slice(0, i);
+      const parentsCommitted = below;
+      below = this.unpackOnce(snapshot, () =>
+        this.unpack(v, () => fetch(desc), desc, diffID, snapshot, parents, parentsCommitted),
       );
-      out.push(snapshot);
+      unpacked.push(below);
+      if (!apart) await below;
     }
-    return out;
+    // every layer has stopped before a failure is reported (none is left writing)
+    const failed = (await Promise.allSettled(unpacked)).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return names;
   }
 
   private unpackOnce(snapshot: string, fn: () => Promise<void>): Promise<void> {
@@ -312,6 +321,8 @@ export class Images implements ImagePuller {
     diffID: string,
     snapshot: string,
     parents: string[],
+    /** resolves once every parent is committed (a layer is never committed above a gap) */
+    parentsCommitted: Promise<void>,
   ): Promise<void> {
     const snapshots = this.state.snapshots;
     if (await snapshots.exists(snapshot)) return;
@@ -328,6 +339,7 @@ export class Images implements ImagePuller {
         });
       if (stored) await apply(this.state.content.openRead(desc.digest));
       else await this.download(v, fetch(), desc, apply);
+      await parentsCommitted;
       await snapshots.commit(active.id, active, snapshot);
     } catch (e) {
       await active.release();

@@ -468,12 +468,23 @@ export class Snapshotter {
     }
   }
 
-  /** An empty layer directory to unpack into (see ActiveLayer.whiteouts), then commit. */
+  /**
+   * Whether a layer can be unpacked before its parents are committed (newEmpty): with overlayfs
+   * a layer is a directory of its own; the copy driver starts it from its parents' tree.
+   */
+  async layersApart(): Promise<boolean> {
+    return (await this.driver()) === "overlay";
+  }
+
+  /**
+   * An empty layer directory to unpack into (see ActiveLayer.whiteouts), then commit. The
+   * parents must be committed now with the copy driver, by the commit when layersApart().
+   */
   async newEmpty(id: string, parents: readonly string[] = []): Promise<ActiveLayer> {
     const driver = await this.driver();
     // a layer unpacked now is mounted by a step soon: the mount helper starts meanwhile
     if (driver === "overlay") prepareMountHelper();
-    await this.#requireAll(parents);
+    else await this.#requireAll(parents);
     const claim = this.#claim(id, parents);
     let ws: Workspace;
     try {
@@ -529,6 +540,8 @@ export class Snapshotter {
     }
     const ws = claim.ws;
     try {
+      // a snapshot is never committed above a parent that is not (see newEmpty)
+      await this.#requireAll(claim.parents);
       // The upperdir must be quiescent before it becomes immutable.
       if (ws.mounted) await unmount(ws.mounted);
       ws.mounted = undefined;

@@ -2,6 +2,7 @@
 // cut connection) fails the build with the reason and leaves nothing unpacked behind, so the
 // next build fetches and unpacks the layer again.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startFaultProxy, type FaultProxy } from "../fixtures/registry-proxy.js";
@@ -89,6 +90,61 @@ test("a base layer download cut half way is resumed, and what was unpacked meanw
   const before = layerFetches();
   await buildToDir(root);
   assert.equal(layerFetches(), before + 2, "one cut request, one that resumed it");
+});
+
+test("the layers of one image download and unpack at once, each committed above its parent", async () => {
+  // busybox and two layers of ~9 MB gzipped: each download lasts while its layer unpacks
+  const layered = await writeContext(join(dir, "layered"), {
+    Dockerfile: `FROM ${testRegistry()}/base/busybox\nCOPY one /one\nCOPY two /two\n`,
+    one: randomBytes(9 << 20).toString("base64"),
+    two: randomBytes(9 << 20).toString("base64"),
+  });
+  const image = `${testRegistry()}/test/pull-layers:1`;
+  await kilnOk(["build", "--platform", "linux/amd64", "-t", image, "--push", layered], {
+    root: join(dir, "root-push"),
+    cwd: dir,
+  });
+  const manifest = JSON.parse(
+    await run("skopeo", [
+      "inspect",
+      "--tls-verify=false",
+      "--override-arch",
+      "amd64",
+      "--override-os",
+      "linux",
+      "--raw",
+      `docker://${image}`,
+    ]),
+  ) as { manifests: { digest: string; platform: { architecture: string } }[] };
+  const amd64 = manifest.manifests.find((m) => m.platform.architecture === "amd64")!;
+  const { layers } = JSON.parse(
+    await run("skopeo", [
+      "inspect",
+      "--tls-verify=false",
+      "--raw",
+      `docker://${testRegistry()}/test/pull-layers@${amd64.digest}`,
+    ]),
+  ) as { layers: { digest: string }[] };
+  assert.equal(layers.length, 3);
+
+  const user = await writeContext(join(dir, "uses-layers"), {
+    Dockerfile: `FROM ${proxy.host}/test/pull-layers:1\nRUN test -s /one && test -s /two && echo ok > /ok\n`,
+  });
+  const mark = proxy.requests.length;
+  const root = join(dir, "root-layers");
+  const out = join(root, "out");
+  await kilnOk(["build", "--platform", "linux/amd64", "-o", `type=local,dest=${out}`, user], {
+    root,
+    cwd: dir,
+  });
+  assert.equal(await run("cat", [join(out, "ok")]), "ok\n");
+  const fetchOf = (digest: string) =>
+    proxy.requests
+      .slice(mark)
+      .find((r) => r.method === "GET" && r.path.endsWith(`/blobs/${digest}`))!;
+  const [one, two] = [fetchOf(layers[1]!.digest), fetchOf(layers[2]!.digest)];
+  // one after the other, the upper layer's download would start once the lower one is in
+  assert.ok(two.started < one.ended!, "the upper layer was fetched while the lower one was");
 });
 
 /** Builds the context into root/out; the RUN step there checked busybox was unpacked. */

@@ -150,6 +150,24 @@ test("overlay: a 150-layer chain mounts with relative lowerdirs", async () => {
   assert.deepEqual(mountsUnder(await readMountInfo(), s.root), []);
 });
 
+test("overlay: a layer is unpacked before its parent is committed, and committed only after it", async () => {
+  const s = new Snapshotter(await freshRoot("apart"));
+  assert.equal(await s.layersApart(), true);
+  const child = await s.newEmpty("unpack-child", ["parent"]);
+  await writeFile(join(child.dir, "c"), "child");
+  await assert.rejects(s.commit("unpack-child", child, "child"), {
+    code: "E_SNAPSHOT_NOT_FOUND",
+  });
+  assert.equal(await s.exists("child"), false);
+  await layer(s, "parent", [], { p: "parent" });
+  const again = await s.newEmpty("unpack-child", ["parent"]);
+  await writeFile(join(again.dir, "c"), "child");
+  await s.commit("unpack-child", again, "child");
+  const m = await s.prepare("view", ["parent", "child"]);
+  assert.deepEqual((await readdir(m.rootfs)).sort(), ["c", "p"]);
+  await m.release();
+});
+
 test("overlay: chains too long for one mount are flattened", async () => {
   // 600 bytes of options hold ~30 lowerdirs, so 60 layers need two levels of flattening.
   const s = new Snapshotter(await freshRoot("flat"), { optionsLimit: 600 });
