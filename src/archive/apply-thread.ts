@@ -72,8 +72,11 @@ interface Listener {
   settle(outcome: { done: AppliedLayer } | { failure: ApplyFailure }): void;
 }
 
+/** At most this many workers: one per core, up to 4. */
+export const OFF_THREAD_WORKERS = Math.max(1, Math.min(4, availableParallelism()));
+
 class ApplyThreads {
-  readonly #max = Math.max(1, Math.min(4, availableParallelism()));
+  readonly #max = OFF_THREAD_WORKERS;
   readonly #idle: Worker[] = [];
   readonly #waiting: ((w: Worker) => void)[] = [];
   readonly #jobs = new Map<Worker, Listener>();
@@ -140,8 +143,13 @@ class ApplyThreads {
     this.#idle.push(worker);
   }
 
-  async apply(blob: AsyncIterable<Uint8Array>, job: ApplyJob): Promise<AppliedLayer> {
-    const worker = await this.#acquire();
+  async apply(source: AsyncIterable<Uint8Array>, job: ApplyJob): Promise<AppliedLayer> {
+    // A worker is taken once bytes flow: a download still queued for a connection must not
+    // hold one while the connections are held by downloads that wait for a worker.
+    const bytes = source[Symbol.asyncIterator]();
+    const first = await bytes.next();
+    const blob = first.done ? source : resumed(first.value, bytes);
+    const worker = first.done ? undefined : await this.#acquire();
     if (worker === undefined) return applyLayerBlob(blob, job.mediaType, job.targetDir, job.opts);
     worker.ref();
     let ahead = 0;
@@ -188,6 +196,19 @@ class ApplyThreads {
     if (outcome === undefined) throw new KilnError("E_INTERNAL", "a layer ended without outcome");
     if ("failure" in outcome) throw failureError(outcome.failure);
     return outcome.done;
+  }
+}
+
+/** `first`, then the rest of `rest` (whose source is closed however the reading ends). */
+async function* resumed(
+  first: Uint8Array,
+  rest: AsyncIterator<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  try {
+    yield first;
+    for (let r = await rest.next(); r.done !== true; r = await rest.next()) yield r.value;
+  } finally {
+    await rest.return?.();
   }
 }
 

@@ -20,7 +20,7 @@ export {
   type ExtractOptions,
 } from "./extract.js";
 export { makeNodes, splitDev, type SpecialNode } from "./nodes.js";
-export { OFF_THREAD_BYTES, unpackLayerBlob } from "./apply-thread.js";
+export { OFF_THREAD_BYTES, OFF_THREAD_WORKERS, unpackLayerBlob } from "./apply-thread.js";
 export {
   LAYER_MEDIA_TYPES,
   applyLayerBlob,

@@ -24,6 +24,7 @@ import {
   dirToTar,
   readTar,
   OFF_THREAD_BYTES,
+  OFF_THREAD_WORKERS,
   unpackLayerBlob,
   type CompressedLayer,
   type Compression,
@@ -514,6 +515,44 @@ test("a large layer is unpacked on a worker thread, a small one on kiln's; failu
     syncBuiltinESMExports();
   }
 });
+
+test(
+  "a layer whose bytes have not started holds no worker thread",
+  { timeout: 120_000 },
+  async () => {
+    const dir = await mkdtemp(join(work, "stalled-"));
+    await mkdir(join(dir, "tree"));
+    await writeFile(join(dir, "tree", "f"), "one file\n");
+    const file = join(dir, "layer.gz");
+    const layer = await compressLayer(dirToTar(join(dir, "tree")), file, { compression: "gzip" });
+    const bytes = await readFile(file);
+    // sized as a large blob, so that each goes to a worker thread
+    const apply = async (source: AsyncIterable<Uint8Array>) => {
+      const target = await mkdtemp(join(dir, "unpacked-"));
+      await unpackLayerBlob(source, layer.mediaType, target, {
+        expectedDiffID: layer.diffID,
+        blobSize: OFF_THREAD_BYTES,
+        whiteouts: "overlay",
+      });
+      return readFile(join(target, "f"), "utf8");
+    };
+    // as many downloads as there are workers, still waiting for a connection
+    let open!: () => void;
+    const connected = new Promise<void>((resolve) => (open = resolve));
+    const waiting = Array.from({ length: OFF_THREAD_WORKERS }, () =>
+      apply(
+        (async function* () {
+          await connected;
+          yield bytes;
+        })(),
+      ),
+    );
+    // one whose bytes flow is unpacked meanwhile (it would wait for a worker forever otherwise)
+    assert.equal(await apply(Readable.from([bytes])), "one file\n");
+    open();
+    assert.deepEqual(await Promise.all(waiting), Array(OFF_THREAD_WORKERS).fill("one file\n"));
+  },
+);
 
 test("a blob of known size is unpacked as it arrives: its first file is there before the rest is sent", async () => {
   const dir = await mkdtemp(join(work, "arriving-"));
