@@ -28,30 +28,33 @@ before(async () => {
   ctx = await writeContext(join(dir, "ctx"), {
     Dockerfile: `FROM ${proxy.host}/base/busybox\nRUN test -x /bin/busybox && echo ok > /ok\n`,
   });
+  const layers = await amd64Layers(testRegistry(), "base/busybox:latest");
+  assert.equal(layers.length, 1);
+  layerPath = new RegExp(`/blobs/${layers[0]!}$`);
+});
+
+/** The layer digests of the linux/amd64 image of `repo:tag` (an index) on `registry`. */
+async function amd64Layers(registry: string, repoTag: string): Promise<string[]> {
+  const index = JSON.parse(
+    await run("skopeo", [
+      "inspect",
+      "--tls-verify=false",
+      "--raw",
+      `docker://${registry}/${repoTag}`,
+    ]),
+  ) as { manifests: { digest: string; platform: { architecture: string } }[] };
+  const amd64 = index.manifests.find((m) => m.platform.architecture === "amd64")!;
+  const repo = repoTag.slice(0, repoTag.lastIndexOf(":"));
   const manifest = JSON.parse(
     await run("skopeo", [
       "inspect",
       "--tls-verify=false",
-      "--override-arch",
-      "amd64",
-      "--override-os",
-      "linux",
       "--raw",
-      `docker://${testRegistry()}/base/busybox:latest`,
-    ]),
-  ) as { manifests?: { digest: string; platform: { architecture: string } }[] };
-  const amd64 = manifest.manifests!.find((m) => m.platform.architecture === "amd64")!;
-  const platformManifest = JSON.parse(
-    await run("skopeo", [
-      "inspect",
-      "--tls-verify=false",
-      "--raw",
-      `docker://${testRegistry()}/base/busybox@${amd64.digest}`,
+      `docker://${registry}/${repo}@${amd64.digest}`,
     ]),
   ) as { layers: { digest: string }[] };
-  assert.equal(platformManifest.layers.length, 1);
-  layerPath = new RegExp(`/blobs/${platformManifest.layers[0]!.digest}$`);
-});
+  return manifest.layers.map((l) => l.digest);
+}
 
 after(async () => {
   await proxy.stop();
@@ -104,27 +107,7 @@ test("the layers of one image download and unpack at once, each committed above 
     root: join(dir, "root-push"),
     cwd: dir,
   });
-  const manifest = JSON.parse(
-    await run("skopeo", [
-      "inspect",
-      "--tls-verify=false",
-      "--override-arch",
-      "amd64",
-      "--override-os",
-      "linux",
-      "--raw",
-      `docker://${image}`,
-    ]),
-  ) as { manifests: { digest: string; platform: { architecture: string } }[] };
-  const amd64 = manifest.manifests.find((m) => m.platform.architecture === "amd64")!;
-  const { layers } = JSON.parse(
-    await run("skopeo", [
-      "inspect",
-      "--tls-verify=false",
-      "--raw",
-      `docker://${testRegistry()}/test/pull-layers@${amd64.digest}`,
-    ]),
-  ) as { layers: { digest: string }[] };
+  const layers = await amd64Layers(testRegistry(), "test/pull-layers:1");
   assert.equal(layers.length, 3);
 
   const user = await writeContext(join(dir, "uses-layers"), {
@@ -142,7 +125,7 @@ test("the layers of one image download and unpack at once, each committed above 
     proxy.requests
       .slice(mark)
       .find((r) => r.method === "GET" && r.path.endsWith(`/blobs/${digest}`))!;
-  const [one, two] = [fetchOf(layers[1]!.digest), fetchOf(layers[2]!.digest)];
+  const [one, two] = [fetchOf(layers[1]!), fetchOf(layers[2]!)];
   // one after the other, the upper layer's download would start once the lower one is in
   assert.ok(two.started < one.ended!, "the upper layer was fetched while the lower one was");
 });
