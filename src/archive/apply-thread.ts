@@ -20,6 +20,9 @@ import { applyLayerBlob, type AppliedLayer, type LayerApply } from "./compress.j
 /** Blobs at least this large (compressed) are unpacked on a worker thread. */
 export const OFF_THREAD_BYTES = 16 << 20;
 
+/** At most this many workers: one per core, up to 4. */
+export const OFF_THREAD_WORKERS = Math.max(1, Math.min(4, availableParallelism()));
+
 /** Chunks posted ahead of what the worker has taken (bounds the memory a fast source takes). */
 const WINDOW = 16;
 
@@ -44,12 +47,9 @@ export type ToApplyWorker =
 export type FromApplyWorker = { taken: true } | { done: AppliedLayer } | { failure: ApplyFailure };
 
 export function describeFailure(e: unknown): ApplyFailure {
-  if (e instanceof KilnError) {
-    return e.hint === undefined
-      ? { code: e.code, message: e.message }
-      : { code: e.code, message: e.message, hint: e.hint };
-  }
-  return { message: messageOf(e) };
+  return e instanceof KilnError
+    ? { code: e.code, message: e.message, hint: e.hint }
+    : { message: messageOf(e) };
 }
 
 export function failureError(f: ApplyFailure): KilnError {
@@ -72,11 +72,7 @@ interface Listener {
   settle(outcome: { done: AppliedLayer } | { failure: ApplyFailure }): void;
 }
 
-/** At most this many workers: one per core, up to 4. */
-export const OFF_THREAD_WORKERS = Math.max(1, Math.min(4, availableParallelism()));
-
 class ApplyThreads {
-  readonly #max = OFF_THREAD_WORKERS;
   readonly #idle: Worker[] = [];
   readonly #waiting: ((w: Worker) => void)[] = [];
   readonly #jobs = new Map<Worker, Listener>();
@@ -89,7 +85,8 @@ class ApplyThreads {
     if (idle !== undefined) return idle;
     this.#script ??= workerScript() ?? null;
     if (this.#script === null) return undefined;
-    if (this.#started >= this.#max) return new Promise((resolve) => this.#waiting.push(resolve));
+    if (this.#started >= OFF_THREAD_WORKERS)
+      return new Promise((resolve) => this.#waiting.push(resolve));
     this.#started++;
     const worker = this.#script.pathname.endsWith(".ts")
       ? // the source under tsx (tests): a worker does not inherit tsx's loader, so it registers it

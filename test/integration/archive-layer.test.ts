@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, type lstatSync, type openSync } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -320,6 +320,28 @@ test("diffDigest (one reused buffer) hashes exactly the bytes diffOf gives", asy
   }
 });
 
+/**
+ * Calls `seen` with the path of each call of node:fs `name` made on this thread, through
+ * node:fs as the extractor imports it (a worker thread has a node:fs of its own), until the
+ * returned function is called.
+ */
+function watchFs(name: "lstatSync" | "openSync", seen: (path: string) => void): () => void {
+  const fs = createRequire(import.meta.url)("node:fs") as Record<
+    typeof name,
+    (...args: unknown[]) => unknown
+  >;
+  const original = fs[name];
+  fs[name] = (...args: unknown[]) => {
+    seen(args[0] as string);
+    return original(...args);
+  };
+  syncBuiltinESMExports();
+  return () => {
+    fs[name] = original;
+    syncBuiltinESMExports();
+  };
+}
+
 test("a layer unpacked into an empty directory is not looked up entry by entry; into a full one it replaces", async () => {
   const src = join(work, "many");
   for (const d of ["a", "b/c"]) {
@@ -328,20 +350,14 @@ test("a layer unpacked into an empty directory is not looked up entry by entry; 
   }
   const target = join(work, "many-unpacked");
   await mkdir(target);
-  // lstat of a path inside the target, counted through node:fs as the extractor imports it
-  const fs = createRequire(import.meta.url)("node:fs") as { lstatSync: typeof lstatSync };
-  const lstatOf = fs.lstatSync;
   let inside = 0;
-  fs.lstatSync = ((p: string, o?: object) => {
+  const unwatch = watchFs("lstatSync", (p) => {
     if (p.startsWith(`${target}/`)) inside++;
-    return lstatOf(p, o as undefined);
-  }) as typeof lstatSync;
-  syncBuiltinESMExports();
+  });
   try {
     await applyLayer(dirToTar(src), target, { whiteouts: "overlay" });
   } finally {
-    fs.lstatSync = lstatOf;
-    syncBuiltinESMExports();
+    unwatch();
   }
   assert.deepEqual(describeTree(target, { mtimes: true }), describeTree(src, { mtimes: true }));
   // 80 files in 3 directories: each directory is looked at once, when its metadata is set
@@ -469,27 +485,20 @@ test("a large layer is unpacked on a worker thread, a small one on kiln's; failu
   const small = await compressLayer(dirToTar(join(tree, "d")), join(dir, "small.gz"), {
     compression: "gzip",
   });
-  // files created by this thread inside a target, counted through node:fs as the extractor
-  // imports it (a worker thread has node:fs of its own)
-  const fs = createRequire(import.meta.url)("node:fs") as { openSync: typeof openSync };
-  const openOf = fs.openSync;
-  const targets: string[] = [];
-  let here = 0;
-  fs.openSync = ((p: string, flags: number, mode?: number) => {
-    if (targets.some((t) => p.startsWith(`${t}/`))) here++;
-    return openOf(p, flags, mode);
-  }) as typeof openSync;
-  syncBuiltinESMExports();
+  // files opened on this thread, per target
+  const opened = new Map<string, number>();
+  const unwatch = watchFs("openSync", (p) => {
+    for (const [t, n] of opened) if (p.startsWith(`${t}/`)) opened.set(t, n + 1);
+  });
   const unpack = async (file: string, layer: CompressedLayer, expectedDiffID = layer.diffID) => {
     const target = await mkdtemp(join(dir, "unpacked-"));
-    targets.push(target);
-    here = 0;
+    opened.set(target, 0);
     await unpackLayerBlob(createReadStream(file), layer.mediaType, target, {
       expectedDiffID,
       blobSize: layer.size,
       whiteouts: "overlay",
     });
-    return { target, here };
+    return { target, here: opened.get(target)! };
   };
   try {
     // two at once, as two platforms' base layers are
@@ -511,8 +520,7 @@ test("a large layer is unpacked on a worker thread, a small one on kiln's; failu
       message: /layer diffID mismatch/,
     });
   } finally {
-    fs.openSync = openOf;
-    syncBuiltinESMExports();
+    unwatch();
   }
 });
 
