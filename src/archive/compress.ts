@@ -57,30 +57,41 @@ class Tally {
   }
 }
 
-/**
- * `src` as it is, counted and hashed into `t` on the way. Small chunks are handed on joined
- * (up to FEED_CHUNK): a tar comes as 512-byte headers and paddings between file bodies, and
- * each chunk costs a write to the compressor and a turn of the event loop. Large chunks pass
- * as they are: copying them costs more than that.
- */
+/** `src` as it is, counted and hashed into `t` on the way. */
 async function* tally(src: AsyncIterable<Uint8Array>, t: Tally): AsyncGenerator<Buffer> {
+  for await (const c of src) {
+    t.add(c);
+    yield asBuffer(c);
+  }
+}
+
+/**
+ * `src` for a consumer that keeps chunks (a zlib stream, a blob writer): small chunks are
+ * handed on joined (up to FEED_CHUNK), since a tar comes as 512-byte headers and paddings
+ * between file bodies and each chunk costs a write and a turn of the event loop. Large chunks
+ * pass as they are (copying them costs more than that), except from a `transient` source,
+ * whose every chunk is copied.
+ */
+async function* owned(src: AsyncIterable<Uint8Array>, transient: boolean): AsyncGenerator<Buffer> {
   let pending: Uint8Array[] = [];
   let pendingSize = 0;
   const flush = (): Buffer => {
     const joined =
-      pending.length === 1 ? asBuffer(pending[0]!) : Buffer.concat(pending, pendingSize);
+      pending.length === 1 && !transient
+        ? asBuffer(pending[0]!)
+        : Buffer.concat(pending, pendingSize);
     pending = [];
     pendingSize = 0;
     return joined;
   };
   for await (const c of src) {
-    t.add(c);
     if (c.length >= FEED_CHUNK) {
       if (pendingSize > 0) yield flush();
-      yield asBuffer(c);
+      yield transient ? Buffer.from(c) : asBuffer(c);
       continue;
     }
-    pending.push(c);
+    // a transient chunk is gone once the next is asked for: its bytes are kept, not it
+    pending.push(transient ? Buffer.from(c) : c);
     pendingSize += c.length;
     if (pendingSize >= FEED_CHUNK) yield flush();
   }
@@ -135,6 +146,11 @@ export interface CompressOptions {
    * then never passes through kiln's thread.
    */
   writeFile?: BlobFileWriter;
+  /**
+   * The tar's chunks are valid only until the next is asked for (a walk that reads every file
+   * through one buffer): whatever keeps one copies it.
+   */
+  transient?: boolean;
 }
 
 /**
@@ -180,17 +196,18 @@ export async function compressLayerTo(
   // give it one; everything else streams through `write`
   const program =
     opts.compression === "gzip" && opts.writeFile ? gzipProgram(opts.level) : undefined;
-  let compressor: Duplex | ((src: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>);
+  const transient = opts.transient === true;
+  let compressor: (src: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>;
   switch (opts.compression) {
     case "gzip":
-      compressor = (src) => gzipLayer(src, opts.level, fail);
+      compressor = (src) => gzipLayer(src, opts.level, fail, transient);
       break;
     case "zstd":
       compressor = (src) =>
         filterThrough("zstd", ["-q", "-c", "-T0", zstdLevel(opts.level)], src, fail);
       break;
     case "uncompressed":
-      compressor = new PassThrough();
+      compressor = (src) => owned(src, transient);
       break;
   }
   let written: { digest: string; size: number };
@@ -254,13 +271,14 @@ async function* gzipLayer(
   src: AsyncIterable<Uint8Array>,
   level: number | undefined,
   fail: FilterFailure,
+  transient: boolean,
 ): AsyncGenerator<Buffer> {
   const { head, ended, rest } = await peek(src, SMALL_TAR);
   const program = gzipProgram(level);
   const zlevel = level ?? zc.Z_DEFAULT_COMPRESSION;
   if (ended) yield gzipSync(head, { level: zlevel });
   else if (program) yield* filterThrough(program.file, program.args, rest, fail);
-  else yield* through(rest, createGzip({ level: zlevel, chunkSize: 64 * 1024 }));
+  else yield* through(owned(rest, transient), createGzip({ level: zlevel, chunkSize: 64 * 1024 }));
 }
 
 /** The installed program that gzips a large tar: igzip without a level, pigz with one. */
@@ -310,7 +328,7 @@ async function peek(
       const head = Buffer.concat(chunks);
       return { head, ended: true, rest: prepend(head, it) };
     }
-    chunks.push(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
+    chunks.push(Buffer.from(r.value)); // a copy: the source may reuse its buffer
     size += r.value.byteLength;
   }
   const head = Buffer.concat(chunks);

@@ -85,7 +85,7 @@ export type LayerDiff =
 /**
  * What a walk gives each file: its contents in buffers of its own ("own"), in one buffer reused
  * for every read ("shared": valid only until the next chunk is asked for, for a consumer that
- * only hashes), or no contents ("none").
+ * hashes or copies it at once), or no contents ("none").
  */
 type Bodies = "own" | "shared" | "none";
 
@@ -98,9 +98,17 @@ function diffEntries(diff: LayerDiff, opts: WalkOptions, bodies: Bodies) {
     : walk(diff.upper, { ...opts, lowers: [diff.lower] }, "plain-over-lower", layerXattr, bodies);
 }
 
-/** The layer tar of a LayerDiff (as diffUpperDir or diffTrees make it). */
-export function diffOf(diff: LayerDiff, opts: WalkOptions = {}): AsyncGenerator<Buffer> {
-  return encodeTar(diffEntries(diff, opts, "own"));
+/**
+ * The layer tar of a LayerDiff (as diffUpperDir or diffTrees make it). With `transient`, file
+ * contents come through one buffer reused for every read: each chunk is valid only until the
+ * next is asked for (for a consumer that hashes or copies it at once).
+ */
+export function diffOf(
+  diff: LayerDiff,
+  opts: WalkOptions = {},
+  transient = false,
+): AsyncGenerator<Buffer> {
+  return encodeTar(diffEntries(diff, opts, transient ? "shared" : "own"));
 }
 
 /**

@@ -109,12 +109,14 @@ export class LayerBlobs {
       const same = `${key} ${pulled.diffID}`;
       blob = this.byDiffID.get(same);
       if (!blob) {
-        const tar = () =>
-          decompressStream(
+        const tar = () => ({
+          chunks: decompressStream(
             this.deps.content.openRead(pulled.digest),
             pulled.mediaType,
             pulled.size,
-          );
+          ),
+          transient: false,
+        });
         blob = this.lanes.run(() => this.compress(tar, pulled.diffID));
         this.byDiffID.set(same, blob);
       }
@@ -136,7 +138,8 @@ export class LayerBlobs {
   private async built(snapshot: string, key: string): Promise<BlobRecord> {
     const walk = this.opts.epoch === undefined ? {} : { mtime: this.opts.epoch };
     const diff = await this.deps.snapshots.layerDiff(snapshot);
-    const tar = () => diffOf(diff, walk);
+    // the compressor copies what it keeps: the walk reads every file through one buffer
+    const tar = () => ({ chunks: diffOf(diff, walk, true), transient: true });
     if (!this.opts.twins) return this.lanes.run(() => this.compress(tar, undefined));
     const signature = `${key} ${await diffSignature(diff, walk)}`;
     const twin = this.bySignature.get(signature);
@@ -154,13 +157,15 @@ export class LayerBlobs {
   }
 
   private async compress(
-    tar: () => AsyncIterable<Uint8Array>,
+    tar: () => { chunks: AsyncIterable<Uint8Array>; transient: boolean },
     expectedDiffID: string | undefined,
   ): Promise<BlobRecord> {
-    const c = await compressLayerTo(tar(), (blob) => this.deps.content.ingest(blob), {
+    const { chunks, transient } = tar();
+    const c = await compressLayerTo(chunks, (blob) => this.deps.content.ingest(blob), {
       compression: this.opts.compression,
       level: this.opts.compressionLevel,
       writeFile: (fill) => this.deps.content.ingestWritten(fill),
+      transient,
     });
     if (expectedDiffID !== undefined && c.diffID !== expectedDiffID) {
       throw new KilnError(

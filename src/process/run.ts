@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import type { Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { finished } from "node:stream/promises";
 import { KilnError, messageOf } from "../errors.js";
 
 /** How much of a child's stderr is kept for error messages. */
@@ -258,7 +258,7 @@ export async function* filterThrough(
   const proc = spawnStream(file, args, { stdin: "pipe" });
   proc.done.catch(() => undefined); // awaited below; a start failure must not go unhandled first
   let feedError: unknown;
-  const feeding = pipeline(input, proc.stdin!).catch((e: unknown) => {
+  const feeding = feed(input, proc.stdin!).catch((e: unknown) => {
     feedError = e;
     proc.kill();
   });
@@ -279,6 +279,69 @@ export async function* filterThrough(
   }
 }
 
+/** How much input a filter program is given per write (two such buffers, used in turn). */
+const FEED_BATCH = 1024 * 1024;
+
+/**
+ * Write `input` to a program's stdin and end it, in writes of FEED_BATCH bytes: each chunk is
+ * copied into one of two buffers as soon as it arrives, so the source may read into one buffer
+ * of its own for every chunk, and the program is woken once per batch rather than once per tar
+ * header or small file. Reusing the two buffers matters here: fresh memory per chunk costs
+ * page faults (a 20 MiB layer tar reached igzip in ~170 ms that way, ~105 ms like this).
+ * Rejects with the input's error or the pipe's (EPIPE when the program stopped reading).
+ */
+async function feed(input: AsyncIterable<Uint8Array>, stdin: Writable): Promise<void> {
+  const free: Buffer[] = [Buffer.allocUnsafeSlow(FEED_BATCH), Buffer.allocUnsafeSlow(FEED_BATCH)];
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const settle = (e?: Error | null) => {
+    if (e) failure ??= e;
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  // a broken pipe also reaches each pending write's callback; the event must not go unheard
+  stdin.on("error", settle);
+  const send = (buf: Buffer, length: number) => {
+    stdin.write(length === buf.length ? buf : buf.subarray(0, length), (e) => {
+      free.push(buf);
+      settle(e);
+    });
+  };
+  const nextBuffer = async (): Promise<Buffer> => {
+    while (free.length === 0 && failure === undefined) await new Promise<void>((r) => (wake = r));
+    if (failure !== undefined) throw failure;
+    return free.pop()!;
+  };
+  try {
+    let buf: Buffer | undefined;
+    let used = 0;
+    for await (const chunk of input) {
+      for (let at = 0; at < chunk.length;) {
+        if (failure !== undefined) throw failure;
+        buf ??= await nextBuffer();
+        const n = Math.min(chunk.length - at, buf.length - used);
+        buf.set(chunk.subarray(at, at + n), used);
+        used += n;
+        at += n;
+        if (used === buf.length) {
+          send(buf, used);
+          buf = undefined;
+          used = 0;
+        }
+      }
+    }
+    if (buf !== undefined && used > 0) send(buf, used);
+    stdin.end();
+    // rejects at once for a pipe closed before its end (a program that never started)
+    await finished(stdin);
+    if (failure !== undefined) throw failure;
+  } catch (e) {
+    stdin.destroy();
+    throw e;
+  }
+}
+
 /**
  * Feed `input` to a filter program that writes its output into the open file `fd` itself (no
  * trip through kiln: large outputs cost kiln's thread nothing), and wait for it to end. The
@@ -294,7 +357,7 @@ export async function filterToFile(
   const { child, done, kill } = start(file, args, "pipe", { stdout: fd, killWithParent: true });
   done.catch(() => undefined); // awaited below; a start failure must not go unhandled first
   let feedError: unknown;
-  await pipeline(input, child.stdin!).catch((e: unknown) => {
+  await feed(input, child.stdin!).catch((e: unknown) => {
     feedError = e;
     kill();
   });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
-import { mkdir, mkdtemp, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
+import { mkdir, mkdtemp, open, rm, writeFile, readFile, rename, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -429,6 +429,83 @@ test("compressLayer hashes both sides in one pass, deterministically, for every 
     }
   }
 });
+
+test("a tar read through one reused buffer (transient) gives the same blob on every compression path", async () => {
+  const dir = await mkdtemp(join(work, "transient-"));
+  const large = join(dir, "large");
+  const small = join(dir, "small");
+  await mkdir(join(large, "d"), { recursive: true });
+  await mkdir(small);
+  // files of several 1 MiB reads, between them small ones: large enough for a program
+  await writeFile(join(large, "a-big"), randomBytes((5 << 20) / 2 + 3));
+  for (let i = 0; i < 40; i++) await writeFile(join(large, "d", `f${i}`), randomBytes(700 + i));
+  await writeFile(join(large, "e-big"), randomBytes(3 << 20));
+  for (let i = 0; i < 5; i++) await writeFile(join(small, `f${i}`), `small ${i}\n`.repeat(i + 1));
+  const cases = [
+    { compression: "gzip" as const },
+    { compression: "gzip" as const, level: 6 },
+    { compression: "zstd" as const },
+    { compression: "uncompressed" as const },
+  ];
+  for (const tree of [large, small]) {
+    const diff = { kind: "trees" as const, lower: undefined, upper: tree };
+    for (const c of cases) {
+      const name = `${tree === large ? "large" : "small"}-${c.compression}-${c.level ?? ""}`;
+      const owned = await compressLayer(diffOf(diff), join(dir, `${name}.owned`), c);
+      const reused = await compressLayer(diffOf(diff, {}, true), join(dir, `${name}.reused`), {
+        ...c,
+        transient: true,
+      });
+      assert.deepEqual(reused, owned, name);
+      assert.deepEqual(
+        await readFile(join(dir, `${name}.reused`)),
+        await readFile(join(dir, `${name}.owned`)),
+        name,
+      );
+    }
+    // gzip by a program writing the blob file itself
+    const file = join(dir, `${tree === large ? "large" : "small"}-file.gz`);
+    let written: Buffer | undefined;
+    const toFile = async (fill: (fd: number) => Promise<void>) => {
+      const fh = await open(file, "w");
+      try {
+        await fill(fh.fd);
+      } finally {
+        await fh.close();
+      }
+      const bytes = await readFile(file);
+      written = bytes;
+      return {
+        digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+        size: bytes.length,
+      };
+    };
+    const unused = () => Promise.reject(new Error("a program writes this blob"));
+    const owned = await compressLayerTo(diffOf(diff), tree === large ? unused : toBlob, {
+      compression: "gzip",
+      writeFile: toFile,
+    });
+    const first = written;
+    const reused = await compressLayerTo(diffOf(diff, {}, true), tree === large ? unused : toBlob, {
+      compression: "gzip",
+      writeFile: toFile,
+      transient: true,
+    });
+    assert.deepEqual(reused, owned);
+    assert.deepEqual(written, first);
+  }
+});
+
+/** A blob writer that keeps the blob in memory. */
+async function toBlob(blob: Readable): Promise<{ digest: string; size: number }> {
+  const chunks: Buffer[] = [];
+  for await (const c of blob) chunks.push(c as Buffer);
+  const bytes = Buffer.concat(chunks);
+  return {
+    digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+    size: bytes.length,
+  };
+}
 
 test("a large gzip layer goes through igzip without a level and pigz with one; both apply and a cut blob is refused", async () => {
   const dir = await mkdtemp(join(work, "big-gzip-"));

@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -94,6 +95,24 @@ test("filterThrough: output streams, failures become the caller's error", async 
     assert.ok(c.length > 0);
     break;
   }
+});
+
+test("filterThrough: a source may reuse its buffer for every chunk", async () => {
+  const fail = (detail: string) => new Error(detail);
+  // 4 MiB in 8 KiB chunks, each one written into the same buffer: the program reads late, so
+  // chunks wait in the pipe while the next ones are made
+  const reused = Buffer.alloc(8192);
+  const expected = createHash("sha256");
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 512; i++) {
+      reused.fill(i % 251);
+      reused.writeUInt32BE(i);
+      expected.update(reused);
+      yield reused;
+    }
+  }
+  const out = await collect(filterThrough("sh", ["-c", "sleep 0.2; sha256sum"], chunks(), fail));
+  assert.equal(out.slice(0, 64), expected.digest("hex"));
 });
 
 test("timeout and abort kill the child", async () => {
