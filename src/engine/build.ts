@@ -310,10 +310,14 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
       twins: targets.length > 1,
     });
     const pushAhead = new PushAhead(client, state.content, req.outputs);
-    if (pushAhead.active)
+    if (pushAhead.active) {
       layerBlobs.onBlob((b) => {
         pushAhead.blob(b);
       });
+      // a layer goes up as it is compressed; with SOURCE_DATE_EPOCH its blob may well be in the
+      // registry already (a reproducible rebuild), which only the usual push asks first
+      if (epoch === undefined) layerBlobs.teeWith(() => pushAhead.whileWritten());
+    }
     background = [layerBlobs, pushAhead];
     const solver = new Solver<FsResult>(
       preparingWorker(worker, roots, layerBlobs),

@@ -48,6 +48,14 @@ function blobKey(opts: LayerBlobOptions, withEpoch: boolean): string {
   return `${opts.compression}${level}${epoch}-d2`;
 }
 
+/** Somewhere a blob's bytes also go while they are written (PushAhead.whileWritten). */
+export interface BlobTee {
+  /** The blob's bytes, handed on unchanged. */
+  through(blob: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array>;
+  /** The finished blob, or undefined when making it failed. */
+  finish(b: BlobRecord | undefined): void;
+}
+
 export class LayerBlobs {
   private readonly bySnapshot = new Map<string, Promise<BlobRecord>>();
   private readonly byDiffID = new Map<string, Promise<BlobRecord>>();
@@ -55,6 +63,7 @@ export class LayerBlobs {
   private readonly bySignature = new Map<string, Promise<BlobRecord>>();
   private readonly lanes: Lanes;
   private readonly listeners: ((blob: BlobRecord) => void)[] = [];
+  private openTee: (() => BlobTee) | undefined;
 
   constructor(
     private readonly deps: LayerBlobDeps,
@@ -66,6 +75,11 @@ export class LayerBlobs {
   /** Calls `fn` with each blob as it becomes ready (e.g. to push it while the build goes on). */
   onBlob(fn: (blob: BlobRecord) => void): void {
     this.listeners.push(fn);
+  }
+
+  /** Sends the bytes of each blob this makes to a tee too, as they are written. */
+  teeWith(open: () => BlobTee): void {
+    this.openTee = open;
   }
 
   /** Starts making a layer's blob in the background; its failure surfaces from `blobOf`. */
@@ -161,21 +175,34 @@ export class LayerBlobs {
     expectedDiffID: string | undefined,
   ): Promise<BlobRecord> {
     const { chunks, transient } = tar();
-    const c = await compressLayerTo(chunks, (blob) => this.deps.content.ingest(blob), {
-      compression: this.opts.compression,
-      level: this.opts.compressionLevel,
-      writeFile: (fill) => this.deps.content.ingestWritten(fill),
-      transient,
-    });
-    if (expectedDiffID !== undefined && c.diffID !== expectedDiffID) {
-      throw new KilnError(
-        "E_LAYER_COMPRESS",
-        `a layer changed while it was exported (${expectedDiffID} → ${c.diffID})`,
+    const tee = this.openTee?.();
+    try {
+      const c = await compressLayerTo(
+        chunks,
+        (blob) => this.deps.content.ingest(tee ? tee.through(blob) : blob),
         {
-          hint: "remove kiln's content store and build again (kiln prune --all)",
+          compression: this.opts.compression,
+          level: this.opts.compressionLevel,
+          // a program writing the blob file itself would keep its bytes from the tee
+          writeFile: tee ? undefined : (fill) => this.deps.content.ingestWritten(fill),
+          transient,
         },
       );
+      if (expectedDiffID !== undefined && c.diffID !== expectedDiffID) {
+        throw new KilnError(
+          "E_LAYER_COMPRESS",
+          `a layer changed while it was exported (${expectedDiffID} → ${c.diffID})`,
+          {
+            hint: "remove kiln's content store and build again (kiln prune --all)",
+          },
+        );
+      }
+      const blob = { digest: c.digest, size: c.size, mediaType: c.mediaType, diffID: c.diffID };
+      tee?.finish(blob);
+      return blob;
+    } catch (e) {
+      tee?.finish(undefined);
+      throw e;
     }
-    return { digest: c.digest, size: c.size, mediaType: c.mediaType, diffID: c.diffID };
   }
 }

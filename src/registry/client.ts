@@ -514,6 +514,62 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Starts uploading a blob whose bytes are still being made (a layer being compressed): `body`
+   * goes up as one streamed PATCH as it is written (the registry API's stream upload, the one
+   * `docker push` sends), and `commit` closes the session once the blob is complete. Nothing is
+   * retried: if the registry refuses a step, `commit` rejects and the caller pushes the finished
+   * blob the usual way; `body` is destroyed as soon as the upload fails, so its writer can stop.
+   */
+  uploadWhileWritten(
+    repo: RepositoryRef,
+    body: Readable,
+  ): { commit(desc: Descriptor): Promise<PushResult> } {
+    const subject = formatRef(repo);
+    const push = repositoryScope(repo.repository, "pull,push");
+    const patched = (async () => {
+      const { session } = await this.startUpload(repo, subject);
+      const res = await this.send(repo, {
+        method: "PATCH",
+        url: session,
+        scopes: [push],
+        headers: { "Content-Type": "application/octet-stream" },
+        body: () => body,
+        idempotent: false,
+        subject,
+      });
+      if (res.statusCode !== 202) throw await uploadError(res, subject);
+      await drain(res);
+      return this.location(repo, res, subject);
+    })();
+    patched.catch(() => body.destroy());
+    return {
+      commit: async (desc) => {
+        const url = new URL(await patched);
+        url.searchParams.set("digest", desc.digest);
+        const named = formatRef(repo, desc.digest);
+        const res = await this.send(repo, {
+          method: "PUT",
+          url,
+          scopes: [push],
+          headers: { "Content-Length": "0" },
+          idempotent: false,
+          subject: named,
+        });
+        await this.finishUpload(res, desc, named);
+        this.pushedBlobs?.addPushedBlob(repo.registry, repo.repository, desc.digest);
+        this.progress({
+          direction: "push",
+          digest: desc.digest,
+          done: desc.size,
+          total: desc.size,
+          status: "done",
+        });
+        return "uploaded";
+      },
+    };
+  }
+
   private async startUpload(
     repo: RepositoryRef,
     subject: string,

@@ -4,6 +4,7 @@
 // registry of the test's own, by its access log and by copying every image out with skopeo.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import {
   collect,
@@ -16,6 +17,7 @@ import {
 } from "../fixtures/build-cli.js";
 import { run } from "../fixtures/exec.js";
 import { readAccessLog, startRegistry, type RunningRegistry } from "../fixtures/registry.js";
+import { startFaultProxy } from "../fixtures/registry-proxy.js";
 
 const base = testRegistry();
 let dir = "";
@@ -243,4 +245,53 @@ test("a base image's layers are mounted from the base's repository, not uploaded
     );
   }
   await complete("1", "rec/mounted");
+});
+
+test("built layers go up while they are compressed; a registry that refuses that gets them whole", async () => {
+  const proxy = await startFaultProxy(reg.host);
+  try {
+    const big = await writeContext(join(dir, "ctx-streamed"), {
+      Dockerfile: `FROM ${base}/base/busybox\nCOPY big.bin /big.bin\nRUN echo built > /b.txt\n`,
+      "big.bin": randomBytes(3 << 20).toString("base64"),
+    });
+    const build = (repository: string) =>
+      kilnOk(
+        [
+          "build",
+          "--platform",
+          "linux/amd64",
+          "--provenance=false",
+          "-t",
+          `${proxy.host}/${repository}:1`,
+          "--push",
+          ".",
+        ],
+        { root: join(dir, `root-${repository.replace("/", "-")}`), cwd: big },
+      );
+    const streamed = (repository: string) =>
+      proxy.requests.filter(
+        (r) =>
+          r.method === "PATCH" &&
+          r.path.startsWith(`/v2/${repository}/blobs/uploads/`) &&
+          r.headers["content-range"] === undefined,
+      );
+
+    await build("stream/app");
+    const patches = streamed("stream/app");
+    assert.equal(patches.length, 2, "one streamed upload per built layer (COPY, RUN)");
+    assert.ok(patches.every((r) => r.status === 202));
+    await complete("1", "stream/app");
+
+    proxy.inject({
+      method: "PATCH",
+      path: /^\/v2\/stream\/refused\/blobs\/uploads\//,
+      fault: { kind: "respond", status: 416 },
+      times: 100,
+    });
+    await build("stream/refused");
+    assert.equal(streamed("stream/refused").length, 2, "both streams were tried and refused");
+    await complete("1", "stream/refused");
+  } finally {
+    await proxy.stop();
+  }
 });

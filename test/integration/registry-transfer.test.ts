@@ -1,10 +1,12 @@
 // Uploads, mounts and failure handling against a real registry behind a fault-injecting proxy.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
+import { setTimeout } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import { ContentStore } from "../../src/content/index.js";
 import { KilnError } from "../../src/errors.js";
@@ -322,5 +324,47 @@ test("manifests go up more at once than blobs: each is a round trip, not bandwid
   assert.ok(
     overlap > client.maxConcurrency,
     `at most ${overlap} manifests in flight (blobs: ${client.maxConcurrency})`,
+  );
+});
+
+test("a blob still being written streams up as it is written; commit closes the upload with its digest", async () => {
+  const body = new PassThrough();
+  const mark = proxy.requests.length;
+  const upload = client.uploadWhileWritten(repoOf("kiln/streamed"), body);
+  const h = createHash("sha256");
+  let size = 0;
+  let lastWrite = 0;
+  for (let i = 0; i < 40; i++) {
+    const chunk = randomBytes(64 * 1024);
+    h.update(chunk);
+    size += chunk.length;
+    if (!body.write(chunk)) await once(body, "drain");
+    await setTimeout(5);
+    lastWrite = performance.now();
+  }
+  body.end();
+  const desc = { mediaType: MediaType.ociLayer, digest: `sha256:${h.digest("hex")}`, size };
+  assert.equal(await upload.commit(desc), "uploaded");
+  const patch = since(mark).find((r) => r.method === "PATCH");
+  assert.ok(patch, "one PATCH carried the bytes");
+  assert.equal(patch.headers["content-range"], undefined, "a stream, not a ranged chunk");
+  assert.ok(patch.started < lastWrite, "the upload began before the last bytes were written");
+  assert.equal(await sha256(client.fetchBlob(repoOf("kiln/streamed"), desc)), desc.digest);
+});
+
+test("a registry that refuses a streamed upload fails its commit and drops the body at once", async () => {
+  proxy.inject({
+    method: "PATCH",
+    path: /\/kiln\/refused\/blobs\/uploads\//,
+    fault: { kind: "respond", status: 416 },
+  });
+  const body = new PassThrough();
+  const upload = client.uploadWhileWritten(repoOf("kiln/refused"), body);
+  body.write(randomBytes(1024));
+  await once(body, "close");
+  assert.equal(body.destroyed, true, "the writer can stop writing");
+  await expectCode(
+    upload.commit({ mediaType: MediaType.ociLayer, digest: `sha256:${"2".repeat(64)}`, size: 1 }),
+    "E_REGISTRY",
   );
 });
