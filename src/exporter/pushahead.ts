@@ -1,11 +1,12 @@
 /**
- * Pushing layer blobs while the build still runs: each blob goes to every registry the build
- * pushes to as soon as it is made, so the push at the end finds it there (one HEAD) and only
- * the manifests remain. Best effort: a failure here is left to the final push, which retries
- * and reports it.
+ * Pushing layer blobs while the build still runs: a built layer streams to the registry while
+ * it is compressed (`whileWritten`), any other blob goes to every registry the build pushes to
+ * as soon as it is made, so the push at the end finds them there and only the manifests
+ * remain. Best effort: a failure here is left to the final push, which retries and reports it.
  */
 import { PassThrough } from "node:stream";
 import type { BlobRecord } from "../cache/index.js";
+import type { BlobTee } from "./layers.js";
 import type { ContentStore } from "../content/index.js";
 import type { OutputSpec } from "../request/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
@@ -58,10 +59,7 @@ export class PushAhead {
    * once, so the blob's writer never waits for it, and the finished blob is then pushed the
    * usual way. Streamed uploads take no lane: a compression must never wait for one.
    */
-  whileWritten(): {
-    through(blob: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array>;
-    finish(b: BlobRecord | undefined): void;
-  } {
+  whileWritten(): BlobTee {
     const [first, ...others] = this.repos;
     // a chunk of compressed layer is 64 KiB: up to 1 MiB waits for a slower registry
     const body = new PassThrough({ highWaterMark: 1 << 20 });

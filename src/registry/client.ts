@@ -109,8 +109,11 @@ interface SendOptions {
   url: string | URL;
   scopes: readonly string[];
   headers?: Record<string, string>;
-  /** Buffers are replayed on retry; a stream factory is called once per attempt. */
-  body?: Buffer | (() => Readable);
+  /**
+   * Buffers are replayed on retry; a stream factory is called once per attempt; a stream is
+   * sent once (a request that would need it again fails instead).
+   */
+  body?: Buffer | (() => Readable) | Readable;
   /** Safe to send again after a network error or a 5xx (not a PATCH of a chunk). */
   idempotent: boolean;
   /** Follow 3xx (GET/HEAD of blobs may be redirected to storage). */
@@ -534,7 +537,7 @@ export class RegistryClient {
         url: session,
         scopes: [push],
         headers: { "Content-Type": "application/octet-stream" },
-        body: () => body,
+        body,
         idempotent: false,
         subject,
       });
