@@ -442,13 +442,7 @@ export class RegistryClient {
       this.pushedBlobs?.hasPushedBlob(repo.registry, repo.repository, desc.digest) === true ||
       (opts.fresh !== true && (await this.blobExists(repo, desc.digest, [push])) !== undefined)
     ) {
-      this.progress({
-        direction: "push",
-        digest: desc.digest,
-        done: desc.size,
-        total: desc.size,
-        status: "exists",
-      });
+      this.pushSettled(desc.digest, desc.size, "exists");
       return "exists";
     }
     let session: URL | undefined;
@@ -471,13 +465,7 @@ export class RegistryClient {
       });
       await drain(res);
       if (res.statusCode === 201) {
-        this.progress({
-          direction: "push",
-          digest: desc.digest,
-          done: desc.size,
-          total: desc.size,
-          status: "mounted",
-        });
+        this.pushSettled(desc.digest, desc.size, "mounted");
         return "mounted";
       }
       if (res.statusCode === 202) {
@@ -499,13 +487,7 @@ export class RegistryClient {
         } else {
           await this.uploadMonolithic(repo, session, desc, open, subject);
         }
-        this.progress({
-          direction: "push",
-          digest: desc.digest,
-          done: desc.size,
-          total: desc.size,
-          status: "done",
-        });
+        this.pushSettled(desc.digest, desc.size, "done");
         return "uploaded";
       } catch (e) {
         session = undefined;
@@ -561,13 +543,7 @@ export class RegistryClient {
         });
         await this.finishUpload(res, desc, named);
         this.pushedBlobs?.addPushedBlob(repo.registry, repo.repository, desc.digest);
-        this.progress({
-          direction: "push",
-          digest: desc.digest,
-          done: desc.size,
-          total: desc.size,
-          status: "done",
-        });
+        this.pushSettled(desc.digest, desc.size, "done");
         return "uploaded";
       },
     };
@@ -740,6 +716,11 @@ export class RegistryClient {
 
   private progress(p: TransferProgress): void {
     this.onProgress?.(p);
+  }
+
+  /** A blob's push has ended: it was there, mounted, or uploaded. */
+  private pushSettled(digest: string, size: number, status: "exists" | "mounted" | "done"): void {
+    this.progress({ direction: "push", digest, done: size, total: size, status });
   }
 
   private baseURL(registry: string): URL {
