@@ -247,7 +247,7 @@ test("a base image's layers are mounted from the base's repository, not uploaded
   await complete("1", "rec/mounted");
 });
 
-test("built layers go up while they are compressed; a registry that refuses that gets them whole", async () => {
+test("built layers go up while they are compressed; a registry that refuses or cuts that gets them whole", async () => {
   const proxy = await startFaultProxy(reg.host);
   try {
     const big = await writeContext(join(dir, "ctx-streamed"), {
@@ -291,6 +291,16 @@ test("built layers go up while they are compressed; a registry that refuses that
     await build("stream/refused");
     assert.equal(streamed("stream/refused").length, 2, "both streams were tried and refused");
     await complete("1", "stream/refused");
+
+    // a connection cut as the stream starts: the same, without an answer to go by
+    proxy.inject({
+      method: "PATCH",
+      path: /^\/v2\/stream\/cut\/blobs\/uploads\//,
+      fault: { kind: "reset" },
+      times: 100,
+    });
+    await build("stream/cut");
+    await complete("1", "stream/cut");
   } finally {
     await proxy.stop();
   }
