@@ -1,9 +1,11 @@
 // Bearer-token auth against a real registry configured with `auth: token` and our token server.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { ContentStore } from "../../src/content/index.js";
 import { KilnError } from "../../src/errors.js";
@@ -93,6 +95,30 @@ describe("token auth", () => {
     assert.equal(r.manifests[0]!.digest, image.manifests[1]!.desc.digest);
     assert.equal(tokens.requests.length - mark, 2, "pull scope is a second token, then cached");
     assert.equal(client.tokenRequests, 2);
+    client.close();
+  });
+
+  test("a blob streamed while it is written asks for its push token once, then goes up", async () => {
+    const client = new RegistryClient({ auth: as(alice) });
+    const repo = { registry: reg.host, repository: "team/streamed" };
+    const mark = tokens.requests.length;
+    const body = new PassThrough();
+    const upload = client.uploadWhileWritten(repo, body);
+    const bytes = Buffer.from("a layer written while it goes up\n".repeat(4096));
+    body.end(bytes);
+    const desc = {
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+      digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+      size: bytes.length,
+    };
+    assert.equal(await upload.commit(desc), "uploaded");
+    assert.deepEqual(
+      tokens.requests.slice(mark).map((r) => r.scopes),
+      [["repository:team/streamed:pull,push"]],
+    );
+    const back = createHash("sha256");
+    for await (const c of client.fetchBlob(repo, desc)) back.update(c as Buffer);
+    assert.equal(`sha256:${back.digest("hex")}`, desc.digest);
     client.close();
   });
 
