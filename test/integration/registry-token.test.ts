@@ -148,7 +148,7 @@ describe("token auth", () => {
     assert.ok(mounts.every((e) => e.status === 201));
     assert.equal(
       log.filter(
-        (e) => e.method === "PATCH" || (e.method === "PUT" && e.path.includes("/team/copy/blobs/")),
+        (e) => (e.method === "PATCH" || e.method === "PUT") && e.path.includes("/team/copy/blobs/"),
       ).length,
       0,
     );
