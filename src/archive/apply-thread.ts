@@ -15,7 +15,7 @@ import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { KilnError, messageOf } from "../errors.js";
-import { applyLayerBlob, type AppliedLayer, type LayerApply } from "./compress.js";
+import { applyLayerBlob, prepend, type AppliedLayer, type LayerApply } from "./compress.js";
 
 /** Blobs at least this large (compressed) are unpacked on a worker thread. */
 export const OFF_THREAD_BYTES = 16 << 20;
@@ -145,7 +145,7 @@ class ApplyThreads {
     // hold one while the connections are held by downloads that wait for a worker.
     const bytes = source[Symbol.asyncIterator]();
     const first = await bytes.next();
-    const blob = first.done ? source : resumed(first.value, bytes);
+    const blob = first.done ? source : prepend(first.value, bytes);
     const worker = first.done ? undefined : await this.#acquire();
     if (worker === undefined) return applyLayerBlob(blob, job.mediaType, job.targetDir, job.opts);
     worker.ref();
@@ -193,19 +193,6 @@ class ApplyThreads {
     if (outcome === undefined) throw new KilnError("E_INTERNAL", "a layer ended without outcome");
     if ("failure" in outcome) throw failureError(outcome.failure);
     return outcome.done;
-  }
-}
-
-/** `first`, then the rest of `rest` (whose source is closed however the reading ends). */
-async function* resumed(
-  first: Uint8Array,
-  rest: AsyncIterator<Uint8Array>,
-): AsyncGenerator<Uint8Array> {
-  try {
-    yield first;
-    for (let r = await rest.next(); r.done !== true; r = await rest.next()) yield r.value;
-  } finally {
-    await rest.return?.();
   }
 }
 

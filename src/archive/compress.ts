@@ -338,10 +338,20 @@ async function peek(
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
-/** Iterate a source with some already-read bytes put back in front. */
-async function* prepend(head: Buffer, rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
-  if (head.length > 0) yield head;
-  for (let r = await rest.next(); !r.done; r = await rest.next()) yield r.value;
+/**
+ * A source with some already-read bytes put back in front; the source is closed however the
+ * reading ends.
+ */
+export async function* prepend(
+  head: Uint8Array,
+  rest: AsyncIterator<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  try {
+    if (head.length > 0) yield head;
+    for (let r = await rest.next(); r.done !== true; r = await rest.next()) yield r.value;
+  } finally {
+    await rest.return?.();
+  }
 }
 
 async function* through(src: AsyncIterable<Uint8Array>, t: Duplex): AsyncGenerator<Buffer> {

@@ -6,6 +6,7 @@
  */
 import { PassThrough } from "node:stream";
 import type { BlobRecord } from "../cache/index.js";
+import type { Descriptor } from "../oci/index.js";
 import type { BlobTee } from "./layers.js";
 import type { ContentStore } from "../content/index.js";
 import type { OutputSpec } from "../request/index.js";
@@ -85,9 +86,8 @@ export class PushAhead {
         }
         if (this.started.has(b.digest)) return;
         this.started.add(b.digest);
-        const desc = { mediaType: b.mediaType, digest: b.digest, size: b.size };
         this.pushes.push(
-          upload.commit(desc).catch(() => this.push(first!, b)),
+          upload.commit(descriptorOf(b)).catch(() => this.push(first!, b)),
           ...others.map((repo) => this.push(repo, b)),
         );
       },
@@ -96,7 +96,7 @@ export class PushAhead {
 
   /** Pushes a stored blob to one repository (in a lane); failures are left to the final push. */
   private push(repo: RepositoryRef, b: BlobRecord): Promise<unknown> {
-    const desc = { mediaType: b.mediaType, digest: b.digest, size: b.size };
+    const desc = descriptorOf(b);
     return this.lanes
       .run(async () => {
         // a layer of an imported cache that was never fetched: the final push mounts it
@@ -124,4 +124,9 @@ function drainedOrClosed(w: PassThrough): Promise<void> {
     w.on("drain", done);
     w.on("close", done);
   });
+}
+
+/** The descriptor a blob record is pushed under. */
+function descriptorOf(b: BlobRecord): Descriptor {
+  return { mediaType: b.mediaType, digest: b.digest, size: b.size };
 }
