@@ -295,7 +295,8 @@ async function feed(input: AsyncIterable<Uint8Array>, stdin: Writable): Promise<
   let failure: Error | undefined;
   let wake: (() => void) | undefined;
   const settle = (e?: Error | null) => {
-    if (e) failure ??= e;
+    // writes queued behind a failed one fail as "destroyed": the pipe's own error says more
+    if (e) failure ??= stdin.errored ?? e;
     const w = wake;
     wake = undefined;
     w?.();
@@ -377,9 +378,13 @@ function checkFilter(
   feedError: unknown,
   fail: FilterFailure,
 ): void {
-  // The program closed its stdin (EPIPE, or the pipe closed before a write was flushed).
+  // The program closed its stdin (EPIPE, or the pipe closed or was destroyed before a write
+  // was flushed).
   const feedCode = (feedError as { code?: string } | undefined)?.code;
-  const pipeBroken = feedCode === "EPIPE" || feedCode === "ERR_STREAM_PREMATURE_CLOSE";
+  const pipeBroken =
+    feedCode === "EPIPE" ||
+    feedCode === "ERR_STREAM_PREMATURE_CLOSE" ||
+    feedCode === "ERR_STREAM_DESTROYED";
   if (feedError !== undefined && !pipeBroken) throw feedError as Error;
   if (status.exitCode !== 0) {
     const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.exitCode}`;
