@@ -13,12 +13,14 @@ import {
   readSync,
   readdirSync,
   readlinkSync,
+  type Stats,
 } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { basename, dirname, join, normalize, resolve } from "node:path";
+import { basename, dirname, join, normalize, relative, resolve } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import { KilnError } from "../errors.js";
-import { cleanInRoot, compileGlob, hasWildcard } from "../fileops/index.js";
+import { cleanInRoot, compileGlob, hasWildcard, splitWildcards } from "../fileops/index.js";
+import { resolveInRootSync } from "../rootpath/index.js";
 
 export interface ContextFilter {
   /** the ignore file that was used, for messages */
@@ -301,18 +303,49 @@ function hashFile(hashes: ContextHashes, path: string, key: string): string {
 
 /**
  * A checksum of what `paths` (relative, possibly with wildcards) select in the context: names,
- * types, modes, link targets and file contents — not mtimes or owners, like BuildKit's keys.
- * The walk's metadata calls are synchronous: each takes microseconds, while an awaited one
- * costs a thread-pool round trip, and a rebuild of an unchanged context is nothing but those.
- * File contents are read only when the hash cache has no entry, one file after the other in
- * walk order, with a turn for kiln's other work every HASH_SLICE_MS.
+ * types, modes, link targets and file contents — not mtimes or owners, like BuildKit's keys (a
+ * COPY from the context gives every file to root). A selected path that is a symlink counts as
+ * what it points to (in the context), as COPY copies that.
  */
 export async function contextChecksum(
   contextDir: string,
   filter: ContextFilter,
   paths: readonly string[],
 ): Promise<string> {
-  const hashes = await hashesOf(contextDir);
+  return checksumTree(resolve(contextDir), filter, paths, await hashesOf(contextDir), false);
+}
+
+/**
+ * A checksum of what `paths` select under `root`, a step's result (a COPY --from's source, a
+ * read-only mount of a stage): as contextChecksum, and owners too, which a COPY --from keeps.
+ * Its files are read each time (their identities are those of a throwaway view).
+ */
+export function resultChecksum(root: string, paths: readonly string[]): Promise<string> {
+  const none: ContextHashes = {
+    file: undefined,
+    saved: "",
+    cursor: 0,
+    offsets: undefined,
+    used: new Map(),
+    changed: false,
+  };
+  return checksumTree(resolve(root), makeFilter([], undefined), paths, none, true);
+}
+
+/**
+ * The walk both checksums share: the lines of every selected entry in walk order, hashed.
+ * The walk's metadata calls are synchronous: each takes microseconds, while an awaited one
+ * costs a thread-pool round trip, and a rebuild of an unchanged context is nothing but those.
+ * File contents are read only when `hashes` has no entry, one file after the other in walk
+ * order, with a turn for kiln's other work every HASH_SLICE_MS.
+ */
+async function checksumTree(
+  root: string,
+  filter: ContextFilter,
+  paths: readonly string[],
+  hashes: ContextHashes,
+  owners: boolean,
+): Promise<string> {
   const h = createHash("sha256");
   // Lines are hashed in walk order. Until a file needs its content read, each line is hashed
   // at once (a rebuild of an unchanged context keeps no list), a batch of lines per call; from
@@ -320,7 +353,7 @@ export async function contextChecksum(
   // A file line waits with its hash when it is known (so that the cache keeps walk order), else
   // with what reading it needs.
   const lines: (
-    string | { rel: string; mode: number; host: string; key: string; known?: string }
+    string | { rel: string; meta: string; host: string; key: string; known?: string }
   )[] = [];
   let batch = "";
   const emit = (l: string): void => {
@@ -335,8 +368,10 @@ export async function contextChecksum(
     batch = "";
     lines.push(l);
   };
+  // what a line says of an entry besides its name (and content)
+  const meta = (st: Stats): string =>
+    owners ? `${st.mode & 0o7777} ${st.uid}:${st.gid}` : `${st.mode & 0o7777}`;
   // rel is clean: a plain concatenation (join would normalize each of 20,000 paths again)
-  const root = resolve(contextDir);
   const visit = (rel: string): void => {
     const host = rel === "" ? root : `${root}/${rel}`;
     // not bigint: the key's times in float milliseconds still tell apart every change a
@@ -348,11 +383,14 @@ export async function contextChecksum(
       emit(`missing ${rel}\n`);
       return;
     }
-    const mode = st.mode & 0o7777;
     if (st.isSymbolicLink()) {
-      emit(`l ${rel} ${readlinkSync(host)}\n`);
+      emit(
+        owners
+          ? `l ${rel} ${meta(st)} ${readlinkSync(host)}\n`
+          : `l ${rel} ${readlinkSync(host)}\n`,
+      );
     } else if (st.isDirectory()) {
-      emit(`d ${rel} ${mode}\n`);
+      emit(`d ${rel} ${meta(st)}\n`);
       for (const name of readdirSync(host).sort()) {
         const child = rel === "" ? name : `${rel}/${name}`;
         if (filter.excluded(child)) {
@@ -368,33 +406,41 @@ export async function contextChecksum(
       const known = hashes.used.get(key) ?? savedHash(hashes, key);
       if (known && lines.length === 0) {
         hashes.used.set(key, known);
-        emit(`f ${rel} ${mode} ${known}\n`);
-      } else wait({ rel, mode, host, key, known });
+        emit(`f ${rel} ${meta(st)} ${known}\n`);
+      } else wait({ rel, meta: meta(st), host, key, known });
     } else {
-      emit(`o ${rel} ${mode}\n`);
+      emit(`o ${rel} ${meta(st)}\n`);
     }
   };
+  // A selected path is what COPY copies: its symlinks, the last one too, resolved in the root.
+  const selected = (rel: string): string =>
+    relative(root, resolveInRootSync(root, rel, { followFinal: true }));
   for (const p of paths) {
     // no trailing slash: child paths are joined to it and matched against .dockerignore
     const clean = cleanInRoot(p).slice(1).replace(/\/+$/, "");
     if (!hasWildcard(clean)) {
       if (clean !== "" && filter.excluded(clean)) emit(`excluded ${clean}\n`);
-      else visit(clean);
+      else visit(selected(clean));
       continue;
     }
-    const match = compileGlob(clean);
+    // as COPY: the directory before the first wildcard is resolved, then searched
+    const { dir, pattern } = splitWildcards(clean);
+    const base = selected(dir);
+    const match = compileGlob(pattern);
     const walk = (rel: string): void => {
+      const at = rel === "" ? base : join(base, rel);
       let names: string[];
       try {
-        names = readdirSync(join(contextDir, rel)).sort();
+        names = readdirSync(join(root, at)).sort();
       } catch {
         return;
       }
       for (const name of names) {
         const child = rel === "" ? name : `${rel}/${name}`;
-        if (filter.excluded(child)) continue;
-        if (match(child)) visit(child);
-        else if (lstatSync(join(contextDir, child)).isDirectory()) walk(child);
+        const real = at === "" ? name : `${at}/${name}`;
+        if (filter.excluded(real)) continue;
+        if (match(child)) visit(selected(real));
+        else if (lstatSync(join(root, real)).isDirectory()) walk(child);
       }
     };
     walk("");
@@ -413,7 +459,7 @@ export async function contextChecksum(
     const digest = line.known ?? hashFile(hashes, line.host, line.key);
     // in walk order (not as reads finish): the order the next walk's lookups expect
     hashes.used.set(line.key, digest);
-    h.update(`f ${line.rel} ${line.mode} ${digest}\n`);
+    h.update(`f ${line.rel} ${line.meta} ${digest}\n`);
   }
   return "sha256:" + h.digest("hex");
 }

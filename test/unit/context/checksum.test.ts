@@ -1,10 +1,10 @@
 // contextChecksum: what a COPY's cache key reads from the build context.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { contextChecksum, makeFilter } from "../../../src/context/index.js";
+import { contextChecksum, makeFilter, resultChecksum } from "../../../src/context/index.js";
 
 test("contextChecksum: contents, names, modes and links count; times do not; order is the walk's", async () => {
   const dir = await mkdtemp(join(tmpdir(), "kiln-ctx-"));
@@ -50,6 +50,57 @@ test("contextChecksum: contents, names, modes and links count; times do not; ord
     // a link is its target text, never followed
     await symlink("/nonexistent", join(dir, "src/dangling"));
     assert.match(await sum(), /^sha256:/, "a dangling link is a link, not a read");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("contextChecksum: a selected symlink counts as what it points to, as COPY copies that", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-ctx-"));
+  try {
+    await mkdir(join(dir, "real"));
+    await writeFile(join(dir, "real/a.txt"), "one\n");
+    await writeFile(join(dir, "target.txt"), "one\n");
+    await symlink("target.txt", join(dir, "link"));
+    await symlink("real", join(dir, "dirlink"));
+    // an absolute link is resolved in the context, never on the host
+    await symlink("/real", join(dir, "abslink"));
+    const none = makeFilter([], undefined);
+    const sums = () =>
+      Promise.all(
+        [["link"], ["dirlink/a.txt"], ["abslink/"], ["dirlink/*.txt"], ["l*"]].map((p) =>
+          contextChecksum(dir, none, p),
+        ),
+      );
+    const before = await sums();
+    await writeFile(join(dir, "target.txt"), "two\n");
+    await writeFile(join(dir, "real/a.txt"), "two\n");
+    const after = await sums();
+    for (let i = 0; i < before.length; i++) assert.notEqual(after[i], before[i], `selection ${i}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("resultChecksum: owners count (COPY --from keeps them), times do not", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-result-"));
+  try {
+    await mkdir(join(dir, "out"));
+    await writeFile(join(dir, "out/app"), "binary\n");
+    const sum = () => resultChecksum(dir, ["/out/"]);
+    const first = await sum();
+    assert.equal(await sum(), first, "stable");
+    await utimes(join(dir, "out/app"), new Date(0), new Date(0));
+    assert.equal(await sum(), first, "an mtime is not content");
+    await chown(join(dir, "out/app"), 1000, 1000);
+    assert.notEqual(await sum(), first, "an owner is");
+    await chown(join(dir, "out/app"), 0, 0);
+    assert.equal(await sum(), first);
+    assert.notEqual(
+      await contextChecksum(dir, makeFilter([], undefined), ["/out/"]),
+      first,
+      "not the context's rule",
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
