@@ -35,6 +35,9 @@ export interface FsResult {
   layers: LayerRecord[];
 }
 
+/** A result as its record holds it: with the content key it also has (see the solver). */
+type StoredResult = FsResult & { contentKey?: string };
+
 /** A result record as `kiln du`/`prune` see it. */
 export interface ResultEntry {
   key: string;
@@ -91,9 +94,16 @@ export class BuildCache implements ResultCache<FsResult> {
     return { layers: r.layers.map((l) => this.withBlob(l)) };
   }
 
-  save(key: string, result: FsResult): Promise<void> {
-    this.records.putResult(key, JSON.stringify(result));
+  save(key: string, result: FsResult, contentKey?: string): Promise<void> {
+    const record: StoredResult = contentKey === undefined ? result : { ...result, contentKey };
+    this.records.putResult(key, JSON.stringify(record));
     return Promise.resolve();
+  }
+
+  contentKeyOf(key: string): Promise<string | undefined> {
+    const r = parse(this.records.useResult(key));
+    const contentKey = (r as StoredResult | undefined)?.contentKey;
+    return Promise.resolve(typeof contentKey === "string" ? contentKey : undefined);
   }
 
   /** The blob made from a built snapshot with the given compression, if any. */

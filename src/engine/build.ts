@@ -11,7 +11,7 @@ import { convertDockerfile, type ConvertResult } from "../frontend/dockerfile/co
 import { printGraph, topoSort, type Vertex } from "../graph/index.js";
 import { formatAll } from "../platform/index.js";
 import type { Platform } from "../platform/types.js";
-import { Solver, type VertexProgress } from "../solver/index.js";
+import { Solver, type KeyRecord, type VertexProgress } from "../solver/index.js";
 import type { FsResult } from "../cache/index.js";
 import type { ProgressSink } from "../progress/index.js";
 import { loadContextFilter, saveHashCache, useHashCache } from "../context/index.js";
@@ -338,7 +338,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     hintCrossCompile(roots, progress, sink);
     const resultOf = new Map(roots.map((r, i) => [r.digest, solved[i]!]));
 
-    const keyOf = (v: Vertex): Promise<string> => solver.cacheKey(v);
+    const recordsOf = (v: Vertex): Promise<KeyRecord[]> => solver.records(v);
     const platformImages: PlatformImage[] = await remoteCache.withInline(
       conversions.map((c) => ({
         platform: c.platform,
@@ -348,7 +348,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
         historyProducers: c.historyProducers,
       })),
       conversions,
-      keyOf,
+      recordsOf,
     );
     const attestations = wantsAttestations(req.attestations)
       ? await exportStep(sink, "export:attest", "creating attestations", () =>
@@ -417,7 +417,7 @@ async function buildLocked(req: BuildRequest, opts: EngineOptions): Promise<Buil
     for (const out of req.outputs) names.push(...(await exportOutput(out, exportCtx)));
     const cacheParts = remoteCache.exports
       ? await exportStep(sink, "export:cache", "exporting cache", () =>
-          remoteCache.export(roots, keyOf),
+          remoteCache.export(roots, recordsOf),
         )
       : [];
 

@@ -46,6 +46,8 @@ export function preparingWorker(
   return {
     contentKey: (v, signal) => worker.contentKey(v, signal),
     keyReadsContent: (v) => worker.keyReadsContent(v),
+    contentInputs: (v) => worker.contentInputs(v),
+    inputChecksum: (v, index, input, signal) => worker.inputChecksum(v, index, input, signal),
     emulated: (v) => worker.emulated(v),
     run: async (v, inputs, ctx) => {
       const r = await worker.run(v, inputs, ctx);

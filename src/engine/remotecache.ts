@@ -23,7 +23,7 @@ import {
   type CachePart,
   type RemoteCacheDeps,
 } from "../remotecache/index.js";
-import type { ResultCache } from "../solver/index.js";
+import type { KeyRecord, ResultCache } from "../solver/index.js";
 import { layerSnapshots, type Images } from "./images.js";
 import type { BuildRequest, OutputSpec } from "../request/index.js";
 import type { KilnState } from "./state.js";
@@ -126,7 +126,7 @@ export class BuildRemoteCache {
   async withInline(
     images: PlatformImage[],
     conversions: readonly ConvertResult[],
-    keyOf: (v: Vertex) => Promise<string>,
+    recordsOf: (v: Vertex) => Promise<KeyRecord[]>,
   ): Promise<PlatformImage[]> {
     if (!this.wantsInline) return images;
     return Promise.all(
@@ -135,7 +135,7 @@ export class BuildRemoteCache {
         if (!root || img.result.layers.length === 0) return img;
         const value = await inlineCache(root, img.result, {
           roots: [root],
-          keyOf,
+          recordsOf,
           imported: this.imported,
         });
         return { ...img, config: { ...img.config, [INLINE_CACHE_KEY]: value } };
@@ -144,10 +144,13 @@ export class BuildRemoteCache {
   }
 
   /** Writes every registry/local --cache-to; returns the parts pushed by digest (multi-node). */
-  export(roots: readonly Vertex[], keyOf: (v: Vertex) => Promise<string>): Promise<CachePart[]> {
+  export(
+    roots: readonly Vertex[],
+    recordsOf: (v: Vertex) => Promise<KeyRecord[]>,
+  ): Promise<CachePart[]> {
     return exportCaches(
       this.req.cacheTo ?? [],
-      { roots, keyOf, imported: this.imported },
+      { roots, recordsOf, imported: this.imported },
       this.deps,
     );
   }

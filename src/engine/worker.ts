@@ -29,7 +29,12 @@ import {
   type CopySource,
   type Owner,
 } from "../fileops/index.js";
-import { contextChecksum, hidesAnythingUnder, type ContextFilter } from "../context/index.js";
+import {
+  contextChecksum,
+  hidesAnythingUnder,
+  resultChecksum,
+  type ContextFilter,
+} from "../context/index.js";
 import { runContainer, type Mount as ExecutorMount } from "../executor/index.js";
 import { stepSnapshotId, type ActiveMount } from "../snapshot/index.js";
 import type { ExecutionPlanner } from "./emulation.js";
@@ -155,6 +160,61 @@ export class BuildWorker implements Worker<FsResult> {
 
   keyReadsContent(v: Vertex): boolean {
     return v.op.kind === "http" || v.op.kind === "git" || this.contextReads(v).length > 0;
+  }
+
+  contentInputs(v: Vertex): number[] {
+    return [...this.resultReads(v).keys()];
+  }
+
+  async inputChecksum(
+    v: Vertex,
+    index: number,
+    input: FsResult,
+    signal: AbortSignal,
+  ): Promise<string> {
+    signal.throwIfAborted();
+    const paths = this.resultReads(v).get(index) ?? [];
+    const view = await this.view(input.layers, v.digest);
+    try {
+      return await resultChecksum(view.rootfs, paths);
+    } finally {
+      await view.release();
+    }
+  }
+
+  /**
+   * The paths a step only reads from the results of other steps, by input: a COPY --from's
+   * sources, a read-only bind mount's source. An input it also writes to or builds on (the
+   * stage it copies into, a RUN's root, a read-write or cache mount's source) is not one: its
+   * whole result matters. Images and contexts have content keys of their own.
+   */
+  private resultReads(v: Vertex): Map<number, string[]> {
+    const reads = new Map<number, string[]>();
+    const whole = new Set<number>();
+    const add = (index: number, path: string) => {
+      const kind = v.inputs[index]?.op.kind;
+      if (kind !== "exec" && kind !== "file" && kind !== "merge") return;
+      reads.set(index, [...(reads.get(index) ?? []), path]);
+    };
+    if (v.op.kind === "file") {
+      whole.add(v.op.dest);
+      for (const a of v.op.actions) {
+        if (a.action !== "copy") continue;
+        // --parents copies what matches below its pivot (`/./`, else the root): all of it
+        // counts, more than is copied but never less
+        const pivot = a.src.indexOf("/./");
+        add(a.input, !a.parents ? a.src : pivot < 0 ? "/" : a.src.slice(0, pivot));
+      }
+    } else if (v.op.kind === "exec") {
+      whole.add(0);
+      for (const m of v.op.mounts) {
+        if (m.type === "bind" && m.readonly) add(m.input, m.source);
+        else if ((m.type === "bind" || m.type === "cache") && m.input !== undefined)
+          whole.add(m.input);
+      }
+    }
+    for (const n of whole) reads.delete(n);
+    return reads;
   }
 
   /** The build-context paths a step reads (COPY sources, bind mounts of a context). */

@@ -202,6 +202,11 @@ export function vertex(
   return Object.freeze({ digest, op, inputs: Object.freeze([...inputs]), platform, name });
 }
 
+/** What v does, apart from its inputs: its op's definition and platform (a content key's part). */
+export function opDigest(v: Vertex): string {
+  return sha256(canonicalJSON({ op: definitionOf(v.op), platform: v.platform ?? null }));
+}
+
 /** Every vertex reachable from the roots, inputs before dependants, each once. */
 export function topoSort(roots: readonly Vertex[]): Vertex[] {
   const seen = new Set<string>();

@@ -19,7 +19,7 @@ import {
 } from "../oci/index.js";
 import { parseReference, registryHost } from "../reference/index.js";
 import type { RegistryClient } from "../registry/index.js";
-import type { ResultCache } from "../solver/index.js";
+import type { KeyRecord, ResultCache } from "../solver/index.js";
 import { parseLayoutImageName } from "../source/index.js";
 import {
   CACHE_CONFIG_MEDIA_TYPE,
@@ -236,8 +236,13 @@ export class CacheWithImports implements ResultCache<FsResult> {
     return result;
   }
 
-  save(key: string, result: FsResult): Promise<void> {
-    return this.deps.local.save(key, result);
+  save(key: string, result: FsResult, contentKey?: string): Promise<void> {
+    return this.deps.local.save(key, result, contentKey);
+  }
+
+  /** imported records carry no content key of their own: the export lists it as a record */
+  contentKeyOf(key: string): Promise<string | undefined> {
+    return this.deps.local.contentKeyOf(key);
   }
 
   /** The result with its layers unpacked (once per key), recorded in the local cache. */
@@ -332,7 +337,8 @@ function exported(roots: readonly Vertex[], mode: CacheMode): Vertex[] {
 /** The solved build as the exporter sees it. */
 export interface SolvedBuild {
   roots: readonly Vertex[];
-  keyOf(v: Vertex): Promise<string>;
+  /** the keys a vertex's result is recorded under (its cache key first) */
+  recordsOf(v: Vertex): Promise<KeyRecord[]>;
   imported: ImportedCache;
 }
 
@@ -409,17 +415,20 @@ async function exportTo(
       const r = parseReference(v.op.ref);
       sameRegistry({ registry: registryHost(r), repository: r.repository });
     }
-    const key = await build.keyOf(v);
-    const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
-    const layers = await resultLayers(v, key, build, deps, open, spec.compression);
-    entries.push({
-      key,
-      inputs,
-      layers: layers?.map((l) => ({
-        ...l,
-        mediaType: layerMediaType(layerCompression(l.mediaType) ?? "gzip", family),
-      })),
-    });
+    const records = await build.recordsOf(v);
+    const layers = (
+      await resultLayers(
+        records.map((r) => r.key),
+        build,
+        deps,
+        open,
+        spec.compression,
+      )
+    )?.map((l) => ({
+      ...l,
+      mediaType: layerMediaType(layerCompression(l.mediaType) ?? "gzip", family),
+    }));
+    for (const r of records) entries.push({ key: r.key, inputs: r.inputs, layers });
   }
   const { config, blobs } = encodeCache(entries);
   if (blobs.length === 0) {
@@ -486,18 +495,19 @@ export async function mergeCacheParts(
 }
 
 /**
- * The layers of v's result for export: a local result (its blobs made if needed), else an
- * imported one (its blobs stay where they are until the export copies them).
+ * The layers of a result for export, by the keys it is recorded under: a local result (its
+ * blobs made if needed), else an imported one (its blobs stay where they are until the export
+ * copies them).
  */
 async function resultLayers(
-  v: Vertex,
-  key: string,
+  keys: readonly string[],
   build: SolvedBuild,
   deps: RemoteCacheDeps,
   open: Map<string, () => Readable>,
   compression: "gzip" | "zstd" | "uncompressed",
 ): Promise<CachedLayer[] | undefined> {
-  const local = await deps.local.load(key);
+  let local: FsResult | undefined;
+  for (const key of keys) if ((local ??= await deps.local.load(key))) break;
   if (local) {
     if (local.layers.length === 0) return undefined;
     const out: CachedLayer[] = [];
@@ -508,7 +518,7 @@ async function resultLayers(
     }
     return out;
   }
-  const e = build.imported.get(key);
+  const e = keys.map((k) => build.imported.get(k)).find((x) => x !== undefined);
   if (!e) return undefined;
   for (const l of e.layers) {
     if (open.has(l.digest)) continue;
@@ -543,9 +553,9 @@ export async function inlineCache(
   const visit = async (v: Vertex, depth: number): Promise<void> => {
     if (seen.has(v.digest) || depth < 0) return;
     seen.add(v.digest);
-    const key = await build.keyOf(v);
-    const inputs = await Promise.all(v.inputs.map((i) => build.keyOf(i)));
-    entries.push({ key, inputs, layers: depth > 0 ? image.slice(0, depth) : undefined });
+    const layers = depth > 0 ? image.slice(0, depth) : undefined;
+    for (const r of await build.recordsOf(v))
+      entries.push({ key: r.key, inputs: r.inputs, layers });
     const { inputs: below, adds } = layerInputs(v);
     // only the bottom input of a stack is a prefix; the layers above it must be countable
     let rest = depth - (adds ? 1 : 0);

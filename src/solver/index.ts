@@ -3,10 +3,15 @@
  * a content-addressed cache. A vertex's cache key covers its definition digest, its inputs'
  * cache keys and, for content sources, a checksum of the content; it is computed without
  * running anything, so a fully cached build starts no process.
+ *
+ * A step that misses also has a content key, as BuildKit's content-based cache keys: the
+ * inputs it reads only by content (a COPY --from's source stage) count by a checksum of what
+ * it reads from them, the others by the key their result was found or made under. So a stage
+ * that re-runs with the same output leaves the steps that copy from it cached.
  */
 import { availableParallelism } from "node:os";
 import { KilnError, isKilnError, messageOf } from "../errors.js";
-import { canonicalJSON, sha256, topoSort, type Vertex } from "../graph/index.js";
+import { canonicalJSON, opDigest, sha256, topoSort, type Vertex } from "../graph/index.js";
 
 export interface VertexProgress {
   announce(v: Vertex): void;
@@ -29,6 +34,13 @@ export interface Worker<R> {
   contentKey(v: Vertex, signal: AbortSignal): Promise<string | undefined>;
   /** whether contentKey reads content (files, a URL, a git ref) rather than answering at once */
   keyReadsContent(v: Vertex): boolean;
+  /**
+   * Indexes of the inputs v reads only by content (e.g. a COPY --from's source stage, not the
+   * stage it copies into): their part of v's content key is `inputChecksum`.
+   */
+  contentInputs(v: Vertex): number[];
+  /** a checksum of what v reads from its input `index`, whose result is `input` */
+  inputChecksum(v: Vertex, index: number, input: R, signal: AbortSignal): Promise<string>;
   run(v: Vertex, inputs: R[], ctx: RunContext): Promise<R>;
   /** whether running v needs an emulator (shown in progress and the summary) */
   emulated(v: Vertex): boolean;
@@ -37,9 +49,18 @@ export interface Worker<R> {
 export interface ResultCache<R> {
   /** a stored result that is still usable, or undefined (`v` is the vertex the key is for) */
   load(key: string, v: Vertex): Promise<R | undefined>;
-  save(key: string, result: R): Promise<void>;
+  /** `contentKey`: the content key the result also has (see Solver), kept with it */
+  save(key: string, result: R, contentKey?: string): Promise<void>;
+  /** the content key saved with the result under `key`, if any */
+  contentKeyOf(key: string): Promise<string | undefined>;
   /** makes a loaded result usable as a step's input (e.g. unpacks what was only referenced) */
   prepare?(result: R): Promise<R>;
+}
+
+/** A key a result is recorded under, and the keys it was made from (for cache exports). */
+export interface KeyRecord {
+  key: string;
+  inputs: string[];
 }
 
 export interface SolveOptions {
@@ -86,6 +107,13 @@ class Semaphore {
 
 export class Solver<R> {
   private readonly keys = new Map<string, Promise<string>>();
+  /** a vertex's own content part of its keys (contentKey's answer), by digest */
+  private readonly ownContent = new Map<string, Promise<string | undefined>>();
+  /** content keys computed in this build, by digest */
+  private readonly contentKeys = new Map<string, KeyRecord>();
+  /** the key each solved vertex's result was found or made under, by digest */
+  private readonly found = new Map<string, string>();
+  private readonly forcedByContent = new Map<string, boolean>();
   private readonly results = new Map<string, Promise<R>>();
   private readonly forced = new Map<string, boolean>();
   private readonly slowKeys = new Map<string, boolean>();
@@ -130,12 +158,64 @@ export class Solver<R> {
     if (!p) {
       p = (async () => {
         const inputs = await Promise.all(v.inputs.map((i) => this.cacheKey(i)));
-        const content = await this.worker.contentKey(v, this.abort.signal);
+        const content = await this.contentOf(v);
         return sha256(canonicalJSON({ digest: v.digest, inputs, content: content ?? null }));
       })();
       this.keys.set(v.digest, p);
     }
     return p;
+  }
+
+  private contentOf(v: Vertex): Promise<string | undefined> {
+    let p = this.ownContent.get(v.digest);
+    if (!p) this.ownContent.set(v.digest, (p = this.worker.contentKey(v, this.abort.signal)));
+    return p;
+  }
+
+  /**
+   * The keys v's result is recorded under in this build: its cache key (with its inputs'), and
+   * its content key when one was computed.
+   */
+  async records(v: Vertex): Promise<KeyRecord[]> {
+    const found = this.found.get(v.digest);
+    const key = {
+      key: await this.cacheKey(v),
+      inputs: await Promise.all(v.inputs.map((i) => this.cacheKey(i))),
+    };
+    // a result found by its cache key has the content key saved with it (its parts unknown)
+    const content =
+      this.contentKeys.get(v.digest) ??
+      (found !== undefined && found !== key.key ? { key: found, inputs: [] } : undefined);
+    return content ? [key, content] : [key];
+  }
+
+  /**
+   * v's content key once its inputs are solved, or undefined when it would be its cache key
+   * (no input read by content, every input found under its own cache key). The op's own
+   * digest stands for v (v.digest also covers its inputs' definitions, which the inputs'
+   * parts replace).
+   */
+  private async contentKey(v: Vertex, inputs: R[]): Promise<KeyRecord | undefined> {
+    const byContent = new Set(this.worker.contentInputs(v));
+    let differs = byContent.size > 0;
+    const parts = await Promise.all(
+      v.inputs.map(async (i, n) => {
+        if (byContent.has(n)) {
+          const sum = await this.worker.inputChecksum(v, n, inputs[n]!, this.abort.signal);
+          return sha256(canonicalJSON({ content: sum }));
+        }
+        const key = await this.cacheKey(i);
+        const found = this.found.get(i.digest) ?? key;
+        if (found !== key) differs = true;
+        return found;
+      }),
+    );
+    if (!differs) return undefined;
+    const content = await this.contentOf(v);
+    const key = sha256(canonicalJSON({ op: opDigest(v), inputs: parts, content: content ?? null }));
+    const record = { key, inputs: parts };
+    this.contentKeys.set(v.digest, record);
+    return record;
   }
 
   /**
@@ -150,6 +230,28 @@ export class Solver<R> {
         (this.opts.noCache?.(v) ?? false) ||
         v.inputs.some((i) => i.op.kind !== "image" && i.op.kind !== "local" && this.mustRun(i));
       this.forced.set(v.digest, f);
+    }
+    return f;
+  }
+
+  /**
+   * Whether v must run even when its content key is cached: as mustRun, except that an input
+   * read by content does not force it (its part of the key is what it reads, however made).
+   */
+  private mustRunByContent(v: Vertex): boolean {
+    let f = this.forcedByContent.get(v.digest);
+    if (f === undefined) {
+      const byContent = new Set(this.worker.contentInputs(v));
+      f =
+        (this.opts.noCache?.(v) ?? false) ||
+        v.inputs.some(
+          (i, n) =>
+            i.op.kind !== "image" &&
+            i.op.kind !== "local" &&
+            !byContent.has(n) &&
+            this.mustRunByContent(i),
+        );
+      this.forcedByContent.set(v.digest, f);
     }
     return f;
   }
@@ -196,6 +298,8 @@ export class Solver<R> {
       const hit = await this.cache.load(key, v);
       if (hit !== undefined) {
         this.progress.cached(v);
+        // the key its dependants' content keys were made from when it had one
+        this.found.set(v.digest, (await this.cache.contentKeyOf(key)) ?? key);
         return hit;
       }
     }
@@ -206,6 +310,17 @@ export class Solver<R> {
       }),
     );
     this.throwIfAborted();
+    const content = await this.contentKey(v, inputs);
+    if (content && !this.mustRunByContent(v)) {
+      const hit = await this.cache.load(content.key, v);
+      if (hit !== undefined) {
+        // the next build finds it by its cache key at once
+        await this.cache.save(key, hit, content.key);
+        this.progress.cached(v);
+        this.found.set(v.digest, content.key);
+        return hit;
+      }
+    }
     const release = await this.semaphore.acquire();
     try {
       this.throwIfAborted();
@@ -215,7 +330,9 @@ export class Solver<R> {
         cacheKey: key,
         progress: this.progress,
       });
-      await this.cache.save(key, r);
+      await this.cache.save(key, r, content?.key);
+      if (content) await this.cache.save(content.key, r);
+      this.found.set(v.digest, content?.key ?? key);
       this.progress.completed(v);
       return r;
     } catch (e) {

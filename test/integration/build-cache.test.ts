@@ -1,6 +1,7 @@
 // The build cache through the CLI: a rebuild with nothing changed starts no container; a changed
 // context file re-runs only the steps from the COPY that selects it; a file no COPY selects
-// changes nothing; --no-cache and --no-cache-filter force what they name.
+// changes nothing; a stage that re-runs with the same output leaves what reads it cached;
+// --no-cache and --no-cache-filter force what they name.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
@@ -126,22 +127,96 @@ COPY --from=build /b /b
     // stage it is counted in; it is a content-addressed source and changes nothing downstream.
     const steps = (vs: VertexRecord[]) => ran(vs).filter((n) => !/\] FROM /.test(n));
     const filtered = await build("--no-cache-filter", "build");
-    assert.deepEqual(steps(filtered).sort(), [
-      "[build 2/2] RUN echo built > /b",
-      "[stage-2 4/4] COPY --from=build /b /b",
-    ]);
-    for (const step of [/RUN echo other/, /COPY --from=other/, /RUN echo final/]) {
+    // as BuildKit: the stage runs again, and a COPY --from it that reads the same content as
+    // before (times aside) stays cached, and so does what follows
+    assert.deepEqual(steps(filtered), ["[build 2/2] RUN echo built > /b"]);
+    for (const step of [
+      /RUN echo other/,
+      /COPY --from=other/,
+      /RUN echo final/,
+      /COPY --from=build/,
+    ]) {
       assert.ok(named(filtered, step)[0]?.cached, `${String(step)} stays cached`);
     }
 
     const final = await build("--no-cache-filter", "other");
-    assert.deepEqual(steps(final).sort(), [
-      "[other 2/2] RUN echo other > /o",
-      "[stage-2 2/4] COPY --from=other /o /o",
-      "[stage-2 3/4] RUN echo final > /f",
-      "[stage-2 4/4] COPY --from=build /b /b",
+    assert.deepEqual(steps(final), ["[other 2/2] RUN echo other > /o"]);
+    for (const step of [
+      /COPY --from=other/,
+      /RUN echo final/,
+      /COPY --from=build/,
+      /RUN echo built/,
+    ]) {
+      assert.ok(named(final, step)[0]?.cached, `${String(step)} stays cached`);
+    }
+  } finally {
+    await removeTree(dir);
+  }
+});
+
+test("a stage re-run with the same output leaves COPY --from and --mount=from steps cached", async () => {
+  const dir = await tempDir("content-keys");
+  try {
+    const log = join(dir, "runc.log");
+    const wrapper = await runcLogger(join(dir, "bin"), log);
+    const ctx = await writeContext(join(dir, "ctx"), {
+      Dockerfile: `FROM ${reg}/base/busybox AS build
+COPY src/ /src/
+RUN mkdir /out && cat /src/a.txt > /out/a && ln -s a /out/link
+FROM ${reg}/base/busybox
+COPY --from=build /out/ /app/
+RUN cat /app/a > /app/copied
+RUN --mount=from=build,source=/out/link,target=/m cat /m > /mounted
+`,
+      "src/a.txt": "A\n",
+      "src/notes.txt": "not read by the build's output\n",
+    });
+    const opts = {
+      root: join(dir, "root"),
+      cwd: ctx,
+      path: `${wrapper}:${process.env.PATH ?? ""}`,
+    };
+    let n = 0;
+    const build = async () => {
+      const out = join(dir, `out${++n}`);
+      const r = await kilnOk(["build", "--output", `type=local,dest=${out}`, "."], opts);
+      const read = (f: string) => readFile(join(out, f), "utf8");
+      return {
+        ran: ran(vertexRecords(r.events)).filter((name) => !/\] FROM |\[internal\]/.test(name)),
+        files: [await read("app/copied"), await read("mounted")],
+      };
+    };
+    const first = await build();
+    assert.deepEqual(first.files, ["A\n", "A\n"]);
+    assert.equal(first.ran.length, 5, JSON.stringify(first.ran));
+    assert.equal((await containerStarts(log)).length, 3, "the first build ran each RUN");
+
+    // the stage re-runs (its COPY selects the changed file); its /out is the same
+    await writeFile(join(ctx, "src/notes.txt"), "changed\n");
+    const same = await build();
+    assert.deepEqual(same.ran, [
+      "[build 2/3] COPY src/ /src/",
+      "[build 3/3] RUN mkdir /out && cat /src/a.txt > /out/a && ln -s a /out/link",
     ]);
-    assert.ok(named(final, /RUN echo built/)[0]?.cached);
+    assert.deepEqual(same.files, ["A\n", "A\n"]);
+    assert.equal(
+      (await containerStarts(log)).length,
+      1,
+      "only the stage's RUN started a container",
+    );
+
+    // its output changes: everything that reads it runs, and sees the change
+    await writeFile(join(ctx, "src/a.txt"), "B\n");
+    const changed = await build();
+    assert.equal(changed.ran.length, 5, JSON.stringify(changed.ran));
+    assert.deepEqual(changed.files, ["B\n", "B\n"]);
+
+    // the stage runs again and its output is one built before: found by its content
+    await writeFile(join(ctx, "src/a.txt"), "A\n");
+    await writeFile(join(ctx, "src/notes.txt"), "changed again\n");
+    const back = await build();
+    assert.equal(back.ran.length, 2, JSON.stringify(back.ran));
+    assert.deepEqual(back.files, ["A\n", "A\n"]);
   } finally {
     await removeTree(dir);
   }

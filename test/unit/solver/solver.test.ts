@@ -20,7 +20,19 @@ class StringWorker implements Worker<string> {
   maxActive = 0;
   /** names of steps whose key reads content, and the content key each resolves to */
   readonly content = new Map<string, Promise<string>>();
+  /** names of steps that read inputs by content: those inputs' indexes */
+  readonly byContent = new Map<string, number[]>();
+  /** what a step reads from an input by content: its checksum, by the step's name */
+  readonly sums = new Map<string, string>();
+  checksums: string[] = [];
   constructor(private readonly failOn?: string) {}
+  contentInputs(v: Vertex): number[] {
+    return this.byContent.get(v.name) ?? [];
+  }
+  inputChecksum(v: Vertex, index: number): Promise<string> {
+    this.checksums.push(`${v.name}:${index}`);
+    return Promise.resolve(this.sums.get(v.name) ?? "sum");
+  }
   contentKey(v: Vertex): Promise<string | undefined> {
     return this.content.get(v.name) ?? Promise.resolve(undefined);
   }
@@ -45,12 +57,18 @@ class StringWorker implements Worker<string> {
 
 class MapCache implements ResultCache<string> {
   readonly map = new Map<string, string>();
+  readonly contentKeys = new Map<string, string>();
   load(key: string): Promise<string | undefined> {
     return Promise.resolve(this.map.get(key));
   }
-  save(key: string, r: string): Promise<void> {
+  save(key: string, r: string, contentKey?: string): Promise<void> {
     this.map.set(key, r);
+    if (contentKey === undefined) this.contentKeys.delete(key);
+    else this.contentKeys.set(key, contentKey);
     return Promise.resolve();
+  }
+  contentKeyOf(key: string): Promise<string | undefined> {
+    return Promise.resolve(this.contentKeys.get(key));
   }
 }
 
@@ -140,6 +158,125 @@ test("noCache forces a run and everything downstream of a changed input reruns",
   const w2 = new StringWorker();
   await new Solver(w2, cache, new Recorder()).solve([changed]);
   assert.deepEqual(w2.runs, ["a2", "b"]);
+});
+
+/** builder → (copy from it onto base) → after: the shape of a COPY --from and what follows. */
+function copyFrom(builderArgs: string[]): { copy: Vertex; after: Vertex } {
+  const base = vertex(
+    { kind: "image", ref: "r@sha256:1", manifestDigest: "sha256:1" },
+    [],
+    amd64,
+    "base",
+  );
+  const builder = exec(builderArgs, base, amd64, "builder");
+  const copy = vertex(
+    { kind: "exec", args: ["copy"], env: [], cwd: "/", user: "0", network: "default", mounts: [] },
+    [base, builder],
+    amd64,
+    "copy",
+  );
+  return { copy, after: exec(["after"], copy, amd64, "after") };
+}
+
+function contentWorker(sum = "sum"): StringWorker {
+  const w = new StringWorker();
+  w.byContent.set("copy", [1]);
+  w.sums.set("copy", sum);
+  return w;
+}
+
+test("a stage re-run with the same output leaves the steps that read it by content cached", async () => {
+  const cache = new MapCache();
+  const first = contentWorker();
+  await new Solver(first, cache, new Recorder()).solve([copyFrom(["make", "v1"]).after]);
+  assert.deepEqual(first.runs, ["base", "builder", "copy", "after"]);
+
+  // the builder's definition changed, what copy reads from it did not
+  const w = contentWorker();
+  const rec = new Recorder();
+  const { copy, after } = copyFrom(["make", "v2"]);
+  await new Solver(w, cache, rec).solve([after]);
+  assert.deepEqual(w.runs, ["builder"]);
+  assert.ok(rec.events.includes("cached copy") && rec.events.includes("cached after"));
+  assert.deepEqual(w.checksums, ["copy:1"]);
+
+  // the hit was recorded under the new cache keys: the next build reads no content
+  const again = contentWorker();
+  await new Solver(again, cache, new Recorder()).solve([after]);
+  assert.deepEqual([again.runs, again.checksums], [[], []]);
+
+  // what copy reads changed: it and what follows run
+  const changed = contentWorker("other");
+  await new Solver(changed, cache, new Recorder()).solve([copyFrom(["make", "v3"]).after]);
+  assert.deepEqual(changed.runs, ["builder", "copy", "after"]);
+
+  // a content key is recorded beside the cache key, made from the parts it read
+  const solver = new Solver(contentWorker(), new MapCache(), new Recorder());
+  await solver.solve([after]);
+  const records = await solver.records(copy);
+  assert.equal(records.length, 2);
+  assert.equal(records[0]!.key, await solver.cacheKey(copy));
+  assert.notEqual(records[1]!.key, records[0]!.key);
+  assert.equal(
+    (await solver.records(after)).length,
+    2,
+    "after's input was found by its content key",
+  );
+});
+
+test("noCache on a stage read by content re-runs it, not what reads the same content from it", async () => {
+  const cache = new MapCache();
+  const { copy, after } = copyFrom(["make"]);
+  await new Solver(contentWorker(), cache, new Recorder()).solve([after]);
+  const builder = copy.inputs[1]!;
+  const w = contentWorker();
+  await new Solver(w, cache, new Recorder(), { noCache: (v) => v.digest === builder.digest }).solve(
+    [after],
+  );
+  assert.deepEqual(w.runs, ["builder"]);
+  // with its output changed, they run
+  const changed = contentWorker("other");
+  await new Solver(changed, cache, new Recorder(), {
+    noCache: (v) => v.digest === builder.digest,
+  }).solve([after]);
+  assert.deepEqual(changed.runs, ["builder", "copy", "after"]);
+  // noCache on the reading step itself: it runs, and so does what follows
+  const forced = contentWorker("other");
+  await new Solver(forced, cache, new Recorder(), {
+    noCache: (v) => v.digest === copy.digest,
+  }).solve([after]);
+  assert.deepEqual(forced.runs, ["copy", "after"]);
+});
+
+test("a step found by its cache key counts, in its dependants' content keys, by the content key saved with it", async () => {
+  const { after } = copyFrom(["make"]);
+  const base = vertex(
+    { kind: "image", ref: "r@sha256:2", manifestDigest: "sha256:2" },
+    [],
+    amd64,
+    "base2",
+  );
+  const other = exec(["other"], base, amd64, "other");
+  // after (made under a content key: its input copy has one) is copy2's base
+  const copy2 = vertex(
+    { kind: "exec", args: ["copy2"], env: [], cwd: "/", user: "0", network: "default", mounts: [] },
+    [after, other],
+    amd64,
+    "copy2",
+  );
+  const worker = () => {
+    const w = contentWorker();
+    w.byContent.set("copy2", [1]);
+    return w;
+  };
+  const cache = new MapCache();
+  await new Solver(worker(), cache, new Recorder()).solve([copy2]);
+  // other re-runs (same output); after is found by its cache key
+  const w = worker();
+  await new Solver(w, cache, new Recorder(), { noCache: (v) => v.digest === other.digest }).solve([
+    copy2,
+  ]);
+  assert.deepEqual(w.runs, ["other"]);
 });
 
 test("parallelism is bounded", async () => {
