@@ -177,16 +177,16 @@ export class Solver<R> {
    * its content key when one was computed.
    */
   async records(v: Vertex): Promise<KeyRecord[]> {
-    const found = this.found.get(v.digest);
     const key = {
       key: await this.cacheKey(v),
       inputs: await Promise.all(v.inputs.map((i) => this.cacheKey(i))),
     };
-    // a result found by its cache key has the content key saved with it (its parts unknown)
-    const content =
-      this.contentKeys.get(v.digest) ??
-      (found !== undefined && found !== key.key ? { key: found, inputs: [] } : undefined);
-    return content ? [key, content] : [key];
+    const computed = this.contentKeys.get(v.digest);
+    if (computed) return [key, computed];
+    // a result found by its cache key, or not needed (an input of a hit), has the content key
+    // saved with it, if any (its parts unknown)
+    const saved = this.found.get(v.digest) ?? (await this.cache.contentKeyOf(key.key));
+    return saved !== undefined && saved !== key.key ? [key, { key: saved, inputs: [] }] : [key];
   }
 
   /**

@@ -174,6 +174,19 @@ test("a cache exported from one state makes an empty state run nothing (registry
     const min = await build("--cache-from", `${repo}:min`, "--build-arg", "V=2");
     assert.equal(min.starts.length, 2, "mode=min: the builder stage ran again");
     assert.equal(named(min.vs, /RUN echo built/)[0]?.starts, 1);
+
+    // the builder stage run again with the same output: the COPY --from steps are found in the
+    // cache by the content they read (their content keys are exported beside their cache keys;
+    // an inline cache holds the image's bottom layers, which a COPY --link's layer is not)
+    for (const [from, copies] of [
+      [`${repo}:min`, /COPY /],
+      [`${repo}:image`, /COPY --from/],
+    ] as const) {
+      const rerun = await build("--cache-from", from, "--no-cache-filter", "builder");
+      assert.equal(rerun.starts.length, 1, `${from}: only the builder stage's RUN ran`);
+      for (const step of named(rerun.vs, copies)) assert.ok(step.cached, `${from}: ${step.name}`);
+      assert.equal(rerun.digest, imageDigest(a.events), `${from}: image digest`);
+    }
   } finally {
     await removeTree(dir);
   }
