@@ -104,6 +104,8 @@ export class BuildWorker implements Worker<FsResult> {
   private readonly git: GitSource;
   /** context checksums taken in this build, by context and path */
   private readonly checksums = new Map<LocalContext, Map<string, Promise<string>>>();
+  /** checksums of what steps read from other steps' results, by input digest and paths */
+  private readonly resultChecksums = new Map<string, Promise<string>>();
 
   constructor(private readonly o: WorkerOptions) {
     // as BuildKit, an ADD of a git URL authenticates with the agent forwarded with
@@ -166,20 +168,25 @@ export class BuildWorker implements Worker<FsResult> {
     return [...this.resultReads(v).keys()];
   }
 
-  async inputChecksum(
-    v: Vertex,
-    index: number,
-    input: FsResult,
-    signal: AbortSignal,
-  ): Promise<string> {
+  inputChecksum(v: Vertex, index: number, input: FsResult, signal: AbortSignal): Promise<string> {
     signal.throwIfAborted();
     const paths = this.resultReads(v).get(index) ?? [];
-    const view = await this.view(input.layers, v.digest);
-    try {
-      return await resultChecksum(view.rootfs, paths);
-    } finally {
-      await view.release();
+    // every platform's COPY --from of one $BUILDPLATFORM stage reads the same result
+    const key = `${v.inputs[index]!.digest}\0${paths.join("\0")}`;
+    let sum = this.resultChecksums.get(key);
+    if (!sum) {
+      sum = (async () => {
+        const view = await this.view(input.layers, v.digest);
+        try {
+          return await resultChecksum(view.rootfs, paths);
+        } finally {
+          await view.release();
+        }
+      })();
+      this.resultChecksums.set(key, sum);
+      sum.catch(() => this.resultChecksums.delete(key));
     }
+    return sum;
   }
 
   /**
