@@ -186,7 +186,7 @@ export class BuildWorker implements Worker<FsResult> {
       this.resultChecksums.set(key, sum);
       sum.catch(() => this.resultChecksums.delete(key));
     }
-    return sum;
+    return named(v, sum);
   }
 
   /**
