@@ -3,7 +3,7 @@
 // configured platforms, mutual TLS between client and nodes, and a registry all of them reach.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ import { RecordingSink, type ProgressEvent } from "../../src/progress/index.js";
 import { RegistryClient } from "../../src/registry/index.js";
 import { BASE_IMAGE_REPO, ensureBaseImages } from "../fixtures/base-images.js";
 import { repoRoot, run } from "../fixtures/exec.js";
+import { removeTree } from "../fixtures/build-cli.js";
 import {
   createNetwork,
   makeCertificates,
@@ -260,7 +261,11 @@ describe("multi-node builders", { timeout: 600_000 }, () => {
     for (const p of nodes.values()) p.kill("SIGKILL");
     registry?.kill("SIGKILL");
     await net?.destroy();
-    await rm(dir, { recursive: true, force: true });
+    // a node killed mid-RUN leaves its container and mounts
+    await removeTree(
+      dir,
+      ["a", "b", "c"].map((n) => join(dir, `root-${n}`)),
+    );
   });
 
   test("each platform is built on its configured node and merged into one index", async () => {
