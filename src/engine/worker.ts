@@ -7,18 +7,22 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, stat, writeFile, chown } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { KilnError } from "../errors.js";
-import type {
-  ExecMount,
-  ExecOp,
-  FileOp,
-  GitSourceOp,
-  HttpSourceOp,
-  Vertex,
+import {
+  canonicalJSON,
+  sha256,
+  type Chown,
+  type ExecMount,
+  type ExecOp,
+  type FileOp,
+  type GitSourceOp,
+  type HttpSourceOp,
+  type Vertex,
 } from "../graph/index.js";
 import type { Worker, RunContext } from "../solver/index.js";
 import type { FsResult, LayerRecord } from "../cache/index.js";
 import type { KilnState } from "./state.js";
 import {
+  copyDestinationFacts,
   copyInto,
   mkdirIn,
   mkfileIn,
@@ -106,6 +110,11 @@ export class BuildWorker implements Worker<FsResult> {
   private readonly checksums = new Map<LocalContext, Map<string, Promise<string>>>();
   /** checksums of what steps read from other steps' results, by input digest and paths */
   private readonly resultChecksums = new Map<string, Promise<string>>();
+  /** the layer of each COPY that twins may share (see copyTwin), by its key */
+  private readonly copyTwins = new Map<
+    string,
+    { facts: string; layer: Promise<LayerRecord | undefined> }
+  >();
 
   constructor(private readonly o: WorkerOptions) {
     // as BuildKit, an ADD of a git URL authenticates with the agent forwarded with
@@ -523,6 +532,7 @@ export class BuildWorker implements Worker<FsResult> {
       base.layers.map((l) => l.snapshot),
     );
     const views: ActiveMount[] = [];
+    let lead: ((layer: LayerRecord | undefined) => void) | undefined;
     try {
       const ownerOf = async (
         c: { user: string; group?: string } | undefined,
@@ -530,6 +540,17 @@ export class BuildWorker implements Worker<FsResult> {
         if (!c) return undefined;
         return resolveOwner(active.rootfs, c.group === undefined ? c.user : `${c.user}:${c.group}`);
       };
+      const twin = await this.copyTwin(v, op, active.rootfs, ownerOf);
+      if (twin) {
+        const first = this.copyTwins.get(twin.key);
+        if (first === undefined) {
+          const layer = new Promise<LayerRecord | undefined>((resolve) => (lead = resolve));
+          this.copyTwins.set(twin.key, { facts: twin.facts, layer });
+        } else if (first.facts === twin.facts) {
+          const layer = await first.layer;
+          if (layer) return { layers: [...base.layers, { ...layer, producer: v.digest }] };
+        }
+      }
       for (const a of op.actions) {
         switch (a.action) {
           case "copy": {
@@ -568,13 +589,46 @@ export class BuildWorker implements Worker<FsResult> {
             break;
         }
       }
-      return await this.commitLayer(v, active, base, ctx.cacheKey);
+      const made = await this.commitLayer(v, active, base, ctx.cacheKey);
+      lead?.(made.layers.at(-1));
+      return made;
     } catch (e) {
       throw stepError(v, e);
     } finally {
+      // a twin waiting for a layer that was not made copies for itself
+      lead?.(undefined);
       for (const view of views) await view.release().catch(() => undefined);
       await active.release();
     }
+  }
+
+  /**
+   * A COPY that another platform's identical COPY may make the layer of: the same op, the same
+   * sources (the same context files, or the same step's result), and the same facts about its
+   * destination in the filesystem it copies into (`copyDestinationFacts`, and the owner its
+   * --chown names there). The first such COPY of a build copies; each twin waits for it and
+   * stacks its layer on its own base: one copy, one snapshot and one blob instead of one per
+   * platform. Only a layer that is a directory of its own (overlay) may sit on another base.
+   */
+  private async copyTwin(
+    v: Vertex,
+    op: FileOp,
+    rootfs: string,
+    ownerOf: (c: Chown | undefined) => Promise<Owner | undefined>,
+  ): Promise<{ key: string; facts: string } | undefined> {
+    if (!(await this.o.state.snapshots.layersApart())) return undefined;
+    const sources: string[] = [];
+    const facts: string[] = [];
+    for (const a of op.actions) {
+      if (a.action !== "copy" || a.input === op.dest) return undefined;
+      const input = v.inputs[a.input]!;
+      const local = this.localContext(input);
+      sources.push(local ? await this.checksum(local, a.src) : input.digest);
+      const dest = copyDestinationFacts(rootfs, a.dest);
+      if (dest === undefined) return undefined;
+      facts.push(dest, JSON.stringify((await ownerOf(a.chown)) ?? null));
+    }
+    return { key: sha256(canonicalJSON({ op, sources })), facts: facts.join("\n") };
   }
 
   /** A local build context as a copy source: what its ignore rules leave, owners as on disk. */

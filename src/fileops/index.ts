@@ -1,4 +1,5 @@
 /** File operations on a root filesystem directory: COPY/ADD, WORKDIR's mkdir, heredoc files. */
+import { lstatSync, readdirSync } from "node:fs";
 import { lchown, lstat, mkdir, rm, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError, isKilnError } from "../errors.js";
@@ -106,4 +107,33 @@ export async function rmIn(
   if (!allowWildcard) return rmPath(root, path, allowNotFound);
   const matches = await resolveWildcards({ root, label: "the filesystem" }, path, false);
   for (const m of matches) await rmPath(root, m, allowNotFound);
+}
+
+/**
+ * What a COPY's layer depends on in the filesystem it copies into, besides its sources, when
+ * that filesystem is an overlay: the directories on its destination path, which the copy
+ * copies up with their mode and owner, and whether the destination exists. Two roots with the
+ * same answer for a destination get the same layer from the same copy (its created entries
+ * come from the sources and the op alone). undefined when the destination is a symlink, a
+ * file, or a directory with entries (the layer would then also depend on those), or a symlink
+ * is on its path.
+ */
+export function copyDestinationFacts(root: string, dest: string): string | undefined {
+  const parts = cleanInRoot(dest).split("/").filter(Boolean);
+  const facts: string[] = [];
+  let host = root;
+  for (let i = 0; i <= parts.length; i++) {
+    if (i > 0) host = join(host, parts[i - 1]!);
+    let st;
+    try {
+      st = lstatSync(host);
+    } catch {
+      facts.push(`${i} missing`);
+      break;
+    }
+    if (!st.isDirectory()) return undefined;
+    if (i === parts.length && readdirSync(host).length > 0) return undefined;
+    facts.push(`${i} ${st.mode} ${st.uid}:${st.gid}`);
+  }
+  return `${parts.join("/")}: ${facts.join(" ")}`;
 }

@@ -159,6 +159,8 @@ export class Snapshotter {
   readonly #unsynced = new Set<string>();
   #syncing: Promise<void> | undefined;
   #syncError: unknown;
+  /** released workspaces being removed (see #discard) */
+  readonly #removing = new Set<Promise<void>>();
 
   constructor(root: string, opts: SnapshotterOptions = {}) {
     this.root = resolve(root);
@@ -260,10 +262,21 @@ export class Snapshotter {
     try {
       if (ws.mounted) await unmount(ws.mounted);
       ws.mounted = undefined;
-      await rm(ws.dir, { recursive: true, force: true });
     } finally {
       ws.unregister();
     }
+    // Removing the unmounted workspace took 10–100 ms of thread-pool turns here, which the step
+    // that released it need not wait for. One a process leaves behind when it ends first is
+    // removed by cleanupStale (its owner is gone).
+    const removal: Promise<void> = rm(ws.dir, { recursive: true, force: true })
+      .catch(() => undefined)
+      .finally(() => this.#removing.delete(removal));
+    this.#removing.add(removal);
+  }
+
+  /** Waits until the workspaces released so far are removed. */
+  async removed(): Promise<void> {
+    await Promise.all([...this.#removing]);
   }
 
   #dir(id: string): string {

@@ -120,6 +120,8 @@ test("overlay: prepare/commit chain, whiteouts, opaque dirs, renamed dirs", asyn
     s.prepare("run3", ["b"]),
     (e) => isKilnError(e) && e.code === "E_SNAPSHOT_NOT_FOUND",
   );
+  // released workspaces are removed in the background
+  await s.removed();
   assert.deepEqual(await readdir(join(s.root, "active")), [], "no workspaces left");
 });
 
