@@ -256,18 +256,24 @@ export class Snapshotter {
     return ws;
   }
 
-  async #discard(ws: Workspace): Promise<void> {
+  /**
+   * Unmounts a workspace and removes its directory: `later`, in the background. Removing a
+   * released active mount's workspace took 10–100 ms of thread-pool turns here, which the step
+   * that released it need not wait for; one a process leaves behind when it ends first is
+   * removed by cleanupStale (its owner is gone). A removed snapshot's bytes are gone when
+   * `remove` returns.
+   */
+  async #discard(ws: Workspace, later = false): Promise<void> {
     if (ws.done) return;
     ws.done = true;
     try {
       if (ws.mounted) await unmount(ws.mounted);
       ws.mounted = undefined;
+      if (!later) await rm(ws.dir, { recursive: true, force: true });
     } finally {
       ws.unregister();
     }
-    // Removing the unmounted workspace took 10–100 ms of thread-pool turns here, which the step
-    // that released it need not wait for. One a process leaves behind when it ends first is
-    // removed by cleanupStale (its owner is gone).
+    if (!later) return;
     const removal: Promise<void> = rm(ws.dir, { recursive: true, force: true })
       .catch(() => undefined)
       .finally(() => this.#removing.delete(removal));
@@ -446,7 +452,7 @@ export class Snapshotter {
       claim.ws = w;
       const free = async () => {
         this.#inUse.delete(id);
-        await this.#discard(w);
+        await this.#discard(w, true);
       };
       if (driver === "copy") {
         const rootfs = join(w.dir, "upper");
@@ -510,7 +516,7 @@ export class Snapshotter {
     const dir = join(ws.dir, "upper");
     const free = async () => {
       this.#inUse.delete(id);
-      await this.#discard(ws);
+      await this.#discard(ws, true);
     };
     try {
       if (driver === "copy") {

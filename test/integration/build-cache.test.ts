@@ -21,6 +21,24 @@ import {
 
 const reg = testRegistry();
 
+/**
+ * Builds of `ctx` in one state dir, with a runc that logs its starts, each into a new local
+ * output directory.
+ */
+function localBuilds(
+  dir: string,
+  ctx: string,
+  wrapper: string,
+): () => Promise<{ vs: VertexRecord[]; out: string }> {
+  const opts = { root: join(dir, "root"), cwd: ctx, path: `${wrapper}:${process.env.PATH ?? ""}` };
+  let n = 0;
+  return async () => {
+    const out = join(dir, `out${++n}`);
+    const r = await kilnOk(["build", "--output", `type=local,dest=${out}`, "."], opts);
+    return { vs: vertexRecords(r.events), out };
+  };
+}
+
 function ran(vs: VertexRecord[]): string[] {
   return vs.filter((v) => v.starts > 0).map((v) => v.name);
 }
@@ -39,16 +57,10 @@ RUN cat /a.txt > /copy
       "a.txt": "A\n",
       "unrelated.txt": "U\n",
     });
-    const opts = {
-      root: join(dir, "root"),
-      cwd: ctx,
-      path: `${wrapper}:${process.env.PATH ?? ""}`,
-    };
-    let n = 0;
+    const localBuild = localBuilds(dir, ctx, wrapper);
     const build = async () => {
-      const out = join(dir, `out${++n}`);
-      const r = await kilnOk(["build", "--output", `type=local,dest=${out}`, "."], opts);
-      return { vs: vertexRecords(r.events), copy: await readFile(join(out, "copy"), "utf8") };
+      const { vs, out } = await localBuild();
+      return { vs, copy: await readFile(join(out, "copy"), "utf8") };
     };
 
     const first = await build();
@@ -171,18 +183,12 @@ RUN --mount=from=build,source=/out/link,target=/m cat /m > /mounted
       "src/a.txt": "A\n",
       "src/notes.txt": "not read by the build's output\n",
     });
-    const opts = {
-      root: join(dir, "root"),
-      cwd: ctx,
-      path: `${wrapper}:${process.env.PATH ?? ""}`,
-    };
-    let n = 0;
+    const localBuild = localBuilds(dir, ctx, wrapper);
     const build = async () => {
-      const out = join(dir, `out${++n}`);
-      const r = await kilnOk(["build", "--output", `type=local,dest=${out}`, "."], opts);
+      const { vs, out } = await localBuild();
       const read = (f: string) => readFile(join(out, f), "utf8");
       return {
-        ran: ran(vertexRecords(r.events)).filter((name) => !/\] FROM |\[internal\]/.test(name)),
+        ran: ran(vs).filter((name) => !/\] FROM |\[internal\]/.test(name)),
         files: [await read("app/copied"), await read("mounted")],
       };
     };
