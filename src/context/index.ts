@@ -209,6 +209,11 @@ async function loadHashes(contextDir: string): Promise<ContextHashes> {
   } catch {
     // none yet: hashing is always correct
   }
+  return hashesFrom(file, saved);
+}
+
+/** Hashes known from a saved file's text (none: "", and no file to save to). */
+function hashesFrom(file: string | undefined, saved: string): ContextHashes {
   return { file, saved, cursor: 0, offsets: undefined, used: new Map(), changed: false };
 }
 
@@ -321,14 +326,7 @@ export async function contextChecksum(
  * Its files are read each time (their identities are those of a throwaway view).
  */
 export function resultChecksum(root: string, paths: readonly string[]): Promise<string> {
-  const none: ContextHashes = {
-    file: undefined,
-    saved: "",
-    cursor: 0,
-    offsets: undefined,
-    used: new Map(),
-    changed: false,
-  };
+  const none = hashesFrom(undefined, "");
   return checksumTree(resolve(root), makeFilter([], undefined), paths, none, true);
 }
 
@@ -384,11 +382,8 @@ async function checksumTree(
       return;
     }
     if (st.isSymbolicLink()) {
-      emit(
-        owners
-          ? `l ${rel} ${meta(st)} ${readlinkSync(host)}\n`
-          : `l ${rel} ${readlinkSync(host)}\n`,
-      );
+      // where owners count, a link's owner does too (COPY --from keeps it)
+      emit(`l ${rel} ${owners ? `${meta(st)} ` : ""}${readlinkSync(host)}\n`);
     } else if (st.isDirectory()) {
       emit(`d ${rel} ${meta(st)}\n`);
       for (const name of readdirSync(host).sort()) {

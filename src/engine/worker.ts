@@ -534,9 +534,7 @@ export class BuildWorker implements Worker<FsResult> {
     const views: ActiveMount[] = [];
     let lead: ((layer: LayerRecord | undefined) => void) | undefined;
     try {
-      const ownerOf = async (
-        c: { user: string; group?: string } | undefined,
-      ): Promise<Owner | undefined> => {
+      const ownerOf = async (c: Chown | undefined): Promise<Owner | undefined> => {
         if (!c) return undefined;
         return resolveOwner(active.rootfs, c.group === undefined ? c.user : `${c.user}:${c.group}`);
       };

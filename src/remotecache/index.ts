@@ -507,7 +507,10 @@ async function resultLayers(
   compression: "gzip" | "zstd" | "uncompressed",
 ): Promise<CachedLayer[] | undefined> {
   let local: FsResult | undefined;
-  for (const key of keys) if ((local ??= await deps.local.load(key))) break;
+  for (const key of keys) {
+    local = await deps.local.load(key);
+    if (local) break;
+  }
   if (local) {
     if (local.layers.length === 0) return undefined;
     const out: CachedLayer[] = [];
