@@ -130,8 +130,10 @@ export class ContentStore {
   ): Promise<BlobInfo> {
     return this.#store(expected, async (tmp) => {
       const hasher = new HashingTransform(expected.size);
-      // flush: fsync before close, so a renamed blob is durable.
-      await pipeline(source, hasher, createWriteStream(tmp, { flags: "wx", flush: true }));
+      // Opened before the source is read: a stream opening its own file could create it after
+      // a failed source's cleanup has run. flush: fsync before close, so a renamed blob is durable.
+      const file = await open(tmp, "wx");
+      await pipeline(source, hasher, createWriteStream(tmp, { fd: file, flush: true }));
       return { digest: hasher.digest(), size: hasher.bytes };
     });
   }
