@@ -115,6 +115,22 @@ test("a failing source stream leaves no temp file", async () => {
   assert.deepEqual(await readdir(join(store.root, ".ingest")), []);
 });
 
+test("a source is read only once its temp file exists, so a failure's cleanup finds the file", async () => {
+  // A file whose creation were still pending when the source failed could appear after the
+  // cleanup removed its path (seen in CI: a leftover .ingest file).
+  const store = await freshStore("created-first");
+  const seen: string[][] = [];
+  async function* source(): AsyncGenerator<Buffer> {
+    seen.push(await readdir(join(store.root, ".ingest")));
+    yield Buffer.from("data");
+    throw new Error("source died");
+  }
+  await assertKilnError(store.ingest(source()), "E_CONTENT_WRITE");
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.length, 1, "the temp file exists before the first read");
+  assert.deepEqual(await readdir(join(store.root, ".ingest")), []);
+});
+
 test("a blob a writer puts in the descriptor it is given is stored verified; a bad one leaves nothing", async () => {
   const store = await freshStore("written");
   const bytes = randomBytes(3 * 1024 * 1024 + 7);
