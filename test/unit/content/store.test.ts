@@ -116,7 +116,7 @@ test("a failing source stream leaves no temp file", async () => {
 });
 
 test("a source is read only once its temp file exists, so a failure's cleanup finds the file", async () => {
-  // A file whose creation were still pending when the source failed could appear after the
+  // A file whose creation was still pending when the source failed could appear after the
   // cleanup removed its path (seen in CI: a leftover .ingest file).
   const store = await freshStore("created-first");
   const seen: string[][] = [];
