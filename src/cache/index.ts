@@ -101,7 +101,8 @@ export class BuildCache implements ResultCache<FsResult> {
   }
 
   contentKeyOf(key: string): Promise<string | undefined> {
-    const r = parse(this.records.useResult(key));
+    // a lookup beside load (or for an export), not a use of the result
+    const r = parse(this.records.peekResult(key));
     const contentKey = (r as StoredResult | undefined)?.contentKey;
     return Promise.resolve(typeof contentKey === "string" ? contentKey : undefined);
   }

@@ -209,9 +209,7 @@ export class MetadataStore {
   /** The result recorded for key, marking it used now. */
   useResult(key: string): string | undefined {
     return this.#tx(() => {
-      const row = this.#db
-        .prepare<[string], { value: string }>("SELECT value FROM cache_results WHERE key = ?")
-        .get(key);
+      const row = this.#resultRow(key);
       if (row) {
         this.#db
           .prepare("UPDATE cache_results SET last_used = ? WHERE key = ?")
@@ -219,6 +217,17 @@ export class MetadataStore {
       }
       return row?.value;
     });
+  }
+
+  /** The result recorded for key, as it is (a lookup, not a use: its last-used time stays). */
+  peekResult(key: string): string | undefined {
+    return this.#resultRow(key)?.value;
+  }
+
+  #resultRow(key: string): { value: string } | undefined {
+    return this.#db
+      .prepare<[string], { value: string }>("SELECT value FROM cache_results WHERE key = ?")
+      .get(key);
   }
 
   putResult(key: string, value: string): void {
