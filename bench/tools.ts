@@ -2,7 +2,7 @@
 // dir, so "cold" means that dir emptied, and nothing of the machine's own configuration is used.
 import { spawn } from "node:child_process";
 import { existsSync, openSync, closeSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { shellQuote } from "../src/process/brief.js";
@@ -80,7 +80,8 @@ export async function startTool(name: ToolName, env: ToolEnv): Promise<Tool> {
  * platform's in a chroot of the base image (foreign ones under QEMU through binfmt_misc, as in
  * every builder here), the platforms at once as a builder runs them. What a build takes beyond
  * this is the builder's own cost (the cpu goal: kiln within 1.05x of it). Only Dockerfiles of
- * FROM, COPY <file> <file>, RUN (shell form) and CMD can be replayed; others are skipped.
+ * FROM, COPY <src> <dest> (one source), RUN (shell form) and CMD can be replayed; others are
+ * skipped. What the COPY steps bring is put in place before the RUNs, untimed.
  */
 async function startRunsAlone(env: ToolEnv): Promise<Tool> {
   await requireTool(["skopeo", "--version"], "skopeo");
@@ -129,8 +130,7 @@ async function startRunsAlone(env: ToolEnv): Promise<Tool> {
             "1",
             String(minor),
           ]);
-        for (const c of steps.copies)
-          await runChecked(["cp", "--", join(job.context, c.src), join(root, c.dest)]);
+        for (const c of steps.copies) await replayCopy(join(job.context, c.src), root, c.dest);
         const runs = steps.runs.map((r) => `chroot ${root} /bin/sh -c ${shellQuote(r)}`);
         scripts.push(`( ${runs.join(" && ")} ) > /dev/null`);
       }
@@ -150,6 +150,21 @@ async function startRunsAlone(env: ToolEnv): Promise<Tool> {
     ],
     stop: () => removeTree(roots),
   };
+}
+
+/**
+ * COPY <src> <dest> into a chroot as a builder does it for one source: a directory's contents
+ * go into dest, a file into dest (or into dest/ when dest ends with a slash).
+ */
+async function replayCopy(src: string, root: string, dest: string): Promise<void> {
+  const target = join(root, dest);
+  if ((await stat(src)).isDirectory()) {
+    await mkdir(target, { recursive: true });
+    await runChecked(["cp", "-a", "--", `${src}/.`, target]);
+    return;
+  }
+  await mkdir(dest.endsWith("/") ? target : dirname(target), { recursive: true });
+  await runChecked(["cp", "--", src, dest.endsWith("/") ? `${target}/` : target]);
 }
 
 function replayableSteps(dockerfile: string): {
