@@ -211,8 +211,12 @@ async function main(): Promise<number> {
             try {
               await t.beforeBuild(job);
             } catch (e) {
-              if (!(e instanceof Skip)) throw e;
-              log(`${w.name} ${t.name}: skipped: ${e.message}`);
+              // a peer that cannot prepare this workload leaves the others measured
+              log(
+                e instanceof Skip
+                  ? `${w.name} ${t.name}: skipped: ${e.message}`
+                  : `${w.name} run ${run} ${scenario} ${t.name} FAILED to prepare: ${String(e)}`,
+              );
               failed.add(t.name);
               continue;
             }
