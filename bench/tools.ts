@@ -163,8 +163,9 @@ async function replayCopy(src: string, root: string, dest: string): Promise<void
     await runChecked(["cp", "-a", "--", `${src}/.`, target]);
     return;
   }
-  await mkdir(dest.endsWith("/") ? target : dirname(target), { recursive: true });
-  await runChecked(["cp", "--", src, dest.endsWith("/") ? `${target}/` : target]);
+  const intoDir = dest.endsWith("/");
+  await mkdir(intoDir ? target : dirname(target), { recursive: true });
+  await runChecked(["cp", "--", src, intoDir ? `${target}/` : target]);
 }
 
 function replayableSteps(dockerfile: string): {
